@@ -1,0 +1,1 @@
+//! Placeholder: the load generator lands with issue 4.

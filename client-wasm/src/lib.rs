@@ -1,0 +1,1 @@
+//! Placeholder: the DevtoolsConnection crate lands with issue 5.

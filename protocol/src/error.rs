@@ -1,0 +1,49 @@
+//! The relay's `error {code, message}` reply: what went wrong with a frame the peer sent.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable error codes in `error.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The text frame is not JSON.
+    BadJson,
+    /// A binary frame: the protocol is JSON text only.
+    BinaryNotSupported,
+    /// JSON without a string `type` field (or not an object).
+    MissingType,
+    /// A `type` this relay does not know.
+    UnknownType,
+    /// A known `type` with missing or ill-typed fields.
+    InvalidMessage,
+    /// A message the connection's role may not send (e.g. `state_snapshot` from a dashboard), or a second
+    /// `handshake` / `subscribe_dashboard`.
+    WrongRole,
+    /// The first message must be `handshake` (SDK) or `subscribe_dashboard` (dashboard).
+    NotIdentified,
+    /// A message whose `sessionId` differs from the connection's handshake.
+    SessionMismatch,
+    /// `request_client_snapshot` for a session that is not connected.
+    UnknownSession,
+    /// The target SDK's queue is full; the request was not delivered.
+    Busy,
+    /// A code from a newer relay that this build does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// `error {code, message}`: sent by the relay in reply to a frame it could not accept. The connection stays open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorMessage {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorMessage {
+            code,
+            message: message.into(),
+        }
+    }
+}

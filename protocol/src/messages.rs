@@ -1,0 +1,248 @@
+//! Every message on the wire, grouped by direction. Field names are camelCase, `type` is snake_case.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{ErrorMessage, Millis};
+
+/// Fields a newer peer sent that this build does not know. Kept so that forwarding is lossless.
+pub type Extra = Map<String, Value>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// SDK → relay
+
+/// Messages an SDK client (browser SDK, agent, daemon) sends to the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SdkMessage {
+    /// First message of an SDK connection: identifies the session.
+    Handshake(Handshake),
+    /// The SDK's full state; fanned out to dashboards as `state_update`.
+    StateSnapshot(Snapshot),
+    /// One AG-UI event; fanned out to dashboards as `stream_event_update`.
+    StreamEvent(StreamEvent),
+    /// Application-level keepalive (counts as liveness like a pong).
+    Heartbeat(Heartbeat),
+}
+
+/// `handshake {protocolVersion, sdkVersion, projectId?, sessionId}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Handshake {
+    pub protocol_version: u32,
+    pub sdk_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    pub session_id: String,
+}
+
+/// The body of `state_snapshot` (everything but `type`), and the `snapshot` of `state_update`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub session_id: String,
+    pub timestamp: Millis,
+    /// The SDK's threads (shape owned by the SDK; forwarded as-is).
+    pub threads: Vec<Value>,
+    pub registry: Registry,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<Value>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `registry {components[], tools[], mcpServers?}`: what the SDK's app has registered.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registry {
+    pub components: Vec<Value>,
+    pub tools: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<Value>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `stream_event {sessionId, timestamp, threadId, event, seq}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEvent {
+    pub session_id: String,
+    pub timestamp: Millis,
+    pub thread_id: String,
+    pub event: AgUiEvent,
+    /// Per-session sequence number assigned by the SDK.
+    pub seq: u64,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// An AG-UI event: `{type: "TEXT_MESSAGE_CONTENT", ...any}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgUiEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(flatten)]
+    pub fields: Extra,
+}
+
+/// `heartbeat {sessionId, timestamp}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    pub session_id: String,
+    pub timestamp: Millis,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// relay → SDK
+
+/// Messages the relay sends to an SDK client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RelayToSdk {
+    HandshakeAck(HandshakeAck),
+    /// A dashboard asked for a fresh `state_snapshot`.
+    RequestSnapshot,
+    Error(ErrorMessage),
+}
+
+/// `handshake_ack {sessionId, serverVersion}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandshakeAck {
+    pub session_id: String,
+    pub server_version: String,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// dashboard → relay
+
+/// Messages a dashboard sends to the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DashboardMessage {
+    /// First message of a dashboard connection; answered with `client_list`.
+    SubscribeDashboard,
+    RequestClientList,
+    /// Ask one SDK for a fresh snapshot (the relay sends it `request_snapshot`).
+    RequestClientSnapshot(SessionRef),
+}
+
+/// `{sessionId}`: names one SDK session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRef {
+    pub session_id: String,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// relay → dashboard
+
+/// Messages the relay sends to a dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RelayToDashboard {
+    ClientList(ClientList),
+    ClientConnected(ClientInfo),
+    ClientDisconnected(SessionRef),
+    StateUpdate(StateUpdate),
+    StreamEventUpdate(StreamEventUpdate),
+    Error(ErrorMessage),
+}
+
+/// `client_list {clients}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ClientList {
+    pub clients: Vec<ClientInfo>,
+}
+
+/// One connected SDK client, as dashboards see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    pub session_id: String,
+    pub sdk_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    pub connected_at: Millis,
+}
+
+/// `state_update {sessionId, snapshot}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateUpdate {
+    pub session_id: String,
+    pub snapshot: Snapshot,
+}
+
+/// `stream_event_update {sessionId, event}`; `event` is the whole `stream_event` message, `type` included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEventUpdate {
+    pub session_id: String,
+    #[serde(with = "tagged_stream_event")]
+    pub event: StreamEvent,
+}
+
+/// (De)serializes a `StreamEvent` with its `"type": "stream_event"` tag, as it appears inside
+/// `stream_event_update`.
+mod tagged_stream_event {
+    use super::StreamEvent;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Ref<'a> {
+        StreamEvent(&'a StreamEvent),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Owned {
+        StreamEvent(StreamEvent),
+    }
+
+    pub fn serialize<S: Serializer>(ev: &StreamEvent, s: S) -> Result<S::Ok, S::Error> {
+        Ref::StreamEvent(ev).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StreamEvent, D::Error> {
+        let Owned::StreamEvent(ev) = Owned::deserialize(d)?;
+        Ok(ev)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Anything a peer may send first
+
+/// A message received by the relay before it knows the peer's role: the first message decides it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    Sdk(SdkMessage),
+    Dashboard(DashboardMessage),
+}
+
+impl SdkMessage {
+    /// The session this message claims to belong to.
+    pub fn session_id(&self) -> &str {
+        match self {
+            SdkMessage::Handshake(m) => &m.session_id,
+            SdkMessage::StateSnapshot(m) => &m.session_id,
+            SdkMessage::StreamEvent(m) => &m.session_id,
+            SdkMessage::Heartbeat(m) => &m.session_id,
+        }
+    }
+}
+
+impl ClientInfo {
+    /// What dashboards learn about an SDK from its handshake.
+    pub fn from_handshake(h: &Handshake, connected_at: Millis) -> Self {
+        ClientInfo {
+            session_id: h.session_id.clone(),
+            sdk_version: h.sdk_version.clone(),
+            project_id: h.project_id.clone(),
+            connected_at,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Golden fixtures (tests/fixtures/*.json, shared with the wasm and web tests): each decodes into its typed
+//! message and encodes back to the same JSON value, unknown fields included.
+
+use devrelay_protocol::{
+    decode, splice, DashboardMessage, DecodeError, ErrorCode, Inbound, RelayToDashboard,
+    RelayToSdk, SdkMessage, Tagged,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../tests/fixtures/", $name, ".json")),
+        )
+    };
+}
+
+const SDK: &[(&str, &str)] = &[
+    fixture!("handshake"),
+    fixture!("state_snapshot"),
+    fixture!("stream_event"),
+    fixture!("heartbeat"),
+];
+const TO_SDK: &[(&str, &str)] = &[
+    fixture!("handshake_ack"),
+    fixture!("request_snapshot"),
+    fixture!("error"),
+];
+const DASHBOARD: &[(&str, &str)] = &[
+    fixture!("subscribe_dashboard"),
+    fixture!("request_client_list"),
+    fixture!("request_client_snapshot"),
+];
+const TO_DASHBOARD: &[(&str, &str)] = &[
+    fixture!("client_list"),
+    fixture!("client_connected"),
+    fixture!("client_disconnected"),
+    fixture!("state_update"),
+    fixture!("stream_event_update"),
+    fixture!("error"),
+];
+
+fn round_trip<T: Tagged + Serialize>(fixtures: &[(&str, &str)]) {
+    for (name, text) in fixtures {
+        let msg: T = decode(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let back = serde_json::to_value(&msg).unwrap();
+        let want: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back, want, "{name} did not round-trip");
+        // Exact numbers too: integral timestamps stay integers.
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&want).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_fixture_round_trips() {
+    round_trip::<SdkMessage>(SDK);
+    round_trip::<RelayToSdk>(TO_SDK);
+    round_trip::<DashboardMessage>(DASHBOARD);
+    round_trip::<RelayToDashboard>(TO_DASHBOARD);
+}
+
+#[test]
+fn every_tag_has_a_fixture() {
+    let names: Vec<&str> = [SDK, TO_SDK, DASHBOARD, TO_DASHBOARD]
+        .concat()
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    for tag in [
+        SdkMessage::TYPES,
+        RelayToSdk::TYPES,
+        DashboardMessage::TYPES,
+        RelayToDashboard::TYPES,
+    ]
+    .concat()
+    {
+        assert!(names.contains(&tag), "no fixture for {tag}");
+    }
+}
+
+#[test]
+fn inbound_decodes_both_roles() {
+    for (name, text) in SDK {
+        assert!(
+            matches!(Inbound::decode(text), Ok(Inbound::Sdk(_))),
+            "{name}"
+        );
+    }
+    for (name, text) in DASHBOARD {
+        assert!(
+            matches!(Inbound::decode(text), Ok(Inbound::Dashboard(_))),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unknown_fields_are_preserved() {
+    let (_, text) = fixture!("state_snapshot");
+    let Ok(SdkMessage::StateSnapshot(s)) = decode::<SdkMessage>(text) else {
+        panic!("not a snapshot")
+    };
+    assert_eq!(s.extra["futureField"]["addedIn"], "2.0");
+    assert!(
+        !s.extra.contains_key("type"),
+        "the tag is not an unknown field"
+    );
+    let (_, text) = fixture!("stream_event");
+    let Ok(SdkMessage::StreamEvent(e)) = decode::<SdkMessage>(text) else {
+        panic!("not an event")
+    };
+    assert_eq!(e.extra["traceId"], "tr-unknown-to-relay");
+    assert_eq!(e.event.kind, "TEXT_MESSAGE_CONTENT");
+    assert_eq!(e.event.fields["rawEvent"]["provider"], "openai");
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let cases: &[(&str, ErrorCode)] = &[
+        ("", ErrorCode::BadJson),
+        ("{not json", ErrorCode::BadJson),
+        ("\u{0}\u{1}garbage", ErrorCode::BadJson),
+        ("null", ErrorCode::MissingType),
+        ("[1,2]", ErrorCode::MissingType),
+        ("42", ErrorCode::MissingType),
+        ("{}", ErrorCode::MissingType),
+        (r#"{"type":7}"#, ErrorCode::MissingType),
+        (r#"{"type":"frobnicate"}"#, ErrorCode::UnknownType),
+        (
+            r#"{"type":"handshake_ack","sessionId":"x","serverVersion":"1"}"#,
+            ErrorCode::UnknownType,
+        ),
+        (
+            r#"{"type":"handshake","sdkVersion":"1","sessionId":"s"}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"stream_event","sessionId":"s","timestamp":"yesterday","threadId":"t","event":{"type":"X"},"seq":1}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"stream_event","sessionId":"s","timestamp":1,"threadId":"t","event":{},"seq":1}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"request_client_snapshot"}"#,
+            ErrorCode::InvalidMessage,
+        ),
+    ];
+    for (text, code) in cases {
+        let err = Inbound::decode(text).expect_err(text);
+        assert_eq!(err.code(), *code, "{text}: {err}");
+        assert!(!err.to_string().is_empty());
+    }
+    assert_eq!(
+        decode::<SdkMessage>(r#"{"type":"subscribe_dashboard"}"#),
+        Err(DecodeError::UnknownType("subscribe_dashboard".into()))
+    );
+}
+
+#[test]
+fn spliced_updates_equal_typed_ones() {
+    let (_, text) = fixture!("stream_event");
+    let Ok(SdkMessage::StreamEvent(ev)) = decode::<SdkMessage>(text) else {
+        panic!()
+    };
+    let spliced = splice::stream_event_update("sess-7f3a", text);
+    let typed = RelayToDashboard::StreamEventUpdate(devrelay_protocol::StreamEventUpdate {
+        session_id: "sess-7f3a".into(),
+        event: ev,
+    });
+    assert_eq!(decode::<RelayToDashboard>(&spliced).unwrap(), typed);
+    assert_eq!(
+        serde_json::from_str::<Value>(&spliced).unwrap(),
+        serde_json::to_value(&typed).unwrap()
+    );
+
+    let (_, text) = fixture!("state_snapshot");
+    let Ok(SdkMessage::StateSnapshot(snapshot)) = decode::<SdkMessage>(text) else {
+        panic!()
+    };
+    let spliced = splice::state_update("sess-7f3a", text).unwrap();
+    let typed = RelayToDashboard::StateUpdate(devrelay_protocol::StateUpdate {
+        session_id: "sess-7f3a".into(),
+        snapshot,
+    });
+    assert_eq!(decode::<RelayToDashboard>(&spliced).unwrap(), typed);
+    assert_eq!(
+        serde_json::from_str::<Value>(&spliced).unwrap(),
+        serde_json::to_value(&typed).unwrap()
+    );
+    // Session ids that need escaping stay valid JSON.
+    let odd = splice::stream_event_update("a\"b\\c\u{1}", text);
+    assert!(serde_json::from_str::<Value>(&odd).is_ok());
+}
+
+#[test]
+fn float_and_integer_timestamps_keep_their_form() {
+    let text = r#"{"type":"heartbeat","sessionId":"s","timestamp":1763812830000.5}"#;
+    let msg: SdkMessage = decode(text).unwrap();
+    assert_eq!(serde_json::to_string(&msg).unwrap(), text);
+}

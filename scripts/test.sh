@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every test devrelay has, in order: set-up, Rust (native), wasm in headless Chromium, dashboard e2e.
+# This is the README's test command and what CI (.ci/run) calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+
+section() { printf '\n\033[1;35m=== %s ===\033[0m\n' "$*"; }
+
+section "rustfmt"
+cargo fmt --all -- --check
+
+section "protocol builds for wasm32-unknown-unknown"
+cargo check -p devrelay-protocol --target wasm32-unknown-unknown
+
+section "cargo test (workspace)"
+cargo test --workspace
