@@ -1,1 +1,142 @@
-fn main() {}
+//! `devrelay`: parses flags, binds, and hands over to `devrelay::run`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use devrelay::Config;
+use devrelay_protocol::limits;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devrelay",
+    version,
+    about = "Real-time devtools relay between SDK clients and dashboards"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the relay (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to bind. Non-loopback addresses expose the relay to the network: only with care.
+    #[arg(long, env = "DEVRELAY_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to bind (0 picks a free one; the URL printed at start tells which).
+    #[arg(long, env = "DEVRELAY_PORT", default_value_t = limits::DEFAULT_PORT)]
+    port: u16,
+    /// Extra allowed WebSocket Origin (exact scheme://host[:port], or * for any). Repeatable, or comma-separated.
+    #[arg(
+        long = "allow-origin",
+        env = "DEVRELAY_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    allow_origin: Vec<String>,
+    /// Extra allowed Host header name (DNS-rebinding defence). Repeatable, or comma-separated.
+    #[arg(
+        long = "allow-host",
+        env = "DEVRELAY_ALLOW_HOST",
+        value_delimiter = ','
+    )]
+    allow_host: Vec<String>,
+    /// Seconds between WebSocket pings; a peer silent for a whole interval is terminated.
+    #[arg(long, env = "DEVRELAY_PING_INTERVAL_SECS", default_value_t = limits::DEFAULT_PING_INTERVAL_SECS)]
+    ping_interval_secs: u64,
+    /// Seconds a new connection has to send handshake or subscribe_dashboard.
+    #[arg(long, env = "DEVRELAY_IDENTIFY_TIMEOUT_SECS", default_value_t = limits::DEFAULT_IDENTIFY_TIMEOUT_SECS)]
+    identify_timeout_secs: u64,
+    /// Largest accepted message, in bytes (larger: close 1009).
+    #[arg(long, env = "DEVRELAY_MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Outbound queue per connection, in messages (overflow: close 4002 slow consumer).
+    #[arg(long, env = "DEVRELAY_QUEUE_MESSAGES", default_value_t = Config::default().queue_messages)]
+    queue_messages: usize,
+    /// Outbound queue per connection, in bytes (overflow: close 4002 slow consumer).
+    #[arg(long, env = "DEVRELAY_QUEUE_BYTES", default_value_t = Config::default().queue_bytes)]
+    queue_bytes: usize,
+    /// Read buffer per connection, in bytes (the main memory cost of an idle connection).
+    #[arg(long, env = "DEVRELAY_READ_BUFFER_BYTES", default_value_t = Config::default().read_buffer_bytes)]
+    read_buffer_bytes: usize,
+    /// Write coalescing buffer per connection, in bytes.
+    #[arg(long, env = "DEVRELAY_WRITE_BUFFER_BYTES", default_value_t = Config::default().write_buffer_bytes)]
+    write_buffer_bytes: usize,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        let mut allowed_hosts = self.allow_host.clone();
+        allowed_hosts.push(self.host.clone());
+        Config {
+            allowed_hosts,
+            allowed_origins: self.allow_origin.clone(),
+            max_message_bytes: self.max_message_bytes,
+            ping_interval: Duration::from_secs(self.ping_interval_secs.max(1)),
+            identify_timeout: Duration::from_secs(self.identify_timeout_secs.max(1)),
+            queue_messages: self.queue_messages,
+            queue_bytes: self.queue_bytes,
+            read_buffer_bytes: self.read_buffer_bytes,
+            write_buffer_bytes: self.write_buffer_bytes,
+            ..Config::default()
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "devrelay=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    match cli.command {
+        None => runtime.block_on(serve(cli.serve)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    println!("devrelay listening on ws://{addr}");
+    tracing::info!(%addr, version = devrelay::VERSION, "relay started; health at http://{addr}/health");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    devrelay::run(listener, args.config(), shutdown).await?;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("signal received: closing connections (1001)");
+    shutdown.cancel();
+}

@@ -1,0 +1,339 @@
+//! One WebSocket connection: its role, inbound frames, its outbound queue, heartbeat and close.
+//!
+//! A single task per connection selects over: relay shutdown, a close request from the hub (replaced, slow
+//! consumer), inbound frames, the outbound queue, the ping timer and the identify deadline. Writes that block
+//! (a peer that stopped reading) stay interruptible by the close request and shutdown.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use devrelay_protocol::{
+    splice, ClientInfo, CloseCode, DashboardMessage, ErrorCode, ErrorMessage, HandshakeAck,
+    Inbound, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{encode, queue, Hub, Outbox, Peer};
+use crate::metrics::{kind_index, IN_KINDS};
+
+/// Longest accepted `sessionId`, in bytes.
+const MAX_SESSION_ID_BYTES: usize = 256;
+/// Frames written per flush when the queue has a backlog.
+const WRITE_BATCH: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Unidentified,
+    Sdk(String),
+    Dashboard,
+}
+
+/// Why the connection loop ended.
+#[derive(Debug)]
+enum End {
+    /// Close with this code and reason.
+    Close(CloseCode, String),
+    /// The peer closed or the transport failed: nothing more to send.
+    Gone,
+}
+
+struct Connection<'a> {
+    hub: &'a Hub,
+    peer: Peer,
+    role: Role,
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub async fn serve<S>(mut ws: WebSocketStream<S>, hub: Arc<Hub>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = hub.next_conn_id();
+    hub.connections.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::Metrics::bump(&hub.metrics.connections_total);
+    let (peer, mut outbox) = queue(id, &hub.config);
+    let mut conn = Connection {
+        hub: &hub,
+        peer,
+        role: Role::Unidentified,
+    };
+
+    let end = conn.run(&mut ws, &mut outbox, &shutdown).await;
+    tracing::debug!(conn = id, role = ?conn.role, end = ?end, "connection ended");
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code: WsCloseCode::from(code.code()),
+            reason: Utf8Bytes::from(reason),
+        };
+        // Best effort: a peer that stopped reading may never take the close frame.
+        let _ = tokio::time::timeout(hub.config.shutdown_grace, ws.close(Some(frame))).await;
+    }
+    match &conn.role {
+        Role::Sdk(session) => hub.unregister_sdk(session, id),
+        Role::Dashboard => hub.unregister_dashboard(id),
+        Role::Unidentified => {}
+    }
+    hub.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Connection<'_> {
+    async fn run<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        outbox: &mut Outbox,
+        shutdown: &CancellationToken,
+    ) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let config = self.hub.config.clone();
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let identify = tokio::time::sleep(config.identify_timeout);
+        tokio::pin!(identify);
+        let close = self.peer.close.clone();
+        // Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
+        let mut heard = true;
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
+                code = close.requested() => return close_with(code),
+                frame = outbox.recv() => {
+                    let Some(frame) = frame else { return End::Gone };
+                    let write = write_batch(ws, frame, outbox);
+                    tokio::select! {
+                        r = write => if r.is_err() { return End::Gone },
+                        code = close.requested() => return close_with(code),
+                        _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
+                    }
+                }
+                msg = ws.next() => {
+                    heard = true;
+                    match msg {
+                        None => return End::Gone,
+                        Some(Ok(Message::Text(text))) => self.on_text(text),
+                        Some(Ok(Message::Binary(b))) => {
+                            self.hub.metrics.inbound(kind_index(&IN_KINDS, "binary"), b.len());
+                            self.reply_error(ErrorCode::BinaryNotSupported,
+                                "binary frames are not supported: send JSON text frames".into());
+                        }
+                        Some(Ok(Message::Close(_))) => {
+                            // tungstenite queued the close reply; push it out, then we are done.
+                            let _ = ws.flush().await;
+                            return End::Gone;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                            crate::metrics::Metrics::bump(&self.hub.metrics.oversize_closes);
+                            return End::Close(CloseCode::MessageTooBig,
+                                format!("message of {size} bytes exceeds the {max_size}-byte limit"));
+                        }
+                        Some(Err(WsError::Protocol(e))) => {
+                            return End::Close(CloseCode::PolicyViolation, truncate(format!("protocol error: {e}")));
+                        }
+                        Some(Err(WsError::Utf8(_))) => {
+                            return End::Close(CloseCode::PolicyViolation, "text frame is not valid UTF-8".into());
+                        }
+                        Some(Err(_)) => return End::Gone,
+                    }
+                }
+                _ = ping.tick() => {
+                    if !heard {
+                        crate::metrics::Metrics::bump(&self.hub.metrics.heartbeat_timeouts);
+                        return close_with(CloseCode::HeartbeatTimeout);
+                    }
+                    heard = false;
+                    let send = ws.send(Message::Ping(Default::default()));
+                    tokio::select! {
+                        r = send => if r.is_err() { return End::Gone },
+                        code = close.requested() => return close_with(code),
+                        _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
+                    }
+                }
+                _ = &mut identify, if self.role == Role::Unidentified => {
+                    crate::metrics::Metrics::bump(&self.hub.metrics.identify_timeouts);
+                    return close_with(CloseCode::IdentifyTimeout);
+                }
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: Utf8Bytes) {
+        let msg = match Inbound::decode(&text) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.hub
+                    .metrics
+                    .inbound(kind_index(&IN_KINDS, "invalid"), text.len());
+                return self.reply_error(e.code(), e.to_string());
+            }
+        };
+        let kind = match &msg {
+            Inbound::Sdk(SdkMessage::Handshake(_)) => "handshake",
+            Inbound::Sdk(SdkMessage::StateSnapshot(_)) => "state_snapshot",
+            Inbound::Sdk(SdkMessage::StreamEvent(_)) => "stream_event",
+            Inbound::Sdk(SdkMessage::Heartbeat(_)) => "heartbeat",
+            Inbound::Dashboard(DashboardMessage::SubscribeDashboard) => "subscribe_dashboard",
+            Inbound::Dashboard(DashboardMessage::RequestClientList) => "request_client_list",
+            Inbound::Dashboard(DashboardMessage::RequestClientSnapshot(_)) => {
+                "request_client_snapshot"
+            }
+        };
+        self.hub
+            .metrics
+            .inbound(kind_index(&IN_KINDS, kind), text.len());
+
+        match (&self.role, msg) {
+            (Role::Unidentified, Inbound::Sdk(SdkMessage::Handshake(h))) => {
+                if h.session_id.is_empty() || h.session_id.len() > MAX_SESSION_ID_BYTES {
+                    return self.reply_error(
+                        ErrorCode::InvalidMessage,
+                        format!("sessionId must be 1 to {MAX_SESSION_ID_BYTES} bytes"),
+                    );
+                }
+                if h.protocol_version > PROTOCOL_VERSION {
+                    tracing::warn!(session = %h.session_id, version = h.protocol_version,
+                        "SDK speaks a newer protocol version; continuing with version {PROTOCOL_VERSION}");
+                }
+                let ack = RelayToSdk::HandshakeAck(HandshakeAck {
+                    session_id: h.session_id.clone(),
+                    server_version: crate::VERSION.into(),
+                });
+                self.hub.send(&self.peer, "handshake_ack", &encode(&ack));
+                self.hub.register_sdk(
+                    ClientInfo::from_handshake(&h, Millis::now()),
+                    self.peer.clone(),
+                );
+                tracing::info!(conn = self.peer.id, session = %h.session_id, sdk = %h.sdk_version, "SDK connected");
+                self.role = Role::Sdk(h.session_id);
+            }
+            (Role::Unidentified, Inbound::Dashboard(DashboardMessage::SubscribeDashboard)) => {
+                self.hub.register_dashboard(self.peer.clone());
+                tracing::info!(conn = self.peer.id, "dashboard subscribed");
+                self.role = Role::Dashboard;
+            }
+            (Role::Unidentified, _) => self.reply_error(
+                ErrorCode::NotIdentified,
+                "the first message must be handshake (SDK) or subscribe_dashboard (dashboard)"
+                    .into(),
+            ),
+            (Role::Sdk(session), Inbound::Sdk(m)) => {
+                let session = session.clone();
+                self.on_sdk(&session, m, &text)
+            }
+            (Role::Dashboard, Inbound::Dashboard(m)) => self.on_dashboard(m),
+            (Role::Sdk(_), Inbound::Dashboard(_)) => self.reply_error(
+                ErrorCode::WrongRole,
+                format!("{kind} is a dashboard message; this is an SDK connection"),
+            ),
+            (Role::Dashboard, Inbound::Sdk(_)) => self.reply_error(
+                ErrorCode::WrongRole,
+                format!("{kind} is an SDK message; this is a dashboard connection"),
+            ),
+        }
+    }
+
+    fn on_sdk(&mut self, session: &str, msg: SdkMessage, raw: &str) {
+        if msg.session_id() != session {
+            return self.reply_error(
+                ErrorCode::SessionMismatch,
+                format!(
+                    "sessionId {:?} does not match this connection's handshake ({session:?})",
+                    msg.session_id()
+                ),
+            );
+        }
+        match msg {
+            SdkMessage::Handshake(_) => self.reply_error(
+                ErrorCode::WrongRole,
+                "already identified: handshake may be sent once".into(),
+            ),
+            SdkMessage::StateSnapshot(_) => match splice::state_update(session, raw) {
+                Ok(frame) => self
+                    .hub
+                    .publish(session, "state_update", &Utf8Bytes::from(frame)),
+                Err(e) => self.reply_error(e.code(), e.to_string()),
+            },
+            SdkMessage::StreamEvent(_) => {
+                let frame = splice::stream_event_update(session, raw);
+                self.hub
+                    .publish(session, "stream_event_update", &Utf8Bytes::from(frame));
+            }
+            SdkMessage::Heartbeat(_) => {}
+        }
+    }
+
+    fn on_dashboard(&mut self, msg: DashboardMessage) {
+        match msg {
+            DashboardMessage::SubscribeDashboard | DashboardMessage::RequestClientList => {
+                self.hub.send_client_list(&self.peer)
+            }
+            DashboardMessage::RequestClientSnapshot(s) => {
+                if let Err(code) = self.hub.request_snapshot(&s.session_id) {
+                    let why = match code {
+                        ErrorCode::Busy => "its outbound queue is full",
+                        _ => "no SDK with that sessionId is connected",
+                    };
+                    self.reply_error(
+                        code,
+                        format!("cannot request a snapshot from {:?}: {why}", s.session_id),
+                    );
+                }
+            }
+        }
+    }
+
+    fn reply_error(&self, code: ErrorCode, message: String) {
+        tracing::debug!(conn = self.peer.id, ?code, %message, "error reply");
+        // `error` has the same wire form in both directions.
+        let frame = encode(&RelayToDashboard::Error(ErrorMessage::new(code, message)));
+        self.hub.send(&self.peer, "error", &frame);
+    }
+}
+
+fn close_with(code: CloseCode) -> End {
+    End::Close(code, code.reason().into())
+}
+
+/// Close reasons must fit in a control frame (123 bytes).
+fn truncate(mut s: String) -> String {
+    if s.len() > 123 {
+        let mut cut = 120;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Writes one frame plus whatever else is already queued (up to a batch), then flushes once.
+async fn write_batch<S>(
+    ws: &mut WebSocketStream<S>,
+    first: Utf8Bytes,
+    outbox: &mut Outbox,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match outbox.try_recv() {
+            Some(f) => ws.feed(Message::Text(f)).await?,
+            None => break,
+        }
+    }
+    ws.flush().await
+}

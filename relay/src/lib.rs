@@ -1,0 +1,51 @@
+//! devrelay: a real-time devtools relay. SDK clients and dashboards connect over WebSocket; the relay tracks
+//! SDK sessions and fans their snapshots and events out to dashboards.
+//!
+//! One entry point, [`run`], used by `main` and by the integration tests alike.
+
+mod access;
+pub mod config;
+mod connection;
+mod hub;
+mod metrics;
+mod routes;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// The relay's version, reported in `handshake_ack.serverVersion` and `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Serves the relay on `listener` until `shutdown` is cancelled; then every WebSocket gets a 1001 close and the
+/// function returns once they are gone (or `config.shutdown_grace` has passed).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let grace = config.shutdown_grace;
+    let hub = Arc::new(hub::Hub::new(Arc::new(config)));
+    let tracker = TaskTracker::new();
+    let app = routes::router(routes::AppState {
+        hub,
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
+    // axum's graceful shutdown does not wait for upgraded connections (axum#3003): the tracker does.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            open = tracker.len(),
+            "shutdown grace elapsed with connections still closing"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,520 @@
+//! The relay over real sockets: every flow of the protocol and every defect of the seed-000 server it fixes.
+
+mod util;
+
+use std::time::Duration;
+
+use devrelay::Config;
+use devrelay_protocol::{ErrorCode, RelayToDashboard, RelayToSdk};
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use util::{Client, Relay, PATIENCE};
+
+const STATE_SNAPSHOT: &str = include_str!("../../tests/fixtures/state_snapshot.json");
+const STREAM_EVENT: &str = include_str!("../../tests/fixtures/stream_event.json");
+
+fn event(session: &str, seq: u64, pad: usize) -> String {
+    json!({"type":"stream_event","sessionId":session,"timestamp":1,"threadId":"t","event":{"type":"TEXT_MESSAGE_CONTENT","delta":"x".repeat(pad)},"seq":seq}).to_string()
+}
+
+fn expect_error(msg: RelayToDashboard, code: ErrorCode) {
+    match msg {
+        RelayToDashboard::Error(e) => {
+            assert_eq!(e.code, code, "{}", e.message);
+            assert!(!e.message.is_empty());
+        }
+        other => panic!("expected error {code:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sdk_and_dashboard_flow() {
+    let relay = Relay::start(Config::default()).await;
+    let (mut dash, list) = Client::dashboard(&relay.url()).await;
+    assert!(list.clients.is_empty());
+
+    let mut sdk = Client::sdk(&relay.url(), "sess-7f3a").await;
+    match dash.recv::<RelayToDashboard>().await {
+        RelayToDashboard::ClientConnected(c) => {
+            assert_eq!(
+                (c.session_id.as_str(), c.sdk_version.as_str()),
+                ("sess-7f3a", "1.0.0")
+            );
+            assert_eq!(c.project_id.as_deref(), Some("p1"));
+            assert!(c.connected_at.0 > 1.7e12);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A second dashboard gets the SDK in its list.
+    let (mut dash2, list) = Client::dashboard(&relay.url()).await;
+    assert_eq!(list.clients.len(), 1);
+    assert_eq!(list.clients[0].session_id, "sess-7f3a");
+
+    // state_snapshot → state_update to both, losslessly (unknown fields and number forms survive).
+    sdk.send_text(STATE_SNAPSHOT).await;
+    let want_snapshot = {
+        let mut v: Value = serde_json::from_str(STATE_SNAPSHOT).unwrap();
+        v.as_object_mut().unwrap().remove("type");
+        v
+    };
+    for d in [&mut dash, &mut dash2] {
+        let v = d.recv_value().await;
+        assert_eq!(v["type"], "state_update");
+        assert_eq!(v["sessionId"], "sess-7f3a");
+        assert_eq!(v["snapshot"], want_snapshot);
+        assert_eq!(v["snapshot"]["futureField"]["addedIn"], "2.0");
+    }
+
+    // stream_event → stream_event_update, the whole message as `event`.
+    sdk.send_text(STREAM_EVENT).await;
+    let want_event: Value = serde_json::from_str(STREAM_EVENT).unwrap();
+    for d in [&mut dash, &mut dash2] {
+        let v = d.recv_value().await;
+        assert_eq!(v["type"], "stream_event_update");
+        assert_eq!(v["sessionId"], "sess-7f3a");
+        assert_eq!(v["event"], want_event);
+    }
+
+    // heartbeat is accepted silently; request_client_list answers the list.
+    sdk.send_json(json!({"type":"heartbeat","sessionId":"sess-7f3a","timestamp":5}))
+        .await;
+    dash.send_text(r#"{"type":"request_client_list"}"#).await;
+    match dash.recv::<RelayToDashboard>().await {
+        RelayToDashboard::ClientList(l) => assert_eq!(l.clients.len(), 1),
+        other => panic!("{other:?}"),
+    }
+
+    // request_client_snapshot → request_snapshot at the SDK; unknown sessions are an error.
+    dash.send_text(r#"{"type":"request_client_snapshot","sessionId":"sess-7f3a"}"#)
+        .await;
+    assert_eq!(sdk.recv::<RelayToSdk>().await, RelayToSdk::RequestSnapshot);
+    dash.send_text(r#"{"type":"request_client_snapshot","sessionId":"nobody"}"#)
+        .await;
+    expect_error(dash.recv().await, ErrorCode::UnknownSession);
+
+    // The SDK leaves: every dashboard hears it.
+    sdk.ws.close(None).await.unwrap();
+    for d in [&mut dash, &mut dash2] {
+        match d.recv::<RelayToDashboard>().await {
+            RelayToDashboard::ClientDisconnected(s) => assert_eq!(s.session_id, "sess-7f3a"),
+            other => panic!("{other:?}"),
+        }
+    }
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn same_session_replaces_the_old_connection_cleanly() {
+    let relay = Relay::start(Config::default()).await;
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let mut old = Client::sdk(&relay.url(), "dup").await;
+    assert!(matches!(
+        dash.recv().await,
+        RelayToDashboard::ClientConnected(_)
+    ));
+
+    let mut new = Client::sdk(&relay.url(), "dup").await;
+    let (code, reason) = old.closed().await;
+    assert_eq!(code, 4000);
+    assert!(reason.contains("replaced"), "{reason}");
+    // Dashboards see the old one leave and the new one arrive, in that order.
+    match dash.recv().await {
+        RelayToDashboard::ClientDisconnected(s) => assert_eq!(s.session_id, "dup"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(dash.recv().await, RelayToDashboard::ClientConnected(c) if c.session_id == "dup")
+    );
+
+    // The old socket's close did not remove the new one: it is listed and its events flow.
+    dash.send_text(r#"{"type":"request_client_list"}"#).await;
+    match dash.recv().await {
+        RelayToDashboard::ClientList(l) => {
+            assert_eq!(l.clients.len(), 1);
+            assert_eq!(l.clients[0].session_id, "dup");
+        }
+        other => panic!("{other:?}"),
+    }
+    new.send_text(&event("dup", 1, 4)).await;
+    assert!(
+        matches!(dash.recv().await, RelayToDashboard::StreamEventUpdate(u) if u.event.seq == 1)
+    );
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_identify_timeout() {
+    let relay = Relay::start(Config {
+        identify_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut silent = Client::connect(&relay.url()).await;
+    // Invalid messages do not identify a connection.
+    silent.send_text(r#"{"type":"request_client_list"}"#).await;
+    expect_error(silent.recv().await, ErrorCode::NotIdentified);
+    let (code, reason) = silent.closed().await;
+    assert_eq!(code, 4001);
+    assert!(reason.contains("handshake"), "{reason}");
+    // An identified connection is not affected.
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // outlive the timeout on purpose
+    dash.send_text(r#"{"type":"request_client_list"}"#).await;
+    assert!(matches!(dash.recv().await, RelayToDashboard::ClientList(_)));
+    assert_eq!(relay.stats().await["identifyTimeouts"], 1);
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn bad_frames_get_typed_errors_and_the_connection_stays_usable() {
+    let relay = Relay::start(Config::default()).await;
+    let mut c = Client::connect(&relay.url()).await;
+    let cases: &[(&str, ErrorCode)] = &[
+        ("{oops", ErrorCode::BadJson),
+        ("null", ErrorCode::MissingType),
+        (r#"{"type":"frobnicate"}"#, ErrorCode::UnknownType),
+        (
+            r#"{"type":"handshake","sessionId":"s"}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"handshake","protocolVersion":1,"sdkVersion":"1","sessionId":""}"#,
+            ErrorCode::InvalidMessage,
+        ),
+    ];
+    for (text, code) in cases {
+        c.send_text(text).await;
+        expect_error(c.recv().await, *code);
+    }
+    c.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    expect_error(c.recv().await, ErrorCode::BinaryNotSupported);
+
+    // Still usable: it can become an SDK, and role errors are typed too.
+    c.send_json(json!({"type":"handshake","protocolVersion":1,"sdkVersion":"1","sessionId":"s1"}))
+        .await;
+    assert!(matches!(
+        c.recv::<RelayToSdk>().await,
+        RelayToSdk::HandshakeAck(_)
+    ));
+    c.send_text(r#"{"type":"subscribe_dashboard"}"#).await;
+    expect_error(c.recv().await, ErrorCode::WrongRole);
+    c.send_json(json!({"type":"handshake","protocolVersion":1,"sdkVersion":"1","sessionId":"s1"}))
+        .await;
+    expect_error(c.recv().await, ErrorCode::WrongRole);
+    c.send_text(&event("someone-else", 1, 1)).await;
+    expect_error(c.recv().await, ErrorCode::SessionMismatch);
+    c.send_text(r#"{"type":"stream_event","sessionId":"s1"}"#)
+        .await;
+    expect_error(c.recv().await, ErrorCode::InvalidMessage);
+
+    let (mut dash, list) = Client::dashboard(&relay.url()).await;
+    assert_eq!(list.clients.len(), 1);
+    dash.send_text(&event("s1", 1, 1)).await;
+    expect_error(dash.recv().await, ErrorCode::WrongRole);
+    c.send_text(&event("s1", 7, 1)).await;
+    assert!(
+        matches!(dash.recv().await, RelayToDashboard::StreamEventUpdate(u) if u.event.seq == 7)
+    );
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn oversized_messages_close_with_1009_and_spare_everyone_else() {
+    let relay = Relay::start(Config {
+        max_message_bytes: 4096,
+        ..Config::default()
+    })
+    .await;
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let mut big = Client::sdk(&relay.url(), "big").await;
+    let mut ok = Client::sdk(&relay.url(), "ok").await;
+    for _ in 0..2 {
+        assert!(matches!(
+            dash.recv().await,
+            RelayToDashboard::ClientConnected(_)
+        ));
+    }
+    big.send_text(&event("big", 1, 8000)).await;
+    let (code, reason) = big.closed().await;
+    assert_eq!(code, 1009);
+    assert!(reason.contains("4096"), "{reason}");
+    match dash.recv().await {
+        RelayToDashboard::ClientDisconnected(s) => assert_eq!(s.session_id, "big"),
+        other => panic!("{other:?}"),
+    }
+    ok.send_text(&event("ok", 2, 100)).await;
+    assert!(
+        matches!(dash.recv().await, RelayToDashboard::StreamEventUpdate(u) if u.event.seq == 2)
+    );
+    assert_eq!(relay.stats().await["oversizeCloses"], 1);
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn origin_and_host_are_checked() {
+    let relay = Relay::start(Config {
+        allowed_origins: vec!["https://dash.example.com".into()],
+        ..Config::default()
+    })
+    .await;
+    let url = relay.url();
+    for origin in [
+        "http://localhost:3000",
+        "http://127.0.0.1:8080",
+        "https://dash.example.com",
+    ] {
+        assert!(
+            Client::connect_with(&url, &[("origin", origin)])
+                .await
+                .is_ok(),
+            "{origin}"
+        );
+    }
+    for origin in [
+        "https://evil.example",
+        "http://localhost.evil.example",
+        "null",
+    ] {
+        match Client::connect_with(&url, &[("origin", origin)]).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                assert_eq!(res.status(), 403);
+                let body =
+                    String::from_utf8_lossy(res.body().as_deref().unwrap_or_default()).to_string();
+                assert!(body.contains("Origin"), "{body}");
+            }
+            other => panic!("{origin}: expected 403, got {:?}", other.map(|_| ())),
+        }
+    }
+    // DNS rebinding: a browser that resolved evil.example to 127.0.0.1 still sends Host: evil.example.
+    let (status, body) = relay.get("/health", &[("Host", "evil.example:8265")]).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("Host"), "{body}");
+    let (status, _) = relay.get("/health", &[("Host", "localhost:8265")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(relay.stats().await["rejectedUpgrades"], 3);
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn health_and_stats() {
+    let relay = Relay::start(Config::default()).await;
+    let (_dash, _) = Client::dashboard(&relay.url()).await;
+    let mut sdk = Client::sdk(&relay.url(), "h").await;
+    sdk.send_text(&event("h", 1, 10)).await;
+    let mut probe = Client::dashboard(&relay.url()).await.0;
+    // The event reached the first dashboard before this list request is answered (one ordered pipeline).
+    probe.send_text(r#"{"type":"request_client_list"}"#).await;
+    let _ = probe.recv_value().await;
+
+    let (status, body) = relay.get("/health", &[]).await;
+    assert_eq!(status, 200);
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["version"], devrelay::VERSION);
+    assert_eq!(
+        (
+            h["connections"].as_u64(),
+            h["sdkClients"].as_u64(),
+            h["dashboards"].as_u64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
+    assert!(h["uptimeSecs"].is_u64());
+
+    let s = relay.stats().await;
+    assert_eq!(s["in"]["handshake"]["messages"], 1);
+    assert_eq!(s["in"]["stream_event"]["messages"], 1);
+    assert_eq!(s["in"]["subscribe_dashboard"]["messages"], 2);
+    assert_eq!(s["out"]["handshake_ack"]["messages"], 1);
+    assert!(s["out"]["stream_event_update"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(s["gauges"]["sdkClients"], 1);
+    let (status, _) = relay.get("/", &[]).await;
+    assert_eq!(
+        status, 426,
+        "plain GET / explains it is a WebSocket endpoint"
+    );
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn missed_pongs_terminate_and_heartbeats_count_as_liveness() {
+    let relay = Relay::start(Config {
+        ping_interval: Duration::from_millis(150),
+        ..Config::default()
+    })
+    .await;
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    // Never polled after the handshake, so it never answers a ping.
+    let mut mute = Client::sdk(&relay.url(), "mute").await;
+    // Never reads either, but keeps sending application heartbeats.
+    let mut chatty = Client::sdk(&relay.url(), "chatty").await;
+    let beat = tokio::spawn(async move {
+        for i in 0..20 {
+            chatty
+                .send_json(json!({"type":"heartbeat","sessionId":"chatty","timestamp":i}))
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Still connected after 1 s (≈ 6 ping intervals) without a single pong.
+        chatty.send_text(&event("chatty", 1, 1)).await;
+        chatty
+    });
+    // The dashboard reads continuously, so it answers pings and stays.
+    let mut mute_gone = false;
+    loop {
+        match dash.recv().await {
+            RelayToDashboard::ClientConnected(_) => {}
+            RelayToDashboard::ClientDisconnected(s) => {
+                assert_eq!(s.session_id, "mute", "only the silent SDK is terminated");
+                mute_gone = true;
+            }
+            RelayToDashboard::StreamEventUpdate(u) => {
+                assert_eq!(u.session_id, "chatty");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(mute_gone);
+    let _chatty = beat.await.unwrap();
+    let (code, _) = mute.closed().await;
+    assert_eq!(code, 4003);
+    assert!(relay.stats().await["heartbeatTimeouts"].as_u64() >= Some(1));
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_dashboard_that_stops_reading_is_closed_without_hurting_the_others() {
+    let relay = Relay::start(Config {
+        queue_messages: 64,
+        queue_bytes: 256 << 10,
+        ..Config::default()
+    })
+    .await;
+    let (mut stalled, _) = Client::dashboard(&relay.url()).await;
+    let (mut live, _) = Client::dashboard(&relay.url()).await;
+    let mut sdk = Client::sdk(&relay.url(), "firehose").await;
+    for d in [&mut stalled, &mut live] {
+        assert!(matches!(
+            d.recv().await,
+            RelayToDashboard::ClientConnected(_)
+        ));
+    }
+    // The live dashboard reads everything in a task and reports each seq it sees.
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        loop {
+            let v = live.recv_value().await;
+            if v["type"] == "stream_event_update" {
+                let _ = seen_tx.send(v["event"]["seq"].as_u64().unwrap());
+            } else {
+                panic!("unexpected {v}");
+            }
+        }
+    });
+    // Bursts of 8 16 KiB events; each burst is confirmed by the live dashboard before the next, so only the
+    // stalled one falls behind. Stop once the relay has closed it (bounded: 200 MiB at most).
+    let mut seq = 0u64;
+    let mut expect = 1u64;
+    let mut closed = false;
+    for burst in 0..1600 {
+        for _ in 0..8 {
+            seq += 1;
+            sdk.send_text(&event("firehose", seq, 16 << 10)).await;
+        }
+        while expect <= seq {
+            let got = tokio::time::timeout(PATIENCE, seen_rx.recv())
+                .await
+                .unwrap();
+            assert_eq!(
+                got,
+                Some(expect),
+                "the live dashboard lost or reordered an event"
+            );
+            expect += 1;
+        }
+        if burst % 8 == 7 && relay.stats().await["slowConsumerCloses"] == 1 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the stalled dashboard was never closed");
+    // The stalled dashboard, read at last, finds a prefix of the events and then 4002.
+    let (code, reason) = stalled.closed().await;
+    assert_eq!(code, 4002);
+    assert!(reason.contains("slow consumer"), "{reason}");
+    // The live dashboard saw every event, in order, and keeps receiving.
+    seq += 1;
+    sdk.send_text(&event("firehose", seq, 10)).await;
+    while expect <= seq {
+        assert_eq!(
+            tokio::time::timeout(PATIENCE, seen_rx.recv())
+                .await
+                .unwrap(),
+            Some(expect)
+        );
+        expect += 1;
+    }
+    let stats = relay.stats().await;
+    assert_eq!(stats["gauges"]["dashboards"], 1);
+    assert!(stats["dropped"].as_u64() >= Some(1));
+    reader.abort();
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_sends_1001_to_everyone_and_returns() {
+    let relay = Relay::start(Config::default()).await;
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let mut sdk = Client::sdk(&relay.url(), "bye").await;
+    relay.shutdown.cancel();
+    for c in [&mut dash, &mut sdk] {
+        let (code, reason) = c.closed().await;
+        assert_eq!(code, 1001);
+        assert!(reason.contains("shutting down"), "{reason}");
+    }
+    let result = tokio::time::timeout(PATIENCE, relay.task)
+        .await
+        .expect("run() did not return");
+    result.unwrap().unwrap();
+}
+
+#[test]
+fn the_binary_prints_its_url_and_exits_0_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("devrelay listening on ws://127.0.0.1:"),
+        "{line}"
+    );
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .trim_start_matches("devrelay listening on ws://")
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut dash = rt.block_on(async { Client::dashboard(&format!("ws://{addr}")).await.0 });
+    let started = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let (code, _) = rt.block_on(dash.closed());
+    assert_eq!(code, 1001);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    eprintln!("exited {:?} after SIGTERM", started.elapsed());
+}

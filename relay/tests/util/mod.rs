@@ -1,0 +1,186 @@
+//! Test helpers: a real relay on port 0, and thin WebSocket clients that speak the protocol.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use devrelay::Config;
+use devrelay_protocol::{decode, ClientList, RelayToDashboard, RelayToSdk, Tagged};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound on waiting for something that should happen; a hang fails the test instead of blocking CI.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Relay {
+    pub async fn start(config: Config) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(devrelay::run(listener, config, shutdown.clone()));
+        Relay {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// A plain HTTP/1.1 GET; returns (status, body).
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        http_get(self.addr, path, headers).await
+    }
+
+    pub async fn stats(&self) -> Value {
+        let (status, body) = self.get("/stats", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Client { ws }
+    }
+
+    pub async fn connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        tokio_tungstenite::connect_async(req)
+            .await
+            .map(|(ws, _)| Client { ws })
+    }
+
+    /// Connects as an SDK and completes the handshake.
+    pub async fn sdk(url: &str, session_id: &str) -> Client {
+        let mut c = Client::connect(url).await;
+        c.send_json(serde_json::json!({
+            "type": "handshake", "protocolVersion": 1, "sdkVersion": "1.0.0", "projectId": "p1", "sessionId": session_id
+        }))
+        .await;
+        match c.recv::<RelayToSdk>().await {
+            RelayToSdk::HandshakeAck(ack) => assert_eq!(ack.session_id, session_id),
+            other => panic!("expected handshake_ack, got {other:?}"),
+        }
+        c
+    }
+
+    /// Connects as a dashboard; returns it with the `client_list` it got.
+    pub async fn dashboard(url: &str) -> (Client, ClientList) {
+        let mut c = Client::connect(url).await;
+        c.send_text(r#"{"type":"subscribe_dashboard"}"#).await;
+        match c.recv::<RelayToDashboard>().await {
+            RelayToDashboard::ClientList(list) => (c, list),
+            other => panic!("expected client_list, got {other:?}"),
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// The next text frame (skipping pings/pongs).
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended")
+                .expect("websocket error");
+            match msg {
+                Message::Text(t) => return t.to_string(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn recv<T: Tagged>(&mut self) -> T {
+        let text = self.recv_text().await;
+        decode(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    pub async fn recv_value(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).unwrap()
+    }
+
+    /// Reads until the relay closes the connection; returns the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("timed out waiting for close");
+            match msg {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (frame.code.into(), frame.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("error instead of a close frame: {e}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+}
