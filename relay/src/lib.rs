@@ -6,6 +6,7 @@
 mod access;
 pub mod config;
 mod connection;
+pub mod demo;
 mod hub;
 mod metrics;
 mod routes;

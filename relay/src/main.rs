@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the relay (the default).
     Serve(ServeArgs),
+    /// Run simulated SDK clients against a relay: demo traffic for the dashboard.
+    Demo(devrelay::demo::DemoConfig),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +108,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         None => runtime.block_on(serve(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Demo(cfg)) => runtime.block_on(demo(cfg)),
     }
 }
 
@@ -121,6 +124,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     devrelay::run(listener, args.config(), shutdown).await?;
     tracing::info!("relay stopped");
     Ok(())
+}
+
+async fn demo(cfg: devrelay::demo::DemoConfig) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    devrelay::demo::run(cfg, shutdown).await
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
