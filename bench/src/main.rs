@@ -1,0 +1,148 @@
+//! `devrelay-bench`: runs one benchmark scenario against a relay, or writes the report from saved results.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use devrelay_bench::conn::Target;
+use devrelay_bench::report::{self, Machine, RunMeta, ScenarioReport};
+use devrelay_bench::scenario::{self, Options};
+
+/// Run one scenario (a–f of issue 4) against a relay and print / save the results.
+#[derive(Debug, Parser)]
+#[command(
+    name = "devrelay-bench",
+    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator."
+)]
+struct RunArgs {
+    /// Scenario name: a, b, c, d, e or f.
+    scenario: String,
+    /// Relay WebSocket URL (loopback, numeric): ws://127.0.0.1:PORT[/PATH].
+    #[arg(long)]
+    url: String,
+    /// PID of the relay process, to sample its CPU and RSS.
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    /// Label of the relay in the results (e.g. devrelay, node-ws).
+    #[arg(long, default_value = "relay")]
+    label: String,
+    /// Worker threads of the load generator's tokio runtime.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Measured duration in seconds (default: the scenario's own).
+    #[arg(long)]
+    duration_secs: Option<f64>,
+    /// Closed-loop window per SDK (messages not yet delivered to every dashboard), for scenarios b and c.
+    #[arg(long, default_value_t = 256)]
+    window: u64,
+    /// Seconds to wait after the last send for deliveries in flight.
+    #[arg(long, default_value_t = 5.0)]
+    drain_secs: f64,
+    /// Override the number of connections of scenario d.
+    #[arg(long)]
+    connections: Option<u32>,
+    /// Override the number of dashboards of a fan-out scenario.
+    #[arg(long)]
+    dashboards: Option<u32>,
+    /// Override the number of SDKs of a fan-out scenario.
+    #[arg(long)]
+    sdks: Option<u32>,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Write the generated section of BENCHMARKS.md from saved JSON results, keeping every other section.
+#[derive(Debug, Parser)]
+#[command(name = "devrelay-bench report")]
+struct ReportArgs {
+    /// Directory of `*.json` scenario results (and an optional `meta.json`).
+    #[arg(long)]
+    results: PathBuf,
+    /// The Markdown file to update.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("report") {
+        args.remove(1);
+        return write_report(ReportArgs::parse_from(args));
+    }
+    run(RunArgs::parse_from(args))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let Some(sc) = scenario::by_name(&args.scenario) else {
+        bail!(
+            "unknown scenario {:?} (expected a, b, c, d, e or f)",
+            args.scenario
+        );
+    };
+    let mut opts = Options::new(Target::parse(&args.url)?);
+    opts.relay_label = args.label;
+    opts.relay_pid = args.relay_pid;
+    opts.workers = args.workers.max(1);
+    opts.duration = args.duration_secs.map(Duration::from_secs_f64);
+    opts.window = args.window;
+    opts.drain_timeout = Duration::from_secs_f64(args.drain_secs);
+    opts.connections = args.connections;
+    opts.dashboards = args.dashboards;
+    opts.sdks = args.sdks;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.workers)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(scenario::run(&sc, &opts))?;
+    print!("{}", result.summary());
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn write_report(args: ReportArgs) -> anyhow::Result<()> {
+    let mut results: Vec<ScenarioReport> = Vec::new();
+    let mut meta = RunMeta::default();
+    let mut entries: Vec<_> = std::fs::read_dir(&args.results)
+        .with_context(|| format!("reading {}", args.results.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path)?;
+        if path.file_name().is_some_and(|n| n == "meta.json") {
+            meta = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+        } else {
+            results.push(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            );
+        }
+    }
+    let section = report::render(&results, &Machine::detect(), &meta);
+    let existing = std::fs::read_to_string(&args.out).unwrap_or_default();
+    std::fs::write(&args.out, report::splice_section(&existing, &section))
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    for t in report::check_targets(&results) {
+        println!(
+            "{}: {} — {} — {}",
+            t.scenario,
+            t.target,
+            t.measured,
+            match t.met {
+                Some(true) => "met",
+                Some(false) => "NOT met",
+                None => "n/a",
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,898 @@
+//! The benchmark scenarios (a–f of issue 4) and the runners that drive simulated SDKs and dashboards.
+//!
+//! Fan-out scenarios connect every dashboard first (each waits for its `client_list`), then every SDK (each
+//! waits for its `handshake_ack`), so every message sent is owed to every dashboard: expected deliveries =
+//! messages sent × dashboards. SDKs either send at a fixed rate (open loop) or as fast as possible with at
+//! most `window` messages per SDK that some dashboard has not yet received (closed loop: measures the relay's
+//! throughput at a bounded queue instead of how much it can buffer).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::{self, ConnError, FrameReader, Msg, SocketOpts, Target};
+use crate::latency::Latencies;
+use crate::payload::{self, Template};
+use crate::procstat::{self, Pid, Reading, Sampler};
+use crate::report::{FanoutReport, IdleReport, Params, ProcReport, ScenarioReport, StalledReport};
+use crate::stamp::{Clock, Stamp, StampFinder};
+
+/// Why a scenario could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{what}: {source}")]
+    Conn {
+        what: String,
+        #[source]
+        source: ConnError,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn conn_err(what: impl Into<String>) -> impl FnOnce(ConnError) -> BenchError {
+    let what = what.into();
+    move |source| BenchError::Conn { what, source }
+}
+
+/// What each simulated SDK sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MessageKind {
+    /// `stream_event` of this many bytes.
+    StreamEvent { bytes: usize },
+    /// `state_snapshot` with `threads` × `messages` chat messages.
+    Snapshot { threads: usize, messages: usize },
+}
+
+/// A fan-out scenario: SDKs send, dashboards receive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fanout {
+    pub sdks: u32,
+    pub dashboards: u32,
+    /// Messages per second per SDK; `None` = as fast as the window allows.
+    pub rate: Option<f64>,
+    pub message: MessageKind,
+    /// Add one more dashboard that subscribes and then never reads.
+    pub stalled_dashboard: bool,
+}
+
+/// An idle-connections scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idle {
+    pub connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Fanout(Fanout),
+    Idle(Idle),
+}
+
+/// One named scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub kind: Kind,
+    /// Default measured duration, in seconds.
+    pub default_secs: f64,
+}
+
+/// Every scenario, in order.
+pub fn all() -> Vec<Scenario> {
+    let event = MessageKind::StreamEvent { bytes: 512 };
+    vec![
+        Scenario {
+            name: "a",
+            title: "10 SDKs × 50 dashboards × 100 msg/s, 512 B events (seed-003 target)",
+            kind: Kind::Fanout(Fanout {
+                sdks: 10,
+                dashboards: 50,
+                rate: Some(100.0),
+                message: event,
+                stalled_dashboard: false,
+            }),
+            default_secs: 10.0,
+        },
+        Scenario {
+            name: "b",
+            title: "1 SDK × 1 dashboard, as fast as possible, 512 B events",
+            kind: Kind::Fanout(Fanout {
+                sdks: 1,
+                dashboards: 1,
+                rate: None,
+                message: event,
+                stalled_dashboard: false,
+            }),
+            default_secs: 5.0,
+        },
+        Scenario {
+            name: "c",
+            title: "4 SDKs × 16 dashboards, as fast as possible, 512 B events",
+            kind: Kind::Fanout(Fanout {
+                sdks: 4,
+                dashboards: 16,
+                rate: None,
+                message: event,
+                stalled_dashboard: false,
+            }),
+            default_secs: 5.0,
+        },
+        Scenario {
+            name: "d",
+            title: "10,000 idle SDK connections",
+            kind: Kind::Idle(Idle {
+                connections: 10_000,
+            }),
+            default_secs: 3.0,
+        },
+        Scenario {
+            name: "e",
+            title: "10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB (20 threads × 50 messages)",
+            kind: Kind::Fanout(Fanout {
+                sdks: 10,
+                dashboards: 10,
+                rate: Some(5.0),
+                message: MessageKind::Snapshot {
+                    threads: 20,
+                    messages: 50,
+                },
+                stalled_dashboard: false,
+            }),
+            default_secs: 10.0,
+        },
+        Scenario {
+            name: "f",
+            title: "scenario a plus one dashboard that stops reading",
+            kind: Kind::Fanout(Fanout {
+                sdks: 10,
+                dashboards: 50,
+                rate: Some(100.0),
+                message: event,
+                stalled_dashboard: true,
+            }),
+            default_secs: 20.0,
+        },
+    ]
+}
+
+/// Looks a scenario up by name (`a`..`f`).
+pub fn by_name(name: &str) -> Option<Scenario> {
+    all().into_iter().find(|s| s.name == name)
+}
+
+/// How to run a scenario.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: Target,
+    /// Label of the relay under test in the report (e.g. `devrelay`, `node-ws`).
+    pub relay_label: String,
+    pub relay_pid: Option<u32>,
+    /// Runtime worker threads (recorded in the report; the caller builds the runtime).
+    pub workers: usize,
+    /// Measured duration; the scenario's default when `None`.
+    pub duration: Option<Duration>,
+    /// Closed-loop window per SDK, in messages (as-fast-as-possible scenarios).
+    pub window: u64,
+    /// How long to wait after the last send for deliveries still in flight.
+    pub drain_timeout: Duration,
+    /// Override of the connection count of idle scenarios.
+    pub connections: Option<u32>,
+    /// Override of the dashboard count / SDK count of fan-out scenarios (for quick runs and tests).
+    pub dashboards: Option<u32>,
+    pub sdks: Option<u32>,
+    /// Bound on connection setup (connect + upgrade + first reply) for the whole scenario.
+    pub setup_timeout: Duration,
+}
+
+impl Options {
+    pub fn new(target: Target) -> Options {
+        Options {
+            target,
+            relay_label: "relay".into(),
+            relay_pid: None,
+            workers: 1,
+            duration: None,
+            window: 256,
+            drain_timeout: Duration::from_secs(5),
+            connections: None,
+            dashboards: None,
+            sdks: None,
+            setup_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Runs one scenario and returns its report.
+pub async fn run(scenario: &Scenario, opts: &Options) -> Result<ScenarioReport, BenchError> {
+    let duration = opts
+        .duration
+        .unwrap_or(Duration::from_secs_f64(scenario.default_secs));
+    let mut report = ScenarioReport {
+        scenario: scenario.name.to_string(),
+        title: scenario.title.to_string(),
+        relay: opts.relay_label.clone(),
+        url: format!("ws://{}{}", opts.target.addr, opts.target.path),
+        params: Params {
+            workers: opts.workers,
+            duration_secs: duration.as_secs_f64(),
+            ..Params::default()
+        },
+        fanout: None,
+        idle: None,
+        loadgen_cpu_pct: None,
+        relay_proc: None,
+    };
+    match &scenario.kind {
+        Kind::Fanout(f) => {
+            let mut f = f.clone();
+            f.dashboards = opts.dashboards.unwrap_or(f.dashboards);
+            f.sdks = opts.sdks.unwrap_or(f.sdks);
+            report.params.sdks = f.sdks;
+            report.params.dashboards = f.dashboards;
+            report.params.rate_per_sdk = f.rate;
+            report.params.window = f.rate.is_none().then_some(opts.window);
+            run_fanout(&f, opts, duration, &mut report).await?;
+        }
+        Kind::Idle(i) => {
+            let n = opts.connections.unwrap_or(i.connections);
+            report.params.sdks = n;
+            run_idle(n, opts, duration, &mut report).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// A counter on its own cache line, so receivers on different worker threads do not contend.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Counter(AtomicU64);
+
+/// Shared between senders and receivers of one fan-out run.
+#[derive(Debug)]
+struct Shared {
+    clock: Clock,
+    dashboards: usize,
+    /// Deliveries of sender `s` to dashboard `d`, at `s * dashboards + d`.
+    acks: Vec<Counter>,
+    /// Woken on deliveries when senders are window-limited.
+    wake: Vec<Notify>,
+    windowed: bool,
+}
+
+impl Shared {
+    fn senders(&self) -> usize {
+        self.wake.len()
+    }
+
+    /// Messages of `sender` that every dashboard has received.
+    fn delivered_to_all(&self, sender: usize) -> u64 {
+        let row = &self.acks[sender * self.dashboards..(sender + 1) * self.dashboards];
+        row.iter()
+            .map(|c| c.0.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn delivered_total(&self) -> u64 {
+        self.acks.iter().map(|c| c.0.load(Ordering::Acquire)).sum()
+    }
+}
+
+/// What one dashboard saw.
+#[derive(Debug, Default)]
+struct DashStats {
+    received: u64,
+    other: u64,
+    last_nanos: u64,
+    latencies: Latencies,
+    close_code: Option<u16>,
+    ended: bool,
+}
+
+/// What the relay told an SDK connection.
+#[derive(Debug, Default)]
+struct SdkSignals {
+    pong_due: AtomicBool,
+    errors: AtomicU64,
+    /// Close code + 1 (0 = none).
+    close: AtomicU32,
+}
+
+async fn connect_dashboard(
+    target: &Target,
+    opts: SocketOpts,
+) -> Result<(TcpStream, FrameReader), ConnError> {
+    let (mut s, mut r) = conn::connect(target, opts).await?;
+    s.write_all(&payload::subscribe_dashboard()).await?;
+    // The relay answers subscribe_dashboard with client_list: wait for it, answering pings.
+    loop {
+        match r.next(&mut s).await? {
+            Some(Msg::Text(p)) if memchr::memmem::find(p, b"client_list").is_some() => break,
+            Some(Msg::Ping(p)) => {
+                let pong = conn::pong(p);
+                s.write_all(&pong).await?;
+            }
+            Some(Msg::Close(c)) => {
+                return Err(ConnError::Upgrade(format!(
+                    "closed ({c:?}) before client_list"
+                )))
+            }
+            None => return Err(ConnError::Upgrade("closed before client_list".into())),
+            Some(_) => {}
+        }
+    }
+    Ok((s, r))
+}
+
+async fn connect_sdk(target: &Target, index: u32) -> Result<(TcpStream, FrameReader), ConnError> {
+    let (mut s, mut r) = conn::connect(target, SocketOpts::default()).await?;
+    s.write_all(&payload::handshake(index)).await?;
+    loop {
+        match r.next(&mut s).await? {
+            Some(Msg::Text(p)) if memchr::memmem::find(p, b"handshake_ack").is_some() => break,
+            Some(Msg::Text(p)) => {
+                return Err(ConnError::Upgrade(format!(
+                    "expected handshake_ack, got {}",
+                    String::from_utf8_lossy(&p[..p.len().min(200)])
+                )))
+            }
+            Some(Msg::Ping(p)) => {
+                let pong = conn::pong(p);
+                s.write_all(&pong).await?;
+            }
+            Some(Msg::Close(c)) => {
+                return Err(ConnError::Upgrade(format!(
+                    "closed ({c:?}) before handshake_ack"
+                )))
+            }
+            None => return Err(ConnError::Upgrade("closed before handshake_ack".into())),
+            Some(_) => {}
+        }
+    }
+    Ok((s, r))
+}
+
+/// Receives until cancelled or closed, recording a latency per stamped message.
+async fn dashboard(
+    index: usize,
+    mut stream: TcpStream,
+    mut reader: FrameReader,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> DashStats {
+    let mut stats = DashStats::default();
+    let finder = StampFinder::default();
+    reader.reserve(64 * 1024);
+    let receive = async {
+        let (mut r, mut w) = stream.split();
+        loop {
+            match reader.next(&mut r).await {
+                Ok(Some(Msg::Text(p))) => match finder.find(p) {
+                    Some(st) if (st.sender as usize) < shared.senders() => {
+                        let now = shared.clock.now_nanos();
+                        stats.latencies.record(now.saturating_sub(st.sent_nanos));
+                        stats.received += 1;
+                        stats.last_nanos = now;
+                        shared.acks[st.sender as usize * shared.dashboards + index]
+                            .0
+                            .fetch_add(1, Ordering::Release);
+                        if shared.windowed {
+                            shared.wake[st.sender as usize].notify_one();
+                        }
+                    }
+                    _ => stats.other += 1,
+                },
+                Ok(Some(Msg::Ping(p))) => {
+                    let pong = conn::pong(p);
+                    if w.write_all(&pong).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Some(Msg::Close(code))) => {
+                    stats.close_code = code;
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        stats.ended = true;
+    };
+    tokio::select! {
+        _ = receive => {}
+        _ = cancel.cancelled() => {}
+    }
+    stats
+}
+
+/// Reads an SDK connection's incoming frames (acks, errors, pings) while its writer sends.
+async fn sdk_listener(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut reader: FrameReader,
+    signals: Arc<SdkSignals>,
+) {
+    loop {
+        match reader.next(&mut r).await {
+            Ok(Some(Msg::Ping(_))) => signals.pong_due.store(true, Ordering::Relaxed),
+            Ok(Some(Msg::Text(p))) if memchr::memmem::find(p, br#""error""#).is_some() => {
+                signals.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(Msg::Close(code))) => {
+                signals
+                    .close
+                    .store(u32::from(code.unwrap_or(1005)) + 1, Ordering::Relaxed);
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+struct SenderPlan {
+    index: u32,
+    template: Template,
+    start: Instant,
+    deadline: Instant,
+    /// Fixed-rate schedule: first send offset and period.
+    schedule: Option<(Duration, Duration)>,
+    window: u64,
+}
+
+/// Sends until the deadline; returns how many messages were sent.
+async fn sender(
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    mut plan: SenderPlan,
+    shared: Arc<Shared>,
+    signals: Arc<SdkSignals>,
+) -> u64 {
+    let i = plan.index as usize;
+    let mut seq: u64 = 0;
+    let deadline = tokio::time::Instant::from_std(plan.deadline);
+    'send: loop {
+        match plan.schedule {
+            Some((phase, period)) => {
+                let at = plan.start + phase + period.mul_f64(seq as f64);
+                if at >= plan.deadline {
+                    break;
+                }
+                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            }
+            None => loop {
+                if Instant::now() >= plan.deadline {
+                    break 'send;
+                }
+                if seq.saturating_sub(shared.delivered_to_all(i)) < plan.window {
+                    break;
+                }
+                tokio::select! {
+                    _ = shared.wake[i].notified() => {}
+                    _ = tokio::time::sleep_until(deadline) => break 'send,
+                }
+            },
+        }
+        if signals.pong_due.swap(false, Ordering::Relaxed)
+            && w.write_all(&conn::pong(b"")).await.is_err()
+        {
+            break;
+        }
+        let frame = plan.template.stamped(Stamp {
+            sent_nanos: shared.clock.now_nanos(),
+            sender: plan.index,
+            seq,
+        });
+        if w.write_all(frame).await.is_err() {
+            break;
+        }
+        seq += 1;
+    }
+    seq
+}
+
+async fn join_all<T: 'static>(set: &mut JoinSet<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(set.len());
+    while let Some(r) = set.join_next().await {
+        if let Ok(v) = r {
+            out.push(v);
+        }
+    }
+    out
+}
+
+async fn run_fanout(
+    f: &Fanout,
+    opts: &Options,
+    duration: Duration,
+    report: &mut ScenarioReport,
+) -> Result<(), BenchError> {
+    let target = &opts.target;
+    let setup = async {
+        // Dashboards first, so that every message sent is owed to every one of them.
+        let mut dash_set = JoinSet::new();
+        for _ in 0..f.dashboards {
+            let t = target.clone();
+            dash_set.spawn(async move { connect_dashboard(&t, SocketOpts::default()).await });
+        }
+        let mut dashboards = Vec::new();
+        while let Some(r) = dash_set.join_next().await {
+            let c = r
+                .map_err(|e| BenchError::Setup(e.to_string()))?
+                .map_err(conn_err("dashboard"))?;
+            dashboards.push(c);
+        }
+        // A small receive buffer makes a client that stops reading push back on the relay within seconds.
+        let stalled = if f.stalled_dashboard {
+            Some(
+                connect_dashboard(
+                    target,
+                    SocketOpts {
+                        recv_buffer: Some(4096),
+                    },
+                )
+                .await
+                .map_err(conn_err("stalled dashboard"))?,
+            )
+        } else {
+            None
+        };
+        let mut sdk_set = JoinSet::new();
+        for i in 0..f.sdks {
+            let t = target.clone();
+            sdk_set.spawn(async move { (i, connect_sdk(&t, i).await) });
+        }
+        let mut sdks = Vec::new();
+        while let Some(r) = sdk_set.join_next().await {
+            let (i, c) = r.map_err(|e| BenchError::Setup(e.to_string()))?;
+            sdks.push((i, c.map_err(conn_err(format!("sdk {i}")))?));
+        }
+        sdks.sort_by_key(|(i, _)| *i);
+        Ok::<_, BenchError>((dashboards, stalled, sdks))
+    };
+    let (dashboards, stalled, sdks) = tokio::time::timeout(opts.setup_timeout, setup)
+        .await
+        .map_err(|_| BenchError::Setup("connection setup timed out".into()))??;
+
+    let shared = Arc::new(Shared {
+        clock: Clock::default(),
+        dashboards: f.dashboards as usize,
+        acks: (0..f.sdks * f.dashboards)
+            .map(|_| Counter::default())
+            .collect(),
+        wake: (0..f.sdks).map(|_| Notify::new()).collect(),
+        windowed: f.rate.is_none(),
+    });
+    let cancel = CancellationToken::new();
+    let mut dash_tasks = JoinSet::new();
+    for (d, (s, r)) in dashboards.into_iter().enumerate() {
+        dash_tasks.spawn(dashboard(d, s, r, shared.clone(), cancel.clone()));
+    }
+
+    let relay = opts.relay_pid.map(Pid::Other);
+    let sample_every = Duration::from_millis(250);
+    let max_samples = ((duration + opts.drain_timeout).as_secs_f64() / 0.25) as usize + 40;
+    let sampler = relay.map(|p| Sampler::start(p, sample_every, max_samples));
+    let relay_rss_start = relay.and_then(procstat::rss_kib);
+    let relay_start = relay.map(Reading::take);
+    let self_start = Reading::take(Pid::Current);
+
+    let send_start_nanos = shared.clock.now_nanos();
+    let start = Instant::now() + Duration::from_millis(5);
+    let deadline = start + duration;
+    let mut senders = JoinSet::new();
+    let mut listeners = Vec::new();
+    let mut signals = Vec::new();
+    for (i, (stream, reader)) in sdks {
+        let template = match f.message {
+            MessageKind::StreamEvent { bytes } => payload::stream_event(i, bytes),
+            MessageKind::Snapshot { threads, messages } => {
+                payload::state_snapshot(i, threads, messages)
+            }
+        };
+        let (r, w) = stream.into_split();
+        let sig = Arc::new(SdkSignals::default());
+        listeners.push(tokio::spawn(sdk_listener(r, reader, sig.clone())));
+        signals.push(sig.clone());
+        let schedule = f.rate.map(|rate| {
+            let period = Duration::from_secs_f64(1.0 / rate);
+            (period.mul_f64(f64::from(i) / f64::from(f.sdks)), period)
+        });
+        let plan = SenderPlan {
+            index: i,
+            template,
+            start,
+            deadline,
+            schedule,
+            window: opts.window.max(1),
+        };
+        senders.spawn(sender(w, plan, shared.clone(), sig));
+    }
+    let sent: u64 = join_all(&mut senders).await.into_iter().sum();
+    let expected = sent * u64::from(f.dashboards);
+
+    // Drain: wait (bounded) for deliveries still in flight.
+    let drain_deadline = Instant::now() + opts.drain_timeout;
+    while Instant::now() < drain_deadline {
+        if shared.delivered_total() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    let stats = join_all(&mut dash_tasks).await;
+
+    let self_end = Reading::take(Pid::Current);
+    let relay_end = relay.map(Reading::take);
+    let samples = match sampler {
+        Some(s) => s.finish().await,
+        None => Vec::new(),
+    };
+
+    let stalled_report = match stalled {
+        Some((s, r)) => Some(inspect_stalled(s, r, sent).await),
+        None => None,
+    };
+    let sdk_errors: u64 = signals
+        .iter()
+        .map(|s| s.errors.load(Ordering::Relaxed))
+        .sum();
+    let sdk_closes: Vec<u16> = signals
+        .iter()
+        .filter_map(|s| match s.close.load(Ordering::Relaxed) {
+            0 => None,
+            c => Some((c - 1) as u16),
+        })
+        .collect();
+    for l in listeners {
+        l.abort();
+    }
+
+    let mut latencies = Latencies::default();
+    let mut received = 0;
+    let mut last = send_start_nanos;
+    let mut dashboard_closes = Vec::new();
+    let mut dashboards_ended = 0;
+    for s in &stats {
+        latencies.merge(&s.latencies);
+        received += s.received;
+        last = last.max(s.last_nanos);
+        if let Some(c) = s.close_code {
+            dashboard_closes.push(c);
+        }
+        if s.ended {
+            dashboards_ended += 1;
+        }
+    }
+    let elapsed = (last.saturating_sub(send_start_nanos)) as f64 / 1e9;
+    report.params.message_bytes = template_len(f.message);
+    report.fanout = Some(FanoutReport {
+        sent,
+        expected,
+        received,
+        lost: expected.saturating_sub(received),
+        elapsed_secs: elapsed,
+        delivered_per_sec: if elapsed > 0.0 {
+            received as f64 / elapsed
+        } else {
+            0.0
+        },
+        latency: latencies.summary(),
+        sdk_errors,
+        sdk_closes,
+        dashboard_closes,
+        dashboards_disconnected: dashboards_ended,
+        stalled: stalled_report,
+    });
+    report.loadgen_cpu_pct = self_start.cpu_percent_until(&self_end);
+    report.relay_proc = relay_start.zip(relay_end).map(|(a, b)| {
+        ProcReport::new(
+            a.cpu_percent_until(&b),
+            relay_rss_start,
+            relay.and_then(procstat::rss_kib),
+            samples,
+        )
+    });
+    Ok(())
+}
+
+fn template_len(m: MessageKind) -> usize {
+    match m {
+        MessageKind::StreamEvent { bytes } => payload::stream_event(0, bytes).payload().len(),
+        MessageKind::Snapshot { threads, messages } => {
+            payload::state_snapshot(0, threads, messages)
+                .payload()
+                .len()
+        }
+    }
+}
+
+/// After the run: what happened to the dashboard that stopped reading? Reads what is left, bounded in time.
+async fn inspect_stalled(mut s: TcpStream, mut r: FrameReader, sent: u64) -> StalledReport {
+    let finder = StampFinder::default();
+    let mut delivered = 0u64;
+    let mut outcome = "still open: the relay kept it connected and buffered for it".to_string();
+    let mut close_code = None;
+    let limit = Instant::now() + Duration::from_secs(20);
+    let (mut rd, mut wr) = s.split();
+    while Instant::now() < limit {
+        match tokio::time::timeout(Duration::from_secs(2), r.next(&mut rd)).await {
+            Err(_) => break,
+            Ok(Ok(Some(Msg::Text(p)))) => {
+                if finder.find(p).is_some() {
+                    delivered += 1;
+                }
+            }
+            Ok(Ok(Some(Msg::Ping(p)))) => {
+                let pong = conn::pong(p);
+                let _ = wr.write_all(&pong).await;
+            }
+            Ok(Ok(Some(Msg::Close(code)))) => {
+                close_code = code;
+                outcome = format!("closed by the relay with code {}", code.unwrap_or(1005));
+                break;
+            }
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => {
+                outcome = "connection closed by the relay without a close frame".into();
+                break;
+            }
+            Ok(Err(e)) => {
+                outcome = format!("connection failed: {e}");
+                break;
+            }
+        }
+    }
+    StalledReport {
+        outcome,
+        close_code,
+        delivered,
+        sent,
+    }
+}
+
+async fn run_idle(
+    n: u32,
+    opts: &Options,
+    hold: Duration,
+    report: &mut ScenarioReport,
+) -> Result<(), BenchError> {
+    let relay = opts.relay_pid.map(Pid::Other);
+    let rss_before = relay.and_then(procstat::rss_kib);
+    let relay_start = relay.map(Reading::take);
+    let self_start = Reading::take(Pid::Current);
+    let sampler = relay.map(|p| Sampler::start(p, Duration::from_millis(250), 4000));
+
+    let ready = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let cancel = CancellationToken::new();
+    // Bound the connects in flight so the listen backlog is not the thing being measured.
+    let connecting = Arc::new(Semaphore::new(256));
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let (t, ready, failed, first_error, cancel, connecting) = (
+            opts.target.clone(),
+            ready.clone(),
+            failed.clone(),
+            first_error.clone(),
+            cancel.clone(),
+            connecting.clone(),
+        );
+        set.spawn(async move {
+            let permit = connecting.acquire_owned().await;
+            let c = tokio::select! {
+                c = connect_sdk(&t, i) => c,
+                _ = cancel.cancelled() => return,
+            };
+            drop(permit);
+            let (mut s, mut r) = match c {
+                Ok(c) => c,
+                Err(e) => {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut f) = first_error.lock() {
+                        f.get_or_insert_with(|| e.to_string());
+                    }
+                    return;
+                }
+            };
+            ready.fetch_add(1, Ordering::Relaxed);
+            // Stay connected and answer pings until the scenario ends.
+            let hold = async {
+                let (mut rd, mut wr) = s.split();
+                while let Ok(Some(m)) = r.next(&mut rd).await {
+                    if let Msg::Ping(p) = m {
+                        let pong = conn::pong(p);
+                        if wr.write_all(&pong).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                _ = hold => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+    let setup_deadline = started + opts.setup_timeout;
+    while Instant::now() < setup_deadline {
+        let done = ready.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+        if done >= u64::from(n) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    let connected = ready.load(Ordering::Relaxed);
+    // Hold the connections; the RSS figure is read at the end of the hold, once allocations have settled.
+    tokio::time::sleep(hold).await;
+    let rss_after = relay.and_then(procstat::rss_kib);
+    let still_connected = set.len();
+    cancel.cancel();
+    while set.join_next().await.is_some() {}
+
+    let relay_end = relay.map(Reading::take);
+    let samples = match sampler {
+        Some(s) => s.finish().await,
+        None => Vec::new(),
+    };
+    let self_end = Reading::take(Pid::Current);
+    let per_conn = match (rss_before, rss_after) {
+        (Some(b), Some(a)) if connected > 0 => {
+            Some(a.saturating_sub(b) as f64 * 1024.0 / connected as f64)
+        }
+        _ => None,
+    };
+    let first_error = first_error.lock().ok().and_then(|f| f.clone());
+    report.idle = Some(IdleReport {
+        requested: u64::from(n),
+        connected,
+        failed: failed.load(Ordering::Relaxed),
+        first_error,
+        connect_secs,
+        tasks_alive_at_end: still_connected as u64,
+        rss_before_kib: rss_before,
+        rss_after_kib: rss_after,
+        rss_per_connection_bytes: per_conn,
+    });
+    report.loadgen_cpu_pct = self_start.cpu_percent_until(&self_end);
+    report.relay_proc = relay_start
+        .zip(relay_end)
+        .map(|(a, b)| ProcReport::new(a.cpu_percent_until(&b), rss_before, rss_after, samples));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_a_to_f_match_the_issue() {
+        let names: Vec<_> = all().iter().map(|s| s.name).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e", "f"]);
+        let Kind::Fanout(a) = by_name("a").unwrap().kind else {
+            panic!()
+        };
+        // 10 SDKs × 100 msg/s × 50 dashboards = the 50,000 deliveries/s of seed 003.
+        assert_eq!(
+            f64::from(a.sdks) * a.rate.unwrap() * f64::from(a.dashboards),
+            50_000.0
+        );
+        let Kind::Idle(d) = by_name("d").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(d.connections, 10_000);
+        let Kind::Fanout(f) = by_name("f").unwrap().kind else {
+            panic!()
+        };
+        assert!(f.stalled_dashboard && f.rate == a.rate && f.dashboards == a.dashboards);
+        assert!(by_name("z").is_none());
+    }
+}

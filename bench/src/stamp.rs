@@ -1,0 +1,176 @@
+//! The benchmark stamp: send time, sender and sequence number, written into a message at a fixed width so a
+//! receiver finds and reads it without parsing the JSON around it.
+//!
+//! The stamp is an extra string member `"bn":"<16 hex nanos>-<8 hex sender>-<16 hex seq>"` placed near the
+//! start of the SDK's message. Relays keep unknown members (devrelay forwards the SDK's bytes; a JSON.parse +
+//! JSON.stringify relay keeps member order), so the stamp arrives within the first couple of hundred bytes of
+//! the dashboard's `stream_event_update` / `state_update`.
+
+use std::time::Instant;
+
+use memchr::memmem::Finder;
+
+/// The member name and opening quote that precede the stamp.
+pub const KEY: &[u8] = br#""bn":""#;
+/// Width of the stamp value (between the quotes).
+pub const LEN: usize = 16 + 1 + 8 + 1 + 16;
+
+/// What a stamp carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Nanoseconds since the generator's [`Clock`] started, taken just before the frame was written.
+    pub sent_nanos: u64,
+    /// Index of the sending SDK connection.
+    pub sender: u32,
+    /// Per-sender sequence number, from 0.
+    pub seq: u64,
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn put_hex(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = HEX[(v & 0xF) as usize];
+        v >>= 4;
+    }
+}
+
+fn get_hex(s: &[u8]) -> Option<u64> {
+    s.iter().try_fold(0u64, |acc, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some((acc << 4) | u64::from(d))
+    })
+}
+
+impl Stamp {
+    /// Writes the stamp value into `out` (exactly [`LEN`] bytes).
+    pub fn write(&self, out: &mut [u8]) {
+        debug_assert_eq!(out.len(), LEN);
+        put_hex(&mut out[0..16], self.sent_nanos);
+        out[16] = b'-';
+        put_hex(&mut out[17..25], u64::from(self.sender));
+        out[25] = b'-';
+        put_hex(&mut out[26..42], self.seq);
+    }
+
+    /// Reads a stamp value (exactly [`LEN`] bytes).
+    pub fn read(s: &[u8]) -> Option<Stamp> {
+        if s.len() != LEN || s[16] != b'-' || s[25] != b'-' {
+            return None;
+        }
+        Some(Stamp {
+            sent_nanos: get_hex(&s[0..16])?,
+            sender: u32::try_from(get_hex(&s[17..25])?).ok()?,
+            seq: get_hex(&s[26..42])?,
+        })
+    }
+
+    /// A placeholder value of the right width, for message templates.
+    pub fn placeholder() -> String {
+        let mut b = [0u8; LEN];
+        Stamp {
+            sent_nanos: 0,
+            sender: 0,
+            seq: 0,
+        }
+        .write(&mut b);
+        String::from_utf8_lossy(&b).into_owned()
+    }
+}
+
+/// Finds stamps in received frames (holds the precomputed substring searcher).
+#[derive(Debug)]
+pub struct StampFinder {
+    finder: Finder<'static>,
+}
+
+impl Default for StampFinder {
+    fn default() -> Self {
+        StampFinder {
+            finder: Finder::new(KEY),
+        }
+    }
+}
+
+impl StampFinder {
+    /// The first stamp in `payload`, if any.
+    pub fn find(&self, payload: &[u8]) -> Option<Stamp> {
+        let at = self.finder.find(payload)? + KEY.len();
+        Stamp::read(payload.get(at..at + LEN)?)
+    }
+}
+
+/// Monotonic nanoseconds since the generator started; shared by senders and receivers in one process.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            base: Instant::now(),
+        }
+    }
+}
+
+impl Clock {
+    pub fn now_nanos(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip_at_fixed_width() {
+        for s in [
+            Stamp {
+                sent_nanos: 0,
+                sender: 0,
+                seq: 0,
+            },
+            Stamp {
+                sent_nanos: u64::MAX,
+                sender: u32::MAX,
+                seq: u64::MAX,
+            },
+            Stamp {
+                sent_nanos: 1_234_567_890_123,
+                sender: 9_999,
+                seq: 42,
+            },
+        ] {
+            let mut b = [0u8; LEN];
+            s.write(&mut b);
+            assert_eq!(Stamp::read(&b), Some(s));
+        }
+        assert_eq!(Stamp::placeholder().len(), LEN);
+    }
+
+    #[test]
+    fn finder_reads_the_stamp_inside_surrounding_json_and_ignores_lookalikes() {
+        let s = Stamp {
+            sent_nanos: 77,
+            sender: 3,
+            seq: 9,
+        };
+        let mut v = [0u8; LEN];
+        s.write(&mut v);
+        let text = format!(
+            r#"{{"type":"stream_event_update","sessionId":"x","event":{{"bn":"{}","seq":1}}}}"#,
+            std::str::from_utf8(&v).unwrap()
+        );
+        let f = StampFinder::default();
+        assert_eq!(f.find(text.as_bytes()), Some(s));
+        assert_eq!(f.find(br#"{"type":"client_list","clients":[]}"#), None);
+        assert_eq!(f.find(br#"{"bn":"short"}"#), None);
+        assert_eq!(f.find(br#"{"bn":""#), None);
+    }
+}
