@@ -5,6 +5,7 @@
 //! remembers the clock value of its last change. The wasm view uses those stamps to rebuild only the JS
 //! objects that changed, and `version()` tells it whether anything changed at all.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 
 use devrelay_protocol::{
@@ -309,12 +310,11 @@ impl Store {
     fn client_list(&mut self, clients: Vec<ClientInfo>) {
         let mut list: Vec<ClientInfo> = Vec::with_capacity(clients.len());
         for c in clients {
-            match list.iter_mut().find(|x| x.session_id == c.session_id) {
-                Some(existing) => *existing = c, // duplicate row: last one wins
-                None => list.push(c),
+            if let Some(i) = list.iter().position(|x| x.session_id == c.session_id) {
+                list.remove(i); // duplicate row: the last one wins
             }
+            insert_client(&mut list, c);
         }
-        sort_clients(&mut list);
         if list == self.clients {
             self.request_selected_snapshot();
             return;
@@ -379,8 +379,7 @@ impl Store {
             );
             self.events_stamp = clock;
         }
-        self.clients.push(info);
-        sort_clients(&mut self.clients);
+        insert_client(&mut self.clients, info);
         self.clients_stamp = clock;
         self.request_selected_snapshot();
     }
@@ -470,6 +469,11 @@ impl Store {
         self.clock
     }
 
+    /// Counts a frame that is not usable at all (e.g. a binary frame).
+    pub fn ignore_frame(&mut self) {
+        self.ignore();
+    }
+
     fn ignore(&mut self) {
         self.ignored_frames += 1;
         self.tick();
@@ -501,13 +505,18 @@ impl Store {
     }
 }
 
-fn sort_clients(clients: &mut [ClientInfo]) {
-    clients.sort_by(|a, b| {
-        a.connected_at
-            .0
-            .total_cmp(&b.connected_at.0)
-            .then_with(|| a.session_id.cmp(&b.session_id))
-    });
+/// Inserts keeping the order by (connectedAt, sessionId). Insertion rather than a sort: client lists are short
+/// and this keeps the sort machinery out of the wasm binary.
+fn insert_client(clients: &mut Vec<ClientInfo>, client: ClientInfo) {
+    let at = clients.partition_point(|c| order(c, &client) == Ordering::Less);
+    clients.insert(at, client);
+}
+
+fn order(a: &ClientInfo, b: &ClientInfo) -> Ordering {
+    a.connected_at
+        .0
+        .total_cmp(&b.connected_at.0)
+        .then_with(|| a.session_id.cmp(&b.session_id))
 }
 
 #[cfg(test)]

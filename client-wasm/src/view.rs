@@ -1,0 +1,199 @@
+//! The JS view of the store: one plain object per state version, rebuilt with structural sharing.
+//!
+//! `getSnapshot()` must return the same object until the state changes, and a change must not re-convert
+//! 5,000 events × sessions to JS. The view keeps the JS object it built for each part (client list, each
+//! snapshot, each session's events) with the store stamp it was built from, and on a new version rebuilds only
+//! the parts whose stamp moved. A session's event array is extended: entries already converted are reused
+//! (sliced off the front when evicted) and only new entries are converted.
+
+use std::collections::HashMap;
+
+use js_sys::{Array, Object, Reflect};
+use serde::Serialize;
+use serde_wasm_bindgen::Serializer;
+use wasm_bindgen::JsValue;
+
+use crate::store::{EventRing, Status, Store};
+
+/// The converted events of one session and what they were built from.
+struct RingView {
+    generation: u64,
+    stamp: u64,
+    /// Positions (see `EventRing::first_position`) covered by `array`.
+    start: u64,
+    end: u64,
+    array: Array,
+    /// `{events: array, droppedCount}`.
+    object: JsValue,
+}
+
+#[derive(Default)]
+pub(crate) struct View {
+    version: Option<u64>,
+    state: JsValue,
+    clients: Option<(u64, JsValue)>,
+    snapshots: Option<(u64, JsValue)>,
+    snapshot_cache: HashMap<String, (u64, JsValue)>,
+    events: Option<(u64, JsValue)>,
+    ring_cache: HashMap<String, RingView>,
+}
+
+const JSON: Serializer = Serializer::json_compatible();
+
+fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
+    // Our types always serialize (maps have string keys, numbers are finite or become null).
+    value.serialize(&JSON).unwrap_or(JsValue::NULL)
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    // Setting a data property on a fresh plain object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+impl View {
+    /// The state object for the store's current version: the cached one when nothing changed.
+    pub fn snapshot(&mut self, store: &Store) -> JsValue {
+        if self.version == Some(store.version()) {
+            return self.state.clone();
+        }
+        let clients = self.clients(store);
+        let snapshots = self.snapshots(store);
+        let events = self.events(store);
+
+        let state = Object::new();
+        let status = match store.status() {
+            Status::Connecting => "connecting",
+            Status::Open => "open",
+            Status::Reconnecting => "reconnecting",
+            Status::Closed => "closed",
+        };
+        set(&state, "status", &JsValue::from_str(status));
+        set(
+            &state,
+            "isConnected",
+            &JsValue::from_bool(store.is_connected()),
+        );
+        set(
+            &state,
+            "error",
+            &store.error().map_or(JsValue::NULL, JsValue::from_str),
+        );
+        set(
+            &state,
+            "reconnectAttempt",
+            &JsValue::from(store.reconnect_attempt()),
+        );
+        set(&state, "clients", &clients);
+        set(&state, "snapshots", &snapshots);
+        set(&state, "events", &events);
+        set(
+            &state,
+            "selectedSessionId",
+            &store
+                .selected_session_id()
+                .map_or(JsValue::NULL, JsValue::from_str),
+        );
+        set(
+            &state,
+            "ignoredFrames",
+            &JsValue::from(store.ignored_frames() as f64),
+        );
+        self.version = Some(store.version());
+        self.state = state.into();
+        self.state.clone()
+    }
+
+    fn clients(&mut self, store: &Store) -> JsValue {
+        match &self.clients {
+            Some((stamp, js)) if *stamp == store.clients_stamp() => js.clone(),
+            _ => {
+                let js = to_js(store.clients());
+                self.clients = Some((store.clients_stamp(), js.clone()));
+                js
+            }
+        }
+    }
+
+    fn snapshots(&mut self, store: &Store) -> JsValue {
+        if let Some((stamp, js)) = &self.snapshots {
+            if *stamp == store.snapshots_stamp() {
+                return js.clone();
+            }
+        }
+        let obj = Object::new();
+        let mut cache = HashMap::new();
+        for client in store.clients() {
+            let id = &client.session_id;
+            let Some((snapshot, stamp)) = store.session(id).and_then(|s| s.snapshot()) else {
+                continue;
+            };
+            let js = match self.snapshot_cache.remove(id) {
+                Some((cached_stamp, js)) if cached_stamp == stamp => js,
+                _ => to_js(snapshot),
+            };
+            set(&obj, id, &js);
+            cache.insert(id.clone(), (stamp, js));
+        }
+        self.snapshot_cache = cache;
+        let js: JsValue = obj.into();
+        self.snapshots = Some((store.snapshots_stamp(), js.clone()));
+        js
+    }
+
+    fn events(&mut self, store: &Store) -> JsValue {
+        if let Some((stamp, js)) = &self.events {
+            if *stamp == store.events_stamp() {
+                return js.clone();
+            }
+        }
+        let obj = Object::new();
+        let mut cache = HashMap::new();
+        for client in store.clients() {
+            let id = &client.session_id;
+            let Some(session) = store.session(id) else {
+                continue;
+            };
+            let view = ring_view(self.ring_cache.remove(id), session.events());
+            set(&obj, id, &view.object);
+            cache.insert(id.clone(), view);
+        }
+        self.ring_cache = cache;
+        let js: JsValue = obj.into();
+        self.events = Some((store.events_stamp(), js.clone()));
+        js
+    }
+}
+
+/// The view of `ring`, reusing what `cached` already converted.
+fn ring_view(cached: Option<RingView>, ring: &EventRing) -> RingView {
+    let (first, end) = (ring.first_position(), ring.end_position());
+    // A new array on every change (React compares references), sharing the entry objects already converted.
+    let (array, from) = match cached {
+        Some(c) if c.generation == ring.generation() && c.stamp == ring.stamp() => return c,
+        Some(c) if c.generation == ring.generation() && first >= c.start && first < c.end => {
+            let kept = c
+                .array
+                .slice((first - c.start) as u32, (c.end - c.start) as u32);
+            (kept, c.end)
+        }
+        _ => (Array::new(), first),
+    };
+    for entry in ring.entries().range((from - first) as usize..) {
+        array.push(&to_js(entry));
+    }
+    let object = Object::new();
+    set(&object, "events", &array);
+    set(
+        &object,
+        "droppedCount",
+        &JsValue::from(ring.dropped_count() as f64),
+    );
+    RingView {
+        generation: ring.generation(),
+        stamp: ring.stamp(),
+        start: first,
+        end,
+        array,
+        object: object.into(),
+    }
+}
