@@ -16,3 +16,6 @@ cargo check -p devrelay-protocol --target wasm32-unknown-unknown
 
 section "cargo test (workspace)"
 cargo test --workspace
+
+section "wasm: DevtoolsConnection in headless Chromium against a real relay, then tsc on pkg/ types"
+scripts/test-wasm.sh

@@ -15,7 +15,7 @@ mod notify;
 mod view;
 
 #[cfg(target_arch = "wasm32")]
-pub use wasm::DevtoolsConnection;
+pub use wasm::{DevtoolsConnection, JsCallback, JsOptions, JsState};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {

@@ -1,0 +1,104 @@
+// Runs a real devrelay relay for the wasm browser tests and lets the tests kill it and start it again on the
+// same port, through a tiny HTTP control endpoint (CORS-open, loopback only):
+//   POST /kill   -> SIGKILL the relay (sockets die without a close frame, like a crash); waits for exit
+//   POST /start  -> start it again on the same port; answers once it is listening
+//   GET  /health -> the relay's /health, proxied (the relay itself sends no CORS headers)
+// Prints `RELAY_URL=ws://...` and `RELAY_CONTROL_URL=http://...` lines on stdout once ready.
+// Usage: node relay-control.mjs <path to devrelay binary> [extra relay args...]
+import { spawn } from "node:child_process";
+import http from "node:http";
+import readline from "node:readline";
+
+const [bin, ...extraArgs] = process.argv.slice(2);
+let relay = null;
+let port = 0;
+
+function startRelay() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, ["--port", String(port), ...extraArgs], { stdio: ["ignore", "pipe", "inherit"] });
+    const lines = readline.createInterface({ input: child.stdout });
+    let ready = false;
+    lines.on("line", (line) => {
+      const m = /^devrelay listening on ws:\/\/127\.0\.0\.1:(\d+)$/.exec(line);
+      if (!ready && m) {
+        ready = true;
+        port = Number(m[1]);
+        relay = child;
+        resolve(port);
+      }
+    });
+    child.on("exit", (code, signal) => {
+      if (relay === child) relay = null;
+      if (!ready) reject(new Error(`relay exited before listening (code ${code}, signal ${signal})`));
+    });
+  });
+}
+
+function killRelay() {
+  return new Promise((resolve) => {
+    const child = relay;
+    if (!child) return resolve();
+    child.once("exit", () => resolve());
+    child.kill("SIGKILL");
+  });
+}
+
+async function startWithRetry() {
+  // The port was just released by a killed process; binding normally works at once (SO_REUSEADDR), but give
+  // the kernel a few tries rather than failing the suite on a transient EADDRINUSE.
+  for (let i = 0; ; i++) {
+    try {
+      return await startRelay();
+    } catch (e) {
+      if (i >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+function relayHealth() {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: "127.0.0.1", port, path: "/health" }, (res) => {
+        let body = "";
+        res.on("data", (c) => (body += c));
+        res.on("end", () => resolve(body));
+      })
+      .on("error", reject);
+  });
+}
+
+const server = http.createServer(async (req, res) => {
+  const reply = (status, body) => {
+    res.writeHead(status, { "content-type": "application/json", "access-control-allow-origin": "*" });
+    res.end(JSON.stringify(body));
+  };
+  try {
+    if (req.method === "POST" && req.url === "/kill") {
+      await killRelay();
+      reply(200, { killed: true });
+    } else if (req.method === "POST" && req.url === "/start") {
+      if (!relay) await startWithRetry();
+      reply(200, { url: `ws://127.0.0.1:${port}` });
+    } else if (req.method === "GET" && req.url === "/health") {
+      reply(200, JSON.parse(await relayHealth()));
+    } else {
+      reply(404, { error: "not found" });
+    }
+  } catch (e) {
+    reply(500, { error: String(e) });
+  }
+});
+
+await startWithRetry();
+server.listen(0, "127.0.0.1", () => {
+  console.log(`RELAY_URL=ws://127.0.0.1:${port}`);
+  console.log(`RELAY_CONTROL_URL=http://127.0.0.1:${server.address().port}`);
+});
+
+const shutdown = async () => {
+  await killRelay();
+  process.exit(0);
+};
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# DevtoolsConnection in headless Chromium (wasm-pack test) against a real relay. The relay runs under
+# client-wasm/tests/relay-control.mjs, which lets the tests kill it and restart it on the same port; both URLs
+# reach the tests at compile time (option_env! RELAY_URL / RELAY_CONTROL_URL). Then the TypeScript check of the
+# package's .d.ts files (tsc --noEmit over client-wasm/tests/api-check.ts, which uses the whole API).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+
+cargo build -p devrelay
+
+coproc CTL { exec node client-wasm/tests/relay-control.mjs target/debug/devrelay; }
+ctl_pid=$CTL_PID
+trap 'kill "$ctl_pid" 2>/dev/null || true; wait "$ctl_pid" 2>/dev/null || true' EXIT
+read -r relay_line <&"${CTL[0]}"
+read -r control_line <&"${CTL[0]}"
+export "${relay_line?}" "${control_line?}"
+echo "relay: $RELAY_URL, control: $RELAY_CONTROL_URL"
+
+WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome --mode no-install client-wasm
+
+# The shipped types: build pkg/ (wasm-pack --target web) and type-check a file that uses every export.
+scripts/build-wasm.sh
+tsc -p client-wasm/tests/tsconfig.json
+echo "tsc --noEmit: ok"
