@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Runs every benchmark scenario (a–f of issue 4) against devrelay and each baseline relay, back to back in one
+# session, each scenario against a freshly started relay process; then writes the generated section of
+# BENCHMARKS.md (other sections of that file are kept).
+#
+# Usage: bench/run.sh
+# Environment (all optional):
+#   BENCH_SCENARIOS="a b c d e f"     which scenarios
+#   BENCH_RELAYS="devrelay node-ws node-ws-once bun"   which relays
+#   BENCH_DURATION_SECS=N             measured seconds per fan-out scenario (default: each scenario's own)
+#   BENCH_WORKERS=1                   load generator worker threads
+#   BENCH_CONNECTIONS=10000           connections of scenario d
+#   BENCH_OUT=target/bench-results    where JSON results and relay logs go
+#   BENCH_REPORT=BENCHMARKS.md        the file to update
+# Takes about 4–5 minutes with the defaults. Loopback only.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f"}
+RELAYS=${BENCH_RELAYS:-"devrelay node-ws node-ws-once bun"}
+WORKERS=${BENCH_WORKERS:-1}
+CONNECTIONS=${BENCH_CONNECTIONS:-10000}
+OUT=${BENCH_OUT:-target/bench-results}
+REPORT=${BENCH_REPORT:-BENCHMARKS.md}
+NODE_DIR=bench/baselines/node-relay
+BUN_DIR=bench/baselines/bun-relay
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# Scenario d holds 10,000 sockets in each process.
+if ! ulimit -n 20000 2>/dev/null; then
+  log "could not raise the open-files limit to 20000 (now $(ulimit -n)); scenario d may fail to connect everything"
+fi
+
+log "building release binaries"
+cargo build --release --quiet -p devrelay -p devrelay-bench
+BENCH=$ROOT/target/release/devrelay-bench
+RELAY_BIN=$ROOT/target/release/devrelay
+
+# Node runs the baselines and writes the run's metadata, so it is always needed.
+command -v node >/dev/null || { log "node (and npm) are required"; exit 1; }
+if [ ! -d "$NODE_DIR/node_modules/ws" ]; then
+  log "installing the Node baseline's dependencies (npm ci)"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent)
+fi
+case " $RELAYS " in
+  *" bun "*)
+    if [ ! -x "$BUN_DIR/node_modules/.bin/bun" ]; then
+      log "installing Bun for the Bun baseline (npm ci: the bun package ships the binary)"
+      (cd "$BUN_DIR" && npm ci --no-audit --no-fund --silent)
+    fi
+    ;;
+esac
+
+rm -rf "$OUT"
+mkdir -p "$OUT/logs"
+
+RELAY_PID=""
+RELAY_URL=""
+
+# start_relay LABEL SCENARIO: starts a fresh relay on an ephemeral port; sets RELAY_PID and RELAY_URL.
+start_relay() {
+  local label=$1 scenario=$2 logf="$OUT/logs/$1-$2.log"
+  case $label in
+    devrelay)
+      "$RELAY_BIN" --host 127.0.0.1 --port 0 >"$logf" 2>&1 &
+      ;;
+    node-ws)
+      node "$NODE_DIR/server.js" 0 >"$logf" 2>&1 &
+      ;;
+    node-ws-once)
+      STRINGIFY_ONCE=1 node "$NODE_DIR/server.js" 0 >"$logf" 2>&1 &
+      ;;
+    bun)
+      STRINGIFY_ONCE=1 "$BUN_DIR/node_modules/.bin/bun" "$BUN_DIR/server.ts" 0 >"$logf" 2>&1 &
+      ;;
+    *)
+      log "unknown relay $label"
+      return 1
+      ;;
+  esac
+  RELAY_PID=$!
+  RELAY_URL=""
+  # Wait (bounded: 20 s) for the "listening on ws://..." line.
+  local i
+  for i in $(seq 1 200); do
+    RELAY_URL=$(grep -m1 -o 'ws://127\.0\.0\.1:[0-9]*' "$logf" 2>/dev/null || true)
+    [ -n "$RELAY_URL" ] && return 0
+    kill -0 "$RELAY_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "relay $label did not start; log:"
+  cat "$logf" >&2
+  return 1
+}
+
+stop_relay() {
+  if [ -n "$RELAY_PID" ]; then
+    kill "$RELAY_PID" 2>/dev/null || true
+    wait "$RELAY_PID" 2>/dev/null || true
+    RELAY_PID=""
+  fi
+}
+trap stop_relay EXIT
+
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+COMMANDS=()
+
+for s in $SCENARIOS; do
+  for relay in $RELAYS; do
+    start_relay "$relay" "$s"
+    args=("$s" --url "$RELAY_URL" --relay-pid "$RELAY_PID" --label "$relay" --workers "$WORKERS"
+          --json "$OUT/$relay-$s.json")
+    if [ "$s" = d ]; then
+      args+=(--connections "$CONNECTIONS")
+    elif [ -n "${BENCH_DURATION_SECS:-}" ]; then
+      args+=(--duration-secs "$BENCH_DURATION_SECS")
+    fi
+    log "scenario $s against $relay ($RELAY_URL, pid $RELAY_PID)"
+    if ! "$BENCH" "${args[@]}" | tee -a "$OUT/summary.txt"; then
+      log "scenario $s against $relay failed (see $OUT/logs/$relay-$s.log)"
+    fi
+    # Record the command once per scenario, with placeholders for what changes per relay.
+    if [ "$relay" = "${RELAYS%% *}" ]; then
+      cmd="target/release/devrelay-bench ${args[*]}"
+      cmd=${cmd//$RELAY_URL/ws://127.0.0.1:PORT}
+      cmd=${cmd//--relay-pid $RELAY_PID/--relay-pid PID}
+      cmd=${cmd//--label $relay/--label RELAY}
+      cmd=${cmd//$OUT\/$relay-$s.json/$OUT\/RELAY-$s.json}
+      COMMANDS+=("$cmd")
+    fi
+    stop_relay
+  done
+done
+
+FINISHED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if ! git diff --quiet HEAD -- relay protocol bench 2>/dev/null; then
+  COMMIT="$COMMIT (with uncommitted changes)"
+fi
+
+# meta.json for the report, written by node (already required for the baselines) to get the quoting right.
+STARTED=$STARTED FINISHED=$FINISHED LOAD_START=$LOAD_START LOAD_END=$LOAD_END COMMIT=$COMMIT \
+WORKERS=$WORKERS RELAYS=$RELAYS OUT=$OUT \
+node -e '
+  const commands = process.argv.slice(1);
+  const bunVersion = () => {
+    try { return require("./bench/baselines/bun-relay/node_modules/bun/package.json").version; }
+    catch { return "not installed"; }
+  };
+  const e = process.env;
+  const relays = {};
+  const all = {
+    "devrelay": "target/release/devrelay --host 127.0.0.1 --port 0 (release build, default limits)",
+    "node-ws": "node bench/baselines/node-relay/server.js 0 (Node " + process.version + ", ws " +
+      require("./bench/baselines/node-relay/node_modules/ws/package.json").version +
+      "; seed-000 style: JSON.parse per frame, JSON.stringify + send per dashboard)",
+    "node-ws-once": "STRINGIFY_ONCE=1 node bench/baselines/node-relay/server.js 0 (same, one JSON.stringify per broadcast)",
+    "bun": "STRINGIFY_ONCE=1 bun bench/baselines/bun-relay/server.ts 0 (Bun " + bunVersion() +
+      ", built-in WebSocket server; same seed-000 logic, one JSON.stringify per broadcast)",
+  };
+  for (const r of e.RELAYS.split(/\s+/).filter(Boolean)) relays[r] = all[r] ?? r;
+  const meta = {
+    started: e.STARTED, finished: e.FINISHED, commit: e.COMMIT,
+    loadavg_start: e.LOAD_START, loadavg_end: e.LOAD_END,
+    commands: ["bench/run.sh", ...commands],
+    relays,
+    notes: [
+      "2 vCPUs shared by the relay under test and the load generator (" + e.WORKERS + " worker thread); " +
+      "other work on the machine during the run adds noise (see the load averages).",
+    ],
+  };
+  require("fs").writeFileSync(process.env.OUT + "/meta.json", JSON.stringify(meta, null, 2));
+' "${COMMANDS[@]}"
+
+"$BENCH" report --results "$OUT" --out "$REPORT"
+log "wrote $REPORT (results in $OUT)"
