@@ -36,4 +36,14 @@ if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ] || [ scripts/tools/package-
   (cd scripts/tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# --- www (issue 3): the dashboard's npm dependencies -------------------------------------------------------------
+# `npm install`, not `npm ci`: the registry here does not serve next's macOS/Windows SWC binaries, so the lock has
+# no entries for them and `npm ci` rejects it as out of sync; `npm install` follows the lock and leaves it as is.
+# `devrelay-client` is a `file:../pkg` link, so this works before scripts/build-wasm.sh has made pkg/.
+if [ ! -f www/node_modules/.package-lock.json ] || [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then
+  log "npm install in www"
+  (cd www && npm install --no-audit --no-fund --loglevel=error)
+fi
+# --- end www ---------------------------------------------------------------------------------------------------
+
 log "set-up complete"

@@ -19,3 +19,6 @@ cargo test --workspace
 
 section "wasm: DevtoolsConnection in headless Chromium against a real relay, then tsc on pkg/ types"
 scripts/test-wasm.sh
+
+section "dashboard e2e: real relay + demo SDK + built dashboard in headless Chromium"
+scripts/test-e2e.sh

@@ -1,0 +1,227 @@
+// The dashboard end to end: real relay, real demo SDK, the exported dashboard, headless Chromium.
+// Run with scripts/test-e2e.sh (it builds the relay, the wasm package and the dashboard first).
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  demoSessionIds,
+  FOREIGN_HOST,
+  launchBrowser,
+  PATIENCE_MS,
+  relayStats,
+  screenshot,
+  startDashboard,
+  startDemo,
+  startRelay,
+  withTimeout,
+} from "./harness.mjs";
+
+const SEED = 7;
+const SESSIONS = 2;
+const IDS = demoSessionIds(SEED, SESSIONS);
+
+describe("devrelay dashboard", () => {
+  let relay, demo, dashboard, browser, page;
+  /** The client the dashboard selected by itself (the first to connect). */
+  let selected;
+  // Frames the page sends on its WebSocket, and waiters for a frame matching a predicate.
+  const sentWaiters = [];
+  const frameSent = (pred) =>
+    withTimeout(new Promise((ok) => sentWaiters.push({ pred, ok })), "a frame sent by the dashboard");
+
+  before(async () => {
+    [relay, dashboard, browser] = await Promise.all([startRelay(), startDashboard(), launchBrowser()]);
+    const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+    page = await context.newPage();
+    page.setDefaultTimeout(PATIENCE_MS);
+    page.on("pageerror", (e) => console.error("page error:", e));
+    page.on("websocket", (ws) => {
+      ws.on("framesent", (f) => {
+        const text = String(f.payload);
+        for (const w of sentWaiters.splice(0)) {
+          if (w.pred(text)) w.ok(text);
+          else sentWaiters.push(w);
+        }
+      });
+    });
+    // A page-lifetime marker: if the page reloaded, it would be gone.
+    await page.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}`);
+    await page.evaluate(() => {
+      window.__devrelayPageId = "first-load";
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await Promise.all([demo?.stop(), relay?.stop(), dashboard?.stop()]);
+  });
+
+  const status = () => page.getByTestId("connection-status");
+  const card = (id) => page.locator(`[data-testid=client-card][data-session-id="${id}"]`);
+  const liveCards = () => page.locator("[data-testid=client-card][data-state=live]");
+
+  test("with no client connected, the empty state teaches how to connect one", async () => {
+    await page.locator("[data-testid=connection-status][data-state=open]").waitFor();
+    const empty = page.locator("[data-testid=empty-state][data-reason=no-clients]");
+    await empty.waitFor();
+    const text = await empty.innerText();
+    assert.match(text, /devrelay -- demo --url ws:\/\/127\.0\.0\.1:\d+/);
+    assert.match(text, /"handshake"/);
+    await screenshot(page, "01-empty-state");
+  });
+
+  test("the demo client appears, its timeline fills, a thread shows its messages, the registry shows", async () => {
+    demo = startDemo(relay.url, { sessions: SESSIONS, rate: 12, seed: SEED });
+    for (const id of IDS) await card(id).and(page.locator("[data-state=live]")).waitFor();
+    // The first client to connect is selected and put in the URL.
+    await page.waitForURL((u) => IDS.includes(u.searchParams.get("clientId")));
+    selected = new URL(page.url()).searchParams.get("clientId");
+    await page.locator(`[data-testid=client-view][data-session-id="${selected}"]`).waitFor();
+    const cardText = await card(selected).innerText();
+    assert.match(cardText, /devrelay-demo\/\d+\.\d+\.\d+/);
+    assert.match(cardText, /proj_demo/);
+
+    // The timeline fills with categorised rows.
+    await page.waitForFunction(
+      () => Number(document.querySelector("[data-testid=timeline-count]")?.textContent) >= 40,
+    );
+    const categories = await page
+      .locator("[data-testid=timeline-row]")
+      .evaluateAll((rows) => [...new Set(rows.map((r) => r.dataset.category))]);
+    assert.ok(categories.length >= 2, `several categories on screen: ${categories}`);
+    const rowCount = await page.locator("[data-testid=timeline-row]").count();
+    const total = Number(await page.getByTestId("timeline-count").innerText());
+    assert.ok(rowCount <= 80, `virtualized: ${rowCount} rows in the DOM for ${total} events`);
+
+    // Threads: the history has at least three; selecting one shows its messages and their content blocks.
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid=thread-item]").length >= 3);
+    const thread = page.getByTestId("thread-item").first();
+    const threadName = await thread.locator(".thread-name").innerText();
+    await thread.click();
+    await page.locator("[data-testid=messages] [data-testid=message]").first().waitFor();
+    assert.equal(await page.locator(".thread-head h3").innerText(), threadName);
+    const roles = await page.getByTestId("message").evaluateAll((ms) => ms.map((m) => m.dataset.role));
+    assert.equal(roles[0], "user", `a thread starts with the user's message: ${roles}`);
+    const blockTypes = await page
+      .locator("[data-testid=messages] [data-block-type]")
+      .evaluateAll((bs) => [...new Set(bs.map((b) => b.dataset.blockType))]);
+    assert.ok(blockTypes.includes("text"), `blocks: ${blockTypes}`);
+
+    // Click an event: the detail pane shows its JSON tree.
+    await page.getByTestId("timeline-row").first().click();
+    await page.locator("[data-testid=event-detail] [data-testid=json-tree]").waitFor();
+    await screenshot(page, "02-threads-and-timeline");
+
+    // Filters: a search for the selected thread's name keeps it in the list (after the debounce).
+    await page.getByTestId("thread-search").fill(threadName);
+    await page.waitForFunction(
+      (name) =>
+        [...document.querySelectorAll("[data-testid=thread-item] .thread-name")].every((n) =>
+          n.textContent.includes(name),
+        ),
+      threadName,
+    );
+    assert.ok((await page.getByTestId("thread-item").count()) >= 1);
+    await page.getByTestId("thread-search").fill("");
+    await page.getByTestId("filter-role").selectOption("tool");
+    await page.getByTestId("filter-content").selectOption("tool_result");
+    await page.waitForFunction(() => {
+      const items = [...document.querySelectorAll("[data-testid=thread-item]")];
+      return items.length > 0 && items.every((i) => !i.textContent.includes("Write a haiku"));
+    });
+    await page.getByTestId("filter-role").selectOption("");
+    await page.getByTestId("filter-content").selectOption("");
+
+    // Request snapshot sends the command for this client.
+    const request = frameSent((f) => f.includes('"request_client_snapshot"'));
+    await page.getByTestId("request-snapshot").click();
+    assert.deepEqual(JSON.parse(await request), { type: "request_client_snapshot", sessionId: selected });
+
+    // Registry: the demo app's tools (with schemas), components and MCP servers.
+    await page.getByTestId("tab-registry").click();
+    await page.getByTestId("registry").waitFor();
+    assert.equal(await page.getByTestId("registry-tool").count(), 5);
+    assert.equal(await page.getByTestId("registry-component").count(), 4);
+    assert.equal(await page.getByTestId("mcp-server").count(), 3);
+    const weather = page.locator("[data-testid=registry-tool][data-name=get_weather]");
+    assert.match(await weather.innerText(), /city\s*\*?\s*string/);
+    await weather.locator("summary").click();
+    await weather.locator("[data-testid=json-tree]").waitFor();
+    await screenshot(page, "03-registry");
+    await page.getByTestId("tab-threads").click();
+  });
+
+  test("stopping the demo marks its clients disconnected and clears the view; starting it brings them back", async () => {
+    await demo.stop();
+    for (const id of IDS) await card(id).and(page.locator("[data-state=disconnected]")).waitFor();
+    await page.locator("[data-testid=client-gone][data-state=disconnected]").waitFor();
+    assert.equal(await page.getByTestId("client-view").count(), 0, "the client's view is cleared");
+    assert.equal(await liveCards().count(), 0);
+    assert.equal(await status().getAttribute("data-state"), "open", "the relay connection itself is fine");
+    await screenshot(page, "04-client-disconnected");
+
+    demo = startDemo(relay.url, { sessions: SESSIONS, rate: 12, seed: SEED });
+    for (const id of IDS) await card(id).and(page.locator("[data-state=live]")).waitFor();
+    // The URL still names the selected client: its view comes back by itself.
+    await page.locator(`[data-testid=client-view][data-session-id="${selected}"]`).waitFor();
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=timeline-count]")?.textContent) > 0);
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid=thread-item]").length >= 3);
+  });
+
+  test("restarting the relay shows reconnecting, then connected, with the list rebuilt, without a reload", async () => {
+    const port = relay.port;
+    await relay.stop();
+    await page.locator("[data-testid=connection-status][data-state=reconnecting]").waitFor();
+    await page.waitForFunction(() =>
+      /Reconnecting \(attempt [1-9]/.test(document.querySelector("[data-testid=connection-status]").textContent),
+    );
+    // While the relay is away, the known clients are shown as stale, not as connected, and the view says so.
+    for (const id of IDS) await card(id).and(page.locator("[data-state=stale]")).waitFor();
+    assert.equal(await liveCards().count(), 0);
+    await page.getByTestId("offline-banner").waitFor();
+    await screenshot(page, "05-relay-reconnecting");
+
+    relay = await startRelay(port);
+    await page.locator("[data-testid=connection-status][data-state=open]").waitFor();
+    for (const id of IDS) await card(id).and(page.locator("[data-state=live]")).waitFor();
+    await page.locator(`[data-testid=client-view][data-session-id="${selected}"]`).waitFor();
+    await page.getByTestId("offline-banner").waitFor({ state: "detached" });
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=timeline-count]")?.textContent) > 0);
+    assert.equal(await page.evaluate(() => window.__devrelayPageId), "first-load", "the page was not reloaded");
+  });
+
+  test("a page from another origin cannot connect to the relay", async () => {
+    const before = await relayStats(relay.port);
+    const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+    const foreign = await context.newPage();
+    foreign.setDefaultTimeout(PATIENCE_MS);
+    let received = 0;
+    let opened = 0;
+    foreign.on("websocket", (ws) => {
+      opened++;
+      ws.on("framereceived", () => received++);
+    });
+    const url = `http://${FOREIGN_HOST}:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}`;
+    await foreign.goto(url);
+    assert.equal(await foreign.evaluate(() => location.origin), `http://${FOREIGN_HOST}:${dashboard.port}`);
+    // It keeps trying and keeps being refused: never connected, not one frame from the relay.
+    await foreign.waitForFunction(() =>
+      /Reconnecting \(attempt [2-9]/.test(document.querySelector("[data-testid=connection-status]")?.textContent ?? ""),
+    );
+    assert.ok(opened >= 2, `the browser did try (${opened} attempts)`);
+    assert.equal(received, 0, "no frame ever came from the relay");
+    assert.equal(await foreign.locator("[data-testid=client-card]").count(), 0);
+    // The page explains the likely cause (a browser only sees "closed 1006").
+    assert.match(await foreign.getByTestId("origin-hint").innerText(), /--allow-origin http:\/\/devrelay-evil\.test:\d+/);
+    const afterStats = await relayStats(relay.port);
+    assert.ok(
+      afterStats.rejectedUpgrades >= before.rejectedUpgrades + 2,
+      `the relay refused the upgrades: ${JSON.stringify(afterStats)}`,
+    );
+    await screenshot(foreign, "06-foreign-origin-refused");
+    await context.close();
+
+    // Control: the same dashboard from a localhost origin is connected to the same relay right now.
+    assert.equal(await status().getAttribute("data-state"), "open");
+  });
+});

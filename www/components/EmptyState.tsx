@@ -1,0 +1,70 @@
+"use client";
+// Empty states that teach: how to start the relay, and how to connect a client (the demo, or your own SDK).
+
+import { useEffect, useState } from "react";
+
+export function RelayUnreachable({ relayUrl, attempt, error }: { relayUrl: string; attempt: number; error: string | null }) {
+  return (
+    <div className="teach" data-testid="empty-state" data-reason="relay">
+      <h2>Waiting for the relay</h2>
+      <p>
+        The dashboard connects to <code>{relayUrl}</code>
+        {attempt > 0 ? ` and keeps retrying (attempt ${attempt})` : ""}.{error ? ` Last error: ${error}.` : ""} Start
+        it with:
+      </p>
+      <pre>cargo run --release -p devrelay</pre>
+      <p className="muted">
+        or run everything (relay, dashboard, demo SDK) with <code>scripts/dev.sh</code>. Another relay address:
+        add <code>?relay=ws://host:port</code> to this page&apos;s URL.
+      </p>
+      <ForeignOriginHint />
+    </div>
+  );
+}
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+/** Browsers report a refused upgrade only as "closed (1006)": when this page is not on a loopback origin, say
+ * that the relay's Origin check is the likely reason. */
+function ForeignOriginHint() {
+  const [host, setHost] = useState<string | null>(null);
+  useEffect(() => setHost(window.location.hostname), []);
+  if (host === null || LOOPBACK.has(host)) return null;
+  return (
+    <p className="warn" data-testid="origin-hint">
+      This page is served from <code>{host}</code>. The relay only accepts dashboards on localhost, 127.0.0.1 or
+      [::1] (a defence against other websites reading your sessions); if this origin is yours, start the relay
+      with <code>--allow-origin {typeof window === "undefined" ? "" : window.location.origin}</code>.
+    </p>
+  );
+}
+
+export function NoClients({ relayUrl }: { relayUrl: string }) {
+  return (
+    <div className="teach" data-testid="empty-state" data-reason="no-clients">
+      <h2>No SDK client connected</h2>
+      <p>The relay is up. Connect something to watch it live.</p>
+      <h4>Run the demo SDK</h4>
+      <p className="muted">Simulated app sessions with threads, tool calls, components and a live event stream:</p>
+      <pre>{`cargo run --release -p devrelay -- demo --url ${relayUrl} --sessions 2 --rate 8`}</pre>
+      <h4>Or connect your own app</h4>
+      <p className="muted">
+        Any WebSocket client can be an SDK: say hello with a <code>handshake</code>, then send{" "}
+        <code>state_snapshot</code> and <code>stream_event</code> messages (all types are in the <code>protocol/</code>{" "}
+        crate).
+      </p>
+      <pre>{`const ws = new WebSocket("${relayUrl}");
+ws.onopen = () => {
+  ws.send(JSON.stringify({
+    type: "handshake", protocolVersion: 1,
+    sdkVersion: "my-app/1.0.0", projectId: "my-project",
+    sessionId: crypto.randomUUID(),
+  }));
+};
+ws.onmessage = (e) => {
+  // The relay asks for a fresh snapshot when a dashboard wants one.
+  if (JSON.parse(e.data).type === "request_snapshot") sendSnapshot();
+};`}</pre>
+    </div>
+  );
+}
