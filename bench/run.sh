@@ -85,7 +85,7 @@ start_relay() {
   # Wait (bounded: 20 s) for the "listening on ws://..." line.
   local i
   for i in $(seq 1 200); do
-    RELAY_URL=$(grep -m1 -o 'ws://127\.0\.0\.1:[0-9]*' "$logf" 2>/dev/null || true)
+    RELAY_URL=$(grep -a -m1 -o 'ws://127\.0\.0\.1:[0-9]*' "$logf" 2>/dev/null || true)
     [ -n "$RELAY_URL" ] && return 0
     kill -0 "$RELAY_PID" 2>/dev/null || break
     sleep 0.1

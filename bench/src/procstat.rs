@@ -68,6 +68,11 @@ impl Reading {
         }
     }
 
+    /// CPU seconds used between `self` and a later reading.
+    pub fn cpu_secs_until(&self, later: &Reading) -> Option<f64> {
+        Some(later.ticks?.checked_sub(self.ticks?)? as f64 / TICKS_PER_SEC)
+    }
+
     /// CPU use between `self` and a later reading, in percent of one core.
     pub fn cpu_percent_until(&self, later: &Reading) -> Option<f64> {
         let secs = later.at.duration_since(self.at).as_secs_f64();

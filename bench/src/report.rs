@@ -51,6 +51,11 @@ pub struct FanoutReport {
     /// From the first send to the last delivery.
     pub elapsed_secs: f64,
     pub delivered_per_sec: f64,
+    /// Relay CPU time per delivered message, in microseconds: a figure less sensitive than throughput to
+    /// other load on the machine.
+    pub relay_cpu_us_per_delivery: Option<f64>,
+    /// The load generator's CPU time per delivered message, in microseconds.
+    pub loadgen_cpu_us_per_delivery: Option<f64>,
     pub latency: LatencySummary,
     /// `error` messages the relay sent to SDKs.
     pub sdk_errors: u64,
@@ -140,6 +145,10 @@ fn us(v: f64) -> String {
     }
 }
 
+fn per_delivery(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.2} µs"))
+}
+
 fn rate(v: f64) -> String {
     let s = format!("{:.0}", v);
     let mut out = String::new();
@@ -163,9 +172,10 @@ impl ScenarioReport {
             let l = &f.latency;
             let _ = writeln!(
                 s,
-                "  delivered {}/s  sent {}  expected {}  received {}  lost {}\n  latency p50 {}  p99 {}  p999 {}  max {}",
+                "  delivered {}/s  sent {}  expected {}  received {}  lost {}\n  latency p50 {}  p99 {}  p999 {}  max {}\n  CPU per delivery: relay {}  loadgen {}",
                 rate(f.delivered_per_sec), f.sent, f.expected, f.received, f.lost,
-                us(l.p50_us), us(l.p99_us), us(l.p999_us), us(l.max_us)
+                us(l.p50_us), us(l.p99_us), us(l.p999_us), us(l.max_us),
+                per_delivery(f.relay_cpu_us_per_delivery), per_delivery(f.loadgen_cpu_us_per_delivery)
             );
             if f.sdk_errors > 0 || !f.sdk_closes.is_empty() || !f.dashboard_closes.is_empty() {
                 let _ = writeln!(
@@ -492,15 +502,15 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
         if rows.iter().any(|r| r.fanout.is_some()) {
             let _ = writeln!(
                 s,
-                "| relay | delivered/s | sent | expected | received | lost | p50 | p99 | p99.9 | max | relay CPU | relay RSS start → peak | loadgen CPU |\n\
-                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                "| relay | delivered/s | sent | expected | received | lost | p50 | p99 | p99.9 | max | relay CPU | relay CPU per delivery | relay RSS start → peak | loadgen CPU |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for r in &rows {
                 let Some(f) = &r.fanout else { continue };
                 let p = r.relay_proc.as_ref();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} → {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} → {} | {} |",
                     r.relay,
                     rate(f.delivered_per_sec),
                     f.sent,
@@ -512,6 +522,7 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
                     us(f.latency.p999_us),
                     us(f.latency.max_us),
                     pct(p.and_then(|p| p.cpu_pct)),
+                    per_delivery(f.relay_cpu_us_per_delivery),
                     mib(p.and_then(|p| p.rss_start_kib)),
                     mib(p.and_then(|p| p.rss_peak_kib)),
                     pct(r.loadgen_cpu_pct),
@@ -580,9 +591,16 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
             if let Some(ours) = find(results, name, PRIMARY).and_then(|r| r.fanout.as_ref()) {
                 for b in &baselines {
                     if let Some(th) = find(results, name, b).and_then(|r| r.fanout.as_ref()) {
+                        let cpu =
+                            match (ours.relay_cpu_us_per_delivery, th.relay_cpu_us_per_delivery) {
+                                (Some(o), Some(t)) => {
+                                    format!(", relay CPU per delivery {} lower", ratio(t, o))
+                                }
+                                _ => String::new(),
+                            };
                         let _ = writeln!(
                             s,
-                            "\ndevrelay vs `{b}`: deliveries/s {}, p99 latency {} lower ({} vs {}).",
+                            "\ndevrelay vs `{b}`: deliveries/s {}, p99 latency {} lower ({} vs {}){cpu}.",
                             ratio(ours.delivered_per_sec, th.delivered_per_sec),
                             ratio(th.latency.p99_us, ours.latency.p99_us),
                             us(ours.latency.p99_us),
@@ -690,6 +708,8 @@ mod tests {
                 lost: 0,
                 elapsed_secs: 1.0,
                 delivered_per_sec: rate,
+                relay_cpu_us_per_delivery: Some(2.0),
+                loadgen_cpu_us_per_delivery: None,
                 latency: LatencySummary {
                     count: 100,
                     p99_us: p99,

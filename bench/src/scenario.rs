@@ -682,6 +682,15 @@ async fn run_fanout(
         } else {
             0.0
         },
+        relay_cpu_us_per_delivery: relay_start
+            .zip(relay_end)
+            .and_then(|(a, b)| a.cpu_secs_until(&b))
+            .filter(|_| received > 0)
+            .map(|s| s * 1e6 / received as f64),
+        loadgen_cpu_us_per_delivery: self_start
+            .cpu_secs_until(&self_end)
+            .filter(|_| received > 0)
+            .map(|s| s * 1e6 / received as f64),
         latency: latencies.summary(),
         sdk_errors,
         sdk_closes,
