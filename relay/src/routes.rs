@@ -126,12 +126,8 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     app.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
+                let io = TokioIo::new(upgraded);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
                 crate::connection::serve(ws, hub, shutdown).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
