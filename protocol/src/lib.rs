@@ -14,12 +14,14 @@ pub mod limits;
 pub mod messages;
 pub mod millis;
 pub mod splice;
+pub mod view;
 
 pub use close::CloseCode;
 pub use decode::{decode, DecodeError, Tagged};
 pub use error::{ErrorCode, ErrorMessage};
 pub use messages::*;
 pub use millis::Millis;
+pub use view::InboundRef;
 
 /// Version of this wire protocol that the relay speaks (sent by SDKs in `handshake.protocolVersion`).
 pub const PROTOCOL_VERSION: u32 = 1;

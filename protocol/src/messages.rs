@@ -224,6 +224,16 @@ pub enum Inbound {
 }
 
 impl SdkMessage {
+    /// The wire `type` of this message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SdkMessage::Handshake(_) => "handshake",
+            SdkMessage::StateSnapshot(_) => "state_snapshot",
+            SdkMessage::StreamEvent(_) => "stream_event",
+            SdkMessage::Heartbeat(_) => "heartbeat",
+        }
+    }
+
     /// The session this message claims to belong to.
     pub fn session_id(&self) -> &str {
         match self {
@@ -231,6 +241,27 @@ impl SdkMessage {
             SdkMessage::StateSnapshot(m) => &m.session_id,
             SdkMessage::StreamEvent(m) => &m.session_id,
             SdkMessage::Heartbeat(m) => &m.session_id,
+        }
+    }
+}
+
+impl DashboardMessage {
+    /// The wire `type` of this message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DashboardMessage::SubscribeDashboard => "subscribe_dashboard",
+            DashboardMessage::RequestClientList => "request_client_list",
+            DashboardMessage::RequestClientSnapshot(_) => "request_client_snapshot",
+        }
+    }
+}
+
+impl Inbound {
+    /// The wire `type` of this message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Inbound::Sdk(m) => m.kind(),
+            Inbound::Dashboard(m) => m.kind(),
         }
     }
 }

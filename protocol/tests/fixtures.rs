@@ -6,7 +6,7 @@ use devrelay_protocol::{
     RelayToSdk, SdkMessage, Tagged,
 };
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -205,4 +205,84 @@ fn float_and_integer_timestamps_keep_their_form() {
     let text = r#"{"type":"heartbeat","sessionId":"s","timestamp":1763812830000.5}"#;
     let msg: SdkMessage = decode(text).unwrap();
     assert_eq!(serde_json::to_string(&msg).unwrap(), text);
+}
+
+#[test]
+fn routing_view_agrees_with_the_full_decoder() {
+    use devrelay_protocol::InboundRef;
+    let mut corpus: Vec<String> = [SDK, DASHBOARD, TO_SDK, TO_DASHBOARD]
+        .concat()
+        .iter()
+        .map(|(_, t)| t.to_string())
+        .collect();
+    let snapshot: Value = serde_json::from_str(fixture!("state_snapshot").1).unwrap();
+    let event: Value = serde_json::from_str(fixture!("stream_event").1).unwrap();
+    // Every required field missing, or of the wrong type, in turn; plus nulls for optional ones.
+    for base in [&snapshot, &event] {
+        for key in base.as_object().unwrap().keys() {
+            let mut v = base.clone();
+            v.as_object_mut().unwrap().remove(key);
+            corpus.push(v.to_string());
+            for wrong in [
+                json!(null),
+                json!("s"),
+                json!(1.5),
+                json!([]),
+                json!({}),
+                json!(-1),
+            ] {
+                let mut v = base.clone();
+                v[key] = wrong;
+                corpus.push(v.to_string());
+            }
+        }
+    }
+    for (path, wrong) in [
+        ("/registry/components", json!({})),
+        ("/registry/tools", json!(null)),
+        ("/registry/mcpServers", json!(null)),
+        ("/registry/mcpServers", json!(3)),
+        ("/event/type", json!(3)),
+        ("/event/type", json!(null)),
+    ] {
+        for base in [&snapshot, &event] {
+            let mut v = base.clone();
+            if let Some(slot) = v.pointer_mut(path) {
+                *slot = wrong.clone();
+                corpus.push(v.to_string());
+            }
+        }
+    }
+    corpus.extend(
+        [
+            "",
+            "{",
+            "[]",
+            "null",
+            r#"{"type":"state_snapshot"}"#,
+            r#"{"type":"stream_event","seq":1}"#,
+        ]
+        .map(String::from),
+    );
+    for text in &corpus {
+        let full = Inbound::decode(text).map_err(|e| e.code());
+        let view = InboundRef::decode(text).map_err(|e| e.code());
+        assert_eq!(
+            full.is_ok(),
+            view.is_ok(),
+            "disagree on {text}: {full:?} vs {view:?}"
+        );
+        if let (Err(a), Err(b)) = (&full, &view) {
+            assert_eq!(a, b, "{text}");
+        }
+        if let (Ok(Inbound::Sdk(m)), Ok(v)) = (&full, &view) {
+            match v {
+                InboundRef::StateSnapshot { session_id }
+                | InboundRef::StreamEvent { session_id } => {
+                    assert_eq!(session_id, m.session_id())
+                }
+                InboundRef::Message(inner) => assert_eq!(inner, full.as_ref().unwrap()),
+            }
+        }
+    }
 }

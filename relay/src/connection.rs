@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use devrelay_protocol::{
-    splice, ClientInfo, CloseCode, DashboardMessage, ErrorCode, ErrorMessage, HandshakeAck,
-    Inbound, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
+    splice, ClientInfo, CloseCode, DashboardMessage, ErrorCode, ErrorMessage, Handshake,
+    HandshakeAck, Inbound, InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage,
+    PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,6 +29,13 @@ use crate::metrics::{kind_index, IN_KINDS};
 const MAX_SESSION_ID_BYTES: usize = 256;
 /// Frames written per flush when the queue has a backlog.
 const WRITE_BATCH: usize = 64;
+
+/// The two message kinds the relay forwards as raw bytes.
+#[derive(Debug, Clone, Copy)]
+enum Forward {
+    Snapshot,
+    Event,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
@@ -170,7 +178,7 @@ impl Connection<'_> {
     }
 
     fn on_text(&mut self, text: Utf8Bytes) {
-        let msg = match Inbound::decode(&text) {
+        let msg = match InboundRef::decode(&text) {
             Ok(msg) => msg,
             Err(e) => {
                 self.hub
@@ -180,59 +188,49 @@ impl Connection<'_> {
             }
         };
         let kind = match &msg {
-            Inbound::Sdk(SdkMessage::Handshake(_)) => "handshake",
-            Inbound::Sdk(SdkMessage::StateSnapshot(_)) => "state_snapshot",
-            Inbound::Sdk(SdkMessage::StreamEvent(_)) => "stream_event",
-            Inbound::Sdk(SdkMessage::Heartbeat(_)) => "heartbeat",
-            Inbound::Dashboard(DashboardMessage::SubscribeDashboard) => "subscribe_dashboard",
-            Inbound::Dashboard(DashboardMessage::RequestClientList) => "request_client_list",
-            Inbound::Dashboard(DashboardMessage::RequestClientSnapshot(_)) => {
-                "request_client_snapshot"
-            }
+            InboundRef::StateSnapshot { .. } => "state_snapshot",
+            InboundRef::StreamEvent { .. } => "stream_event",
+            InboundRef::Message(m) => m.kind(),
         };
         self.hub
             .metrics
             .inbound(kind_index(&IN_KINDS, kind), text.len());
-
-        match (&self.role, msg) {
-            (Role::Unidentified, Inbound::Sdk(SdkMessage::Handshake(h))) => {
-                if h.session_id.is_empty() || h.session_id.len() > MAX_SESSION_ID_BYTES {
-                    return self.reply_error(
-                        ErrorCode::InvalidMessage,
-                        format!("sessionId must be 1 to {MAX_SESSION_ID_BYTES} bytes"),
-                    );
-                }
-                if h.protocol_version > PROTOCOL_VERSION {
-                    tracing::warn!(session = %h.session_id, version = h.protocol_version,
-                        "SDK speaks a newer protocol version; continuing with version {PROTOCOL_VERSION}");
-                }
-                let ack = RelayToSdk::HandshakeAck(HandshakeAck {
-                    session_id: h.session_id.clone(),
-                    server_version: crate::VERSION.into(),
-                });
-                self.hub.send(&self.peer, "handshake_ack", &encode(&ack));
-                self.hub.register_sdk(
-                    ClientInfo::from_handshake(&h, Millis::now()),
-                    self.peer.clone(),
-                );
-                tracing::info!(conn = self.peer.id, session = %h.session_id, sdk = %h.sdk_version, "SDK connected");
-                self.role = Role::Sdk(h.session_id);
+        match msg {
+            InboundRef::StateSnapshot { session_id } => {
+                self.forward(Forward::Snapshot, &session_id, &text)
             }
+            InboundRef::StreamEvent { session_id } => {
+                self.forward(Forward::Event, &session_id, &text)
+            }
+            InboundRef::Message(m) => self.on_message(kind, m, &text),
+        }
+    }
+
+    fn on_message(&mut self, kind: &str, msg: Inbound, raw: &str) {
+        match (&self.role, msg) {
+            (Role::Unidentified, Inbound::Sdk(SdkMessage::Handshake(h))) => self.on_handshake(h),
             (Role::Unidentified, Inbound::Dashboard(DashboardMessage::SubscribeDashboard)) => {
                 self.hub.register_dashboard(self.peer.clone());
                 tracing::info!(conn = self.peer.id, "dashboard subscribed");
                 self.role = Role::Dashboard;
             }
-            (Role::Unidentified, _) => self.reply_error(
-                ErrorCode::NotIdentified,
-                "the first message must be handshake (SDK) or subscribe_dashboard (dashboard)"
-                    .into(),
+            (Role::Sdk(_), Inbound::Sdk(SdkMessage::Handshake(_))) => self.reply_error(
+                ErrorCode::WrongRole,
+                "already identified: handshake may be sent once".into(),
             ),
-            (Role::Sdk(session), Inbound::Sdk(m)) => {
-                let session = session.clone();
-                self.on_sdk(&session, m, &text)
+            // Not produced by `InboundRef::decode`, which keeps these bodies raw; handled the same way anyway.
+            (_, Inbound::Sdk(m @ SdkMessage::StateSnapshot(_))) => {
+                self.forward(Forward::Snapshot, m.session_id(), raw)
+            }
+            (_, Inbound::Sdk(m @ SdkMessage::StreamEvent(_))) => {
+                self.forward(Forward::Event, m.session_id(), raw)
+            }
+            (_, Inbound::Sdk(SdkMessage::Heartbeat(h))) => {
+                // Liveness was already noted when the frame arrived; just hold it to the protocol.
+                self.check_sdk(kind, &h.session_id);
             }
             (Role::Dashboard, Inbound::Dashboard(m)) => self.on_dashboard(m),
+            (Role::Unidentified, _) => self.reply_not_identified(),
             (Role::Sdk(_), Inbound::Dashboard(_)) => self.reply_error(
                 ErrorCode::WrongRole,
                 format!("{kind} is a dashboard message; this is an SDK connection"),
@@ -244,33 +242,72 @@ impl Connection<'_> {
         }
     }
 
-    fn on_sdk(&mut self, session: &str, msg: SdkMessage, raw: &str) {
-        if msg.session_id() != session {
+    fn on_handshake(&mut self, h: Handshake) {
+        if h.session_id.is_empty() || h.session_id.len() > MAX_SESSION_ID_BYTES {
             return self.reply_error(
-                ErrorCode::SessionMismatch,
-                format!(
-                    "sessionId {:?} does not match this connection's handshake ({session:?})",
-                    msg.session_id()
-                ),
+                ErrorCode::InvalidMessage,
+                format!("sessionId must be 1 to {MAX_SESSION_ID_BYTES} bytes"),
             );
         }
-        match msg {
-            SdkMessage::Handshake(_) => self.reply_error(
-                ErrorCode::WrongRole,
-                "already identified: handshake may be sent once".into(),
-            ),
-            SdkMessage::StateSnapshot(_) => match splice::state_update(session, raw) {
-                Ok(frame) => self
-                    .hub
-                    .publish(session, "state_update", &Utf8Bytes::from(frame)),
-                Err(e) => self.reply_error(e.code(), e.to_string()),
-            },
-            SdkMessage::StreamEvent(_) => {
-                let frame = splice::stream_event_update(session, raw);
-                self.hub
-                    .publish(session, "stream_event_update", &Utf8Bytes::from(frame));
+        if h.protocol_version > PROTOCOL_VERSION {
+            tracing::warn!(session = %h.session_id, version = h.protocol_version,
+                "SDK speaks a newer protocol version; continuing with version {PROTOCOL_VERSION}");
+        }
+        let ack = RelayToSdk::HandshakeAck(HandshakeAck {
+            session_id: h.session_id.clone(),
+            server_version: crate::VERSION.into(),
+        });
+        // The ack is queued before the session is visible, so it precedes any request_snapshot.
+        self.hub.send(&self.peer, "handshake_ack", &encode(&ack));
+        self.hub.register_sdk(
+            ClientInfo::from_handshake(&h, Millis::now()),
+            self.peer.clone(),
+        );
+        tracing::info!(conn = self.peer.id, session = %h.session_id, sdk = %h.sdk_version, "SDK connected");
+        self.role = Role::Sdk(h.session_id);
+    }
+
+    /// Whether this connection is the SDK `claimed` names; replies with the error when it is not.
+    fn check_sdk(&self, kind: &str, claimed: &str) -> bool {
+        match &self.role {
+            Role::Sdk(session) if session == claimed => true,
+            Role::Sdk(session) => {
+                self.reply_error(
+                    ErrorCode::SessionMismatch,
+                    format!("sessionId {claimed:?} does not match this connection's handshake ({session:?})"),
+                );
+                false
             }
-            SdkMessage::Heartbeat(_) => {}
+            Role::Unidentified => {
+                self.reply_not_identified();
+                false
+            }
+            Role::Dashboard => {
+                self.reply_error(
+                    ErrorCode::WrongRole,
+                    format!("{kind} is an SDK message; this is a dashboard connection"),
+                );
+                false
+            }
+        }
+    }
+
+    /// Fans a snapshot or event out to dashboards, as the SDK's own bytes wrapped once.
+    fn forward(&self, what: Forward, session: &str, raw: &str) {
+        let (kind, out_kind) = match what {
+            Forward::Snapshot => ("state_snapshot", "state_update"),
+            Forward::Event => ("stream_event", "stream_event_update"),
+        };
+        if !self.check_sdk(kind, session) {
+            return;
+        }
+        let frame = match what {
+            Forward::Snapshot => splice::state_update(session, raw),
+            Forward::Event => Ok(splice::stream_event_update(session, raw)),
+        };
+        match frame {
+            Ok(frame) => self.hub.publish(session, out_kind, &Utf8Bytes::from(frame)),
+            Err(e) => self.reply_error(e.code(), e.to_string()),
         }
     }
 
@@ -292,6 +329,13 @@ impl Connection<'_> {
                 }
             }
         }
+    }
+
+    fn reply_not_identified(&self) {
+        self.reply_error(
+            ErrorCode::NotIdentified,
+            "the first message must be handshake (SDK) or subscribe_dashboard (dashboard)".into(),
+        )
     }
 
     fn reply_error(&self, code: ErrorCode, message: String) {
