@@ -35,8 +35,9 @@ fi
 
 log "building release binaries"
 cargo build --release --quiet -p devrelay -p devrelay-bench
-BENCH=$ROOT/target/release/devrelay-bench
-RELAY_BIN=$ROOT/target/release/devrelay
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BENCH=$TARGET_DIR/release/devrelay-bench
+RELAY_BIN=$TARGET_DIR/release/devrelay
 
 # Node runs the baselines and writes the run's metadata, so it is always needed.
 command -v node >/dev/null || { log "node (and npm) are required"; exit 1; }
