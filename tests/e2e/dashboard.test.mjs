@@ -147,8 +147,56 @@ describe("devrelay dashboard", () => {
     assert.match(await weather.innerText(), /city\s*\*?\s*string/);
     await weather.locator("summary").click();
     await weather.locator("[data-testid=json-tree]").waitFor();
-    await screenshot(page, "03-registry");
+    await screenshot(page, "02b-registry");
     await page.getByTestId("tab-threads").click();
+  });
+
+  test("the timeline follows new events, pauses when scrolled up, jumps to latest, clears, counts drops", async () => {
+    const count = async () => Number(await page.getByTestId("timeline-count").innerText());
+    const scroller = page.getByTestId("timeline-scroller");
+    // Whether the timeline shows its newest row (and, with `n`, has more than `n` events).
+    const followingPast = (n) => {
+      const el = document.querySelector("[data-testid=timeline-scroller]");
+      const total = Number(document.querySelector("[data-testid=timeline-count]").textContent);
+      return total > n && el.scrollHeight - el.scrollTop - el.clientHeight < 30;
+    };
+    // Start from "following" (the previous test clicked an old row, which pauses auto-scroll).
+    if (await page.getByTestId("jump-to-latest").isVisible()) await page.getByTestId("jump-to-latest").click();
+    let seen = await count();
+    await page.waitForFunction(followingPast, seen);
+
+    // Scrolled to the top, it stays there while events keep coming, and offers a jump with the number of new ones.
+    await scroller.evaluate((el) => el.scrollTo(0, 0));
+    await page.getByTestId("jump-to-latest").waitFor();
+    await page.waitForFunction(() => / \(\d+ new\)/.test(document.querySelector("[data-testid=jump-to-latest]").textContent));
+    assert.equal(await scroller.evaluate((el) => el.scrollTop), 0, "no auto-scroll while paused");
+    await page.getByTestId("jump-to-latest").click();
+    await page.getByTestId("jump-to-latest").waitFor({ state: "detached" });
+    assert.ok(await page.evaluate(followingPast, 0), "back at the newest event");
+
+    // Opening an event's details keeps the timeline live and following.
+    // (A row well inside the viewport: clicking one at the very edge would scroll, which pauses following.)
+    const rendered = await page.getByTestId("timeline-row").count();
+    await page.getByTestId("timeline-row").nth(rendered - 4).click();
+    await page.locator("[data-testid=event-detail] [data-testid=json-tree]").waitFor();
+    await page.waitForFunction(followingPast, await count());
+    await screenshot(page, "03-live-overview");
+    await page.locator("[data-testid=event-detail] button.link").click();
+
+    // Clear empties this client's timeline (and it refills with new events).
+    seen = await count();
+    await page.getByTestId("timeline-clear").click();
+    await page.waitForFunction((n) => Number(document.querySelector("[data-testid=timeline-count]").textContent) < n, seen);
+    assert.ok((await count()) < Math.min(seen, 20));
+
+    // With a small buffer (?buffer=30) old events are dropped, and the dashboard says how many.
+    const small = await page.context().newPage();
+    small.setDefaultTimeout(PATIENCE_MS);
+    await small.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}&clientId=${selected}&buffer=30`);
+    await small.getByTestId("dropped-count").waitFor();
+    assert.match(await small.getByTestId("dropped-count").innerText(), /^\d+ dropped$/);
+    assert.ok(Number(await small.getByTestId("timeline-count").innerText()) <= 30);
+    await small.close();
   });
 
   test("stopping the demo marks its clients disconnected and clears the view; starting it brings them back", async () => {

@@ -26,7 +26,9 @@ export function Dashboard() {
   const router = useRouter();
   const relayUrl = params.get("relay") || DEFAULT_RELAY_URL;
   const wanted = params.get("clientId");
-  const dt = useDevtoolsConnection({ url: relayUrl });
+  // ?buffer=N: events kept per client (the package's ring buffer; default 5000).
+  const buffer = Number(params.get("buffer")) || undefined;
+  const dt = useDevtoolsConnection({ url: relayUrl, eventCapacity: buffer });
   const { known, forget } = useKnownClients(dt.clients, dt.status);
   const now = useNow();
 
