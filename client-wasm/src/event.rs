@@ -97,6 +97,9 @@ pub fn summarize(event: &AgUiEvent) -> String {
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
+    if s.len() <= max_chars {
+        return s.to_owned(); // fast path: fewer bytes than the limit means fewer chars too
+    }
     match s.char_indices().nth(max_chars.saturating_sub(1)) {
         Some((cut, _)) if s[cut..].chars().nth(1).is_some() => format!("{}…", &s[..cut]),
         _ => s.to_owned(),
@@ -104,6 +107,9 @@ fn truncate(s: &str, max_chars: usize) -> String {
 }
 
 fn one_line(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

@@ -52,11 +52,16 @@ mod wasm {
         #[wasm_bindgen(constructor)]
         pub fn new(options: Option<JsOptions>) -> Result<DevtoolsConnection, JsError> {
             let options: Options = match options {
-                Some(o) if !o.is_undefined() && !o.is_null() => {
-                    serde_wasm_bindgen::from_value(o.into()).map_err(|e| {
-                        JsError::new(&format!("invalid DevtoolsConnection options: {e}"))
-                    })?
-                }
+                // Through JSON text, like everything crossing the boundary (see view.rs).
+                Some(o) if !o.is_undefined() && !o.is_null() => js_sys::JSON::stringify(&o)
+                    .ok()
+                    .and_then(|text| text.as_string())
+                    .ok_or_else(|| JsError::new("invalid DevtoolsConnection options: not JSON"))
+                    .and_then(|text| {
+                        serde_json::from_str(&text).map_err(|e| {
+                            JsError::new(&format!("invalid DevtoolsConnection options: {e}"))
+                        })
+                    })?,
                 _ => Options::default(),
             };
             Ok(DevtoolsConnection {
@@ -85,20 +90,26 @@ mod wasm {
 
         /// Asks one SDK session for a fresh snapshot.
         #[wasm_bindgen(js_name = requestSnapshot)]
-        pub fn request_snapshot(&self, session_id: &str) {
-            self.conn.act(|s| s.request_snapshot(session_id));
+        // camelCase: the parameter name is what TypeScript users see.
+        #[allow(non_snake_case)]
+        pub fn request_snapshot(&self, sessionId: &str) {
+            self.conn.act(|s| s.request_snapshot(sessionId));
         }
 
         /// Empties a session's events and resets its `droppedCount`.
         #[wasm_bindgen(js_name = clearStreamEvents)]
-        pub fn clear_stream_events(&self, session_id: &str) {
-            self.conn.act(|s| s.clear_stream_events(session_id));
+        // camelCase: the parameter name is what TypeScript users see.
+        #[allow(non_snake_case)]
+        pub fn clear_stream_events(&self, sessionId: &str) {
+            self.conn.act(|s| s.clear_stream_events(sessionId));
         }
 
         /// Selects a session (or none with `null`); requests its snapshot if none is cached.
         #[wasm_bindgen(js_name = selectSession)]
-        pub fn select_session(&self, session_id: Option<String>) {
-            self.conn.act(|s| s.select_session(session_id));
+        // camelCase: the parameter name is what TypeScript users see.
+        #[allow(non_snake_case)]
+        pub fn select_session(&self, sessionId: Option<String>) {
+            self.conn.act(|s| s.select_session(sessionId));
         }
 
         /// Closes the connection and stops reconnecting. Listeners get the final `closed` state.

@@ -8,10 +8,9 @@
 
 use std::collections::HashMap;
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Array, Object, Reflect, JSON};
 use serde::Serialize;
-use serde_wasm_bindgen::Serializer;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::store::{EventRing, Status, Store};
 
@@ -38,11 +37,15 @@ pub(crate) struct View {
     ring_cache: HashMap<String, RingView>,
 }
 
-const JSON: Serializer = Serializer::json_compatible();
-
+/// Converts through JSON text: one boundary crossing and V8's JSON.parse, instead of one JS call per field and
+/// string (serde-wasm-bindgen) — several times faster for event batches, and less code.
 fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
-    // Our types always serialize (maps have string keys, numbers are finite or become null).
-    value.serialize(&JSON).unwrap_or(JsValue::NULL)
+    // Our types always serialize (maps have string keys; non-finite numbers become null), and serde_json's
+    // output always parses.
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|text| JSON::parse(&text).ok())
+        .unwrap_or(JsValue::NULL)
 }
 
 fn set(obj: &Object, key: &str, value: &JsValue) {
@@ -178,9 +181,14 @@ fn ring_view(cached: Option<RingView>, ring: &EventRing) -> RingView {
         }
         _ => (Array::new(), first),
     };
-    for entry in ring.entries().range((from - first) as usize..) {
-        array.push(&to_js(entry));
-    }
+    let new: Vec<_> = ring.entries().range((from - first) as usize..).collect();
+    let array = if new.is_empty() {
+        array
+    } else {
+        // One JSON.parse for the whole batch of new entries.
+        let batch: Array = to_js(&new).unchecked_into();
+        array.concat(&batch)
+    };
     let object = Object::new();
     set(&object, "events", &array);
     set(

@@ -26,11 +26,17 @@ wasm_bindgen_test_configure!(run_in_browser);
 const DEADLINE_MS: f64 = 15_000.0;
 
 fn relay_url() -> &'static str {
-    option_env!("RELAY_URL").expect("RELAY_URL unset: run scripts/test-wasm.sh")
+    match option_env!("RELAY_URL") {
+        Some(url) => url,
+        None => panic!("RELAY_URL unset: run scripts/test-wasm.sh"),
+    }
 }
 
 fn control_url() -> &'static str {
-    option_env!("RELAY_CONTROL_URL").expect("RELAY_CONTROL_URL unset: run scripts/test-wasm.sh")
+    match option_env!("RELAY_CONTROL_URL") {
+        Some(url) => url,
+        None => panic!("RELAY_CONTROL_URL unset: run scripts/test-wasm.sh"),
+    }
 }
 
 // --- the dashboard side ------------------------------------------------------------------------------------
@@ -208,11 +214,9 @@ impl Sdk {
     }
 
     async fn next_message(&mut self) -> Value {
-        loop {
-            match poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await {
-                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-                other => panic!("sdk {}: unexpected {other:?}", self.session_id),
-            }
+        match poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+            other => panic!("sdk {}: unexpected {other:?}", self.session_id),
         }
     }
 

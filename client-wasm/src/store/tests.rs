@@ -386,3 +386,23 @@ fn close_and_give_up() {
     s.closed_by_user();
     assert_eq!(s.version(), v);
 }
+
+#[test]
+fn fast_path_decodes_exactly_like_the_protocol() {
+    use devrelay_protocol::splice;
+    let raw = include_str!("../../../tests/fixtures/stream_event.json");
+    let frame = splice::stream_event_update("sess-7f3a", raw);
+    assert!(frame.starts_with(STREAM_EVENT_UPDATE_PREFIX), "{frame}");
+    assert_eq!(
+        decode_frame(&frame).unwrap(),
+        decode::<RelayToDashboard>(&frame).unwrap()
+    );
+    assert_eq!(
+        decode_frame(STREAM_EVENT_UPDATE).unwrap(),
+        decode::<RelayToDashboard>(STREAM_EVENT_UPDATE).unwrap()
+    );
+    // The prefix with a broken body falls back to (and fails like) the general decoder.
+    let broken = format!("{STREAM_EVENT_UPDATE_PREFIX}\"sessionId\":\"a\"}}");
+    assert!(decode_frame(&broken).is_err());
+    assert!(decode::<RelayToDashboard>(&broken).is_err());
+}
