@@ -12,9 +12,13 @@ cargo build -p devrelay
 coproc CTL { exec node client-wasm/tests/relay-control.mjs target/debug/devrelay; }
 ctl_pid=$CTL_PID
 trap 'kill "$ctl_pid" 2>/dev/null || true; wait "$ctl_pid" 2>/dev/null || true' EXIT
-read -r relay_line <&"${CTL[0]}"
-read -r control_line <&"${CTL[0]}"
-export "${relay_line?}" "${control_line?}"
+read -r relay_line <&"${CTL[0]}" || true
+read -r control_line <&"${CTL[0]}" || true
+if [[ $relay_line != RELAY_URL=* || $control_line != RELAY_CONTROL_URL=* ]]; then
+  echo "test-wasm: the relay did not start (see above)" >&2
+  exit 1
+fi
+export "$relay_line" "$control_line"
 echo "relay: $RELAY_URL, control: $RELAY_CONTROL_URL"
 
 WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome --mode no-install client-wasm

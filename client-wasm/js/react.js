@@ -18,6 +18,8 @@ const INITIAL_STATE = Object.freeze({
 });
 
 const noopSubscribe = () => () => {};
+/** Connections this hook has freed: their getSnapshot must never reach the wasm again. */
+const freed = new WeakSet();
 const initialSnapshot = () => INITIAL_STATE;
 
 let ready = null;
@@ -60,6 +62,7 @@ export function useDevtoolsConnection(options) {
       setConnection(null);
       if (conn !== null) {
         conn.close();
+        freed.add(conn);
         conn.free();
       }
     };
@@ -69,10 +72,12 @@ export function useDevtoolsConnection(options) {
     () => (connection ? (listener) => connection.subscribe(listener) : noopSubscribe),
     [connection],
   );
-  const getSnapshot = useMemo(
-    () => (connection ? () => connection.getSnapshot() : initialSnapshot),
-    [connection],
-  );
+  const getSnapshot = useMemo(() => {
+    if (!connection) return initialSnapshot;
+    // If React asks once more after the effect cleanup freed the connection, answer with the last state.
+    let last = INITIAL_STATE;
+    return () => (freed.has(connection) ? last : (last = connection.getSnapshot()));
+  }, [connection]);
   const state = useSyncExternalStore(subscribe, getSnapshot, initialSnapshot);
 
   return useMemo(() => {
