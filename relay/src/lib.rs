@@ -13,6 +13,7 @@ mod routes;
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +37,12 @@ pub async fn run(
         hub,
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
+    });
+    // Small frames (events, acks) must leave at once, not wait on Nagle for the previous segment's ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
     });
     // axum's graceful shutdown does not wait for upgraded connections (axum#3003): the tracker does.
     axum::serve(listener, app)
