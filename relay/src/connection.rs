@@ -22,8 +22,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{encode, queue, Hub, Outbox, Peer};
+use crate::hub::{encode, Hub};
 use crate::metrics::{kind_index, IN_KINDS};
+use crate::outbox::{outbox, Outbox, Peer};
 
 /// Longest accepted `sessionId`, in bytes.
 const MAX_SESSION_ID_BYTES: usize = 256;
@@ -67,7 +68,7 @@ where
     let id = hub.next_conn_id();
     hub.connections.fetch_add(1, Ordering::Relaxed);
     crate::metrics::Metrics::bump(&hub.metrics.connections_total);
-    let (peer, mut outbox) = queue(id, &hub.config);
+    let (peer, mut outbox) = outbox(id, hub.config.queue_messages, hub.config.queue_bytes);
     let mut conn = Connection {
         hub: &hub,
         peer,
@@ -108,7 +109,8 @@ impl Connection<'_> {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let identify = tokio::time::sleep(config.identify_timeout);
         tokio::pin!(identify);
-        let close = self.peer.close.clone();
+        // A handle of our own for the close request, so `self` stays free for the handlers.
+        let close = self.peer.clone();
         // Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
         let mut heard = true;
 
@@ -116,13 +118,12 @@ impl Connection<'_> {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
-                code = close.requested() => return close_with(code),
+                code = close.close_requested() => return close_with(code),
                 frame = outbox.recv() => {
-                    let Some(frame) = frame else { return End::Gone };
                     let write = write_batch(ws, frame, outbox);
                     tokio::select! {
                         r = write => if r.is_err() { return End::Gone },
-                        code = close.requested() => return close_with(code),
+                        code = close.close_requested() => return close_with(code),
                         _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
                     }
                 }
@@ -165,7 +166,7 @@ impl Connection<'_> {
                     let send = ws.send(Message::Ping(Default::default()));
                     tokio::select! {
                         r = send => if r.is_err() { return End::Gone },
-                        code = close.requested() => return close_with(code),
+                        code = close.close_requested() => return close_with(code),
                         _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
                     }
                 }

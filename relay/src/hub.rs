@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! - Every frame is serialized once, before fan-out; recipients share its bytes (`Utf8Bytes` is ref-counted).
-//! - Fan-out never waits: each peer has a bounded queue (messages and bytes) and delivery is `try_send`. A peer
+//! - Fan-out never waits: each peer has a bounded queue (messages and bytes, `outbox.rs`). A peer
 //!   whose queue is full is closed with 4002 "slow consumer" and removed at once, so it can neither grow the
 //!   relay's memory nor delay anyone else.
 //! - One `sessionId` maps to at most one SDK connection. A newer connection replaces the older one (closed with
@@ -13,130 +13,22 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use devrelay_protocol::{
     ClientInfo, ClientList, CloseCode, ErrorCode, RelayToDashboard, RelayToSdk, SessionRef,
 };
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{kind_index, Metrics, OUT_KINDS};
+use crate::outbox::{ConnId, Delivery, Peer};
 use crate::Config;
-
-/// Identifies one WebSocket connection for the relay's lifetime.
-pub type ConnId = u64;
 
 /// Serializes a message once, for sending to one or many peers.
 pub fn encode<T: Serialize>(msg: &T) -> Utf8Bytes {
     // Our message types have string keys and infallible Serialize impls: serialization cannot fail.
     Utf8Bytes::from(serde_json::to_string(msg).expect("protocol messages always serialize"))
-}
-
-/// Asks a connection's task to close with a code; the first request wins.
-#[derive(Debug, Default)]
-pub struct CloseSignal {
-    token: CancellationToken,
-    code: OnceLock<CloseCode>,
-}
-
-impl CloseSignal {
-    pub fn request(&self, code: CloseCode) {
-        let _ = self.code.set(code);
-        self.token.cancel();
-    }
-    pub async fn requested(&self) -> CloseCode {
-        self.token.cancelled().await;
-        self.code.get().copied().unwrap_or(CloseCode::Normal)
-    }
-}
-
-/// The sending side of one connection's outbound queue.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub id: ConnId,
-    tx: mpsc::Sender<Utf8Bytes>,
-    queued_bytes: Arc<AtomicUsize>,
-    pub close: Arc<CloseSignal>,
-}
-
-/// The receiving side, owned by the connection's task.
-#[derive(Debug)]
-pub struct Outbox {
-    rx: mpsc::Receiver<Utf8Bytes>,
-    queued_bytes: Arc<AtomicUsize>,
-}
-
-impl Outbox {
-    pub async fn recv(&mut self) -> Option<Utf8Bytes> {
-        let f = self.rx.recv().await?;
-        self.queued_bytes.fetch_sub(f.len(), Ordering::Relaxed);
-        Some(f)
-    }
-    pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
-        let f = self.rx.try_recv().ok()?;
-        self.queued_bytes.fetch_sub(f.len(), Ordering::Relaxed);
-        Some(f)
-    }
-}
-
-/// A new connection's queue, bounded by `config.queue_messages` and `config.queue_bytes`.
-pub fn queue(id: ConnId, config: &Config) -> (Peer, Outbox) {
-    let (tx, rx) = mpsc::channel(config.queue_messages.max(1));
-    let queued_bytes = Arc::new(AtomicUsize::new(0));
-    let peer = Peer {
-        id,
-        tx,
-        queued_bytes: queued_bytes.clone(),
-        close: Arc::default(),
-    };
-    (peer, Outbox { rx, queued_bytes })
-}
-
-/// Outcome of handing a frame to a peer's queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    Queued,
-    /// Queue full: the peer is being closed as a slow consumer.
-    Overflow,
-    /// The connection is already gone.
-    Gone,
-}
-
-impl Peer {
-    fn deliver(&self, frame: &Utf8Bytes, max_bytes: usize, metrics: &Metrics) -> Delivery {
-        let len = frame.len();
-        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        let result = if before + len > max_bytes && before > 0 {
-            Err(mpsc::error::TrySendError::Full(()))
-        } else {
-            self.tx.try_send(frame.clone()).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
-                mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
-            })
-        };
-        match result {
-            Ok(()) => Delivery::Queued,
-            Err(e) => {
-                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                if matches!(e, mpsc::error::TrySendError::Closed(_)) {
-                    return Delivery::Gone;
-                }
-                Metrics::bump(&metrics.dropped);
-                if !self.close.token.is_cancelled() {
-                    Metrics::bump(&metrics.slow_consumer_closes);
-                    tracing::warn!(
-                        conn = self.id,
-                        "slow consumer: outbound queue full, closing"
-                    );
-                }
-                self.close.request(CloseCode::SlowConsumer);
-                Delivery::Overflow
-            }
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -205,9 +97,25 @@ impl Hub {
         }
     }
 
+    /// Hands a frame to a peer's queue; on overflow, closes that peer as a slow consumer (4002).
+    fn deliver(&self, peer: &Peer, frame: &Utf8Bytes) -> Delivery {
+        let outcome = peer.deliver(frame);
+        if outcome == Delivery::Overflow {
+            Metrics::bump(&self.metrics.dropped);
+            if peer.request_close(CloseCode::SlowConsumer) {
+                Metrics::bump(&self.metrics.slow_consumer_closes);
+                tracing::warn!(
+                    conn = peer.id,
+                    "slow consumer: outbound queue full, closing"
+                );
+            }
+        }
+        outcome
+    }
+
     /// Queues a frame for one peer (a reply). Overflow closes that peer as a slow consumer.
     pub fn send(&self, peer: &Peer, kind: &str, frame: &Utf8Bytes) {
-        if peer.deliver(frame, self.config.queue_bytes, &self.metrics) == Delivery::Queued {
+        if self.deliver(peer, frame) == Delivery::Queued {
             self.metrics
                 .outbound(kind_index(&OUT_KINDS, kind), 1, frame.len());
         }
@@ -215,16 +123,14 @@ impl Hub {
 
     /// Fans a frame out to every dashboard. Slow dashboards are dropped from the registry on the spot.
     fn fan_out(&self, r: &mut Registry, kind: &str, frame: &Utf8Bytes) {
-        let max = self.config.queue_bytes;
         let mut delivered = 0;
-        r.dashboards
-            .retain(|d| match d.deliver(frame, max, &self.metrics) {
-                Delivery::Queued => {
-                    delivered += 1;
-                    true
-                }
-                Delivery::Overflow | Delivery::Gone => false,
-            });
+        r.dashboards.retain(|d| match self.deliver(d, frame) {
+            Delivery::Queued => {
+                delivered += 1;
+                true
+            }
+            Delivery::Overflow | Delivery::Gone => false,
+        });
         self.metrics
             .outbound(kind_index(&OUT_KINDS, kind), delivered, frame.len());
     }
@@ -237,7 +143,7 @@ impl Hub {
         if let Some(old) = r.sdks.insert(session_id.clone(), SdkEntry { info, peer }) {
             Metrics::bump(&self.metrics.sessions_replaced);
             tracing::info!(session = %session_id, old = old.peer.id, "session replaced by a newer connection");
-            old.peer.close.request(CloseCode::SessionReplaced);
+            old.peer.request_close(CloseCode::SessionReplaced);
             let gone = encode(&RelayToDashboard::ClientDisconnected(SessionRef {
                 session_id,
             }));
@@ -302,11 +208,7 @@ impl Hub {
             .get(session_id)
             .map(|e| e.peer.clone())
             .ok_or(ErrorCode::UnknownSession)?;
-        match peer.deliver(
-            &self.request_snapshot,
-            self.config.queue_bytes,
-            &self.metrics,
-        ) {
+        match self.deliver(&peer, &self.request_snapshot) {
             Delivery::Queued => {
                 self.metrics.outbound(
                     kind_index(&OUT_KINDS, "request_snapshot"),

@@ -9,6 +9,7 @@ mod connection;
 pub mod demo;
 mod hub;
 mod metrics;
+mod outbox;
 mod routes;
 
 use std::sync::Arc;
