@@ -23,8 +23,9 @@ pub struct Config {
     pub queue_messages: usize,
     /// Outbound queue capacity per connection, in bytes (sum of queued frames). Overflow: slow consumer.
     pub queue_bytes: usize,
-    /// tungstenite read buffer per connection, in bytes. It is allocated (and touched) per connection, so it is
-    /// the main cost of an idle connection; larger values mean fewer read syscalls under load.
+    /// tungstenite read buffer per connection, in bytes: the most it reads per call. It is allocated (and
+    /// zero-filled) per connection, so it is the main cost of an idle one. Socket reads themselves go through a
+    /// per-thread 64 KiB read-ahead (`read_ahead.rs`), so a small buffer does not mean small syscalls.
     pub read_buffer_bytes: usize,
     /// tungstenite write buffer target per connection, in bytes: frames are coalesced up to this size before a
     /// write syscall. The buffer only grows while there is something to send.
@@ -43,7 +44,7 @@ impl Default for Config {
             identify_timeout: Duration::from_secs(limits::DEFAULT_IDENTIFY_TIMEOUT_SECS),
             queue_messages: 4096,
             queue_bytes: 16 << 20,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
             write_buffer_bytes: 64 << 10,
             shutdown_grace: Duration::from_millis(1500),
         }

@@ -75,15 +75,20 @@ where
         role: Role::Unidentified,
     };
 
-    let end = conn.run(&mut ws, &mut outbox, &shutdown).await;
+    let Err(end) = conn.run(&mut ws, &mut outbox, &shutdown).await;
     tracing::debug!(conn = id, role = ?conn.role, end = ?end, "connection ended");
     if let End::Close(code, reason) = end {
         let frame = CloseFrame {
             code: WsCloseCode::from(code.code()),
             reason: Utf8Bytes::from(reason),
         };
-        // Best effort: a peer that stopped reading may never take the close frame.
-        let _ = tokio::time::timeout(hub.config.shutdown_grace, ws.close(Some(frame))).await;
+        // Best effort: a peer that stopped reading may never take the close frame. Boxed: it runs once, at the
+        // end, and should not size every idle connection's task.
+        let _ = Box::pin(tokio::time::timeout(
+            hub.config.shutdown_grace,
+            ws.close(Some(frame)),
+        ))
+        .await;
     }
     match &conn.role {
         Role::Sdk(session) => hub.unregister_sdk(session, id),
@@ -94,12 +99,14 @@ where
 }
 
 impl Connection<'_> {
+    /// Runs the connection until it must end; the `Err` is how it ends (never `Ok`: the loop only exits by
+    /// returning an `End`).
     async fn run<S>(
         &mut self,
         ws: &mut WebSocketStream<S>,
         outbox: &mut Outbox,
         shutdown: &CancellationToken,
-    ) -> End
+    ) -> Result<std::convert::Infallible, End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -107,30 +114,28 @@ impl Connection<'_> {
         let mut ping =
             tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let identify = tokio::time::sleep(config.identify_timeout);
-        tokio::pin!(identify);
+        // Boxed and dropped once identified: an idle connection's task stays small.
+        let mut identify = Some(Box::pin(tokio::time::sleep(config.identify_timeout)));
         // A handle of our own for the close request, so `self` stays free for the handlers.
         let close = self.peer.clone();
         // Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
         let mut heard = true;
 
         loop {
+            if identify.is_some() && self.role != Role::Unidentified {
+                identify = None;
+            }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
-                code = close.close_requested() => return close_with(code),
+                _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
+                code = close.close_requested() => return Err(close_with(code)),
                 frame = outbox.recv() => {
-                    let write = write_batch(ws, frame, outbox);
-                    tokio::select! {
-                        r = write => if r.is_err() { return End::Gone },
-                        code = close.close_requested() => return close_with(code),
-                        _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
-                    }
+                    interruptible(write_batch(ws, frame, outbox), &close, shutdown).await?;
                 }
                 msg = ws.next() => {
                     heard = true;
                     match msg {
-                        None => return End::Gone,
+                        None => return Err(End::Gone),
                         Some(Ok(Message::Text(text))) => self.on_text(text),
                         Some(Ok(Message::Binary(b))) => {
                             self.hub.metrics.inbound(kind_index(&IN_KINDS, "binary"), b.len());
@@ -140,39 +145,34 @@ impl Connection<'_> {
                         Some(Ok(Message::Close(_))) => {
                             // tungstenite queued the close reply; push it out, then we are done.
                             let _ = ws.flush().await;
-                            return End::Gone;
+                            return Err(End::Gone);
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                             crate::metrics::Metrics::bump(&self.hub.metrics.oversize_closes);
-                            return End::Close(CloseCode::MessageTooBig,
-                                format!("message of {size} bytes exceeds the {max_size}-byte limit"));
+                            return Err(End::Close(CloseCode::MessageTooBig,
+                                format!("message of {size} bytes exceeds the {max_size}-byte limit")));
                         }
                         Some(Err(WsError::Protocol(e))) => {
-                            return End::Close(CloseCode::PolicyViolation, truncate(format!("protocol error: {e}")));
+                            return Err(End::Close(CloseCode::PolicyViolation, truncate(format!("protocol error: {e}"))));
                         }
                         Some(Err(WsError::Utf8(_))) => {
-                            return End::Close(CloseCode::PolicyViolation, "text frame is not valid UTF-8".into());
+                            return Err(End::Close(CloseCode::PolicyViolation, "text frame is not valid UTF-8".into()));
                         }
-                        Some(Err(_)) => return End::Gone,
+                        Some(Err(_)) => return Err(End::Gone),
                     }
                 }
                 _ = ping.tick() => {
                     if !heard {
                         crate::metrics::Metrics::bump(&self.hub.metrics.heartbeat_timeouts);
-                        return close_with(CloseCode::HeartbeatTimeout);
+                        return Err(close_with(CloseCode::HeartbeatTimeout));
                     }
                     heard = false;
-                    let send = ws.send(Message::Ping(Default::default()));
-                    tokio::select! {
-                        r = send => if r.is_err() { return End::Gone },
-                        code = close.close_requested() => return close_with(code),
-                        _ = shutdown.cancelled() => return close_with(CloseCode::GoingAway),
-                    }
+                    interruptible(ws.send(Message::Ping(Default::default())), &close, shutdown).await?;
                 }
-                _ = &mut identify, if self.role == Role::Unidentified => {
+                _ = async { if let Some(t) = identify.as_mut() { t.await } }, if identify.is_some() => {
                     crate::metrics::Metrics::bump(&self.hub.metrics.identify_timeouts);
-                    return close_with(CloseCode::IdentifyTimeout);
+                    return Err(close_with(CloseCode::IdentifyTimeout));
                 }
             }
         }
@@ -362,6 +362,20 @@ fn truncate(mut s: String) -> String {
         s.push_str("...");
     }
     s
+}
+
+/// Runs a write to the socket, interrupted by a close request or shutdown. Boxed so that its state is only
+/// allocated while a write is in progress, not carried by every idle connection's task.
+async fn interruptible<F>(write: F, close: &Peer, shutdown: &CancellationToken) -> Result<(), End>
+where
+    F: std::future::Future<Output = Result<(), WsError>>,
+{
+    let write = Box::pin(write);
+    tokio::select! {
+        r = write => r.map_err(|_| End::Gone),
+        code = close.close_requested() => Err(close_with(code)),
+        _ = shutdown.cancelled() => Err(close_with(CloseCode::GoingAway)),
+    }
 }
 
 /// Writes one frame plus whatever else is already queued (up to a batch), then flushes once.

@@ -10,6 +10,7 @@ pub mod demo;
 mod hub;
 mod metrics;
 mod outbox;
+mod read_ahead;
 mod routes;
 
 use std::sync::Arc;

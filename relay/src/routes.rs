@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::access::{check_host, check_origin};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::read_ahead::ReadAhead;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -126,7 +127,7 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     app.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
+                let io = ReadAhead::new(TokioIo::new(upgraded));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
                 crate::connection::serve(ws, hub, shutdown).await;
             }

@@ -1,0 +1,142 @@
+//! `ReadAhead`: a socket reader that pulls large chunks through a per-thread scratch buffer and keeps only the
+//! surplus, and only until it is consumed.
+//!
+//! tungstenite reads at most `read_buffer_size` bytes per call and keeps a buffer of that size per connection
+//! (zero-filled, so resident). A small buffer makes idle connections cheap but would cost a syscall per few
+//! hundred bytes under load; reading ahead through a shared scratch buffer gives both: idle connections hold no
+//! read-ahead memory at all, busy ones read up to `SCRATCH_BYTES` per syscall.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes read from the socket per syscall at most.
+const SCRATCH_BYTES: usize = 64 << 10;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+}
+
+#[derive(Debug)]
+pub struct ReadAhead<S> {
+    inner: S,
+    /// Bytes read from the socket but not yet handed to the reader.
+    ahead: Vec<u8>,
+    pos: usize,
+}
+
+impl<S> ReadAhead<S> {
+    pub fn new(inner: S) -> Self {
+        ReadAhead {
+            inner,
+            ahead: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    fn serve_ahead(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = buf.remaining().min(self.ahead.len() - self.pos);
+        buf.put_slice(&self.ahead[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.ahead.len() {
+            // Release the surplus: an idle connection holds nothing here.
+            self.ahead = Vec::new();
+            self.pos = 0;
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.ahead.len() {
+            this.serve_ahead(buf);
+            return Poll::Ready(Ok(()));
+        }
+        if buf.remaining() >= SCRATCH_BYTES {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut chunk = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(())) => {
+                    let got = chunk.filled();
+                    let n = got.len().min(buf.remaining());
+                    buf.put_slice(&got[..n]);
+                    if got.len() > n {
+                        this.ahead.extend_from_slice(&got[n..]);
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            }
+        })
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ReadAhead<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn small_reads_see_every_byte_in_order() {
+        let (mut tx, rx) = tokio::io::duplex(256 << 10);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let data = data.clone();
+            tokio::spawn(async move {
+                for chunk in data.chunks(7_919) {
+                    tx.write_all(chunk).await.unwrap();
+                }
+            })
+        };
+        let mut r = ReadAhead::new(rx);
+        let mut got = Vec::new();
+        let mut small = [0u8; 300];
+        loop {
+            let n = r.read(&mut small).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&small[..n]);
+        }
+        writer.await.unwrap();
+        assert_eq!(got, data);
+        assert!(r.ahead.capacity() == 0, "surplus released once consumed");
+    }
+}
