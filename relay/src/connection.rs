@@ -23,7 +23,6 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{encode, Hub};
-use crate::metrics::{kind_index, IN_KINDS};
 use crate::outbox::{outbox, Outbox, Peer};
 
 /// Longest accepted `sessionId`, in bytes.
@@ -138,7 +137,7 @@ impl Connection<'_> {
                         None => return Err(End::Gone),
                         Some(Ok(Message::Text(text))) => self.on_text(text),
                         Some(Ok(Message::Binary(b))) => {
-                            self.hub.metrics.inbound(kind_index(&IN_KINDS, "binary"), b.len());
+                            self.hub.metrics.inbound("binary", b.len());
                             self.reply_error(ErrorCode::BinaryNotSupported,
                                 "binary frames are not supported: send JSON text frames".into());
                         }
@@ -182,9 +181,7 @@ impl Connection<'_> {
         let msg = match InboundRef::decode(&text) {
             Ok(msg) => msg,
             Err(e) => {
-                self.hub
-                    .metrics
-                    .inbound(kind_index(&IN_KINDS, "invalid"), text.len());
+                self.hub.metrics.inbound("invalid", text.len());
                 return self.reply_error(e.code(), e.to_string());
             }
         };
@@ -193,9 +190,7 @@ impl Connection<'_> {
             InboundRef::StreamEvent { .. } => "stream_event",
             InboundRef::Message(m) => m.kind(),
         };
-        self.hub
-            .metrics
-            .inbound(kind_index(&IN_KINDS, kind), text.len());
+        self.hub.metrics.inbound(kind, text.len());
         match msg {
             InboundRef::StateSnapshot { session_id } => {
                 self.forward(Forward::Snapshot, &session_id, &text)

@@ -21,7 +21,7 @@ use devrelay_protocol::{
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::metrics::{kind_index, Metrics, OUT_KINDS};
+use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Delivery, Peer};
 use crate::Config;
 
@@ -116,8 +116,7 @@ impl Hub {
     /// Queues a frame for one peer (a reply). Overflow closes that peer as a slow consumer.
     pub fn send(&self, peer: &Peer, kind: &str, frame: &Utf8Bytes) {
         if self.deliver(peer, frame) == Delivery::Queued {
-            self.metrics
-                .outbound(kind_index(&OUT_KINDS, kind), 1, frame.len());
+            self.metrics.outbound(kind, 1, frame.len());
         }
     }
 
@@ -131,8 +130,7 @@ impl Hub {
             }
             Delivery::Overflow | Delivery::Gone => false,
         });
-        self.metrics
-            .outbound(kind_index(&OUT_KINDS, kind), delivered, frame.len());
+        self.metrics.outbound(kind, delivered, frame.len());
     }
 
     /// Registers an SDK session, replacing (and closing) an older connection with the same `sessionId`.
@@ -210,11 +208,8 @@ impl Hub {
             .ok_or(ErrorCode::UnknownSession)?;
         match self.deliver(&peer, &self.request_snapshot) {
             Delivery::Queued => {
-                self.metrics.outbound(
-                    kind_index(&OUT_KINDS, "request_snapshot"),
-                    1,
-                    self.request_snapshot.len(),
-                );
+                self.metrics
+                    .outbound("request_snapshot", 1, self.request_snapshot.len());
                 Ok(())
             }
             Delivery::Overflow => Err(ErrorCode::Busy),
