@@ -95,7 +95,9 @@ describe("devrelay dashboard", () => {
 
     // Threads: the history has at least three; selecting one shows its messages and their content blocks.
     await page.waitForFunction(() => document.querySelectorAll("[data-testid=thread-item]").length >= 3);
-    const thread = page.getByTestId("thread-item").first();
+    // (Addressed by id: the list is newest first, so a thread started meanwhile would shift positions.)
+    const threadId = await page.getByTestId("thread-item").first().getAttribute("data-thread-id");
+    const thread = page.locator(`[data-testid=thread-item][data-thread-id="${threadId}"]`);
     const threadName = await thread.locator(".thread-name").innerText();
     await thread.click();
     await page.locator("[data-testid=messages] [data-testid=message]").first().waitFor();
@@ -112,22 +114,35 @@ describe("devrelay dashboard", () => {
     await page.locator("[data-testid=event-detail] [data-testid=json-tree]").waitFor();
     await screenshot(page, "02-threads-and-timeline");
 
-    // Filters: a search for the selected thread's name keeps it in the list (after the debounce).
-    await page.getByTestId("thread-search").fill(threadName);
-    await page.waitForFunction(
-      (name) =>
-        [...document.querySelectorAll("[data-testid=thread-item] .thread-name")].every((n) =>
-          n.textContent.includes(name),
-        ),
-      threadName,
+    // Filters. Search (debounced): thread ids never occur in message text, so searching one leaves exactly the
+    // threads whose id contains it; a search nothing matches says so.
+    const search = page.getByTestId("thread-search");
+    await search.fill(threadId);
+    await page.waitForFunction((id) => {
+      const ids = [...document.querySelectorAll("[data-testid=thread-item]")].map((i) => i.dataset.threadId);
+      return ids.includes(id) && ids.every((i) => i.includes(id));
+    }, threadId);
+    await search.fill("no thread says zqxj");
+    await page.getByText("No thread matches these filters.").waitFor();
+    await search.fill("");
+    // Status: only threads in that status remain.
+    const statuses = await page.getByTestId("filter-status").locator("option").evaluateAll((os) =>
+      os.map((o) => o.value).filter(Boolean),
     );
-    assert.ok((await page.getByTestId("thread-item").count()) >= 1);
-    await page.getByTestId("thread-search").fill("");
-    await page.getByTestId("filter-role").selectOption("tool");
-    await page.getByTestId("filter-content").selectOption("tool_result");
-    await page.waitForFunction(() => {
+    await page.getByTestId("filter-status").selectOption(statuses[0]);
+    await page.waitForFunction((st) => {
       const items = [...document.querySelectorAll("[data-testid=thread-item]")];
-      return items.length > 0 && items.every((i) => !i.textContent.includes("Write a haiku"));
+      return items.length > 0 && items.every((i) => i.querySelector(".badge").textContent === st);
+    }, statuses[0]);
+    await page.getByTestId("filter-status").selectOption("");
+    // Role + content type: in the open thread (which starts with the user's text), exactly the messages that
+    // match stay highlighted; the others are dimmed.
+    await page.getByTestId("filter-role").selectOption("user");
+    await page.getByTestId("filter-content").selectOption("text");
+    await page.waitForFunction(() => {
+      const ms = [...document.querySelectorAll("[data-testid=messages] [data-testid=message]")];
+      const matches = (m) => m.dataset.role === "user" && m.querySelector(":scope > [data-block-type=text]") !== null;
+      return ms.some(matches) && ms.every((m) => matches(m) === !m.classList.contains("dimmed"));
     });
     await page.getByTestId("filter-role").selectOption("");
     await page.getByTestId("filter-content").selectOption("");
@@ -175,9 +190,10 @@ describe("devrelay dashboard", () => {
     assert.ok(await page.evaluate(followingPast, 0), "back at the newest event");
 
     // Opening an event's details keeps the timeline live and following.
-    // (A row well inside the viewport: clicking one at the very edge would scroll, which pauses following.)
+    // (A plain DOM click: Playwright's click() scrolls its target back into view when a new row has moved it,
+    // and any scroll up rightly pauses following.)
     const rendered = await page.getByTestId("timeline-row").count();
-    await page.getByTestId("timeline-row").nth(rendered - 4).click();
+    await page.getByTestId("timeline-row").nth(rendered - 4).dispatchEvent("click");
     await page.locator("[data-testid=event-detail] [data-testid=json-tree]").waitFor();
     await page.waitForFunction(followingPast, await count());
     await screenshot(page, "03-live-overview");

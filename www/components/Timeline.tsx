@@ -53,9 +53,34 @@ export function Timeline({
   });
 
   const lastId = rows.length > 0 ? rows[rows.length - 1].id : 0;
+  const followRef = useRef(follow);
+  followRef.current = follow;
+  const pinToEnd = () => {
+    const el = scroller.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  };
+  // Pinned by hand rather than with virtualizer.scrollToIndex: rows have a fixed height, so the end is simply
+  // scrollHeight, set synchronously in the commit (scrollToIndex re-scrolls a frame later with the list height
+  // it measured before, which after a resize lands above the end and reads as "the user scrolled up").
   useLayoutEffect(() => {
-    if (follow && rows.length > 0) virtualizer.scrollToIndex(rows.length - 1, { align: "end" });
-  }, [follow, lastId, rows.length, virtualizer]);
+    if (follow) pinToEnd();
+  }, [follow, lastId, rows.length]);
+  // The list's height changes (detail pane opened or closed, window resized): a following timeline stays pinned
+  // to the newest event. Done before the browser's resulting scroll event, which would otherwise read as "the
+  // user scrolled up" and pause following.
+  const detailOpen = selectedId !== null;
+  useLayoutEffect(() => {
+    if (followRef.current) pinToEnd();
+  }, [detailOpen]);
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => {
+      if (followRef.current) pinToEnd();
+    });
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
 
   // While following, everything is "seen"; the jump button counts what arrived since the user scrolled away.
   useEffect(() => {
@@ -160,7 +185,7 @@ export function Timeline({
             data-testid="jump-to-latest"
             onClick={() => {
               setFollow(true);
-              virtualizer.scrollToIndex(rows.length - 1, { align: "end" });
+              pinToEnd();
             }}
           >
             ↓ Jump to latest{unseen > 0 ? ` (${unseen} new)` : ""}

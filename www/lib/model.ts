@@ -3,7 +3,6 @@
 
 import type { Snapshot } from "devrelay-client";
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Obj = Record<string, unknown>;
 
 export const CONTENT_TYPES = ["text", "tool_use", "tool_result", "component", "resource"] as const;
