@@ -1,7 +1,13 @@
 //! One stream event as the dashboard shows it: the AG-UI body plus a category and a one-line summary.
 
-use devrelay_protocol::{AgUiEvent, Millis, StreamEvent};
+use std::borrow::Cow;
+use std::fmt;
+
+use devrelay_protocol::dashboard_view::StreamEventRef;
+use devrelay_protocol::Millis;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 /// Coarse kind of an AG-UI event, from its `type` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,7 +46,7 @@ pub const SUMMARY_MAX_CHARS: usize = 120;
 const DELTA_MAX_CHARS: usize = 60;
 
 /// A stream event in a session's ring buffer. Serializes to the `StreamEventEntry` of the TS API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventEntry {
     /// Local key, unique per connection object and monotonic (React key).
@@ -52,48 +58,172 @@ pub struct EventEntry {
     pub kind: String,
     pub category: Category,
     pub summary: String,
-    pub event: AgUiEvent,
+    /// The AG-UI event body as the SDK sent it (`{"type": …, …any}`); the page's `JSON.parse` builds it.
+    pub event: Box<RawValue>,
 }
 
 impl EventEntry {
-    pub fn new(id: u64, ev: StreamEvent) -> Self {
+    pub fn new(id: u64, ev: StreamEventRef<'_>) -> Self {
+        let summary = summarize(&ev.event.kind, ev.event.raw.get());
         EventEntry {
             id,
             seq: ev.seq,
             timestamp: ev.timestamp,
-            thread_id: ev.thread_id,
-            kind: ev.event.kind.clone(),
+            thread_id: ev.thread_id.into_owned(),
             category: Category::of(&ev.event.kind),
-            summary: summarize(&ev.event),
-            event: ev.event,
+            kind: ev.event.kind,
+            summary,
+            event: ev.event.raw.to_owned(),
         }
     }
 }
 
 /// One line naming the event: `TOOL_CALL_START get_weather (call_1)`, `TEXT_MESSAGE_CONTENT (msg_5) "It is…"`.
-pub fn summarize(event: &AgUiEvent) -> String {
-    let field = |names: &[&str]| {
+/// `kind` is the event's `type`, `raw` its JSON object text.
+pub fn summarize(kind: &str, raw: &str) -> String {
+    let fields = SummaryFields::read(raw);
+    // The first of `names` that is present as a string (the last occurrence of a repeated key), if non-empty.
+    let field = |names: &[usize]| {
         names
             .iter()
-            .find_map(|n| event.fields.get(*n).and_then(|v| v.as_str()))
+            .find_map(|&i| fields[i].as_deref())
             .filter(|s| !s.is_empty())
     };
-    let mut out = event.kind.clone();
-    if let Some(name) = field(&["toolCallName", "componentName", "name"]) {
+    let mut out = kind.to_owned();
+    if let Some(name) = field(&[TOOL_CALL_NAME, COMPONENT_NAME, NAME]) {
         out.push(' ');
         out.push_str(name);
     }
-    if let Some(id) = field(&["toolCallId", "messageId", "runId"]) {
+    if let Some(id) = field(&[TOOL_CALL_ID, MESSAGE_ID, RUN_ID]) {
         out.push_str(" (");
         out.push_str(id);
         out.push(')');
     }
-    if let Some(delta) = field(&["delta"]) {
+    if let Some(delta) = field(&[DELTA]) {
         out.push_str(" \"");
         out.push_str(&truncate(delta, DELTA_MAX_CHARS));
         out.push('"');
     }
     one_line(&truncate(&out, SUMMARY_MAX_CHARS))
+}
+
+/// The members a summary is made of, in the order of `SummaryFields`' slots.
+const SUMMARY_FIELDS: [&str; 7] = [
+    "toolCallName",
+    "componentName",
+    "name",
+    "toolCallId",
+    "messageId",
+    "runId",
+    "delta",
+];
+const TOOL_CALL_NAME: usize = 0;
+const COMPONENT_NAME: usize = 1;
+const NAME: usize = 2;
+const TOOL_CALL_ID: usize = 3;
+const MESSAGE_ID: usize = 4;
+const RUN_ID: usize = 5;
+const DELTA: usize = 6;
+
+/// The string values of `SUMMARY_FIELDS` in an event object (`None`: absent or not a string), read in one pass
+/// that skips everything else and borrows from the text where it can.
+struct SummaryFields<'a>([Option<Cow<'a, str>>; SUMMARY_FIELDS.len()]);
+
+impl<'a> SummaryFields<'a> {
+    fn read(raw: &'a str) -> [Option<Cow<'a, str>>; SUMMARY_FIELDS.len()] {
+        let mut d = serde_json::Deserializer::from_str(raw);
+        // The protocol decoder already checked that `raw` is an object; a failure here only loses the details.
+        d.deserialize_map(FieldsVisitor)
+            .map(|f| f.0)
+            .unwrap_or_default()
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = SummaryFields<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: [Option<Cow<'de, str>>; SUMMARY_FIELDS.len()] = Default::default();
+        while let Some(slot) = map.next_key_seed(Slot)? {
+            match slot {
+                Some(i) => fields[i] = map.next_value_seed(MaybeStr)?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(SummaryFields(fields))
+    }
+}
+
+/// A key, as its index in `SUMMARY_FIELDS`.
+struct Slot;
+
+impl<'de> DeserializeSeed<'de> for Slot {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Slot {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        Ok(SUMMARY_FIELDS.iter().position(|n| *n == v))
+    }
+}
+
+/// Any value, as `Some` text if it is a string.
+struct MaybeStr;
+
+impl<'de> DeserializeSeed<'de> for MaybeStr {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MaybeStr {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -120,8 +250,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ev(value: serde_json::Value) -> AgUiEvent {
-        serde_json::from_value(value).unwrap()
+    fn summary(value: serde_json::Value) -> String {
+        summarize(value["type"].as_str().unwrap(), &value.to_string())
     }
 
     #[test]
@@ -148,20 +278,20 @@ mod tests {
 
     #[test]
     fn summaries_are_one_short_line() {
-        let s = summarize(&ev(
+        let s = summary(
             json!({"type": "TOOL_CALL_START", "toolCallId": "call_1", "toolCallName": "get_weather"}),
-        ));
+        );
         assert_eq!(s, "TOOL_CALL_START get_weather (call_1)");
-        let s = summarize(&ev(
+        let s = summary(
             json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "msg_5", "delta": "It is\nsunny"}),
-        ));
+        );
         assert_eq!(s, "TEXT_MESSAGE_CONTENT (msg_5) \"It is sunny\"");
-        let s = summarize(&ev(json!({"type": "RUN_STARTED", "runId": 7})));
+        let s = summary(json!({"type": "RUN_STARTED", "runId": 7}));
         assert_eq!(s, "RUN_STARTED", "non-string fields are left out");
         let long = "é".repeat(500);
-        let s = summarize(&ev(
+        let s = summary(
             json!({"type": "TEXT_MESSAGE_CONTENT", "delta": long, "name": "x".repeat(300)}),
-        ));
+        );
         assert!(
             s.chars().count() <= SUMMARY_MAX_CHARS,
             "{}",
@@ -169,19 +299,32 @@ mod tests {
         );
         assert!(s.ends_with('…'));
         assert!(!s.contains('\n'));
-        let s = summarize(&ev(
-            json!({"type": "TEXT_MESSAGE_CONTENT", "delta": "é".repeat(100)}),
-        ));
+        let s = summary(json!({"type": "TEXT_MESSAGE_CONTENT", "delta": "é".repeat(100)}));
         assert!(s.contains(&format!("\"{}…\"", "é".repeat(59))), "{s}");
+        // Keys in any order; nested values skipped; escaped strings; a repeated key: the last one counts.
+        let s = summary(
+            json!({"nested": {"name": "no"}, "list": ["x"], "type": "TOOL_CALL_END",
+            "toolCallId": "c\"1", "name": "tool"}),
+        );
+        assert_eq!(s, "TOOL_CALL_END tool (c\"1)");
+        let s = summarize(
+            "X",
+            r#"{"type":"X","name":"a","name":"b","toolCallId":"","messageId":"m"}"#,
+        );
+        assert_eq!(
+            s, "X b",
+            "an empty string stops the search, like the first match in a map"
+        );
     }
 
     #[test]
     fn entry_keeps_the_body_and_serializes_camel_case() {
-        let se: StreamEvent = serde_json::from_value(json!({
-            "sessionId": "s", "timestamp": 1763812801500u64, "threadId": "thr_1", "seq": 43,
-            "event": {"type": "TOOL_CALL_START", "toolCallId": "call_1", "toolCallName": "get_weather"}
-        }))
-        .unwrap();
+        let text = json!({
+            "type": "stream_event", "sessionId": "s", "timestamp": 1763812801500u64, "threadId": "thr_1",
+            "seq": 43, "event": {"type": "TOOL_CALL_START", "toolCallId": "call_1", "toolCallName": "get_weather"}
+        })
+        .to_string();
+        let se: StreamEventRef<'_> = serde_json::from_str(&text).unwrap();
         let entry = EventEntry::new(9, se);
         assert_eq!(
             serde_json::to_value(&entry).unwrap(),

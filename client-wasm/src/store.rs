@@ -8,11 +8,10 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 
-use devrelay_protocol::{
-    decode, ClientInfo, DashboardMessage, DecodeError, ErrorMessage, RelayToDashboard, SessionRef,
-    Snapshot, StreamEvent, StreamEventUpdate,
-};
+use devrelay_protocol::dashboard_view::StreamEventRef;
+use devrelay_protocol::{ClientInfo, DashboardMessage, RelayToDashboardRef, SessionRef};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::event::EventEntry;
 
@@ -105,7 +104,8 @@ impl EventRing {
 /// What the dashboard holds about one connected SDK session.
 #[derive(Debug, Clone)]
 pub struct Session {
-    snapshot: Option<(Snapshot, u64)>,
+    /// The latest `Snapshot` object as the relay sent it (the page's `JSON.parse` builds it), and its stamp.
+    snapshot: Option<(Box<RawValue>, u64)>,
     events: EventRing,
 }
 
@@ -118,8 +118,8 @@ impl Session {
     }
 
     /// The latest snapshot and the clock value when it arrived.
-    pub fn snapshot(&self) -> Option<(&Snapshot, u64)> {
-        self.snapshot.as_ref().map(|(s, stamp)| (s, *stamp))
+    pub fn snapshot(&self) -> Option<(&RawValue, u64)> {
+        self.snapshot.as_ref().map(|(s, stamp)| (&**s, *stamp))
     }
 
     pub fn events(&self) -> &EventRing {
@@ -274,32 +274,33 @@ impl Store {
     /// Applies one text frame. Frames the dashboard cannot use (not JSON, `null`, missing fields, unknown
     /// types, events of sessions it does not know) are counted in `ignored_frames` and otherwise ignored.
     pub fn receive(&mut self, frame: &str) {
-        match decode_frame(frame) {
+        match RelayToDashboardRef::decode(frame) {
             Ok(message) => self.apply(message),
             Err(_) => self.ignore(),
         }
     }
 
     /// Applies one decoded message.
-    pub fn apply(&mut self, message: RelayToDashboard) {
+    pub fn apply(&mut self, message: RelayToDashboardRef<'_>) {
         match message {
-            RelayToDashboard::ClientList(list) => self.client_list(list.clients),
-            RelayToDashboard::ClientConnected(info) => self.client_connected(info),
-            RelayToDashboard::ClientDisconnected(SessionRef { session_id }) => {
+            RelayToDashboardRef::ClientList(list) => self.client_list(list.clients),
+            RelayToDashboardRef::ClientConnected(info) => self.client_connected(info),
+            RelayToDashboardRef::ClientDisconnected(SessionRef { session_id }) => {
                 self.client_disconnected(&session_id)
             }
-            RelayToDashboard::StateUpdate(update) => {
-                self.snapshot(update.session_id, update.snapshot)
+            RelayToDashboardRef::StateUpdate {
+                session_id,
+                snapshot,
+            } => self.snapshot(&session_id, snapshot),
+            RelayToDashboardRef::StreamEventUpdate { session_id, event } => {
+                self.stream_event(&session_id, event)
             }
-            RelayToDashboard::StreamEventUpdate(update) => {
-                self.stream_event(&update.session_id, update.event)
-            }
-            RelayToDashboard::Error(ErrorMessage { code, message }) => {
-                let code = serde_json::to_value(code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                self.set_error(format!("relay error {code}: {message}"));
+            RelayToDashboardRef::Error { code, message } => {
+                let mut error = String::from("relay error ");
+                error.push_str(&code);
+                error.push_str(": ");
+                error.push_str(&message);
+                self.set_error(error);
             }
         }
     }
@@ -397,18 +398,18 @@ impl Store {
         }
     }
 
-    fn snapshot(&mut self, session_id: String, snapshot: Snapshot) {
-        if !self.sessions.contains_key(&session_id) {
+    fn snapshot(&mut self, session_id: &str, snapshot: &RawValue) {
+        if !self.sessions.contains_key(session_id) {
             return self.ignore();
         }
         let clock = self.tick();
-        if let Some(s) = self.sessions.get_mut(&session_id) {
-            s.snapshot = Some((snapshot, clock));
+        if let Some(s) = self.sessions.get_mut(session_id) {
+            s.snapshot = Some((snapshot.to_owned(), clock));
         }
         self.snapshots_stamp = clock;
     }
 
-    fn stream_event(&mut self, session_id: &str, event: StreamEvent) {
+    fn stream_event(&mut self, session_id: &str, event: StreamEventRef<'_>) {
         if !self.sessions.contains_key(session_id) {
             return self.ignore();
         }
@@ -503,21 +504,6 @@ impl Store {
             }
         }
     }
-}
-
-/// The prefix the relay writes on every `stream_event_update` (`devrelay_protocol::splice::stream_event_update`).
-const STREAM_EVENT_UPDATE_PREFIX: &str = r#"{"type":"stream_event_update","#;
-
-/// `decode::<RelayToDashboard>`, with a fast path for the one message that comes by the thousand: a frame that
-/// starts with the relay's exact `stream_event_update` prefix is decoded straight into `StreamEventUpdate`,
-/// skipping the tagged-enum dispatch (which reads the frame twice and buffers it whole). Same result either way.
-fn decode_frame(frame: &str) -> Result<RelayToDashboard, DecodeError> {
-    if frame.starts_with(STREAM_EVENT_UPDATE_PREFIX) {
-        if let Ok(update) = serde_json::from_str::<StreamEventUpdate>(frame) {
-            return Ok(RelayToDashboard::StreamEventUpdate(update));
-        }
-    }
-    decode::<RelayToDashboard>(frame)
 }
 
 /// Inserts keeping the order by (connectedAt, sessionId). Insertion rather than a sort: client lists are short

@@ -132,7 +132,8 @@ impl View {
             };
             let js = match self.snapshot_cache.remove(id) {
                 Some((cached_stamp, js)) if cached_stamp == stamp => js,
-                _ => to_js(snapshot),
+                // Kept as the JSON text the relay sent: the page parses it.
+                _ => JSON::parse(snapshot.get()).unwrap_or(JsValue::NULL),
             };
             set(&obj, id, &js);
             cache.insert(id.clone(), (stamp, js));

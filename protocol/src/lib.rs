@@ -8,6 +8,7 @@
 //! fields land in `extra` maps and are written back out unchanged.
 
 pub mod close;
+pub mod dashboard_view;
 pub mod decode;
 pub mod error;
 pub mod limits;
@@ -17,6 +18,7 @@ pub mod splice;
 pub mod view;
 
 pub use close::CloseCode;
+pub use dashboard_view::RelayToDashboardRef;
 pub use decode::{decode, DecodeError, Tagged};
 pub use error::{ErrorCode, ErrorMessage};
 pub use messages::*;

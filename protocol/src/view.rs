@@ -72,7 +72,7 @@ struct EventCheck<'a> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SnapshotCheck<'a> {
+pub(crate) struct SnapshotCheck<'a> {
     #[serde(borrow)]
     session_id: Cow<'a, str>,
     #[serde(rename = "timestamp")]

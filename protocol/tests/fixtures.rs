@@ -286,3 +286,171 @@ fn routing_view_agrees_with_the_full_decoder() {
         }
     }
 }
+
+#[test]
+fn dashboard_view_agrees_with_the_full_decoder() {
+    use devrelay_protocol::{RelayToDashboardRef, Snapshot, StreamEvent};
+    let mut corpus: Vec<String> = [SDK, DASHBOARD, TO_SDK, TO_DASHBOARD]
+        .concat()
+        .iter()
+        .map(|(_, t)| t.to_string())
+        .collect();
+    let state: Value = serde_json::from_str(fixture!("state_update").1).unwrap();
+    let event: Value = serde_json::from_str(fixture!("stream_event_update").1).unwrap();
+    // Every required field of the update, of its body and of an AG-UI event missing, or of the wrong type.
+    let wrongs = [
+        json!(null),
+        json!("s"),
+        json!(1.5),
+        json!([]),
+        json!({}),
+        json!(-1),
+        json!(["stream_event"]),
+    ];
+    for (base, body) in [
+        (&state, "/snapshot"),
+        (&state, ""),
+        (&event, "/event"),
+        (&event, ""),
+    ]
+    .into_iter()
+    .chain([(&event, "/event/event")])
+    {
+        let keys: Vec<String> = base
+            .pointer(body)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        for key in keys {
+            let mut v = base.clone();
+            v.pointer_mut(body)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .remove(&key);
+            corpus.push(v.to_string());
+            for wrong in &wrongs {
+                let mut v = base.clone();
+                v.pointer_mut(body).unwrap()[&key] = wrong.clone();
+                corpus.push(v.to_string());
+            }
+        }
+    }
+    for (path, wrong) in [
+        ("/snapshot/registry/components", json!({})),
+        ("/snapshot/registry/mcpServers", json!(null)),
+        ("/snapshot/registry/mcpServers", json!(3)),
+        ("/snapshot/errors", json!(null)),
+        ("/event/type", json!("stream_eventx")),
+        ("/event/event/type", json!(3)),
+        ("/event/event/messageId", json!("m\"1")),
+    ] {
+        for base in [&state, &event] {
+            let mut v = base.clone();
+            if let Some(slot) = v.pointer_mut(path) {
+                *slot = wrong.clone();
+                corpus.push(v.to_string());
+            }
+        }
+    }
+    corpus.push(splice::stream_event_update("s", fixture!("stream_event").1));
+    corpus.push(splice::state_update("s", fixture!("state_snapshot").1).unwrap());
+    corpus.extend(
+        [
+            "",
+            "{",
+            "[]",
+            "null",
+            r#"{"type":"stream_event_update"}"#,
+            r#"{"type":"stream_event_update","sessionId":"a"}"#,
+            r#"{"type":"stream_event_update","sessionId":"a","event":{"type":"stream_event"}}"#,
+            r#"{"type":"state_update","sessionId":"a","snapshot": {}}"#,
+            r#"{"type":"error","code":"from_the_future","message":"m"}"#,
+            r#"{"type":"error","code":3,"message":"m"}"#,
+        ]
+        .map(String::from),
+    );
+    for text in &corpus {
+        let full = decode::<RelayToDashboard>(text).map_err(|e| e.code());
+        let view = RelayToDashboardRef::decode(text).map_err(|e| e.code());
+        assert_eq!(
+            full.is_ok(),
+            view.is_ok(),
+            "disagree on {text}: {full:?} vs {view:?}"
+        );
+        if let (Err(a), Err(b)) = (&full, &view) {
+            assert_eq!(a, b, "{text}");
+        }
+        let (Ok(full), Ok(view)) = (full, view) else {
+            continue;
+        };
+        match (full, view) {
+            (RelayToDashboard::ClientList(a), RelayToDashboardRef::ClientList(b)) => {
+                assert_eq!(a, b)
+            }
+            (RelayToDashboard::ClientConnected(a), RelayToDashboardRef::ClientConnected(b)) => {
+                assert_eq!(a, b)
+            }
+            (
+                RelayToDashboard::ClientDisconnected(a),
+                RelayToDashboardRef::ClientDisconnected(b),
+            ) => {
+                assert_eq!(a, b)
+            }
+            (
+                RelayToDashboard::StateUpdate(a),
+                RelayToDashboardRef::StateUpdate {
+                    session_id,
+                    snapshot,
+                },
+            ) => {
+                assert_eq!(a.session_id, session_id);
+                assert_eq!(
+                    a.snapshot,
+                    serde_json::from_str::<Snapshot>(snapshot.get()).unwrap()
+                );
+            }
+            (
+                RelayToDashboard::StreamEventUpdate(a),
+                RelayToDashboardRef::StreamEventUpdate { session_id, event },
+            ) => {
+                assert_eq!(a.session_id, session_id);
+                let e = a.event;
+                assert_eq!(
+                    (
+                        e.session_id.as_str(),
+                        e.timestamp,
+                        e.thread_id.as_str(),
+                        e.seq,
+                        e.event.kind.as_str()
+                    ),
+                    (
+                        event.session_id.as_ref(),
+                        event.timestamp,
+                        event.thread_id.as_ref(),
+                        event.seq,
+                        event.event.kind.as_str()
+                    )
+                );
+                let body: Value = serde_json::from_str(event.event.raw.get()).unwrap();
+                assert_eq!(serde_json::to_value(&e.event).unwrap(), body);
+                let _: StreamEvent =
+                    serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+            }
+            (RelayToDashboard::Error(a), RelayToDashboardRef::Error { code, message }) => {
+                assert_eq!(a.message, message);
+                // The owned decoder folds codes it does not know into `other`; the view keeps them as sent.
+                let want = if a.code == ErrorCode::Other {
+                    json!("other")
+                } else {
+                    json!(code)
+                };
+                assert_eq!(serde_json::to_value(a.code).unwrap(), want);
+            }
+            (a, b) => panic!("different messages for {text}: {a:?} vs {b:?}"),
+        }
+    }
+}
