@@ -99,7 +99,11 @@ impl Backoff {
         let exp = self.attempt.min(64) as i32;
         let base = (p.initial_delay_ms * p.multiplier.powi(exp)).min(p.max_delay_ms);
         let spread = self.rng.next_unit() * 2.0 - 1.0; // [-1, 1)
-        let delay = (base * (1.0 + p.jitter * spread)).clamp(0.0, p.max_delay_ms);
+                                                       // max/min, not `clamp`: clamp's bounds check formats f64s in its panic message, which links core's float
+                                                       // formatting (~7 KB gzip) into the wasm. `sanitized()` guarantees 0 <= max_delay_ms.
+        let delay = (base * (1.0 + p.jitter * spread))
+            .max(0.0)
+            .min(p.max_delay_ms);
         self.attempt = self.attempt.saturating_add(1);
         Some(delay)
     }
@@ -226,7 +230,8 @@ mod tests {
         assert_eq!(p.jitter, 1.0);
         assert_eq!(p.stable_after_ms, 0.0);
         let from_json: ReconnectPolicy =
-            serde_json::from_str(r#"{"initialDelayMs":100,"maxDelayMs":50}"#).unwrap();
+            devrelay_protocol::json_reader::from_str(r#"{"initialDelayMs":100,"maxDelayMs":50}"#)
+                .unwrap();
         let s = from_json.sanitized();
         assert_eq!(
             (s.initial_delay_ms, s.max_delay_ms, s.multiplier),

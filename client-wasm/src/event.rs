@@ -4,10 +4,10 @@ use std::borrow::Cow;
 use std::fmt;
 
 use devrelay_protocol::dashboard_view::StreamEventRef;
+use devrelay_protocol::json_reader;
 use devrelay_protocol::Millis;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 /// Coarse kind of an AG-UI event, from its `type` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,26 +45,26 @@ pub const SUMMARY_MAX_CHARS: usize = 120;
 /// Longest quoted text delta inside a summary, in characters.
 const DELTA_MAX_CHARS: usize = 60;
 
-/// A stream event in a session's ring buffer. Serializes to the `StreamEventEntry` of the TS API.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A stream event in a session's ring buffer. [`EventEntry::write_json`] writes the `StreamEventEntry` of the TS
+/// API.
+#[derive(Debug, Clone)]
 pub struct EventEntry {
     /// Local key, unique per connection object and monotonic (React key).
     pub id: u64,
     pub seq: u64,
     pub timestamp: Millis,
     pub thread_id: String,
-    #[serde(rename = "type")]
+    /// The AG-UI `type`.
     pub kind: String,
     pub category: Category,
     pub summary: String,
     /// The AG-UI event body as the SDK sent it (`{"type": …, …any}`); the page's `JSON.parse` builds it.
-    pub event: Box<RawValue>,
+    pub event: String,
 }
 
 impl EventEntry {
     pub fn new(id: u64, ev: StreamEventRef<'_>) -> Self {
-        let summary = summarize(&ev.event.kind, ev.event.raw.get());
+        let summary = summarize(&ev.event.kind, ev.event.raw.0);
         EventEntry {
             id,
             seq: ev.seq,
@@ -73,9 +73,51 @@ impl EventEntry {
             category: Category::of(&ev.event.kind),
             kind: ev.event.kind,
             summary,
-            event: ev.event.raw.to_owned(),
+            event: ev.event.raw.0.to_owned(),
         }
     }
+
+    /// Appends the entry as a JSON object: `{"id", "seq", "timestamp", "threadId", "type", "category", "summary",
+    /// "event"}`, the event body as the SDK sent it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let start = out.len();
+        push_member(out, start, "id", &self.id);
+        push_member(out, start, "seq", &self.seq);
+        push_member(out, start, "timestamp", &self.timestamp);
+        push_member(out, start, "threadId", &self.thread_id);
+        push_member(out, start, "type", &self.kind);
+        push_member(out, start, "category", &self.category);
+        push_member(out, start, "summary", &self.summary);
+        out.extend_from_slice(b",\"event\":");
+        out.extend_from_slice(self.event.as_bytes());
+        out.push(b'}');
+    }
+}
+
+/// `"name":value`, after a comma unless it is the object's first member (which starts at `start`).
+fn push_member<T: Serialize + ?Sized>(out: &mut Vec<u8>, start: usize, name: &str, value: &T) {
+    if out.len() > start {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Writes `entries` as a JSON array (the batch the view hands to `JSON.parse`).
+pub fn entries_json<'a>(entries: impl IntoIterator<Item = &'a EventEntry>) -> String {
+    let mut out = vec![b'['];
+    for entry in entries {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        entry.write_json(&mut out);
+    }
+    out.push(b']');
+    // Only valid UTF-8 was written: escaped strings and the frame's own text.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// One line naming the event: `TOOL_CALL_START get_weather (call_1)`, `TEXT_MESSAGE_CONTENT (msg_5) "It is…"`.
@@ -131,11 +173,16 @@ struct SummaryFields<'a>([Option<Cow<'a, str>>; SUMMARY_FIELDS.len()]);
 
 impl<'a> SummaryFields<'a> {
     fn read(raw: &'a str) -> [Option<Cow<'a, str>>; SUMMARY_FIELDS.len()] {
-        let mut d = serde_json::Deserializer::from_str(raw);
         // The protocol decoder already checked that `raw` is an object; a failure here only loses the details.
-        d.deserialize_map(FieldsVisitor)
+        json_reader::from_str::<SummaryFields<'a>>(raw)
             .map(|f| f.0)
             .unwrap_or_default()
+    }
+}
+
+impl<'de> Deserialize<'de> for SummaryFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FieldsVisitor)
     }
 }
 
@@ -324,10 +371,12 @@ mod tests {
             "seq": 43, "event": {"type": "TOOL_CALL_START", "toolCallId": "call_1", "toolCallName": "get_weather"}
         })
         .to_string();
-        let se: StreamEventRef<'_> = serde_json::from_str(&text).unwrap();
+        let se: StreamEventRef<'_> = json_reader::from_str(&text).unwrap();
         let entry = EventEntry::new(9, se);
+        let mut out = Vec::new();
+        entry.write_json(&mut out);
         assert_eq!(
-            serde_json::to_value(&entry).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
             json!({
                 "id": 9, "seq": 43, "timestamp": 1763812801500u64, "threadId": "thr_1", "type": "TOOL_CALL_START",
                 "category": "tool", "summary": "TOOL_CALL_START get_weather (call_1)",

@@ -58,8 +58,9 @@ mod wasm {
                     .and_then(|text| text.as_string())
                     .ok_or_else(|| JsError::new("invalid DevtoolsConnection options: not JSON"))
                     .and_then(|text| {
-                        serde_json::from_str(&text).map_err(|e| {
-                            JsError::new(&format!("invalid DevtoolsConnection options: {e}"))
+                        // json_reader, not serde_json: see protocol/src/json_reader.rs (size).
+                        devrelay_protocol::json_reader::from_str(&text).map_err(|_| {
+                            JsError::new("invalid DevtoolsConnection options: wrong field types")
                         })
                     })?,
                 _ => Options::default(),

@@ -33,13 +33,13 @@ mod tests {
 
     #[test]
     fn defaults_match_the_documented_api() {
-        let o: Options = serde_json::from_str("{}").unwrap();
+        let o: Options = devrelay_protocol::json_reader::from_str("{}").unwrap();
         assert_eq!(o, Options::default());
         assert_eq!(o.url, "ws://localhost:8265");
         assert_eq!(o.event_capacity, 5_000);
         assert_eq!(o.reconnect.initial_delay_ms, 500.0);
         assert_eq!(o.reconnect.max_delay_ms, 10_000.0);
-        let o: Options = serde_json::from_str(
+        let o: Options = devrelay_protocol::json_reader::from_str(
             r#"{"url":"ws://127.0.0.1:1","eventCapacity":10,"reconnect":{"enabled":false}}"#,
         )
         .unwrap();

@@ -11,7 +11,6 @@ use std::collections::{HashMap, VecDeque};
 use devrelay_protocol::dashboard_view::StreamEventRef;
 use devrelay_protocol::{ClientInfo, DashboardMessage, RelayToDashboardRef, SessionRef};
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::event::EventEntry;
 
@@ -105,7 +104,7 @@ impl EventRing {
 #[derive(Debug, Clone)]
 pub struct Session {
     /// The latest `Snapshot` object as the relay sent it (the page's `JSON.parse` builds it), and its stamp.
-    snapshot: Option<(Box<RawValue>, u64)>,
+    snapshot: Option<(Box<str>, u64)>,
     events: EventRing,
 }
 
@@ -118,7 +117,7 @@ impl Session {
     }
 
     /// The latest snapshot and the clock value when it arrived.
-    pub fn snapshot(&self) -> Option<(&RawValue, u64)> {
+    pub fn snapshot(&self) -> Option<(&str, u64)> {
         self.snapshot.as_ref().map(|(s, stamp)| (&**s, *stamp))
     }
 
@@ -291,7 +290,7 @@ impl Store {
             RelayToDashboardRef::StateUpdate {
                 session_id,
                 snapshot,
-            } => self.snapshot(&session_id, snapshot),
+            } => self.snapshot(&session_id, snapshot.0),
             RelayToDashboardRef::StreamEventUpdate { session_id, event } => {
                 self.stream_event(&session_id, event)
             }
@@ -398,13 +397,13 @@ impl Store {
         }
     }
 
-    fn snapshot(&mut self, session_id: &str, snapshot: &RawValue) {
+    fn snapshot(&mut self, session_id: &str, snapshot: &str) {
         if !self.sessions.contains_key(session_id) {
             return self.ignore();
         }
         let clock = self.tick();
         if let Some(s) = self.sessions.get_mut(session_id) {
-            s.snapshot = Some((snapshot.to_owned(), clock));
+            s.snapshot = Some((snapshot.into(), clock));
         }
         self.snapshots_stamp = clock;
     }

@@ -12,6 +12,7 @@ use js_sys::{Array, Object, Reflect, JSON};
 use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::event::entries_json;
 use crate::store::{EventRing, Status, Store};
 
 /// The converted events of one session and what they were built from.
@@ -133,7 +134,7 @@ impl View {
             let js = match self.snapshot_cache.remove(id) {
                 Some((cached_stamp, js)) if cached_stamp == stamp => js,
                 // Kept as the JSON text the relay sent: the page parses it.
-                _ => JSON::parse(snapshot.get()).unwrap_or(JsValue::NULL),
+                _ => JSON::parse(snapshot).unwrap_or(JsValue::NULL),
             };
             set(&obj, id, &js);
             cache.insert(id.clone(), (stamp, js));
@@ -182,12 +183,14 @@ fn ring_view(cached: Option<RingView>, ring: &EventRing) -> RingView {
         }
         _ => (Array::new(), first),
     };
-    let new: Vec<_> = ring.entries().range((from - first) as usize..).collect();
-    let array = if new.is_empty() {
+    let new = ring.entries().range((from - first) as usize..);
+    let array = if new.len() == 0 {
         array
     } else {
         // One JSON.parse for the whole batch of new entries.
-        let batch: Array = to_js(&new).unchecked_into();
+        let batch: Array = JSON::parse(&entries_json(new))
+            .unwrap_or_else(|_| Array::new().into())
+            .unchecked_into();
         array.concat(&batch)
     };
     let object = Object::new();

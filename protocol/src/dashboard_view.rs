@@ -4,7 +4,8 @@
 //! whose `JSON.parse` builds them natively. Decoding them into the owned messages (`serde_json::Value` maps,
 //! `#[serde(flatten)]` and internally tagged enums, which serde buffers through its `Content` tree, instantiated
 //! per type) was a third of the client's gzipped wasm. This view reads the `type` first, then one plain struct,
-//! and keeps bodies as `&RawValue` slices of the frame. The message types themselves stay in `messages.rs`; the
+//! and keeps bodies as raw slices of the frame. It reads with `json_reader` rather than serde_json, whose error
+//! formatting is most of what decoding costs in wasm. The message types themselves stay in `messages.rs`; the
 //! tests hold this view to `decode::<RelayToDashboard>`: both accept and reject the same inputs with the same
 //! error codes, and agree on every value.
 
@@ -13,9 +14,9 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use crate::decode::{message_type, DecodeError};
+use crate::decode::DecodeError;
+use crate::json_reader::{self, RawJson, ReadError};
 use crate::view::SnapshotCheck;
 use crate::{ClientInfo, ClientList, Millis, SessionRef};
 
@@ -28,7 +29,7 @@ pub enum RelayToDashboardRef<'a> {
     /// `state_update`; `snapshot` is the raw `Snapshot` object (validated like the owned decoder does).
     StateUpdate {
         session_id: Cow<'a, str>,
-        snapshot: &'a RawValue,
+        snapshot: RawJson<'a>,
     },
     /// `stream_event_update`.
     StreamEventUpdate {
@@ -63,7 +64,7 @@ pub struct StreamEventRef<'a> {
 #[derive(Debug, Clone)]
 pub struct AgUiEventRef<'a> {
     pub kind: String,
-    pub raw: &'a RawValue,
+    pub raw: RawJson<'a>,
 }
 
 /// The prefix the relay writes on every `stream_event_update` (see `splice::stream_event_update`).
@@ -84,7 +85,7 @@ struct StateUpdateRef<'a> {
     #[serde(borrow)]
     session_id: Cow<'a, str>,
     #[serde(borrow)]
-    snapshot: &'a RawValue,
+    snapshot: RawJson<'a>,
 }
 
 #[derive(Deserialize)]
@@ -99,48 +100,41 @@ impl<'a> RelayToDashboardRef<'a> {
     /// Decodes a frame from the relay. Accepts and rejects exactly what `decode::<RelayToDashboard>` does.
     pub fn decode(text: &'a str) -> Result<RelayToDashboardRef<'a>, DecodeError> {
         // The one message that comes by the thousand: the relay's exact prefix names the type, so the separate
-        // pass that reads `type` is skipped (the struct below ignores the `type` member).
-        let kind: Cow<'_, str> = if text.starts_with(STREAM_EVENT_UPDATE_PREFIX) {
-            Cow::Borrowed("stream_event_update")
-        } else {
-            message_type(text)?
-        };
-        let invalid = |detail: String| DecodeError::Invalid {
+        // pass that reads `type` is skipped (the struct below ignores the `type` member). Should the frame not be
+        // a valid update after all, the general path below decides what is wrong with it.
+        if text.starts_with(STREAM_EVENT_UPDATE_PREFIX) {
+            if let Ok(update) = Self::stream_event_update(text) {
+                return Ok(update);
+            }
+        }
+        let kind = message_type(text)?;
+        let invalid = |detail: &str| DecodeError::Invalid {
             kind: kind.to_string(),
-            detail,
+            detail: detail.to_owned(),
         };
-        let json = |e: serde_json::Error| invalid(e.to_string());
+        let json = |e: ReadError| invalid(&e.to_string());
         Ok(match kind.as_ref() {
-            "client_list" => Self::ClientList(serde_json::from_str(text).map_err(json)?),
-            "client_connected" => Self::ClientConnected(serde_json::from_str(text).map_err(json)?),
+            "client_list" => Self::ClientList(json_reader::from_str(text).map_err(json)?),
+            "client_connected" => Self::ClientConnected(json_reader::from_str(text).map_err(json)?),
             "client_disconnected" => {
-                Self::ClientDisconnected(serde_json::from_str(text).map_err(json)?)
+                Self::ClientDisconnected(json_reader::from_str(text).map_err(json)?)
             }
             "state_update" => {
-                let m: StateUpdateRef<'a> = serde_json::from_str(text).map_err(json)?;
-                // A snapshot is an object (the owned `Snapshot` has a flattened map); `RawValue` starts at the
+                let m: StateUpdateRef<'a> = json_reader::from_str(text).map_err(json)?;
+                // A snapshot is an object (the owned `Snapshot` has a flattened map); `RawJson` starts at the
                 // value's first byte, whitespace skipped.
-                if !m.snapshot.get().starts_with('{') {
-                    return Err(invalid("snapshot is not an object".into()));
+                if !m.snapshot.0.starts_with('{') {
+                    return Err(invalid("snapshot is not an object"));
                 }
-                serde_json::from_str::<SnapshotCheck<'_>>(m.snapshot.get()).map_err(json)?;
+                json_reader::from_str::<SnapshotCheck<'_>>(m.snapshot.0).map_err(json)?;
                 Self::StateUpdate {
                     session_id: m.session_id,
                     snapshot: m.snapshot,
                 }
             }
-            "stream_event_update" => {
-                let m: StreamEventUpdateRef<'a> = serde_json::from_str(text).map_err(json)?;
-                if m.event.tag != "stream_event" {
-                    return Err(invalid("event is not a stream_event".into()));
-                }
-                Self::StreamEventUpdate {
-                    session_id: m.session_id,
-                    event: m.event,
-                }
-            }
+            "stream_event_update" => Self::stream_event_update(text).map_err(invalid)?,
             "error" => {
-                let m: ErrorRef<'a> = serde_json::from_str(text).map_err(json)?;
+                let m: ErrorRef<'a> = json_reader::from_str(text).map_err(json)?;
                 Self::Error {
                     code: m.code,
                     message: m.message,
@@ -149,17 +143,50 @@ impl<'a> RelayToDashboardRef<'a> {
             _ => return Err(DecodeError::UnknownType(kind.into_owned())),
         })
     }
+
+    fn stream_event_update(text: &'a str) -> Result<RelayToDashboardRef<'a>, &'static str> {
+        let m: StreamEventUpdateRef<'a> =
+            json_reader::from_str(text).map_err(|_| "invalid stream_event_update")?;
+        if m.event.tag != "stream_event" {
+            return Err("event is not a stream_event");
+        }
+        Ok(Self::StreamEventUpdate {
+            session_id: m.session_id,
+            event: m.event,
+        })
+    }
+}
+
+/// `decode::message_type` with `json_reader`: the `type` of a frame, validating that it is JSON.
+fn message_type(text: &str) -> Result<Cow<'_, str>, DecodeError> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+    }
+    match json_reader::from_str::<Envelope<'_>>(text) {
+        Ok(Envelope { kind: Some(kind) }) => Ok(kind),
+        Ok(Envelope { kind: None }) | Err(ReadError::Data) => Err(DecodeError::MissingType),
+        Err(e @ ReadError::Syntax) => Err(DecodeError::BadJson(e.to_string())),
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for AgUiEventRef<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(d)?;
+        let raw = RawJson::deserialize(d)?;
         // A second pass over the (small) body: an object with a string `type`, like the owned `AgUiEvent`.
-        let mut body = serde_json::Deserializer::from_str(raw.get());
-        let kind = body
-            .deserialize_map(KindVisitor)
-            .map_err(|e| de::Error::custom(format_args!("invalid AG-UI event: {e}")))?;
+        let kind = json_reader::from_str::<EventKind>(raw.0)
+            .map_err(|_| de::Error::custom("invalid AG-UI event"))?
+            .0;
         Ok(AgUiEventRef { kind, raw })
+    }
+}
+
+struct EventKind(String);
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(KindVisitor).map(EventKind)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod close;
 pub mod dashboard_view;
 pub mod decode;
 pub mod error;
+pub mod json_reader;
 pub mod limits;
 pub mod messages;
 pub mod millis;

@@ -410,7 +410,7 @@ fn dashboard_view_agrees_with_the_full_decoder() {
                 assert_eq!(a.session_id, session_id);
                 assert_eq!(
                     a.snapshot,
-                    serde_json::from_str::<Snapshot>(snapshot.get()).unwrap()
+                    serde_json::from_str::<Snapshot>(snapshot.0).unwrap()
                 );
             }
             (
@@ -435,7 +435,7 @@ fn dashboard_view_agrees_with_the_full_decoder() {
                         event.event.kind.as_str()
                     )
                 );
-                let body: Value = serde_json::from_str(event.event.raw.get()).unwrap();
+                let body: Value = serde_json::from_str(event.event.raw.0).unwrap();
                 assert_eq!(serde_json::to_value(&e.event).unwrap(), body);
                 let _: StreamEvent =
                     serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();

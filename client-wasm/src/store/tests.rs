@@ -84,7 +84,7 @@ fn every_server_message_from_the_fixtures() {
 
     s.receive(STATE_UPDATE);
     let (raw, _) = s.session("sess-7f3a").unwrap().snapshot().unwrap();
-    let snap: devrelay_protocol::Snapshot = serde_json::from_str(raw.get()).unwrap();
+    let snap: devrelay_protocol::Snapshot = serde_json::from_str(raw).unwrap();
     assert_eq!(snap.timestamp.0, 1763812800123.0);
     assert_eq!(
         snap.extra["futureField"],
@@ -408,7 +408,7 @@ fn relay_spliced_frames_land_like_the_fixture() {
         )
     );
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(e.event.get()).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&e.event).unwrap(),
         serde_json::to_value(&want.event).unwrap()
     );
     // The relay's prefix with a broken body is ignored, like any unusable frame.

@@ -1,0 +1,699 @@
+//! A small JSON reader for serde whose errors carry no text, for code that ships to the browser.
+//!
+//! serde_json's deserializer formats every error as it creates it (`invalid type: floating point `1.5`, …`), which
+//! links core's float and `{:?}` string formatting with their tables, plus its own float parser, into any binary
+//! that decodes anything: ~30 KB of the dashboard client's gzipped wasm, most of its decoding cost. The dashboard
+//! view (`dashboard_view`) and the client's options only need "usable or not", so they read with this instead.
+//! It accepts exactly the JSON texts serde_json accepts (RFC 8259, nesting limited to 128 like serde_json) and
+//! feeds serde's visitors the same calls for them; errors are just [`ReadError::Syntax`] or [`ReadError::Data`].
+//! Numbers with a fraction or exponent are exact when the digits fit in 2^53 and the power of ten is at most 22
+//! (all timestamps and options); beyond that they may differ from a correctly rounded parse in the last bit.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::forward_to_deserialize_any;
+
+/// Why a text could not be read into a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// Not a JSON text.
+    Syntax,
+    /// Valid JSON, but not of the shape the type wants.
+    Data,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReadError::Syntax => "not valid JSON",
+            ReadError::Data => "JSON of the wrong shape",
+        })
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+// Every constructor returns the bare code: nothing is formatted, so no formatting code is linked.
+impl de::Error for ReadError {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        ReadError::Data
+    }
+    fn invalid_type(_: de::Unexpected<'_>, _: &dyn de::Expected) -> Self {
+        ReadError::Data
+    }
+    fn invalid_value(_: de::Unexpected<'_>, _: &dyn de::Expected) -> Self {
+        ReadError::Data
+    }
+    fn invalid_length(_: usize, _: &dyn de::Expected) -> Self {
+        ReadError::Data
+    }
+    fn unknown_variant(_: &str, _: &'static [&'static str]) -> Self {
+        ReadError::Data
+    }
+    fn unknown_field(_: &str, _: &'static [&'static str]) -> Self {
+        ReadError::Data
+    }
+    fn missing_field(_: &'static str) -> Self {
+        ReadError::Data
+    }
+    fn duplicate_field(_: &'static str) -> Self {
+        ReadError::Data
+    }
+}
+
+/// Reads one value of type `T` from a whole JSON text.
+pub fn from_str<'a, T: de::Deserialize<'a>>(text: &'a str) -> Result<T, ReadError> {
+    let mut r = Reader {
+        text,
+        pos: 0,
+        depth: 0,
+    };
+    let value = T::deserialize(&mut r)?;
+    r.skip_ws();
+    if r.pos == text.len() {
+        Ok(value)
+    } else {
+        Err(ReadError::Syntax)
+    }
+}
+
+/// A JSON value kept as its text (a slice of the input, starting at its first byte). Only [`from_str`] can
+/// produce it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawJson<'a>(pub &'a str);
+
+/// The newtype name by which `RawJson` asks the reader for raw text.
+const RAW_JSON: &str = "$devrelay::RawJson";
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawJson<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("raw JSON")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawJson(v))
+            }
+        }
+        d.deserialize_newtype_struct(RAW_JSON, V)
+    }
+}
+
+/// serde_json's nesting limit.
+const MAX_DEPTH: u32 = 128;
+
+struct Reader<'de> {
+    text: &'de str,
+    pos: usize,
+    depth: u32,
+}
+
+enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl<'de> Reader<'de> {
+    fn bytes(&self) -> &'de [u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// The next non-space byte, not consumed.
+    fn peek_value(&mut self) -> Result<u8, ReadError> {
+        self.skip_ws();
+        self.peek().ok_or(ReadError::Syntax)
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), ReadError> {
+        if self.peek_value()? == byte {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(ReadError::Syntax)
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Result<(), ReadError> {
+        if self.bytes()[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(ReadError::Syntax)
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), ReadError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ReadError::Syntax);
+        }
+        self.pos += 1; // the `[` or `{`
+        Ok(())
+    }
+
+    /// A string starting at the current `"`; borrowed from the input unless it has escapes.
+    #[inline(never)]
+    fn string(&mut self) -> Result<Cow<'de, str>, ReadError> {
+        self.pos += 1;
+        let start = self.pos;
+        let bytes = self.bytes();
+        let mut owned: Option<String> = None;
+        let mut run = start;
+        loop {
+            let b = *bytes.get(self.pos).ok_or(ReadError::Syntax)?;
+            match b {
+                b'"' => {
+                    let tail = &self.text[run..self.pos];
+                    self.pos += 1;
+                    return Ok(match owned {
+                        None => Cow::Borrowed(tail),
+                        Some(mut s) => {
+                            s.push_str(tail);
+                            Cow::Owned(s)
+                        }
+                    });
+                }
+                b'\\' => {
+                    let s = owned.get_or_insert_with(String::new);
+                    s.push_str(&self.text[run..self.pos]);
+                    self.pos += 1;
+                    let e = *bytes.get(self.pos).ok_or(ReadError::Syntax)?;
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return Err(ReadError::Syntax),
+                    };
+                    s.push(c);
+                    run = self.pos;
+                }
+                0..=0x1f => return Err(ReadError::Syntax),
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// The `XXXX` (and a following `\uXXXX` low surrogate) after `\u`.
+    fn unicode_escape(&mut self) -> Result<char, ReadError> {
+        let hi = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&hi) {
+            if !self.bytes()[self.pos..].starts_with(b"\\u") {
+                return Err(ReadError::Syntax);
+            }
+            self.pos += 2;
+            let lo = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err(ReadError::Syntax);
+            }
+            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+        } else {
+            hi
+        };
+        char::from_u32(code).ok_or(ReadError::Syntax)
+    }
+
+    fn hex4(&mut self) -> Result<u32, ReadError> {
+        let digits = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .ok_or(ReadError::Syntax)?;
+        self.pos += 4;
+        let mut v = 0;
+        for b in digits.bytes() {
+            v = v * 16 + (b as char).to_digit(16).ok_or(ReadError::Syntax)?;
+        }
+        Ok(v)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    #[inline(never)]
+    fn number(&mut self) -> Result<Number, ReadError> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        let int_len = self.digits();
+        if int_len == 0 || (int_len > 1 && self.bytes()[int_start] == b'0') {
+            return Err(ReadError::Syntax);
+        }
+        let mut frac = (self.pos, self.pos);
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            let start = self.pos;
+            if self.digits() == 0 {
+                return Err(ReadError::Syntax);
+            }
+            frac = (start, self.pos);
+        }
+        let mut exp: i64 = 0;
+        let has_exp = matches!(self.peek(), Some(b'e' | b'E'));
+        if has_exp {
+            self.pos += 1;
+            let neg_exp = match self.peek() {
+                Some(b'-') => {
+                    self.pos += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.pos += 1;
+                    false
+                }
+                _ => false,
+            };
+            let start = self.pos;
+            if self.digits() == 0 {
+                return Err(ReadError::Syntax);
+            }
+            for &b in &self.bytes()[start..self.pos] {
+                exp = (exp * 10 + i64::from(b - b'0')).min(1 << 20);
+            }
+            if neg_exp {
+                exp = -exp;
+            }
+        }
+        let int_digits = &self.bytes()[int_start..int_start + int_len];
+        if frac.0 == frac.1 && !has_exp {
+            // An integer: u64 / i64 when it fits (as serde_json), else a float.
+            let mut v: u64 = 0;
+            let fits = int_digits.iter().all(|&b| {
+                match v
+                    .checked_mul(10)
+                    .and_then(|x| x.checked_add(u64::from(b - b'0')))
+                {
+                    Some(x) => {
+                        v = x;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            if fits {
+                if !negative {
+                    return Ok(Number::U64(v));
+                }
+                if v == 0 {
+                    return Ok(Number::F64(-0.0)); // as serde_json
+                }
+                if v <= 1 << 63 {
+                    return Ok(Number::I64((v as i64).wrapping_neg()));
+                }
+            }
+        }
+        // Mantissa digits (the first 19 significant ones) and a power of ten.
+        let mut mantissa: u64 = 0;
+        let mut kept = 0;
+        let mut scale: i64 = 0;
+        let frac_digits = &self.bytes()[frac.0..frac.1];
+        for (i, &b) in int_digits.iter().chain(frac_digits).enumerate() {
+            let in_frac = i >= int_digits.len();
+            if kept < 19 {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                if mantissa != 0 {
+                    kept += 1;
+                }
+                if in_frac {
+                    scale -= 1;
+                }
+            } else if !in_frac {
+                scale += 1;
+            }
+        }
+        let e = exp + scale;
+        let m = mantissa as f64;
+        let v = if mantissa == 0 {
+            0.0
+        } else if e.unsigned_abs() <= 22 && mantissa < 1 << 53 {
+            // Both operands exact: one correctly rounded operation.
+            let p = 10f64.powi(e.unsigned_abs() as i32);
+            if e < 0 {
+                m / p
+            } else {
+                m * p
+            }
+        } else if e > 308 + 19 {
+            return Err(ReadError::Syntax); // serde_json: "number out of range"
+        } else if e < -400 {
+            0.0
+        } else if e < 0 {
+            // Two steps keep the intermediate power finite.
+            let half = e / 2;
+            m / 10f64.powi(-half as i32) / 10f64.powi((half - e) as i32)
+        } else {
+            m * 10f64.powi(e as i32)
+        };
+        if v.is_infinite() {
+            return Err(ReadError::Syntax);
+        }
+        Ok(Number::F64(if negative { -v } else { v }))
+    }
+
+    /// Skips one value (validating it).
+    #[inline(never)]
+    fn skip(&mut self) -> Result<(), ReadError> {
+        match self.peek_value()? {
+            b'"' => self.string().map(drop),
+            b'[' => {
+                self.enter()?;
+                if self.peek_value()? == b']' {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip()?;
+                        match self.peek_value()? {
+                            b',' => self.pos += 1,
+                            b']' => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(ReadError::Syntax),
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            b'{' => {
+                self.enter()?;
+                if self.peek_value()? == b'}' {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        if self.peek_value()? != b'"' {
+                            return Err(ReadError::Syntax);
+                        }
+                        self.string()?;
+                        self.expect(b':')?;
+                        self.skip()?;
+                        match self.peek_value()? {
+                            b',' => self.pos += 1,
+                            b'}' => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(ReadError::Syntax),
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            _ => self.number().map(drop),
+        }
+    }
+}
+
+impl<'de> Deserializer<'de> for &mut Reader<'de> {
+    type Error = ReadError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        match self.peek_value()? {
+            b'"' => match self.string()? {
+                Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+                Cow::Owned(s) => visitor.visit_string(s),
+            },
+            b'[' => {
+                self.enter()?;
+                let value = visitor.visit_seq(Items {
+                    r: &mut *self,
+                    first: true,
+                })?;
+                // The visitor may stop early (e.g. a tuple): anything left is an error, as in serde_json.
+                self.expect(b']').map_err(|_| ReadError::Data)?;
+                self.depth -= 1;
+                Ok(value)
+            }
+            b'{' => {
+                self.enter()?;
+                let value = visitor.visit_map(Items {
+                    r: &mut *self,
+                    first: true,
+                })?;
+                self.expect(b'}').map_err(|_| ReadError::Data)?;
+                self.depth -= 1;
+                Ok(value)
+            }
+            b't' => {
+                self.literal("true")?;
+                visitor.visit_bool(true)
+            }
+            b'f' => {
+                self.literal("false")?;
+                visitor.visit_bool(false)
+            }
+            b'n' => {
+                self.literal("null")?;
+                visitor.visit_unit()
+            }
+            _ => match self.number()? {
+                Number::U64(v) => visitor.visit_u64(v),
+                Number::I64(v) => visitor.visit_i64(v),
+                Number::F64(v) => visitor.visit_f64(v),
+            },
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        if self.peek_value()? == b'n' {
+            self.literal("null")?;
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        self.skip()?;
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        if name == RAW_JSON {
+            let start = {
+                self.skip_ws();
+                self.pos
+            };
+            self.skip()?;
+            return visitor.visit_borrowed_str(&self.text[start..self.pos]);
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit unit_struct
+        seq tuple tuple_struct map struct enum identifier
+    }
+}
+
+/// The members of an array or object being visited.
+struct Items<'a, 'de> {
+    r: &'a mut Reader<'de>,
+    first: bool,
+}
+
+impl Items<'_, '_> {
+    /// Moves to the next item: `Ok(false)` at the closing `end` (left for the caller to consume).
+    fn next(&mut self, end: u8) -> Result<bool, ReadError> {
+        let b = self.r.peek_value()?;
+        if b == end {
+            return Ok(false);
+        }
+        if !std::mem::take(&mut self.first) {
+            if b != b',' {
+                return Err(ReadError::Syntax);
+            }
+            self.r.pos += 1;
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> SeqAccess<'de> for Items<'_, 'de> {
+    type Error = ReadError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ReadError> {
+        if !self.next(b']')? {
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+}
+
+impl<'de> MapAccess<'de> for Items<'_, 'de> {
+    type Error = ReadError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ReadError> {
+        if !self.next(b'}')? {
+            return Ok(None);
+        }
+        if self.r.peek_value()? != b'"' {
+            return Err(ReadError::Syntax);
+        }
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ReadError> {
+        self.r.expect(b':')?;
+        seed.deserialize(&mut *self.r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    /// Same acceptance and the same value as serde_json.
+    #[test]
+    fn agrees_with_serde_json() {
+        let cases = [
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.5",
+            "-1.5e3",
+            "1E2",
+            "1e-2",
+            "0.1",
+            "1763812830000.5",
+            "0.30000000000000004",
+            "9007199254740993.5",
+            "123456789012345678901234567890",
+            "1e308",
+            "1e309",
+            "1e-400",
+            "2.5e-3",
+            "\"\"",
+            "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\"",
+            "\"\\u00e9\\ud83d\\ude00\"",
+            "\"\\ud83d\"",
+            "\"\\ud83dx\"",
+            "\"\\u12\"",
+            "\"é😀\"",
+            "[]",
+            "[1,2]",
+            "[1,]",
+            "[,1]",
+            "{}",
+            "{\"a\":1,\"b\":[{}]}",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{1:2}",
+            " {\"a\" : [ 1 , 2 ] } ",
+            "",
+            " ",
+            "{",
+            "[",
+            "\"",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "+1",
+            "tru",
+            "nul",
+            "[1] x",
+            "\"\t\"",
+            "\"\\x\"",
+            "NaN",
+        ];
+        for text in cases {
+            let ours = from_str::<Value>(text);
+            let theirs = serde_json::from_str::<Value>(text);
+            assert_eq!(
+                ours.is_ok(),
+                theirs.is_ok(),
+                "{text:?}: {ours:?} vs {theirs:?}"
+            );
+            match (ours, theirs) {
+                // Beyond the exact fast path a float may be off in the last bits (see the module doc).
+                (Ok(Value::Number(a)), Ok(Value::Number(b))) if b.is_f64() => {
+                    let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+                    assert!((a - b).abs() <= b.abs() * 1e-15, "{text:?}: {a} vs {b}");
+                }
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?}"),
+                _ => {}
+            }
+        }
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(from_str::<Value>(&deep), Err(ReadError::Syntax));
+        assert!(from_str::<serde::de::IgnoredAny>(&deep).is_err());
+    }
+
+    #[test]
+    fn typed_reads_and_raw_text() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct T<'a> {
+            #[serde(borrow)]
+            a: Cow<'a, str>,
+            #[serde(borrow)]
+            raw: RawJson<'a>,
+            n: Option<u64>,
+        }
+        let t: T<'_> =
+            from_str(r#"{"x":[1,{"y":null}],"a":"s","raw": {"k": [1, "\""]} ,"n":null}"#).unwrap();
+        assert_eq!(t.a, "s");
+        assert!(matches!(t.a, Cow::Borrowed(_)));
+        assert_eq!(t.raw, RawJson(r#"{"k": [1, "\""]}"#));
+        assert_eq!(t.n, None);
+        assert_eq!(
+            from_str::<T<'_>>(r#"{"a":1,"raw":2}"#),
+            Err(ReadError::Data)
+        );
+        assert_eq!(
+            from_str::<T<'_>>(r#"{"a":"s","raw":}"#),
+            Err(ReadError::Syntax)
+        );
+        assert_eq!(from_str::<(u64,)>("[1, 2]"), Err(ReadError::Data));
+        assert_eq!(from_str::<u64>("1.5"), Err(ReadError::Data));
+    }
+}
