@@ -12,5 +12,6 @@ scripts/build-wasm.sh
 (cd www && npm run --silent build)
 
 rm -rf test-artifacts/e2e
-DEVRELAY_BIN="$PWD/target/debug/devrelay" node --test --test-concurrency=1 tests/e2e/
+# --experimental-websocket: Node 20 has no global WebSocket without it (one test drives a hand-written SDK).
+DEVRELAY_BIN="$PWD/target/debug/devrelay" node --experimental-websocket --test --test-concurrency=1 tests/e2e/
 echo "screenshots: $PWD/test-artifacts/e2e/"

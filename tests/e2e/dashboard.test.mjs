@@ -2,12 +2,15 @@
 // Run with scripts/test-e2e.sh (it builds the relay, the wasm package and the dashboard first).
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
   demoSessionIds,
   FOREIGN_HOST,
   launchBrowser,
   PATIENCE_MS,
+  ROOT,
   relayStats,
   screenshot,
   startDashboard,
@@ -164,6 +167,68 @@ describe("devrelay dashboard", () => {
     await weather.locator("[data-testid=json-tree]").waitFor();
     await screenshot(page, "02b-registry");
     await page.getByTestId("tab-threads").click();
+  });
+
+  test("every content block type renders, with the snapshot's errors, streaming state and registry", async () => {
+    // A hand-driven SDK sending the golden fixture snapshot (all five block types, errors, a streaming thread),
+    // plus one block of a type from the future, which must still show (as raw JSON).
+    const snapshot = JSON.parse(readFileSync(join(ROOT, "tests/fixtures/state_snapshot.json"), "utf8"));
+    snapshot.sessionId = "sess-fixture";
+    snapshot.threads[0].messages[3].content.push({ type: "audio", uri: "file:///answer.ogg", seconds: 3 });
+    const sdk = new WebSocket(relay.url);
+    const answered = new Promise((ok) => {
+      sdk.onmessage = (e) => {
+        if (JSON.parse(e.data).type === "request_snapshot") {
+          sdk.send(JSON.stringify(snapshot));
+          ok();
+        }
+      };
+    });
+    await new Promise((ok, fail) => {
+      sdk.onopen = ok;
+      sdk.onerror = fail;
+    });
+    sdk.send(JSON.stringify({ type: "handshake", protocolVersion: 1, sdkVersion: "1.4.2", sessionId: "sess-fixture" }));
+    try {
+      const other = await page.context().newPage();
+      other.setDefaultTimeout(PATIENCE_MS);
+      // The snapshot is only sent when asked: the dashboard asks when it opens a client it has none for.
+      await other.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}&clientId=sess-fixture`);
+      await withTimeout(answered, "the dashboard's request for a snapshot");
+      await other.locator("[data-testid=thread-item][data-thread-id=thr_1]").click();
+      await other.locator("[data-testid=messages] [data-testid=message]").first().waitFor();
+      const types = await other
+        .locator("[data-testid=messages] [data-block-type]")
+        .evaluateAll((bs) => [...new Set(bs.map((b) => b.dataset.blockType))].sort());
+      assert.deepEqual(types, ["audio", "component", "resource", "text", "tool_result", "tool_use"]);
+      const messages = other.getByTestId("messages");
+      const text = await messages.innerText();
+      for (const expected of [
+        "What's the weather in Lisbon?", // text
+        "get_weather", // tool_use name, with its input as a JSON tree
+        "for call_1", // tool_result, linked to its call
+        "21°C, sunny", // the result's nested text block
+        "<WeatherCard />", // component, with its props
+        "file:///forecast.json", // resource uri
+        "application/json", // and its MIME type
+        "answer.ogg", // the unknown block, as JSON
+      ]) {
+        assert.ok(text.includes(expected), `message view shows ${expected}`);
+      }
+      assert.equal(await other.getByTestId("streaming-badge").innerText(), "streaming");
+      assert.match(await other.getByTestId("error-banner").innerText(), /Component WeatherMap failed to render/);
+      await other.getByTestId("tab-registry").click();
+      assert.equal(await other.locator("[data-testid=registry-component][data-name=WeatherCard]").count(), 1);
+      assert.equal(await other.locator("[data-testid=registry-tool][data-name=get_weather]").count(), 1);
+      assert.match(await other.getByTestId("mcp-server").innerText(), /filesystem\s+stdio:\/\/mcp-fs\s+connected/);
+      // Back on the threads tab, the thread is still open.
+      await other.getByTestId("tab-threads").click();
+      await other.locator("[data-testid=messages] [data-testid=message]").first().waitFor();
+      await screenshot(other, "02c-every-content-type");
+      await other.close();
+    } finally {
+      sdk.close();
+    }
   });
 
   test("the timeline follows new events, pauses when scrolled up, jumps to latest, clears, counts drops", async () => {

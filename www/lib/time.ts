@@ -26,7 +26,7 @@ export function clockMs(ms: number): string {
   return `${clock(ms)}.${pad(new Date(ms).getMilliseconds(), 3)}`;
 }
 
-/** `just now`, `42s ago`, `3m ago`, `2h ago`. */
+/** `just now`, `42s ago`, `3m ago`, `2h 5m ago`, `3d ago`. */
 export function ago(ms: number | undefined, now: number): string {
   if (ms === undefined) return "";
   const s = Math.max(0, Math.round((now - ms) / 1000));
@@ -34,7 +34,9 @@ export function ago(ms: number | undefined, now: number): string {
   if (s < 60) return `${s}s ago`;
   const m = Math.floor(s / 60);
   if (m < 60) return `${m}m ago`;
-  return `${Math.floor(m / 60)}h ${m % 60}m ago`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${m % 60}m ago`;
+  return `${Math.floor(h / 24)}d ago`;
 }
 
 /** The value, but only after it has stopped changing for `ms` (search boxes). */
