@@ -38,6 +38,8 @@ pub struct Agent {
 struct Thread {
     id: String,
     name: String,
+    /// The scenario topic its runs are about.
+    topic: usize,
     status: &'static str,
     created_at: Millis,
     messages: Vec<Value>,
@@ -56,7 +58,7 @@ struct Step {
 
 #[derive(Debug)]
 enum Effect {
-    NewThread { name: String },
+    NewThread { name: String, topic: usize },
     AddMessage(Value),
     AppendText { message_id: String, delta: String },
     AddBlock { message_id: String, block: Value },
@@ -137,15 +139,14 @@ impl Agent {
 
     /// Queues the steps of one run: in a new thread sometimes (always when `new_thread`), else in an existing one.
     fn plan_run(&mut self, new_thread: bool) {
-        let turn = scenario::turn(&mut self.rng);
         let fresh = new_thread || self.threads.is_empty() || self.rng.usize(0..4) == 0;
-        let thread_id = if fresh {
-            self.id("thr")
+        let (thread_id, topic) = if fresh {
+            (self.id("thr"), self.rng.usize(0..scenario::TOPICS))
         } else {
-            self.threads[self.rng.usize(0..self.threads.len())]
-                .id
-                .clone()
+            let t = &self.threads[self.rng.usize(0..self.threads.len())];
+            (t.id.clone(), t.topic)
         };
+        let turn = scenario::turn(&mut self.rng, topic);
         let run_id = self.id("run");
         let mut steps = Vec::new();
         let mut step = |event: Value, effects: Vec<Effect>, snapshot: bool| {
@@ -171,7 +172,7 @@ impl Agent {
         let user_id = self.id("msg");
         let mut start_effects = Vec::new();
         if fresh {
-            start_effects.push(Effect::NewThread { name: title });
+            start_effects.push(Effect::NewThread { name: title, topic });
         }
         start_effects.push(Effect::AddMessage(message(
             &user_id,
@@ -345,13 +346,14 @@ impl Agent {
 
     fn apply(&mut self, thread_id: String, effects: Vec<Effect>, at: Millis) {
         for effect in effects {
-            if let Effect::NewThread { name } = effect {
+            if let Effect::NewThread { name, topic } = effect {
                 if self.threads.len() >= MAX_THREADS {
                     self.threads.remove(0);
                 }
                 self.threads.push(Thread {
                     id: thread_id.clone(),
                     name,
+                    topic,
                     status: "idle",
                     created_at: at,
                     messages: Vec::new(),

@@ -170,10 +170,14 @@ pub fn registry() -> devrelay_protocol::Registry {
     }
 }
 
-/// A random turn. About one in ten tool calls fails and about one in fourteen runs ends in RUN_ERROR, so the
-/// dashboard's error paths get exercised too.
-pub fn turn(rng: &mut Rng) -> Turn {
-    let mut turn = match rng.usize(0..6) {
+/// Number of conversation topics (weather, docs, issues, SQL, calendar, chat).
+pub const TOPICS: usize = 6;
+
+/// A random turn on `topic` (`0..TOPICS`; a thread keeps its topic, so its follow-ups make sense). About one in
+/// ten tool calls fails and about one in fourteen runs ends in RUN_ERROR, so the dashboard's error paths get
+/// exercised too.
+pub fn turn(rng: &mut Rng, topic: usize) -> Turn {
+    let mut turn = match topic % TOPICS {
         0 => weather(rng),
         1 => docs(rng),
         2 => issue(rng),
