@@ -575,7 +575,7 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
                             .step_by((p.samples.len() / 12).max(1))
                             .map(|x| {
                                 format!(
-                                    "{:.0}s {:.0}",
+                                    "{:.1} s: {:.1}",
                                     x.t_ms as f64 / 1000.0,
                                     x.rss_kib as f64 / 1024.0
                                 )
@@ -593,16 +593,19 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
                     if let Some(th) = find(results, name, b).and_then(|r| r.fanout.as_ref()) {
                         let cpu =
                             match (ours.relay_cpu_us_per_delivery, th.relay_cpu_us_per_delivery) {
-                                (Some(o), Some(t)) => {
-                                    format!(", relay CPU per delivery {} lower", ratio(t, o))
-                                }
+                                (Some(o), Some(t)) => format!(
+                                    "; relay CPU per delivery {} ({} vs {})",
+                                    ratio(o, t),
+                                    per_delivery(Some(o)),
+                                    per_delivery(Some(t))
+                                ),
                                 _ => String::new(),
                             };
                         let _ = writeln!(
                             s,
-                            "\ndevrelay vs `{b}`: deliveries/s {}, p99 latency {} lower ({} vs {}){cpu}.",
+                            "\ndevrelay ÷ `{b}`: deliveries/s **{}**; p99 latency {} ({} vs {}){cpu}.",
                             ratio(ours.delivered_per_sec, th.delivered_per_sec),
-                            ratio(th.latency.p99_us, ours.latency.p99_us),
+                            ratio(ours.latency.p99_us, th.latency.p99_us),
                             us(ours.latency.p99_us),
                             us(th.latency.p99_us)
                         );
@@ -643,9 +646,9 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
                         let per = |i: &IdleReport| i.rss_per_connection_bytes.unwrap_or(0.0);
                         let _ = writeln!(
                             s,
-                            "\ndevrelay vs `{b}`: {} less RSS per connection, connect-all {} faster.",
-                            ratio(per(th), per(ours)),
-                            ratio(th.connect_secs, ours.connect_secs)
+                            "\ndevrelay ÷ `{b}`: RSS per connection **{}**; time to connect all {}.",
+                            ratio(per(ours), per(th)),
+                            ratio(ours.connect_secs, th.connect_secs)
                         );
                     }
                 }
@@ -665,7 +668,10 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
          in-flight deliveries. delivered/s = received ÷ (last delivery − first send).\n\
          - \"As fast as possible\" is closed loop: each SDK keeps at most `window` messages not yet delivered to \
          every dashboard, so the figure is sustained throughput at a bounded queue, not how much a relay can buffer.\n\
-         - CPU from `/proc/PID/stat` (user+system), RSS from `/proc/PID/status` VmRSS, sampled every 250 ms. 100% = one core."
+         - CPU from `/proc/PID/stat` (user+system), RSS from `/proc/PID/status` VmRSS, sampled every 250 ms. 100% = one core. \
+         CPU per delivery = the relay's CPU seconds over the run ÷ messages delivered: less sensitive than throughput to \
+         other load on the machine.\n\
+         - Ratios are devrelay ÷ baseline: above 1 is better for deliveries/s, below 1 is better for latency, CPU and memory."
     );
     let _ = writeln!(s, "{END}");
     s
@@ -762,8 +768,11 @@ mod tests {
         ];
         let section = render(&results, &Machine::default(), &RunMeta::default());
         assert!(section.starts_with(BEGIN) && section.trim_end().ends_with(END));
-        assert!(section.contains("deliveries/s 3.00×"), "{section}");
-        assert!(section.contains("p99 latency 4.00× lower"), "{section}");
+        assert!(section.contains("deliveries/s **3.00×**"), "{section}");
+        assert!(
+            section.contains("p99 latency 0.25× (100 µs vs 400 µs)"),
+            "{section}"
+        );
         assert!(section.contains("| devrelay | 300,000 |"), "{section}");
 
         let fresh = splice_section("", &section);

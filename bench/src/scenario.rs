@@ -743,10 +743,11 @@ async fn inspect_stalled(mut s: TcpStream, mut r: FrameReader, sent: u64) -> Sta
     let mut delivered = 0u64;
     let mut outcome = "still open: the relay kept it connected and buffered for it".to_string();
     let mut close_code = None;
-    let limit = Instant::now() + Duration::from_secs(20);
+    let limit = Instant::now() + Duration::from_secs(30);
     let (mut rd, mut wr) = s.split();
     while Instant::now() < limit {
-        match tokio::time::timeout(Duration::from_secs(2), r.next(&mut rd)).await {
+        // A loaded machine can leave a relay silent for a while; 5 s without a byte means nothing more is coming.
+        match tokio::time::timeout(Duration::from_secs(5), r.next(&mut rd)).await {
             Err(_) => break,
             Ok(Ok(Some(Msg::Text(p)))) => {
                 if finder.find(p).is_some() {
