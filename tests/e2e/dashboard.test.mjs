@@ -262,7 +262,17 @@ describe("devrelay dashboard", () => {
     await page.locator("[data-testid=event-detail] [data-testid=json-tree]").waitFor();
     await page.waitForFunction(followingPast, await count());
     await screenshot(page, "03-live-overview");
-    await page.locator("[data-testid=event-detail] button.link").click();
+    // Keyboard: ↑ selects the previous event, Esc closes the details.
+    const seqOf = async () => (await page.getByTestId("event-detail").innerText()).match(/seq (\d+)/)[1];
+    const before = Number(await seqOf());
+    await page.getByTestId("timeline-scroller").focus();
+    await page.keyboard.press("ArrowUp");
+    await page.waitForFunction(
+      (b) => Number(document.querySelector("[data-testid=event-detail]").textContent.match(/seq (\d+)/)[1]) < b,
+      before,
+    );
+    await page.keyboard.press("Escape");
+    await page.getByTestId("event-detail").waitFor({ state: "detached" });
 
     // Clear empties this client's timeline (and it refills with new events).
     seen = await count();

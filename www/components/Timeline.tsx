@@ -96,6 +96,21 @@ export function Timeline({
   };
 
   const selected = selectedId === null ? null : (events.find((e) => e.id === selectedId) ?? null);
+
+  // Keyboard: ↑/↓ select the previous/next event (from the newest when none is selected), Esc closes details.
+  const onKeyDown = (ev: React.KeyboardEvent) => {
+    if (ev.key === "Escape") {
+      setSelectedId(null);
+      return;
+    }
+    if ((ev.key !== "ArrowUp" && ev.key !== "ArrowDown") || rows.length === 0) return;
+    ev.preventDefault();
+    const at = rows.findIndex((r) => r.id === selectedId);
+    const from = at < 0 ? rows.length : at;
+    const next = Math.min(rows.length - 1, Math.max(0, from + (ev.key === "ArrowUp" ? -1 : 1)));
+    setSelectedId(rows[next].id);
+    virtualizer.scrollToIndex(next, { align: "auto" });
+  };
   const toggle = (c: EventCategory) =>
     setHidden((h) => {
       const n = new Set(h);
@@ -143,7 +158,17 @@ export function Timeline({
         ))}
       </div>
       <div className="timeline-body">
-        <div className="timeline-scroller" ref={scroller} onScroll={onScroll} data-testid="timeline-scroller">
+        <div
+          className="timeline-scroller"
+          ref={scroller}
+          onScroll={onScroll}
+          onKeyDown={onKeyDown}
+          tabIndex={0}
+          role="listbox"
+          aria-label="Stream events (↑/↓ to move, Esc to close the details)"
+          aria-activedescendant={selectedId !== null ? `event-${selectedId}` : undefined}
+          data-testid="timeline-scroller"
+        >
           {rows.length === 0 ? (
             <div className="empty small">
               {events.length === 0
@@ -157,7 +182,9 @@ export function Timeline({
                 return (
                   <div
                     key={e.id}
-                    role="row"
+                    role="option"
+                    id={`event-${e.id}`}
+                    aria-selected={e.id === selectedId}
                     data-testid="timeline-row"
                     data-category={e.category}
                     className={`timeline-row cat-${e.category} ${e.id === selectedId ? "selected" : ""}`}
