@@ -135,9 +135,8 @@ impl Inner {
         let outbox = self.store.take_outbox();
         if let Some(socket) = self.socket.as_mut() {
             for message in outbox {
-                if let Ok(text) = serde_json::to_string(&message) {
-                    let _ = Pin::new(&mut *socket).start_send(Message::Text(text));
-                }
+                let text = message.to_json();
+                let _ = Pin::new(&mut *socket).start_send(Message::Text(text));
             }
         }
         if self.store.version() != self.notified_version {

@@ -3,15 +3,14 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::json_writer::ObjectWriter;
 use devrelay_protocol::dashboard_view::StreamEventRef;
 use devrelay_protocol::json_reader;
 use devrelay_protocol::Millis;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::Serialize;
 
 /// Coarse kind of an AG-UI event, from its `type` prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     Run,
     Text,
@@ -32,6 +31,18 @@ const PREFIXES: [(&str, Category); 6] = [
 ];
 
 impl Category {
+    /// The name in the TS API (`EventCategory`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Run => "run",
+            Category::Text => "text",
+            Category::Tool => "tool",
+            Category::Component => "component",
+            Category::Thinking => "thinking",
+            Category::Other => "other",
+        }
+    }
+
     pub fn of(event_type: &str) -> Category {
         PREFIXES
             .iter()
@@ -80,44 +91,17 @@ impl EventEntry {
     /// Appends the entry as a JSON object: `{"id", "seq", "timestamp", "threadId", "type", "category", "summary",
     /// "event"}`, the event body as the SDK sent it.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
-        let start = out.len();
-        push_member(out, start, "id", &self.id);
-        push_member(out, start, "seq", &self.seq);
-        push_member(out, start, "timestamp", &self.timestamp);
-        push_member(out, start, "threadId", &self.thread_id);
-        push_member(out, start, "type", &self.kind);
-        push_member(out, start, "category", &self.category);
-        push_member(out, start, "summary", &self.summary);
-        out.extend_from_slice(b",\"event\":");
-        out.extend_from_slice(self.event.as_bytes());
-        out.push(b'}');
+        let mut o = ObjectWriter::new(out);
+        o.member("id", &self.id);
+        o.member("seq", &self.seq);
+        o.member("timestamp", &self.timestamp);
+        o.member("threadId", &self.thread_id);
+        o.member("type", &self.kind);
+        o.member("category", self.category.as_str());
+        o.member("summary", &self.summary);
+        o.raw("event", &self.event);
+        o.end();
     }
-}
-
-/// `"name":value`, after a comma unless it is the object's first member (which starts at `start`).
-fn push_member<T: Serialize + ?Sized>(out: &mut Vec<u8>, start: usize, name: &str, value: &T) {
-    if out.len() > start {
-        out.push(b',');
-    }
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-    let _ = serde_json::to_writer(&mut *out, value);
-}
-
-/// Writes `entries` as a JSON array (the batch the view hands to `JSON.parse`).
-pub fn entries_json<'a>(entries: impl IntoIterator<Item = &'a EventEntry>) -> String {
-    let mut out = vec![b'['];
-    for entry in entries {
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        entry.write_json(&mut out);
-    }
-    out.push(b']');
-    // Only valid UTF-8 was written: escaped strings and the frame's own text.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// One line naming the event: `TOOL_CALL_START get_weather (call_1)`, `TEXT_MESSAGE_CONTENT (msg_5) "It is…"`.

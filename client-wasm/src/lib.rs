@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod event;
+mod json_writer;
 pub mod options;
 pub mod store;
 

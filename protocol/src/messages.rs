@@ -256,6 +256,24 @@ impl DashboardMessage {
     }
 }
 
+impl DashboardMessage {
+    /// The message as JSON text, exactly as `serde_json::to_string` writes it (tested), without serde's struct
+    /// serialization: the wasm dashboard client sends these, and serde_json's struct path links its error
+    /// machinery into the binary.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from(r#"{"type":""#);
+        out.push_str(self.kind());
+        out.push('"');
+        if let DashboardMessage::RequestClientSnapshot(SessionRef { session_id }) = self {
+            out.push_str(r#","sessionId":"#);
+            // Escaping a &str into a String cannot fail.
+            out.push_str(&serde_json::to_string(session_id).unwrap_or_default());
+        }
+        out.push('}');
+        out
+    }
+}
+
 impl Inbound {
     /// The wire `type` of this message.
     pub fn kind(&self) -> &'static str {

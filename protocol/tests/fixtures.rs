@@ -454,3 +454,19 @@ fn dashboard_view_agrees_with_the_full_decoder() {
         }
     }
 }
+
+#[test]
+fn dashboard_messages_to_json_equal_serde() {
+    let mut messages: Vec<DashboardMessage> = DASHBOARD
+        .iter()
+        .map(|(_, text)| decode(text).unwrap())
+        .collect();
+    messages.push(DashboardMessage::RequestClientSnapshot(
+        devrelay_protocol::SessionRef {
+            session_id: "a\"b\\c\u{1}é".into(),
+        },
+    ));
+    for m in messages {
+        assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
+    }
+}
