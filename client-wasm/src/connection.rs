@@ -1,18 +1,11 @@
 //! The live relay connection: socket lifecycle, reconnect timer, listeners. Owns every JS closure it
-//! creates (socket callbacks via gloo-net, the retry timer, the notification callback) and drops them on
+//! creates (socket callbacks via `Socket`, the retry timer, the notification callback) and drops them on
 //! `close()` / `free()`; nothing is leaked with `.forget()`.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::task::Poll;
 
 use devrelay_protocol::close::should_reconnect;
-use futures_core::Stream;
-use futures_sink::Sink;
-use gloo_net::websocket::futures::WebSocket;
-use gloo_net::websocket::{Message, State, WebSocketError};
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function};
 use wasm_bindgen::closure::Closure;
@@ -22,6 +15,7 @@ use wasm_bindgen::JsCast;
 use crate::backoff::Backoff;
 use crate::notify::Notifier;
 use crate::options::Options;
+use crate::socket::{Socket, SocketEvent};
 use crate::store::Store;
 use crate::view::View;
 
@@ -49,7 +43,7 @@ struct Inner {
     view: View,
     backoff: Backoff,
     url: String,
-    socket: Option<WebSocket>,
+    socket: Option<Socket>,
     /// Increases with every socket; a task driving an older socket stops.
     socket_id: u64,
     /// `Date.now()` when the current socket opened.
@@ -114,8 +108,8 @@ impl Connection {
         inner.retry = None;
         inner.opened_at = None;
         if let Some(socket) = inner.socket.take() {
-            // Dropping the gloo socket removes its listeners and closes it; 1000 tells the relay it was on purpose.
-            let _ = socket.close(Some(1000), Some("dashboard closed"));
+            // Dropping the socket removes its listeners; 1000 tells the relay it was on purpose.
+            socket.close(1000, "dashboard closed");
         }
         inner.store.closed_by_user();
         inner.after_change();
@@ -133,10 +127,9 @@ impl Connection {
 impl Inner {
     fn after_change(&mut self) {
         let outbox = self.store.take_outbox();
-        if let Some(socket) = self.socket.as_mut() {
+        if let Some(socket) = self.socket.as_ref() {
             for message in outbox {
-                let text = message.to_json();
-                let _ = Pin::new(&mut *socket).start_send(Message::Text(text));
+                socket.send(&message.to_json());
             }
         }
         if self.store.version() != self.notified_version {
@@ -172,7 +165,7 @@ fn flush(weak: &Weak<Connection>) {
     }
 }
 
-/// Opens a new socket and starts the task that drives it.
+/// Opens a new socket; its events go to `socket_event` until it is replaced or the connection closed.
 fn connect(conn: &Rc<Connection>) {
     let mut inner = conn.inner.borrow_mut();
     if inner.closed_by_user {
@@ -180,12 +173,9 @@ fn connect(conn: &Rc<Connection>) {
     }
     inner.socket_id += 1;
     inner.opened_at = None;
-    match WebSocket::open(&inner.url) {
-        Ok(socket) => {
-            inner.socket = Some(socket);
-            let id = inner.socket_id;
-            wasm_bindgen_futures::spawn_local(drive(Rc::downgrade(conn), id));
-        }
+    let (weak, id) = (Rc::downgrade(conn), inner.socket_id);
+    match Socket::open(&inner.url, move |event| socket_event(&weak, id, event)) {
+        Ok(socket) => inner.socket = Some(socket),
         Err(e) => {
             // An invalid URL: retrying cannot help.
             let reason = format!("cannot connect to {}: {e}", inner.url);
@@ -195,81 +185,31 @@ fn connect(conn: &Rc<Connection>) {
     }
 }
 
-/// Polls the current socket with `f`, or ends (`None`) if the connection is gone or the socket replaced.
-fn with_socket<T>(
-    weak: &Weak<Connection>,
-    id: u64,
-    f: impl FnOnce(&mut Inner) -> Poll<T>,
-) -> Poll<Option<T>> {
-    let Some(conn) = weak.upgrade() else {
-        return Poll::Ready(None);
-    };
-    let mut inner = conn.inner.borrow_mut();
-    if inner.socket_id != id || inner.socket.is_none() {
-        return Poll::Ready(None);
-    }
-    f(&mut inner).map(Some)
-}
-
-/// One socket's life: wait for open, apply frames, then schedule a reconnect (or give up).
-async fn drive(weak: Weak<Connection>, id: u64) {
-    let opened = poll_fn(|cx| {
-        with_socket(&weak, id, |inner| match inner.socket.as_mut() {
-            Some(s) => Pin::new(&mut *s)
-                .poll_ready(cx)
-                .map(|_| matches!(s.state(), State::Open)),
-            None => Poll::Ready(false),
-        })
-    })
-    .await;
-    match opened {
-        None => return,
-        Some(true) => {
-            let Some(conn) = weak.upgrade() else { return };
-            let mut inner = conn.inner.borrow_mut();
-            inner.opened_at = Some(js_sys::Date::now());
-            inner.store.opened();
-            inner.after_change();
-        }
-        Some(false) => {} // failed to open: the stream reports the close
-    }
-
-    let mut close_code = 1006; // abnormal closure, unless a close frame says otherwise
-    let mut close_reason = String::new();
-    loop {
-        let item = poll_fn(|cx| {
-            with_socket(&weak, id, |inner| match inner.socket.as_mut() {
-                Some(s) => Pin::new(&mut *s).poll_next(cx),
-                None => Poll::Ready(None),
-            })
-        })
-        .await;
-        let Some(item) = item else { return }; // closed by the user or replaced
-        let Some(conn) = weak.upgrade() else { return };
-        let mut inner = conn.inner.borrow_mut();
-        match item {
-            Some(Ok(Message::Text(text))) => {
-                inner.store.receive(&text);
-                inner.after_change();
-            }
-            Some(Ok(Message::Bytes(_))) => {
-                inner.store.ignore_frame(); // the protocol is JSON text only
-                inner.after_change();
-            }
-            Some(Err(WebSocketError::ConnectionClose(e))) => {
-                close_code = e.code;
-                close_reason = e.reason;
-            }
-            Some(Err(_)) => {} // the error event carries no detail; the close event follows
-            None => break,
-        }
-    }
-
+/// One event of socket `id`: open, a frame, or the close that ends it (then reconnect with backoff, or give up).
+fn socket_event(weak: &Weak<Connection>, id: u64, event: SocketEvent) {
     let Some(conn) = weak.upgrade() else { return };
     let mut inner = conn.inner.borrow_mut();
-    if inner.socket_id != id || inner.closed_by_user {
-        return;
+    if inner.socket_id != id || inner.socket.is_none() || inner.closed_by_user {
+        return; // an old socket's late event
     }
+    let (close_code, close_reason) = match event {
+        SocketEvent::Open => {
+            inner.opened_at = Some(js_sys::Date::now());
+            inner.store.opened();
+            return inner.after_change();
+        }
+        SocketEvent::Text(text) => {
+            inner.store.receive(&text);
+            return inner.after_change();
+        }
+        SocketEvent::Binary => {
+            inner.store.ignore_frame(); // the protocol is JSON text only
+            return inner.after_change();
+        }
+        SocketEvent::Closed { code, reason } => (code, reason),
+    };
+
+    // Dropping the socket frees the closure running this (wasm-bindgen defers that until it returns).
     inner.socket = None;
     let open_for = inner.opened_at.take().map(|t| js_sys::Date::now() - t);
     inner.backoff.connection_ended(open_for);
