@@ -212,3 +212,28 @@ where
     let text = serde_json::to_string(msg).expect("protocol messages serialize");
     ws.send(Message::text(text)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_bounded_jitter() {
+        let mut b = Backoff {
+            attempt: 0,
+            rng: Rng::with_seed(9),
+        };
+        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
+        for (i, d) in delays.iter().enumerate() {
+            let base = Backoff::INITIAL
+                .saturating_mul(1 << i.min(8))
+                .min(Backoff::MAX);
+            assert!(
+                *d >= base.mul_f64(0.8) && *d <= base.mul_f64(1.2),
+                "attempt {i}: {d:?}"
+            );
+        }
+        assert!(delays[11] <= Backoff::MAX.mul_f64(1.2));
+        assert!(delays[1] > delays[0].mul_f64(1.2), "it grows");
+    }
+}
