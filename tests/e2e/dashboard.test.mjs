@@ -290,6 +290,33 @@ describe("devrelay dashboard", () => {
     await small.close();
   });
 
+  test("thousands of events stay virtualized", async () => {
+    const [fastId] = demoSessionIds(99, 1);
+    const fast = startDemo(relay.url, { sessions: 1, rate: 600, seed: 99 });
+    const other = await page.context().newPage();
+    other.setDefaultTimeout(PATIENCE_MS);
+    try {
+      await other.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}&clientId=${fastId}`);
+      await other.waitForFunction(
+        () => Number(document.querySelector("[data-testid=timeline-count]")?.textContent) >= 3000,
+        null,
+        { polling: 500 },
+      );
+      const rows = await other.getByTestId("timeline-row").count();
+      assert.ok(rows > 0 && rows <= 80, `${rows} rows in the DOM for 3000+ events`);
+      // Still following the newest event, and the oldest is one scroll away.
+      await other.getByTestId("timeline-scroller").evaluate((el) => el.scrollTo(0, 0));
+      await other.getByTestId("jump-to-latest").waitFor();
+      const first = await other.getByTestId("timeline-row").first().innerText();
+      assert.match(first, /RUN_STARTED|THINKING|TOOL_CALL|TEXT_MESSAGE|tambo/);
+      assert.ok((await other.getByTestId("timeline-row").count()) <= 80);
+      await screenshot(other, "03b-thousands-of-events");
+    } finally {
+      await other.close();
+      await fast.stop();
+    }
+  });
+
   test("stopping the demo marks its clients disconnected and clears the view; starting it brings them back", async () => {
     await demo.stop();
     for (const id of IDS) await card(id).and(page.locator("[data-state=disconnected]")).waitFor();
