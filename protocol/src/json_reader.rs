@@ -435,54 +435,146 @@ impl<'de> Reader<'de> {
     }
 }
 
+/// One scalar, or the opening of an array or object (already consumed).
+enum Token<'de> {
+    Str(Cow<'de, str>),
+    Number(Number),
+    Bool(bool),
+    Null,
+    Seq,
+    Map,
+}
+
+impl<'de> Reader<'de> {
+    /// Reads the next token. Not generic, so the per-visitor code below stays a small dispatch.
+    #[inline(never)]
+    fn token(&mut self) -> Result<Token<'de>, ReadError> {
+        Ok(match self.peek_value()? {
+            b'"' => Token::Str(self.string()?),
+            b'[' => {
+                self.enter()?;
+                Token::Seq
+            }
+            b'{' => {
+                self.enter()?;
+                Token::Map
+            }
+            b't' => {
+                self.literal("true")?;
+                Token::Bool(true)
+            }
+            b'f' => {
+                self.literal("false")?;
+                Token::Bool(false)
+            }
+            b'n' => {
+                self.literal("null")?;
+                Token::Null
+            }
+            _ => Token::Number(self.number()?),
+        })
+    }
+
+    /// The closing `]` / `}` after a visitor took the items it wanted: anything left is an error, as in
+    /// serde_json.
+    #[inline(never)]
+    fn leave(&mut self, end: u8) -> Result<(), ReadError> {
+        self.expect(end).map_err(|_| ReadError::Data)?;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// A string value (a key, or a field of string type); anything else is a type error.
+    #[inline(never)]
+    fn string_value(&mut self) -> Result<Cow<'de, str>, ReadError> {
+        if self.peek_value()? == b'"' {
+            self.string()
+        } else {
+            self.skip()?;
+            Err(ReadError::Data)
+        }
+    }
+
+    /// A number value; anything else is a type error.
+    #[inline(never)]
+    fn number_value(&mut self) -> Result<Number, ReadError> {
+        match self.peek_value()? {
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => {
+                self.skip()?;
+                Err(ReadError::Data)
+            }
+        }
+    }
+}
+
+fn visit_str<'de, V: Visitor<'de>>(s: Cow<'de, str>, visitor: V) -> Result<V::Value, ReadError> {
+    match s {
+        Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+        Cow::Owned(s) => visitor.visit_string(s),
+    }
+}
+
+fn visit_number<'de, V: Visitor<'de>>(n: Number, visitor: V) -> Result<V::Value, ReadError> {
+    match n {
+        Number::U64(v) => visitor.visit_u64(v),
+        Number::I64(v) => visitor.visit_i64(v),
+        Number::F64(v) => visitor.visit_f64(v),
+    }
+}
+
 impl<'de> Deserializer<'de> for &mut Reader<'de> {
     type Error = ReadError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
-        match self.peek_value()? {
-            b'"' => match self.string()? {
-                Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
-                Cow::Owned(s) => visitor.visit_string(s),
-            },
-            b'[' => {
-                self.enter()?;
+        match self.token()? {
+            Token::Str(s) => visit_str(s, visitor),
+            Token::Number(n) => visit_number(n, visitor),
+            Token::Bool(b) => visitor.visit_bool(b),
+            Token::Null => visitor.visit_unit(),
+            Token::Seq => {
                 let value = visitor.visit_seq(Items {
                     r: &mut *self,
                     first: true,
                 })?;
-                // The visitor may stop early (e.g. a tuple): anything left is an error, as in serde_json.
-                self.expect(b']').map_err(|_| ReadError::Data)?;
-                self.depth -= 1;
+                self.leave(b']')?;
                 Ok(value)
             }
-            b'{' => {
-                self.enter()?;
+            Token::Map => {
                 let value = visitor.visit_map(Items {
                     r: &mut *self,
                     first: true,
                 })?;
-                self.expect(b'}').map_err(|_| ReadError::Data)?;
-                self.depth -= 1;
+                self.leave(b'}')?;
                 Ok(value)
             }
-            b't' => {
-                self.literal("true")?;
-                visitor.visit_bool(true)
-            }
-            b'f' => {
-                self.literal("false")?;
-                visitor.visit_bool(false)
-            }
-            b'n' => {
-                self.literal("null")?;
-                visitor.visit_unit()
-            }
-            _ => match self.number()? {
-                Number::U64(v) => visitor.visit_u64(v),
-                Number::I64(v) => visitor.visit_i64(v),
-                Number::F64(v) => visitor.visit_f64(v),
-            },
         }
+    }
+
+    // Type-specific entry points: the same results as going through `deserialize_any` (a visitor for a string
+    // or a number accepts nothing else), in much less code per visitor.
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visit_str(self.string_value()?, visitor)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visit_str(self.string_value()?, visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visit_str(self.string_value()?, visitor)
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visit_number(self.number_value()?, visitor)
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visit_number(self.number_value()?, visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visit_number(self.number_value()?, visitor)
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
@@ -505,10 +597,8 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
         visitor: V,
     ) -> Result<V::Value, ReadError> {
         if name == RAW_JSON {
-            let start = {
-                self.skip_ws();
-                self.pos
-            };
+            self.skip_ws();
+            let start = self.pos;
             self.skip()?;
             return visitor.visit_borrowed_str(&self.text[start..self.pos]);
         }
@@ -516,8 +606,8 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     }
 
     forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit unit_struct
-        seq tuple tuple_struct map struct enum identifier
+        bool i8 i16 i32 i64 i128 u8 u16 u128 f32 char bytes byte_buf unit unit_struct
+        seq tuple tuple_struct map struct enum
     }
 }
 
