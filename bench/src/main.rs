@@ -38,7 +38,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 256)]
     window: u64,
     /// Seconds to wait after the last send for deliveries in flight.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 10.0)]
     drain_secs: f64,
     /// Override the number of connections of scenario d.
     #[arg(long)]

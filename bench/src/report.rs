@@ -664,8 +664,8 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
          masking key (the relay still unmasks every byte).\n\
          - Latency = receive time − send time on one monotonic clock (same process), recorded in an HDR histogram \
          (3 significant digits) per dashboard and merged. Fixed-rate scenarios stamp the actual send time.\n\
-         - Loss = messages sent × reading dashboards − stamped messages received, after waiting (bounded) for \
-         in-flight deliveries. delivered/s = received ÷ (last delivery − first send).\n\
+         - Loss = messages sent × reading dashboards − stamped messages received by the end of the drain window \
+         (10 s after the last send): a relay that is seconds behind shows loss even if it would deliver later. delivered/s = received ÷ (last delivery − first send).\n\
          - \"As fast as possible\" is closed loop: each SDK keeps at most `window` messages not yet delivered to \
          every dashboard, so the figure is sustained throughput at a bounded queue, not how much a relay can buffer.\n\
          - CPU from `/proc/PID/stat` (user+system), RSS from `/proc/PID/status` VmRSS, sampled every 250 ms. 100% = one core. \

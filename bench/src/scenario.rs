@@ -200,7 +200,7 @@ impl Options {
             workers: 1,
             duration: None,
             window: 256,
-            drain_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
             connections: None,
             dashboards: None,
             sdks: None,
@@ -741,7 +741,7 @@ fn template_len(m: MessageKind) -> usize {
 async fn inspect_stalled(mut s: TcpStream, mut r: FrameReader, sent: u64) -> StalledReport {
     let finder = StampFinder::default();
     let mut delivered = 0u64;
-    let mut outcome = "still open: the relay kept it connected and buffered for it".to_string();
+    let mut outcome = None;
     let mut close_code = None;
     let limit = Instant::now() + Duration::from_secs(30);
     let (mut rd, mut wr) = s.split();
@@ -760,20 +760,35 @@ async fn inspect_stalled(mut s: TcpStream, mut r: FrameReader, sent: u64) -> Sta
             }
             Ok(Ok(Some(Msg::Close(code)))) => {
                 close_code = code;
-                outcome = format!("closed by the relay with code {}", code.unwrap_or(1005));
+                outcome = Some(format!(
+                    "closed by the relay with code {}",
+                    code.unwrap_or(1005)
+                ));
                 break;
             }
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => {
-                outcome = "connection closed by the relay without a close frame".into();
+                outcome = Some(
+                    "closed by the relay (TCP close; its close frame could not get through)".into(),
+                );
                 break;
             }
             Ok(Err(e)) => {
-                outcome = format!("connection failed: {e}");
+                outcome = Some(format!("connection failed: {e}"));
                 break;
             }
         }
     }
+    let outcome = outcome.unwrap_or_else(|| {
+        if delivered >= sent {
+            "still open: the relay kept it and buffered every message for it".into()
+        } else {
+            format!(
+                "still open but silent: the relay dropped {} messages for it without closing it",
+                sent - delivered
+            )
+        }
+    });
     StalledReport {
         outcome,
         close_code,
