@@ -44,7 +44,7 @@ impl Default for Config {
             identify_timeout: Duration::from_secs(limits::DEFAULT_IDENTIFY_TIMEOUT_SECS),
             queue_messages: 4096,
             queue_bytes: 16 << 20,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 512,
             write_buffer_bytes: 64 << 10,
             shutdown_grace: Duration::from_millis(1500),
         }
