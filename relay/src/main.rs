@@ -71,6 +71,10 @@ struct ServeArgs {
     /// Read buffer per connection, in bytes (the main memory cost of an idle connection).
     #[arg(long, env = "DEVRELAY_READ_BUFFER_BYTES", default_value_t = Config::default().read_buffer_bytes)]
     read_buffer_bytes: usize,
+    /// Runtime worker threads (default: one per CPU). Fewer threads mean fewer cross-thread wake-ups per
+    /// fan-out, at the price of parallelism.
+    #[arg(long, env = "DEVRELAY_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     /// Write coalescing buffer per connection, in bytes.
     #[arg(long, env = "DEVRELAY_WRITE_BUFFER_BYTES", default_value_t = Config::default().write_buffer_bytes)]
     write_buffer_bytes: usize,
@@ -104,7 +108,17 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let threads = match &cli.command {
+        None => cli.serve.worker_threads,
+        Some(Command::Serve(args)) => args.worker_threads,
+        Some(Command::Demo(_)) => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = builder.build().context("starting the tokio runtime")?;
     match cli.command {
         None => runtime.block_on(serve(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
