@@ -207,14 +207,19 @@ fn float_and_integer_timestamps_keep_their_form() {
     assert_eq!(serde_json::to_string(&msg).unwrap(), text);
 }
 
-#[test]
-fn routing_view_agrees_with_the_full_decoder() {
-    use devrelay_protocol::InboundRef;
-    let mut corpus: Vec<String> = [SDK, DASHBOARD, TO_SDK, TO_DASHBOARD]
+/// The text of every golden fixture: the start of each decoder-agreement corpus.
+fn every_fixture_text() -> Vec<String> {
+    [SDK, DASHBOARD, TO_SDK, TO_DASHBOARD]
         .concat()
         .iter()
         .map(|(_, t)| t.to_string())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn routing_view_agrees_with_the_full_decoder() {
+    use devrelay_protocol::InboundRef;
+    let mut corpus = every_fixture_text();
     let snapshot: Value = serde_json::from_str(fixture!("state_snapshot").1).unwrap();
     let event: Value = serde_json::from_str(fixture!("stream_event").1).unwrap();
     // Every required field missing, or of the wrong type, in turn; plus nulls for optional ones.
@@ -290,11 +295,7 @@ fn routing_view_agrees_with_the_full_decoder() {
 #[test]
 fn dashboard_view_agrees_with_the_full_decoder() {
     use devrelay_protocol::{RelayToDashboardRef, Snapshot, StreamEvent};
-    let mut corpus: Vec<String> = [SDK, DASHBOARD, TO_SDK, TO_DASHBOARD]
-        .concat()
-        .iter()
-        .map(|(_, t)| t.to_string())
-        .collect();
+    let mut corpus = every_fixture_text();
     let state: Value = serde_json::from_str(fixture!("state_update").1).unwrap();
     let event: Value = serde_json::from_str(fixture!("stream_event_update").1).unwrap();
     // Every required field of the update, of its body and of an AG-UI event missing, or of the wrong type.
