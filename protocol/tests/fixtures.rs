@@ -216,6 +216,66 @@ fn every_fixture_text() -> Vec<String> {
         .collect()
 }
 
+/// Variants of `base` with each member of the object at `body` (a JSON pointer) missing, then replaced by each
+/// of `wrongs` in turn.
+fn member_mutations(base: &Value, body: &str, wrongs: &[Value]) -> Vec<String> {
+    let keys: Vec<String> = base
+        .pointer(body)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let mut v = base.clone();
+        v.pointer_mut(body)
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove(&key);
+        out.push(v.to_string());
+        for wrong in wrongs {
+            let mut v = base.clone();
+            v.pointer_mut(body).unwrap()[&key] = wrong.clone();
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
+/// Variants of each base with the value at `path` replaced by `wrong`, where that path exists.
+fn replacements(bases: &[&Value], edits: &[(&str, Value)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, wrong) in edits {
+        for base in bases {
+            let mut v = (*base).clone();
+            if let Some(slot) = v.pointer_mut(path) {
+                *slot = wrong.clone();
+                out.push(v.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Both decoders accept `text`, or both reject it with the same error code.
+fn assert_same_verdict<A: std::fmt::Debug, B: std::fmt::Debug>(
+    text: &str,
+    full: &Result<A, ErrorCode>,
+    view: &Result<B, ErrorCode>,
+) {
+    assert_eq!(
+        full.is_ok(),
+        view.is_ok(),
+        "disagree on {text}: {full:?} vs {view:?}"
+    );
+    if let (Err(a), Err(b)) = (full, view) {
+        assert_eq!(a, b, "{text}");
+    }
+}
+
 #[test]
 fn routing_view_agrees_with_the_full_decoder() {
     use devrelay_protocol::InboundRef;
@@ -223,41 +283,27 @@ fn routing_view_agrees_with_the_full_decoder() {
     let snapshot: Value = serde_json::from_str(fixture!("state_snapshot").1).unwrap();
     let event: Value = serde_json::from_str(fixture!("stream_event").1).unwrap();
     // Every required field missing, or of the wrong type, in turn; plus nulls for optional ones.
-    for base in [&snapshot, &event] {
-        for key in base.as_object().unwrap().keys() {
-            let mut v = base.clone();
-            v.as_object_mut().unwrap().remove(key);
-            corpus.push(v.to_string());
-            for wrong in [
-                json!(null),
-                json!("s"),
-                json!(1.5),
-                json!([]),
-                json!({}),
-                json!(-1),
-            ] {
-                let mut v = base.clone();
-                v[key] = wrong;
-                corpus.push(v.to_string());
-            }
-        }
-    }
-    for (path, wrong) in [
-        ("/registry/components", json!({})),
-        ("/registry/tools", json!(null)),
-        ("/registry/mcpServers", json!(null)),
-        ("/registry/mcpServers", json!(3)),
-        ("/event/type", json!(3)),
-        ("/event/type", json!(null)),
-    ] {
-        for base in [&snapshot, &event] {
-            let mut v = base.clone();
-            if let Some(slot) = v.pointer_mut(path) {
-                *slot = wrong.clone();
-                corpus.push(v.to_string());
-            }
-        }
-    }
+    let wrongs = [
+        json!(null),
+        json!("s"),
+        json!(1.5),
+        json!([]),
+        json!({}),
+        json!(-1),
+    ];
+    corpus.extend(member_mutations(&snapshot, "", &wrongs));
+    corpus.extend(member_mutations(&event, "", &wrongs));
+    corpus.extend(replacements(
+        &[&snapshot, &event],
+        &[
+            ("/registry/components", json!({})),
+            ("/registry/tools", json!(null)),
+            ("/registry/mcpServers", json!(null)),
+            ("/registry/mcpServers", json!(3)),
+            ("/event/type", json!(3)),
+            ("/event/type", json!(null)),
+        ],
+    ));
     corpus.extend(
         [
             "",
@@ -272,14 +318,7 @@ fn routing_view_agrees_with_the_full_decoder() {
     for text in &corpus {
         let full = Inbound::decode(text).map_err(|e| e.code());
         let view = InboundRef::decode(text).map_err(|e| e.code());
-        assert_eq!(
-            full.is_ok(),
-            view.is_ok(),
-            "disagree on {text}: {full:?} vs {view:?}"
-        );
-        if let (Err(a), Err(b)) = (&full, &view) {
-            assert_eq!(a, b, "{text}");
-        }
+        assert_same_verdict(text, &full, &view);
         if let (Ok(Inbound::Sdk(m)), Ok(v)) = (&full, &view) {
             match v {
                 InboundRef::StateSnapshot { session_id }
@@ -313,50 +352,22 @@ fn dashboard_view_agrees_with_the_full_decoder() {
         (&state, ""),
         (&event, "/event"),
         (&event, ""),
-    ]
-    .into_iter()
-    .chain([(&event, "/event/event")])
-    {
-        let keys: Vec<String> = base
-            .pointer(body)
-            .unwrap()
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        for key in keys {
-            let mut v = base.clone();
-            v.pointer_mut(body)
-                .unwrap()
-                .as_object_mut()
-                .unwrap()
-                .remove(&key);
-            corpus.push(v.to_string());
-            for wrong in &wrongs {
-                let mut v = base.clone();
-                v.pointer_mut(body).unwrap()[&key] = wrong.clone();
-                corpus.push(v.to_string());
-            }
-        }
-    }
-    for (path, wrong) in [
-        ("/snapshot/registry/components", json!({})),
-        ("/snapshot/registry/mcpServers", json!(null)),
-        ("/snapshot/registry/mcpServers", json!(3)),
-        ("/snapshot/errors", json!(null)),
-        ("/event/type", json!("stream_eventx")),
-        ("/event/event/type", json!(3)),
-        ("/event/event/messageId", json!("m\"1")),
+        (&event, "/event/event"),
     ] {
-        for base in [&state, &event] {
-            let mut v = base.clone();
-            if let Some(slot) = v.pointer_mut(path) {
-                *slot = wrong.clone();
-                corpus.push(v.to_string());
-            }
-        }
+        corpus.extend(member_mutations(base, body, &wrongs));
     }
+    corpus.extend(replacements(
+        &[&state, &event],
+        &[
+            ("/snapshot/registry/components", json!({})),
+            ("/snapshot/registry/mcpServers", json!(null)),
+            ("/snapshot/registry/mcpServers", json!(3)),
+            ("/snapshot/errors", json!(null)),
+            ("/event/type", json!("stream_eventx")),
+            ("/event/event/type", json!(3)),
+            ("/event/event/messageId", json!("m\"1")),
+        ],
+    ));
     corpus.push(splice::stream_event_update("s", fixture!("stream_event").1));
     corpus.push(splice::state_update("s", fixture!("state_snapshot").1).unwrap());
     corpus.extend(
@@ -377,14 +388,7 @@ fn dashboard_view_agrees_with_the_full_decoder() {
     for text in &corpus {
         let full = decode::<RelayToDashboard>(text).map_err(|e| e.code());
         let view = RelayToDashboardRef::decode(text).map_err(|e| e.code());
-        assert_eq!(
-            full.is_ok(),
-            view.is_ok(),
-            "disagree on {text}: {full:?} vs {view:?}"
-        );
-        if let (Err(a), Err(b)) = (&full, &view) {
-            assert_eq!(a, b, "{text}");
-        }
+        assert_same_verdict(text, &full, &view);
         let (Ok(full), Ok(view)) = (full, view) else {
             continue;
         };
