@@ -37,12 +37,14 @@ if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ] || [ scripts/tools/package-
 fi
 
 # --- www (issue 3): the dashboard's npm dependencies -------------------------------------------------------------
-# `npm install`, not `npm ci`: the registry here does not serve next's macOS/Windows SWC binaries, so the lock has
-# no entries for them and `npm ci` rejects it as out of sync; `npm install` follows the lock and leaves it as is.
+# `npm ci`: installs exactly what www/package-lock.json says and never rewrites it, so every machine gets the same
+# packages and a test run leaves the tree clean. The lock is complete (it lists the optional platform packages of
+# every OS, e.g. next's macOS/Windows SWC binaries; npm installs only this machine's). After changing
+# www/package.json, regenerate it with `npm install` in www and commit it.
 # `devrelay-client` is a `file:../pkg` link, so this works before scripts/build-wasm.sh has made pkg/.
 if [ ! -f www/node_modules/.package-lock.json ] || [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then
-  log "npm install in www"
-  (cd www && npm install --no-audit --no-fund --loglevel=error)
+  log "npm ci in www"
+  (cd www && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # --- end www ---------------------------------------------------------------------------------------------------
 
