@@ -11,6 +11,10 @@ section() { printf '\n\033[1;35m=== %s ===\033[0m\n' "$*"; }
 section "rustfmt"
 cargo fmt --all -- --check
 
+section "clippy: the native workspace, then the wasm client as it ships (wasm32)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p devrelay-client --target wasm32-unknown-unknown --all-targets -- -D warnings
+
 section "protocol builds for wasm32-unknown-unknown"
 cargo check -p devrelay-protocol --target wasm32-unknown-unknown
 
