@@ -382,6 +382,7 @@ fn dashboard_view_agrees_with_the_full_decoder() {
             r#"{"type":"state_update","sessionId":"a","snapshot": {}}"#,
             r#"{"type":"error","code":"from_the_future","message":"m"}"#,
             r#"{"type":"error","code":3,"message":"m"}"#,
+            r#"{"type":"error","code":"b\u0075sy","message":"m\n"}"#,
         ]
         .map(String::from),
     );
@@ -447,13 +448,15 @@ fn dashboard_view_agrees_with_the_full_decoder() {
             }
             (RelayToDashboard::Error(a), RelayToDashboardRef::Error { code, message }) => {
                 assert_eq!(a.message, message);
-                // The owned decoder folds codes it does not know into `other`; the view keeps them as sent.
-                let want = if a.code == ErrorCode::Other {
-                    json!("other")
-                } else {
-                    json!(code)
-                };
-                assert_eq!(serde_json::to_value(a.code).unwrap(), want);
+                // The view keeps the code exactly as sent; the owned decoder reads the same code, folding the
+                // ones it does not know into `other`.
+                let sent: Value = serde_json::from_str(text).unwrap();
+                assert_eq!(json!(code), sent["code"], "{text}");
+                assert_eq!(
+                    a.code,
+                    serde_json::from_value::<ErrorCode>(json!(code)).unwrap(),
+                    "{text}"
+                );
             }
             (a, b) => panic!("different messages for {text}: {a:?} vs {b:?}"),
         }

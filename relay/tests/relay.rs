@@ -300,13 +300,19 @@ async fn origin_and_host_are_checked() {
 #[tokio::test]
 async fn health_and_stats() {
     let relay = Relay::start(Config::default()).await;
-    let (_dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
     let mut sdk = Client::sdk(&relay.url(), "h").await;
     sdk.send_text(&event("h", 1, 10)).await;
-    let mut probe = Client::dashboard(&relay.url()).await.0;
-    // The event reached the first dashboard before this list request is answered (one ordered pipeline).
-    probe.send_text(r#"{"type":"request_client_list"}"#).await;
-    let _ = probe.recv_value().await;
+    // Wait for the event itself: the relay orders each connection's own frames, not frames across connections
+    // (another dashboard's reply may well overtake this SDK's event).
+    assert!(matches!(
+        dash.recv().await,
+        RelayToDashboard::ClientConnected(_)
+    ));
+    assert!(
+        matches!(dash.recv().await, RelayToDashboard::StreamEventUpdate(u) if u.event.seq == 1)
+    );
+    let _probe = Client::dashboard(&relay.url()).await.0;
 
     let (status, body) = relay.get("/health", &[]).await;
     assert_eq!(status, 200);
@@ -361,9 +367,10 @@ async fn missed_pongs_terminate_and_heartbeats_count_as_liveness() {
         chatty.send_text(&event("chatty", 1, 1)).await;
         chatty
     });
-    // The dashboard reads continuously, so it answers pings and stays.
-    let mut mute_gone = false;
-    loop {
+    // The dashboard reads continuously, so it answers pings and stays. The mute SDK's end and the chatty one's
+    // event come from two connections: either may arrive first.
+    let (mut mute_gone, mut chatty_heard) = (false, false);
+    while !(mute_gone && chatty_heard) {
         match dash.recv().await {
             RelayToDashboard::ClientConnected(_) => {}
             RelayToDashboard::ClientDisconnected(s) => {
@@ -372,12 +379,11 @@ async fn missed_pongs_terminate_and_heartbeats_count_as_liveness() {
             }
             RelayToDashboard::StreamEventUpdate(u) => {
                 assert_eq!(u.session_id, "chatty");
-                break;
+                chatty_heard = true;
             }
             other => panic!("{other:?}"),
         }
     }
-    assert!(mute_gone);
     let _chatty = beat.await.unwrap();
     let (code, _) = mute.closed().await;
     assert_eq!(code, 4003);
