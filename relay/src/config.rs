@@ -1,36 +1,46 @@
-//! `Config`: every limit and setting of the relay, each a named field with its unit.
+//! `Config`: every limit and setting of the relay, each a named field with its unit and its allowed range.
 
+use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use devrelay_protocol::limits;
 
-/// Relay settings. `Config::default()` is what `devrelay` runs with when given no flags.
+/// Relay settings. `Config::default()` is what `devrelay` runs with when given no flags. [`Config::validate`]
+/// (which [`crate::run`] calls before serving) holds every field to the range documented on it.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Extra host names (besides loopback names) accepted in the HTTP `Host` header, e.g. the `--host` the relay
-    /// was bound to. Requests naming any other host are rejected (DNS-rebinding defence).
+    /// was bound to. Requests naming any other host are rejected (DNS-rebinding defence). Each is `host[:port]`.
     pub allowed_hosts: Vec<String>,
     /// Extra origins (exact `scheme://host[:port]`, or `*` for any) accepted on WebSocket upgrades, besides no
     /// Origin at all (native clients) and http(s) on localhost / 127.0.0.1 / [::1] with any port.
     pub allowed_origins: Vec<String>,
     /// Largest accepted WebSocket message or frame, in bytes; larger ones close the connection with 1009.
+    /// Range: [`Config::MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
     /// Interval between WebSocket pings. A peer silent for a whole interval (no pong, no frame) is terminated.
+    /// Range: [`Config::PING_INTERVAL`].
     pub ping_interval: Duration,
-    /// Time a new connection has to send `handshake` or `subscribe_dashboard`.
+    /// Time a new connection has to send `handshake` or `subscribe_dashboard`. Range: [`Config::IDENTIFY_TIMEOUT`].
     pub identify_timeout: Duration,
     /// Outbound queue capacity per connection, in messages. Overflow closes the connection as a slow consumer.
+    /// Range: [`Config::QUEUE_MESSAGES`].
     pub queue_messages: usize,
     /// Outbound queue capacity per connection, in bytes (sum of queued frames). Overflow: slow consumer.
+    /// Range: [`Config::QUEUE_BYTES`].
     pub queue_bytes: usize,
     /// tungstenite read buffer per connection, in bytes: the most it reads per call. It is allocated (and
     /// zero-filled) per connection, so it is the main cost of an idle one. Socket reads themselves go through a
     /// per-thread 64 KiB read-ahead (`read_ahead.rs`), so a small buffer does not mean small syscalls.
+    /// Range: [`Config::READ_BUFFER_BYTES`].
     pub read_buffer_bytes: usize,
     /// tungstenite write buffer target per connection, in bytes: frames are coalesced up to this size before a
-    /// write syscall. The buffer only grows while there is something to send.
+    /// write syscall (0: every frame is written at once). The buffer only grows while there is something to send.
+    /// Range: [`Config::WRITE_BUFFER_BYTES`].
     pub write_buffer_bytes: usize,
     /// How long shutdown waits for connections to take their 1001 close before giving up on them.
+    /// Range: [`Config::SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
 }
 
@@ -47,6 +57,381 @@ impl Default for Config {
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 << 10,
             shutdown_grace: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// A setting the relay cannot run with. The message names the flag (and the `Config` field) and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag} ({field}) must be from {min} to {max} {unit}, got {value}")]
+    OutOfRange {
+        /// The `Config` field.
+        field: &'static str,
+        /// The command-line flag that sets it.
+        flag: &'static str,
+        unit: &'static str,
+        min: String,
+        max: String,
+        value: String,
+    },
+    #[error("--allow-origin (allowed_origins): {0:?} is not an origin; expected scheme://host[:port] (e.g. https://dash.example.com) or *")]
+    BadOrigin(String),
+    #[error("--allow-host / --host (allowed_hosts): {0:?} is not a host name; expected host or host:port")]
+    BadHost(String),
+}
+
+// The ranges. Lower bounds are where the setting stops making sense (a zero read buffer reads nothing, a zero
+// ping interval is a busy loop); upper bounds keep every deadline computable (`Instant + interval` cannot
+// overflow) and every per-connection allocation far from what one machine has.
+impl Config {
+    /// `max_message_bytes`: 1 KiB to 256 MiB (a handshake fits in the first; a message is buffered whole).
+    pub const MAX_MESSAGE_BYTES: RangeInclusive<usize> = 1 << 10..=256 << 20;
+    /// `ping_interval`: 10 ms to 24 h (the flag counts whole seconds: 1 to 86400).
+    pub const PING_INTERVAL: RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(86_400);
+    /// `identify_timeout`: 10 ms to 1 h (the flag counts whole seconds: 1 to 3600).
+    pub const IDENTIFY_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(3_600);
+    /// `queue_messages`: 1 to 1,048,576 frames.
+    pub const QUEUE_MESSAGES: RangeInclusive<usize> = 1..=1 << 20;
+    /// `queue_bytes`: 1 KiB to 4 GiB.
+    pub const QUEUE_BYTES: RangeInclusive<usize> = 1 << 10..=4 << 30;
+    /// `read_buffer_bytes`: 64 B to 16 MiB.
+    pub const READ_BUFFER_BYTES: RangeInclusive<usize> = 64..=16 << 20;
+    /// `write_buffer_bytes`: 0 to 16 MiB.
+    pub const WRITE_BUFFER_BYTES: RangeInclusive<usize> = 0..=16 << 20;
+    /// `shutdown_grace`: 0 to 60 s.
+    pub const SHUTDOWN_GRACE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(60);
+    /// Runtime worker threads of the `devrelay` binary (`--worker-threads`): 1 to 1024.
+    pub const WORKER_THREADS: RangeInclusive<usize> = 1..=1024;
+
+    /// Checks every field against its range, and the allowed origins and hosts against their syntax.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = self;
+        in_range(
+            "max_message_bytes",
+            "--max-message-bytes",
+            "bytes",
+            &c.max_message_bytes,
+            &Self::MAX_MESSAGE_BYTES,
+        )?;
+        in_range(
+            "ping_interval",
+            "--ping-interval-secs",
+            "seconds",
+            &Secs(c.ping_interval),
+            &secs(&Self::PING_INTERVAL),
+        )?;
+        in_range(
+            "identify_timeout",
+            "--identify-timeout-secs",
+            "seconds",
+            &Secs(c.identify_timeout),
+            &secs(&Self::IDENTIFY_TIMEOUT),
+        )?;
+        in_range(
+            "queue_messages",
+            "--queue-messages",
+            "frames",
+            &c.queue_messages,
+            &Self::QUEUE_MESSAGES,
+        )?;
+        in_range(
+            "queue_bytes",
+            "--queue-bytes",
+            "bytes",
+            &c.queue_bytes,
+            &Self::QUEUE_BYTES,
+        )?;
+        in_range(
+            "read_buffer_bytes",
+            "--read-buffer-bytes",
+            "bytes",
+            &c.read_buffer_bytes,
+            &Self::READ_BUFFER_BYTES,
+        )?;
+        in_range(
+            "write_buffer_bytes",
+            "--write-buffer-bytes",
+            "bytes",
+            &c.write_buffer_bytes,
+            &Self::WRITE_BUFFER_BYTES,
+        )?;
+        in_range(
+            "shutdown_grace",
+            "(no flag)",
+            "seconds",
+            &Secs(c.shutdown_grace),
+            &secs(&Self::SHUTDOWN_GRACE),
+        )?;
+        if let Some(bad) = c.allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::BadOrigin(bad.clone()));
+        }
+        if let Some(bad) = c.allowed_hosts.iter().find(|h| !is_host(h)) {
+            return Err(ConfigError::BadHost(bad.clone()));
+        }
+        Ok(())
+    }
+
+    /// Checks a `--worker-threads` value (the runtime is the binary's, not [`crate::run`]'s, so it is not a field).
+    pub fn validate_worker_threads(threads: usize) -> Result<(), ConfigError> {
+        in_range(
+            "worker_threads",
+            "--worker-threads",
+            "threads",
+            &threads,
+            &Self::WORKER_THREADS,
+        )
+    }
+}
+
+fn in_range<T: PartialOrd + fmt::Display>(
+    field: &'static str,
+    flag: &'static str,
+    unit: &'static str,
+    value: &T,
+    range: &RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    if range.contains(value) {
+        return Ok(());
+    }
+    Err(ConfigError::OutOfRange {
+        field,
+        flag,
+        unit,
+        min: range.start().to_string(),
+        max: range.end().to_string(),
+        value: value.to_string(),
+    })
+}
+
+/// A duration shown in seconds, exactly: `86400`, `0.01`, `18446744073709551615`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+struct Secs(Duration);
+
+fn secs(r: &RangeInclusive<Duration>) -> RangeInclusive<Secs> {
+    Secs(*r.start())..=Secs(*r.end())
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, nanos) = (self.0.as_secs(), self.0.subsec_nanos());
+        if nanos == 0 {
+            return write!(f, "{whole}");
+        }
+        let frac = format!("{nanos:09}");
+        write!(f, "{whole}.{}", frac.trim_end_matches('0'))
+    }
+}
+
+/// `*`, or `scheme://authority` as a browser sends it in `Origin` (a trailing `/` is tolerated, as in matching).
+fn is_origin(o: &str) -> bool {
+    if o == "*" {
+        return true;
+    }
+    let Some((scheme, authority)) = o.split_once("://") else {
+        return false;
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let mut scheme_chars = scheme.chars();
+    scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme_chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && is_host(authority)
+}
+
+/// `host` or `host:port` (IPv6 literals included): nothing empty, no spaces, paths or credentials.
+fn is_host(h: &str) -> bool {
+    !h.is_empty()
+        && !h
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '@' | '?' | '#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(c: Config) -> String {
+        c.validate().expect_err("out of range").to_string()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    /// Each size field at both bounds (accepted), just outside them, at 0 and at the largest value (rejected,
+    /// naming the flag and the range).
+    #[test]
+    fn sizes_are_held_to_their_ranges() {
+        type Set = fn(&mut Config, usize);
+        let fields: [(&str, RangeInclusive<usize>, Set); 5] = [
+            ("--max-message-bytes", Config::MAX_MESSAGE_BYTES, |c, v| {
+                c.max_message_bytes = v
+            }),
+            ("--queue-messages", Config::QUEUE_MESSAGES, |c, v| {
+                c.queue_messages = v
+            }),
+            ("--queue-bytes", Config::QUEUE_BYTES, |c, v| {
+                c.queue_bytes = v
+            }),
+            ("--read-buffer-bytes", Config::READ_BUFFER_BYTES, |c, v| {
+                c.read_buffer_bytes = v
+            }),
+            (
+                "--write-buffer-bytes",
+                Config::WRITE_BUFFER_BYTES,
+                |c, v| c.write_buffer_bytes = v,
+            ),
+        ];
+        for (flag, range, set) in fields {
+            let with = |v: usize| {
+                let mut c = Config::default();
+                set(&mut c, v);
+                c
+            };
+            for ok in [*range.start(), *range.end()] {
+                assert_eq!(with(ok).validate(), Ok(()), "{flag} {ok}");
+            }
+            let mut bad = vec![range.end() + 1, usize::MAX];
+            if *range.start() > 0 {
+                bad.extend([range.start() - 1, 0]);
+            }
+            for v in bad {
+                let msg = err(with(v));
+                let want = format!("{flag} ");
+                assert!(msg.starts_with(&want), "{msg}");
+                let range_text = format!("from {} to {}", range.start(), range.end());
+                assert!(msg.contains(&range_text), "{msg}");
+                assert!(msg.ends_with(&format!("got {v}")), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_are_held_to_their_ranges() {
+        type Set = fn(&mut Config, Duration);
+        let fields: [(&str, RangeInclusive<Duration>, &str, Set); 3] = [
+            (
+                "--ping-interval-secs",
+                Config::PING_INTERVAL,
+                "from 0.01 to 86400 seconds",
+                |c, v| c.ping_interval = v,
+            ),
+            (
+                "--identify-timeout-secs",
+                Config::IDENTIFY_TIMEOUT,
+                "from 0.01 to 3600 seconds",
+                |c, v| c.identify_timeout = v,
+            ),
+            (
+                "(no flag) (shutdown_grace)",
+                Config::SHUTDOWN_GRACE,
+                "from 0 to 60 seconds",
+                |c, v| c.shutdown_grace = v,
+            ),
+        ];
+        for (flag, range, range_text, set) in fields {
+            let with = |v: Duration| {
+                let mut c = Config::default();
+                set(&mut c, v);
+                c
+            };
+            for ok in [*range.start(), *range.end()] {
+                assert_eq!(with(ok).validate(), Ok(()), "{flag} {ok:?}");
+            }
+            let tick = Duration::from_nanos(1);
+            let mut bad = vec![*range.end() + tick, Duration::from_secs(u64::MAX)];
+            if !range.start().is_zero() {
+                bad.extend([*range.start() - tick, Duration::ZERO]);
+            }
+            for v in bad {
+                let msg = err(with(v));
+                assert!(msg.starts_with(flag), "{msg}");
+                assert!(msg.contains(range_text), "{msg}");
+            }
+        }
+        let msg = err(Config {
+            ping_interval: Duration::from_secs(u64::MAX),
+            ..Config::default()
+        });
+        assert_eq!(
+            msg,
+            "--ping-interval-secs (ping_interval) must be from 0.01 to 86400 seconds, got 18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn worker_threads_are_held_to_their_range() {
+        assert_eq!(Config::validate_worker_threads(1), Ok(()));
+        assert_eq!(Config::validate_worker_threads(1024), Ok(()));
+        for bad in [0, 1025, usize::MAX] {
+            let msg = Config::validate_worker_threads(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.starts_with("--worker-threads (worker_threads) must be from 1 to 1024 threads"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn origins_and_hosts_must_be_well_formed() {
+        let origins = |o: &[&str]| Config {
+            allowed_origins: o.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        };
+        for ok in [
+            "*",
+            "https://dash.example.com",
+            "http://10.0.0.2:3000/",
+            "chrome-extension://abcdef",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(origins(&[ok]).validate(), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "dash.example.com",
+            "https://",
+            "https://dash.example.com/app",
+            "://x",
+            "1http://x",
+            "https://a b",
+        ] {
+            assert_eq!(
+                origins(&["*", bad]).validate(),
+                Err(ConfigError::BadOrigin(bad.into())),
+                "{bad}"
+            );
+        }
+        let hosts = |h: &str| Config {
+            allowed_hosts: vec![h.into()],
+            ..Config::default()
+        };
+        for ok in ["devbox.lan", "0.0.0.0", "::", "[::1]:8265", "devbox.lan:80"] {
+            assert_eq!(hosts(ok).validate(), Ok(()), "{ok}");
+        }
+        for bad in ["", "a b", "evil.com/path", "user@host"] {
+            assert_eq!(
+                hosts(bad).validate(),
+                Err(ConfigError::BadHost(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn seconds_are_shown_exactly() {
+        for (d, s) in [
+            (Duration::from_millis(10), "0.01"),
+            (Duration::from_secs(86_400), "86400"),
+            (Duration::new(1, 500), "1.0000005"),
+            (Duration::from_secs(u64::MAX), "18446744073709551615"),
+        ] {
+            assert_eq!(Secs(d).to_string(), s);
         }
     }
 }

@@ -20,18 +20,22 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 
 /// The relay's version, reported in `handshake_ack.serverVersion` and `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Serves the relay on `listener` until `shutdown` is cancelled; then every WebSocket gets a 1001 close and the
-/// function returns once they are gone (or `config.shutdown_grace` has passed).
+/// function returns once they are gone (or `config.shutdown_grace` has passed). A `config` that fails
+/// [`Config::validate`] is refused at once (`InvalidInput`, the message naming the setting and its range).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let grace = config.shutdown_grace;
     let hub = Arc::new(hub::Hub::new(Arc::new(config)));
     let tracker = TaskTracker::new();

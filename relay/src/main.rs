@@ -88,8 +88,8 @@ impl ServeArgs {
             allowed_hosts,
             allowed_origins: self.allow_origin.clone(),
             max_message_bytes: self.max_message_bytes,
-            ping_interval: Duration::from_secs(self.ping_interval_secs.max(1)),
-            identify_timeout: Duration::from_secs(self.identify_timeout_secs.max(1)),
+            ping_interval: Duration::from_secs(self.ping_interval_secs),
+            identify_timeout: Duration::from_secs(self.identify_timeout_secs),
             queue_messages: self.queue_messages,
             queue_bytes: self.queue_bytes,
             read_buffer_bytes: self.read_buffer_bytes,
@@ -108,25 +108,33 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let threads = match &cli.command {
-        None => cli.serve.worker_threads,
-        Some(Command::Serve(args)) => args.worker_threads,
-        Some(Command::Demo(_)) => None,
+    let args = match cli.command {
+        None => cli.serve,
+        Some(Command::Serve(args)) => args,
+        Some(Command::Demo(cfg)) => {
+            cfg.validate()?;
+            return runtime(None)?.block_on(demo(cfg));
+        }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = threads {
-        builder.worker_threads(n.max(1));
+    // Every setting is checked before anything starts: a bad flag is an error naming it, never a panic later.
+    let config = args.config();
+    config.validate()?;
+    if let Some(n) = args.worker_threads {
+        Config::validate_worker_threads(n)?;
     }
-    let runtime = builder.build().context("starting the tokio runtime")?;
-    match cli.command {
-        None => runtime.block_on(serve(cli.serve)),
-        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
-        Some(Command::Demo(cfg)) => runtime.block_on(demo(cfg)),
-    }
+    runtime(args.worker_threads)?.block_on(serve(args, config))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder.build().context("starting the tokio runtime")
+}
+
+async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
@@ -135,7 +143,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, version = devrelay::VERSION, "relay started; health at http://{addr}/health");
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    devrelay::run(listener, args.config(), shutdown).await?;
+    devrelay::run(listener, config, shutdown).await?;
     tracing::info!("relay stopped");
     Ok(())
 }

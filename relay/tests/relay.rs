@@ -524,3 +524,93 @@ fn the_binary_prints_its_url_and_exits_0_on_sigterm() {
     assert!(status.success(), "{status:?}");
     eprintln!("exited {:?} after SIGTERM", started.elapsed());
 }
+
+#[test]
+fn the_binary_refuses_out_of_range_flags_with_an_error_naming_them() {
+    use std::process::Command;
+    let max = u64::MAX.to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--ping-interval-secs", &max],
+            "--ping-interval-secs (ping_interval) must be from 0.01 to 86400 seconds, got 18446744073709551615",
+        ),
+        (&["--ping-interval-secs", "0"], "--ping-interval-secs"),
+        (&["--ping-interval-secs", "86401"], "--ping-interval-secs"),
+        (&["--identify-timeout-secs", "0"], "--identify-timeout-secs"),
+        (&["--identify-timeout-secs", &max], "from 0.01 to 3600 seconds"),
+        (&["--max-message-bytes", "0"], "--max-message-bytes"),
+        (&["--max-message-bytes", &max], "from 1024 to 268435456 bytes"),
+        (&["--queue-messages", "0"], "--queue-messages"),
+        (&["--queue-bytes", &max], "--queue-bytes"),
+        (&["--read-buffer-bytes", "0"], "--read-buffer-bytes"),
+        (&["--write-buffer-bytes", &max], "--write-buffer-bytes"),
+        (&["--worker-threads", "0"], "--worker-threads (worker_threads) must be from 1 to 1024 threads, got 0"),
+        (&["--allow-origin", "dash.example.com"], "--allow-origin"),
+        (&["serve", "--ping-interval-secs", &max], "--ping-interval-secs"),
+        (&["demo", "--rate", "1e-300"], "--rate"),
+        (&["demo", "--sessions", "0"], "--sessions"),
+        (&["demo", "--url", "http://127.0.0.1:1"], "--url"),
+    ];
+    for (args, want) in cases {
+        // --port 0 so that a value wrongly accepted cannot collide with a real relay; it then just runs, so a
+        // wrongly accepted flag shows up as a timeout below rather than as success.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devrelay"));
+        match args[0] {
+            "demo" => cmd.args(*args),
+            "serve" => cmd.args(["serve", "--port", "0"]).args(&args[1..]),
+            _ => cmd.args(["--port", "0"]).args(*args),
+        };
+        let out = run_with_deadline(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // The environment variables go through the same check.
+    let out = run_with_deadline(
+        Command::new(env!("CARGO_BIN_EXE_devrelay"))
+            .args(["--port", "0"])
+            .env("DEVRELAY_PING_INTERVAL_SECS", &max),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ping-interval-secs"));
+}
+
+/// Runs a command that is expected to exit by itself; kills it (failing the test) if it is still running after
+/// `PATIENCE`.
+fn run_with_deadline(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+            panic!("{cmd:?} did not exit: an out-of-range flag was accepted");
+        }
+    }
+}
+
+#[tokio::test]
+async fn run_refuses_a_config_out_of_range() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = Config {
+        ping_interval: Duration::from_secs(u64::MAX),
+        ..Config::default()
+    };
+    let err = devrelay::run(listener, config, Default::default())
+        .await
+        .expect_err("an out-of-range ping interval is refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("--ping-interval-secs"), "{err}");
+}

@@ -54,6 +54,36 @@ impl DemoConfig {
             .collect()
     }
 
+    /// Most sessions one demo process runs (each is a socket and a task).
+    pub const MAX_SESSIONS: usize = 10_000;
+    /// Highest `--rate`, events per second per session.
+    pub const MAX_RATE: f64 = 100_000.0;
+    /// Lowest non-zero `--rate`: an event every 100 s.
+    pub const MIN_RATE: f64 = 0.01;
+
+    /// Checks the options before anything connects: a bad one is an error naming the flag and its range.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=Self::MAX_SESSIONS).contains(&self.sessions),
+            "--sessions must be from 1 to {}, got {}",
+            Self::MAX_SESSIONS,
+            self.sessions
+        );
+        anyhow::ensure!(
+            self.rate == 0.0 || (Self::MIN_RATE..=Self::MAX_RATE).contains(&self.rate),
+            "--rate must be 0 (snapshots and heartbeats only) or from {} to {} events per second, got {}",
+            Self::MIN_RATE,
+            Self::MAX_RATE,
+            self.rate
+        );
+        anyhow::ensure!(
+            self.url.starts_with("ws://") || self.url.starts_with("wss://"),
+            "--url must be a ws:// or wss:// URL, got {:?}",
+            self.url
+        );
+        Ok(())
+    }
+
     fn seed(&self) -> u64 {
         // Random per process unless given; fixed once here so ids and traffic agree.
         self.seed.unwrap_or_else(|| {
@@ -66,7 +96,7 @@ impl DemoConfig {
 /// Runs the demo sessions until `shutdown` is cancelled (then closes each socket cleanly). Returns early with an
 /// error only if a session is told by the relay not to reconnect.
 pub async fn run(cfg: DemoConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::ensure!(cfg.rate.is_finite(), "--rate must be a finite number");
+    cfg.validate()?;
     let seed = cfg.seed();
     // Our own child token: a failing session stops its siblings without cancelling the caller's token.
     let stop = shutdown.child_token();
