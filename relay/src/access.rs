@@ -7,7 +7,7 @@ use crate::Config;
 pub enum Refusal {
     #[error("forbidden Host {0:?}: devrelay only answers to loopback names (add --host to allow another)")]
     Host(String),
-    #[error("forbidden Origin {0:?}: allowed are no Origin, http(s) on localhost/127.0.0.1/[::1], and --allow-origin")]
+    #[error("forbidden Origin {0:?}: allowed are no Origin, http(s) on localhost/127.0.0.1/[::1], the relay's own pages, and --allow-origin")]
     Origin(String),
 }
 
@@ -46,8 +46,14 @@ pub fn check_host(host: Option<&str>, config: &Config) -> Result<(), Refusal> {
     }
 }
 
-/// Checks the `Origin` header of a WebSocket upgrade.
-pub fn check_origin(origin: Option<&str>, config: &Config) -> Result<(), Refusal> {
+/// Checks the `Origin` header of a WebSocket upgrade. `host` is the request's `Host`, already accepted by
+/// [`check_host`]: a page whose origin is that same authority is one the relay served itself (the dashboard), so
+/// it is admitted. That widens nothing: a rebound foreign name never passes `check_host` in the first place.
+pub fn check_origin(
+    origin: Option<&str>,
+    host: Option<&str>,
+    config: &Config,
+) -> Result<(), Refusal> {
     let Some(raw) = origin else { return Ok(()) };
     let o = raw.trim().trim_end_matches('/').to_ascii_lowercase();
     if config
@@ -60,8 +66,10 @@ pub fn check_origin(origin: Option<&str>, config: &Config) -> Result<(), Refusal
     let authority = o
         .strip_prefix("http://")
         .or_else(|| o.strip_prefix("https://"));
+    let same_origin = |a: &str| host.is_some_and(|h| h.trim().eq_ignore_ascii_case(a));
     match authority {
         Some(a) if matches!(host_part(a).as_str(), "localhost" | "127.0.0.1" | "[::1]") => Ok(()),
+        Some(a) if same_origin(a) => Ok(()),
         _ => Err(Refusal::Origin(raw.to_string())),
     }
 }
@@ -102,14 +110,14 @@ mod tests {
     #[test]
     fn origins() {
         let c = Config::default();
-        assert_eq!(check_origin(None, &c), Ok(()));
+        assert_eq!(check_origin(None, None, &c), Ok(()));
         for ok in [
             "http://localhost:3000",
             "https://127.0.0.1",
             "http://[::1]:5173",
             "HTTP://LocalHost:1",
         ] {
-            assert_eq!(check_origin(Some(ok), &c), Ok(()), "{ok}");
+            assert_eq!(check_origin(Some(ok), None, &c), Ok(()), "{ok}");
         }
         for bad in [
             "https://evil.com",
@@ -120,13 +128,47 @@ mod tests {
             "chrome-extension://abc",
             "ws://localhost:1",
         ] {
-            assert!(check_origin(Some(bad), &c).is_err(), "{bad}");
+            assert!(check_origin(Some(bad), None, &c).is_err(), "{bad}");
         }
         let c = Config {
             allowed_origins: vec!["https://dash.example.com".into()],
             ..Config::default()
         };
-        assert_eq!(check_origin(Some("https://dash.example.com"), &c), Ok(()));
-        assert!(check_origin(Some("https://other.example.com"), &c).is_err());
+        assert_eq!(
+            check_origin(Some("https://dash.example.com"), None, &c),
+            Ok(())
+        );
+        assert!(check_origin(Some("https://other.example.com"), None, &c).is_err());
+    }
+
+    #[test]
+    fn the_relays_own_pages() {
+        let c = Config {
+            allowed_hosts: vec!["devbox.lan".into()],
+            ..Config::default()
+        };
+        let host = Some("devbox.lan:8265");
+        assert_eq!(check_host(host, &c), Ok(()));
+        for ok in ["http://devbox.lan:8265", "HTTPS://DevBox.lan:8265/"] {
+            assert_eq!(check_origin(Some(ok), host, &c), Ok(()), "{ok}");
+        }
+        // Another port of the same name is another origin; no Host, no same-origin.
+        for (origin, host) in [
+            ("http://devbox.lan:3000", host),
+            ("http://devbox.lan", host),
+            ("http://devbox.lan:8265", None),
+            ("ws://devbox.lan:8265", host),
+            ("null", host),
+        ] {
+            assert!(
+                check_origin(Some(origin), host, &c).is_err(),
+                "{origin} {host:?}"
+            );
+        }
+        // Default port: neither header names it.
+        assert_eq!(
+            check_origin(Some("http://devbox.lan"), Some("devbox.lan"), &c),
+            Ok(())
+        );
     }
 }

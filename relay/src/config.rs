@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use devrelay_protocol::limits;
 
+use crate::Assets;
+
 /// Relay settings. `Config::default()` is what `devrelay` runs with when given no flags. [`Config::validate`]
 /// (which [`crate::run`] calls before serving) holds every field to the range documented on it.
 #[derive(Debug, Clone)]
@@ -42,6 +44,9 @@ pub struct Config {
     /// How long shutdown waits for connections to take their 1001 close before giving up on them.
     /// Range: [`Config::SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// The dashboard served at `/` (and every other page path): by default the one built into the binary,
+    /// which is the "not built" page when `www/out` did not exist at build time.
+    pub dashboard: Assets,
 }
 
 impl Default for Config {
@@ -57,6 +62,7 @@ impl Default for Config {
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 << 10,
             shutdown_grace: Duration::from_millis(1500),
+            dashboard: Assets::embedded(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! One entry point, [`run`], used by `main` and by the integration tests alike.
 
 mod access;
+mod assets;
 pub mod config;
 mod connection;
 pub mod demo;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use assets::{Assets, AssetsError};
 pub use config::{Config, ConfigError};
 
 /// The relay's version, reported in `handshake_ack.serverVersion` and `/health`.

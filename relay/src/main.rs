@@ -1,11 +1,12 @@
 //! `devrelay`: parses flags, binds, and hands over to `devrelay::run`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use devrelay::Config;
+use devrelay::{Assets, Config};
 use devrelay_protocol::limits;
 use tokio_util::sync::CancellationToken;
 
@@ -78,6 +79,10 @@ struct ServeArgs {
     /// Write coalescing buffer per connection, in bytes.
     #[arg(long, env = "DEVRELAY_WRITE_BUFFER_BYTES", default_value_t = Config::default().write_buffer_bytes)]
     write_buffer_bytes: usize,
+    /// Serve the dashboard from this directory (a `next build` export such as www/out, read at start) instead
+    /// of the one built into the binary.
+    #[arg(long, env = "DEVRELAY_DASHBOARD_DIR", value_name = "DIR")]
+    dashboard_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -117,8 +122,11 @@ fn main() -> anyhow::Result<()> {
         }
     };
     // Every setting is checked before anything starts: a bad flag is an error naming it, never a panic later.
-    let config = args.config();
+    let mut config = args.config();
     config.validate()?;
+    if let Some(dir) = &args.dashboard_dir {
+        config.dashboard = Assets::from_dir(dir)?;
+    }
     if let Some(n) = args.worker_threads {
         Config::validate_worker_threads(n)?;
     }
@@ -139,13 +147,28 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr: SocketAddr = listener.local_addr()?;
+    // First line: what SDKs connect to (tests and scripts read it). Second: what a person opens.
     println!("devrelay listening on ws://{addr}");
+    if config.dashboard.has_dashboard() {
+        println!("dashboard {}", dashboard_url(addr));
+    } else {
+        println!(
+            "dashboard not built into this binary: {} says how to build it",
+            dashboard_url(addr)
+        );
+    }
     tracing::info!(%addr, version = devrelay::VERSION, "relay started; health at http://{addr}/health");
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     devrelay::run(listener, config, shutdown).await?;
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// The address to open in a browser. The dashboard's access token (security issue) belongs in its fragment,
+/// `http://host:port/#token=…`: a fragment never leaves the browser, in requests or in Referer headers.
+fn dashboard_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/")
 }
 
 async fn demo(cfg: devrelay::demo::DemoConfig) -> anyhow::Result<()> {

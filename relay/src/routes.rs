@@ -1,10 +1,10 @@
-//! HTTP on the relay's port: the WebSocket upgrade (`/` and `/ws`), `GET /health`, `GET /stats`, and the
-//! Host / Origin checks in front of all of them.
+//! HTTP on the relay's port: the WebSocket upgrade (`/` and `/ws`), `GET /health`, `GET /stats`, the dashboard
+//! (`/` without an upgrade, and every other page path), and the Host / Origin checks in front of all of them.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,14 +29,59 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// Paths the relay keeps for its own endpoints, today's and future ones (`/api/…`): a miss under them is an API
+/// 404, never the dashboard page.
+const API_PREFIXES: &[&str] = &["/api", "/ws", "/health", "/stats"];
+
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(websocket))
+        // Seed-000 SDKs connect to the bare `ws://host:8265`: `/` upgrades when asked to, else it is the page.
+        .route("/", get(root))
         .route("/ws", get(websocket))
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .fallback(dashboard)
         .layer(middleware::from_fn_with_state(state.clone(), host_guard))
         .with_state(state)
+}
+
+async fn root(state: State<AppState>, req: Request) -> Response {
+    if is_upgrade(req.headers()) {
+        websocket(state, req).await
+    } else {
+        state
+            .hub
+            .config
+            .dashboard
+            .respond(req.uri().path(), req.headers())
+    }
+}
+
+/// Every path without a route: the dashboard's files and client-side routes, or an API 404.
+async fn dashboard(
+    State(app): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path();
+    let is_api = API_PREFIXES.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if is_api {
+        let body = json!({"error": "not found", "path": path});
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "the dashboard's files are read-only: GET or HEAD\n",
+        )
+            .into_response();
+    }
+    app.hub.config.dashboard.respond(path, &headers)
 }
 
 fn forbidden(hub: &Hub, headers: &HeaderMap, reason: String) -> Response {
@@ -86,7 +131,9 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     let origin = headers
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or("<non-ascii>"));
-    if let Err(refusal) = check_origin(origin, &app.hub.config) {
+    // Already checked by `host_guard`; the Origin check needs it to recognise the relay's own pages.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if let Err(refusal) = check_origin(origin, host, &app.hub.config) {
         return forbidden(&app.hub, headers, refusal.to_string());
     }
     if !header_has_token(headers, header::CONNECTION, "upgrade")

@@ -336,10 +336,10 @@ async fn health_and_stats() {
     assert_eq!(s["out"]["handshake_ack"]["messages"], 1);
     assert!(s["out"]["stream_event_update"]["bytes"].as_u64().unwrap() > 0);
     assert_eq!(s["gauges"]["sdkClients"], 1);
-    let (status, _) = relay.get("/", &[]).await;
+    let (status, _) = relay.get("/ws", &[]).await;
     assert_eq!(
         status, 426,
-        "plain GET / explains it is a WebSocket endpoint"
+        "plain GET /ws explains it is a WebSocket endpoint (/ is the dashboard: tests/dashboard.rs)"
     );
     relay.shutdown.cancel();
 }
