@@ -41,7 +41,13 @@ pub struct Config {
     /// write syscall (0: every frame is written at once). The buffer only grows while there is something to send.
     /// Range: [`Config::WRITE_BUFFER_BYTES`].
     pub write_buffer_bytes: usize,
-    /// How long shutdown waits for connections to take their 1001 close before giving up on them.
+    /// Time a client has to send a complete HTTP request head (request line and headers, the WebSocket upgrade
+    /// included), counted from the connection's start or the end of its previous response. Slower or silent
+    /// clients are disconnected, so half-sent requests cannot hold connections open (slowloris).
+    /// Range: [`Config::HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for connections to close before dropping them: WebSockets to take their 1001,
+    /// HTTP connections to finish their response. The whole shutdown takes at most about this long.
     /// Range: [`Config::SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
     /// The dashboard served at `/` (and every other page path): by default the one built into the binary,
@@ -61,6 +67,7 @@ impl Default for Config {
             queue_bytes: 16 << 20,
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 << 10,
+            header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_millis(1500),
             dashboard: Assets::embedded(),
         }
@@ -107,6 +114,9 @@ impl Config {
     pub const READ_BUFFER_BYTES: RangeInclusive<usize> = 64..=16 << 20;
     /// `write_buffer_bytes`: 0 to 16 MiB.
     pub const WRITE_BUFFER_BYTES: RangeInclusive<usize> = 0..=16 << 20;
+    /// `header_read_timeout`: 10 ms to 1 h (the flag counts whole seconds: 1 to 3600).
+    pub const HEADER_READ_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(3_600);
     /// `shutdown_grace`: 0 to 60 s.
     pub const SHUTDOWN_GRACE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(60);
     /// Runtime worker threads of the `devrelay` binary (`--worker-threads`): 1 to 1024.
@@ -163,6 +173,13 @@ impl Config {
             "bytes",
             &c.write_buffer_bytes,
             &Self::WRITE_BUFFER_BYTES,
+        )?;
+        in_range(
+            "header_read_timeout",
+            "--header-read-timeout-secs",
+            "seconds",
+            &Secs(c.header_read_timeout),
+            &secs(&Self::HEADER_READ_TIMEOUT),
         )?;
         in_range(
             "shutdown_grace",
@@ -318,7 +335,7 @@ mod tests {
     #[test]
     fn durations_are_held_to_their_ranges() {
         type Set = fn(&mut Config, Duration);
-        let fields: [(&str, RangeInclusive<Duration>, &str, Set); 3] = [
+        let fields: [(&str, RangeInclusive<Duration>, &str, Set); 4] = [
             (
                 "--ping-interval-secs",
                 Config::PING_INTERVAL,
@@ -330,6 +347,12 @@ mod tests {
                 Config::IDENTIFY_TIMEOUT,
                 "from 0.01 to 3600 seconds",
                 |c, v| c.identify_timeout = v,
+            ),
+            (
+                "--header-read-timeout-secs",
+                Config::HEADER_READ_TIMEOUT,
+                "from 0.01 to 3600 seconds",
+                |c, v| c.header_read_timeout = v,
             ),
             (
                 "(no flag) (shutdown_grace)",

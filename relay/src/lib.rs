@@ -9,6 +9,7 @@ pub mod config;
 mod connection;
 pub mod demo;
 mod hub;
+mod listener;
 mod metrics;
 mod outbox;
 mod read_ahead;
@@ -16,7 +17,6 @@ mod routes;
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,26 +38,24 @@ pub async fn run(
     config
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let grace = config.shutdown_grace;
-    let hub = Arc::new(hub::Hub::new(Arc::new(config)));
+    let config = Arc::new(config);
+    let hub = Arc::new(hub::Hub::new(config.clone()));
+    // Every connection's task: HTTP ones (until answered or upgraded) and upgraded WebSockets. axum's own
+    // graceful shutdown would not wait for the upgraded ones (axum#3003); this tracker waits for all of them.
     let tracker = TaskTracker::new();
     let app = routes::router(routes::AppState {
         hub,
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
-    // Small frames (events, acks) must leave at once, not wait on Nagle for the previous segment's ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    // axum's graceful shutdown does not wait for upgraded connections (axum#3003): the tracker does.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    listener::serve(listener, app, &config, &shutdown, &tracker).await;
+    // Each connection closes within `shutdown_grace` of the cancellation (WebSockets after their 1001, HTTP after
+    // its current response), so this wait is the bound on the whole shutdown.
     tracker.close();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             open = tracker.len(),
             "shutdown grace elapsed with connections still closing"

@@ -60,6 +60,10 @@ struct ServeArgs {
     /// Seconds a new connection has to send handshake or subscribe_dashboard.
     #[arg(long, env = "DEVRELAY_IDENTIFY_TIMEOUT_SECS", default_value_t = limits::DEFAULT_IDENTIFY_TIMEOUT_SECS)]
     identify_timeout_secs: u64,
+    /// Seconds a client has to send a whole HTTP request head (the WebSocket upgrade included); slower ones are
+    /// disconnected.
+    #[arg(long, env = "DEVRELAY_HEADER_READ_TIMEOUT_SECS", default_value_t = Config::default().header_read_timeout.as_secs())]
+    header_read_timeout_secs: u64,
     /// Largest accepted message, in bytes (larger: close 1009).
     #[arg(long, env = "DEVRELAY_MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -95,6 +99,7 @@ impl ServeArgs {
             max_message_bytes: self.max_message_bytes,
             ping_interval: Duration::from_secs(self.ping_interval_secs),
             identify_timeout: Duration::from_secs(self.identify_timeout_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             queue_messages: self.queue_messages,
             queue_bytes: self.queue_bytes,
             read_buffer_bytes: self.read_buffer_bytes,

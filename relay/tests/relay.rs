@@ -9,14 +9,10 @@ use devrelay_protocol::{ErrorCode, RelayToDashboard, RelayToSdk};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-use util::{Client, Relay, PATIENCE};
+use util::{event, half_request, until_closed, Client, Relay, PATIENCE};
 
 const STATE_SNAPSHOT: &str = include_str!("../../tests/fixtures/state_snapshot.json");
 const STREAM_EVENT: &str = include_str!("../../tests/fixtures/stream_event.json");
-
-fn event(session: &str, seq: u64, pad: usize) -> String {
-    json!({"type":"stream_event","sessionId":session,"timestamp":1,"threadId":"t","event":{"type":"TEXT_MESSAGE_CONTENT","delta":"x".repeat(pad)},"seq":seq}).to_string()
-}
 
 fn expect_error(msg: RelayToDashboard, code: ErrorCode) {
     match msg {
@@ -487,8 +483,76 @@ async fn shutdown_sends_1001_to_everyone_and_returns() {
     result.unwrap().unwrap();
 }
 
+/// Bytes of events `blocked_writes` pushes at a dashboard that does not read: well past what the kernel
+/// (4 MiB send buffer at most here, a 4 KiB receive buffer) and tungstenite's write buffer (≈ 2 MiB) can absorb,
+/// and well under the default outbound queue (16 MiB), so the relay's write blocks and the queue does not overflow.
+const BLOCKING_BYTES: usize = 8 << 20;
+
+/// An SDK sends `BLOCKING_BYTES` of events; a reading dashboard confirms each was fanned out, so that every
+/// dashboard that does not read has a write blocked on it when this returns. Returns the SDK (still connected).
+async fn blocked_writes(url: &str, session: &str) -> Client {
+    let (mut witness, _) = Client::dashboard(url).await;
+    let mut sdk = Client::sdk(url, session).await;
+    let pad = 64 << 10;
+    let n = (BLOCKING_BYTES / pad) as u64;
+    let reader = tokio::spawn(async move {
+        loop {
+            match witness.recv::<RelayToDashboard>().await {
+                RelayToDashboard::StreamEventUpdate(u) if u.event.seq == n => return witness,
+                _ => {}
+            }
+        }
+    });
+    for seq in 1..=n {
+        sdk.send_text(&event(session, seq, pad)).await;
+    }
+    let mut witness = reader.await.unwrap();
+    witness.ws.close(None).await.unwrap();
+    sdk
+}
+
+#[tokio::test]
+async fn half_sent_and_silent_http_requests_are_cut_off_at_the_header_deadline() {
+    let relay = Relay::start(Config {
+        header_read_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut half = half_request(relay.addr).await;
+    let mut silent = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    until_closed(&mut half).await;
+    until_closed(&mut silent).await;
+    // Complete requests and upgrades are unaffected.
+    let (status, _) = relay.get("/health", &[]).await;
+    assert_eq!(status, 200);
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    dash.send_text(r#"{"type":"request_client_list"}"#).await;
+    assert!(matches!(dash.recv().await, RelayToDashboard::ClientList(_)));
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_returns_despite_a_half_sent_request_and_a_dashboard_that_does_not_read() {
+    let relay = Relay::start(Config {
+        // Far beyond the test's patience: only the shutdown bound can end the half-sent request.
+        header_read_timeout: Duration::from_secs(3600),
+        ..Config::default()
+    })
+    .await;
+    let mut half = half_request(relay.addr).await;
+    let _stalled = Client::small_window_dashboard(relay.addr).await;
+    let _sdk = blocked_writes(&relay.url(), "flood").await;
+    relay.shutdown.cancel();
+    tokio::time::timeout(PATIENCE, relay.task)
+        .await
+        .expect("run() did not return")
+        .unwrap()
+        .unwrap();
+    until_closed(&mut half).await;
+}
+
 #[test]
-fn the_binary_prints_its_url_and_exits_0_on_sigterm() {
+fn the_binary_prints_its_url_and_exits_0_on_sigterm_within_its_bound() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
@@ -510,8 +574,16 @@ fn the_binary_prints_its_url_and_exits_0_on_sigterm() {
         .trim_start_matches("devrelay listening on ws://")
         .parse()
         .unwrap();
+    let url = format!("ws://{addr}");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut dash = rt.block_on(async { Client::dashboard(&format!("ws://{addr}")).await.0 });
+    // Peers that would hold a graceful shutdown up for ever: half an HTTP request, and a dashboard that does not
+    // read with writes blocked on it; plus a well-behaved dashboard.
+    let (mut dash, _half, _stalled, _sdk) = rt.block_on(async {
+        let half = half_request(addr).await;
+        let stalled = Client::small_window_dashboard(addr).await;
+        let sdk = blocked_writes(&url, "flood").await;
+        (Client::dashboard(&url).await.0, half, stalled, sdk)
+    });
     let started = std::time::Instant::now();
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -520,7 +592,22 @@ fn the_binary_prints_its_url_and_exits_0_on_sigterm() {
         .success());
     let (code, _) = rt.block_on(dash.closed());
     assert_eq!(code, 1001);
-    let status = child.wait().unwrap();
+    // The documented bound is 2 s (shutdown_grace 1.5 s plus exit). 5 s is about correctness, not speed: without
+    // the bound the relay waits for these peers for ever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("the relay was still running 5 s after SIGTERM");
+        }
+    };
     assert!(status.success(), "{status:?}");
     eprintln!("exited {:?} after SIGTERM", started.elapsed());
 }
@@ -538,6 +625,10 @@ fn the_binary_refuses_out_of_range_flags_with_an_error_naming_them() {
         (&["--ping-interval-secs", "86401"], "--ping-interval-secs"),
         (&["--identify-timeout-secs", "0"], "--identify-timeout-secs"),
         (&["--identify-timeout-secs", &max], "from 0.01 to 3600 seconds"),
+        (
+            &["--header-read-timeout-secs", "0"],
+            "--header-read-timeout-secs",
+        ),
         (&["--max-message-bytes", "0"], "--max-message-bytes"),
         (&["--max-message-bytes", &max], "from 1024 to 268435456 bytes"),
         (&["--queue-messages", "0"], "--queue-messages"),

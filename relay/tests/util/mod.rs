@@ -54,6 +54,33 @@ impl Relay {
     }
 }
 
+/// Opens a TCP connection and sends the start of an HTTP request (the request line and one header), never the
+/// blank line that would end it.
+pub async fn half_request(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
+        .await
+        .unwrap();
+    s
+}
+
+/// Reads until the relay closes the connection (end of stream or reset); fails the test after `PATIENCE`.
+pub async fn until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(PATIENCE, s.read_to_end(&mut got)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(e)) => panic!("read failed: {e}"),
+        Err(_) => panic!("the relay kept the connection open"),
+    }
+    got
+}
+
+/// A `stream_event` of `session` with sequence number `seq`, padded with `pad` bytes of text.
+pub fn event(session: &str, seq: u64, pad: usize) -> String {
+    serde_json::json!({"type":"stream_event","sessionId":session,"timestamp":1,"threadId":"t","event":{"type":"TEXT_MESSAGE_CONTENT","delta":"x".repeat(pad)},"seq":seq}).to_string()
+}
+
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -107,6 +134,25 @@ impl Client {
         tokio_tungstenite::connect_async(req)
             .await
             .map(|(ws, _)| Client { ws })
+    }
+
+    /// Connects as a dashboard over a socket with a 4 KiB receive buffer, and returns after its `client_list`. A
+    /// test that then stops reading it has a peer advertising a (nearly) zero window: the relay's writes to it
+    /// block as soon as its own buffers are full.
+    pub async fn small_window_dashboard(addr: SocketAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::client_async(format!("ws://{addr}/"), MaybeTlsStream::Plain(tcp))
+                .await
+                .unwrap();
+        let mut c = Client { ws };
+        c.send_text(r#"{"type":"subscribe_dashboard"}"#).await;
+        match c.recv::<RelayToDashboard>().await {
+            RelayToDashboard::ClientList(_) => c,
+            other => panic!("expected client_list, got {other:?}"),
+        }
     }
 
     /// Connects as an SDK and completes the handshake.
