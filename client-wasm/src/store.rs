@@ -106,6 +106,10 @@ pub struct Session {
     /// The latest `Snapshot` object as the relay sent it (the page's `JSON.parse` builds it), and its stamp.
     snapshot: Option<(Box<str>, u64)>,
     events: EventRing,
+    /// A `request_client_snapshot` for this session went out on the current socket. Until the snapshot comes,
+    /// selection and later client-list changes do not ask again (the SDK answers once per request, and every
+    /// request costs it a full snapshot). Cleared on every (re)connect.
+    snapshot_requested: bool,
 }
 
 impl Session {
@@ -113,6 +117,7 @@ impl Session {
         Session {
             snapshot: None,
             events: EventRing::new(capacity, clock),
+            snapshot_requested: false,
         }
     }
 
@@ -229,6 +234,10 @@ impl Store {
         self.reconnect_attempt = 0;
         self.outbox.clear();
         self.outbox.push(DashboardMessage::SubscribeDashboard);
+        // Requests sent on the old socket may never be answered: ask again once the new client_list is in.
+        for s in self.sessions.values_mut() {
+            s.snapshot_requested = false;
+        }
         self.tick();
     }
 
@@ -429,12 +438,16 @@ impl Store {
         }
     }
 
+    /// Asks the session's SDK for a fresh snapshot (always: the caller wants a new one even if one is cached).
     pub fn request_snapshot(&mut self, session_id: &str) {
         if self.is_connected() {
             self.outbox
                 .push(DashboardMessage::RequestClientSnapshot(SessionRef {
                     session_id: session_id.to_owned(),
                 }));
+            if let Some(s) = self.sessions.get_mut(session_id) {
+                s.snapshot_requested = true;
+            }
         }
     }
 
@@ -453,7 +466,8 @@ impl Store {
         }
     }
 
-    /// Selects a session (or none). A selected session without a cached snapshot gets one requested.
+    /// Selects a session (or none). A selected session without a cached snapshot gets one requested, once per
+    /// connection (see `Session::snapshot_requested`).
     pub fn select_session(&mut self, session_id: Option<String>) {
         if self.selected != session_id {
             self.selected = session_id;
@@ -489,18 +503,15 @@ impl Store {
         }
     }
 
+    /// The selected session has no snapshot and none was asked for on this socket: ask once.
     fn request_selected_snapshot(&mut self) {
-        let wanted = self
-            .selected
-            .as_ref()
-            .filter(|id| self.sessions.get(*id).is_some_and(|s| s.snapshot.is_none()));
+        let wanted = self.selected.as_ref().filter(|id| {
+            self.sessions
+                .get(*id)
+                .is_some_and(|s| s.snapshot.is_none() && !s.snapshot_requested)
+        });
         if let Some(id) = wanted.cloned() {
-            let pending = self.outbox.iter().any(
-                |m| matches!(m, DashboardMessage::RequestClientSnapshot(r) if r.session_id == id),
-            );
-            if !pending {
-                self.request_snapshot(&id);
-            }
+            self.request_snapshot(&id);
         }
     }
 }

@@ -359,6 +359,56 @@ fn selecting_a_session_requests_a_missing_snapshot_once() {
 }
 
 #[test]
+fn a_missing_snapshot_is_requested_once_per_connection_not_per_list_change() {
+    let request = |id: &str| {
+        DashboardMessage::RequestClientSnapshot(SessionRef {
+            session_id: id.into(),
+        })
+    };
+    let mut s = open_store();
+    s.select_session(Some("a".into())); // not listed yet: nothing to ask
+    assert!(s.take_outbox().is_empty());
+    s.receive(&list(&[("a", 1)]));
+    assert_eq!(s.take_outbox(), vec![request("a")]);
+    // Other clients coming and going, the same list again, selecting it again: the request is still pending.
+    s.receive(&connected("b", 2));
+    s.receive(&connected("c", 3));
+    s.receive(&CLIENT_DISCONNECTED.replace("sess-7f3a", "c"));
+    s.receive(&list(&[("a", 1), ("b", 2)]));
+    s.select_session(None);
+    s.select_session(Some("a".into()));
+    assert!(
+        s.take_outbox().is_empty(),
+        "one request per session and connection"
+    );
+    // An explicit request always goes out.
+    s.request_snapshot("a");
+    assert_eq!(s.take_outbox(), vec![request("a")]);
+
+    // Selecting another one asks for that one, once.
+    s.select_session(Some("b".into()));
+    s.receive(&connected("d", 4));
+    assert_eq!(s.take_outbox(), vec![request("b")]);
+
+    // A new socket: requests on the old one may be lost, so the selected session is asked again, once.
+    s.connection_lost("lost".into(), Some(1));
+    s.opened();
+    assert_eq!(s.take_outbox(), vec![DashboardMessage::SubscribeDashboard]);
+    s.receive(&list(&[("a", 1), ("b", 2)]));
+    s.receive(&connected("e", 5));
+    assert_eq!(s.take_outbox(), vec![request("b")]);
+
+    // The SDK reconnected (new connectedAt): a new session, whose snapshot is asked for.
+    s.receive(&connected("b", 6));
+    assert_eq!(s.take_outbox(), vec![request("b")]);
+    // Once it has one, nothing more.
+    s.receive(&state("b", 7));
+    s.receive(&connected("f", 8));
+    s.select_session(Some("b".into()));
+    assert!(s.take_outbox().is_empty());
+}
+
+#[test]
 fn actions_queue_messages_while_open() {
     let mut s = open_store();
     s.request_client_list();
