@@ -17,6 +17,7 @@ use crate::notify::Notifier;
 use crate::options::Options;
 use crate::socket::{Socket, SocketEvent};
 use crate::store::Store;
+use crate::timer::timer_ms;
 use crate::view::View;
 
 #[wasm_bindgen(inline_js = "export function unsubscriber(listeners, listener) {
@@ -56,7 +57,9 @@ struct Inner {
 }
 
 impl Connection {
-    pub fn start(options: Options) -> Rc<Connection> {
+    /// Creates the connection and opens its first socket. Fails with the browser's message when the browser
+    /// rejects the URL: retrying could never help, so the constructor reports it instead.
+    pub fn start(options: Options) -> Result<Rc<Connection>, String> {
         let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
         let conn = Rc::new(Connection {
             inner: RefCell::new(Inner {
@@ -77,8 +80,8 @@ impl Connection {
         let weak = Rc::downgrade(&conn);
         let flush = Closure::<dyn FnMut()>::new(move || flush(&weak));
         conn.inner.borrow_mut().notifier = Some(Notifier::new(flush));
-        connect(&conn);
-        conn
+        connect(&conn)?;
+        Ok(conn)
     }
 
     pub fn snapshot(&self) -> JsValue {
@@ -165,22 +168,27 @@ fn flush(weak: &Weak<Connection>) {
     }
 }
 
-/// Opens a new socket; its events go to `socket_event` until it is replaced or the connection closed.
-fn connect(conn: &Rc<Connection>) {
+/// Opens a new socket; its events go to `socket_event` until it is replaced or the connection closed. A URL the
+/// browser rejects ends the connection (`closed`, with the error) and is returned.
+fn connect(conn: &Rc<Connection>) -> Result<(), String> {
     let mut inner = conn.inner.borrow_mut();
     if inner.closed_by_user {
-        return;
+        return Ok(());
     }
     inner.socket_id += 1;
     inner.opened_at = None;
     let (weak, id) = (Rc::downgrade(conn), inner.socket_id);
     match Socket::open(&inner.url, move |event| socket_event(&weak, id, event)) {
-        Ok(socket) => inner.socket = Some(socket),
+        Ok(socket) => {
+            inner.socket = Some(socket);
+            Ok(())
+        }
         Err(e) => {
             // An invalid URL: retrying cannot help.
             let reason = format!("cannot connect to {}: {e}", inner.url);
             inner.store.connection_lost(reason, None);
             inner.after_change();
+            Err(e)
         }
     }
 }
@@ -232,9 +240,11 @@ fn socket_event(weak: &Weak<Connection>, id: u64, event: SocketEvent) {
             let attempt = inner.backoff.attempt();
             inner.store.connection_lost(reason, Some(attempt));
             let weak = weak.clone();
-            inner.retry = Some(Timeout::new(ms.round() as u32, move || {
+            // Clamped: the options cap delays at an hour, but a wrapped 32-bit delay would retry at once.
+            inner.retry = Some(Timeout::new(timer_ms(ms), move || {
                 if let Some(conn) = weak.upgrade() {
-                    connect(&conn);
+                    // A rejected URL already ended the connection with its error: nothing more to do here.
+                    let _ = connect(&conn);
                 }
             }));
         }

@@ -1,5 +1,5 @@
 //! `devrelay-client`: the dashboard's relay connection and state. The state machine (`store`), the reconnect
-//! schedule (`backoff`), the event model (`event`) and the options are plain Rust, tested natively; on wasm32
+//! schedule (`backoff`), the event model (`event`), the options and their validation are plain Rust, tested natively; on wasm32
 //! this file is the `#[wasm_bindgen]` surface of the `DevtoolsConnection` class and its TypeScript types.
 
 pub mod backoff;
@@ -7,6 +7,7 @@ pub mod event;
 mod json_writer;
 pub mod options;
 pub mod store;
+pub mod timer;
 
 #[cfg(target_arch = "wasm32")]
 mod connection;
@@ -27,7 +28,7 @@ mod wasm {
     use wasm_bindgen::prelude::*;
 
     use crate::connection::Connection;
-    use crate::options::Options;
+    use crate::options::{OptionValue, Options, OptionsError};
 
     #[wasm_bindgen(typescript_custom_section)]
     const TYPES: &'static str = include_str!("types.d.ts");
@@ -50,27 +51,25 @@ mod wasm {
 
     #[wasm_bindgen]
     impl DevtoolsConnection {
-        /// Connects right away; reconnects with backoff until `close()`. Throws only for options of the wrong
-        /// shape (a programming error), never for anything the relay sends.
+        /// Connects right away; reconnects with backoff until `close()`. Throws a `DevtoolsOptionsError` (a
+        /// `TypeError` naming the field) for invalid options, never for anything the relay sends.
         #[wasm_bindgen(constructor)]
-        pub fn new(options: Option<JsOptions>) -> Result<DevtoolsConnection, JsError> {
-            let options: Options = match options {
-                // Through JSON text, like everything crossing the boundary (see view.rs).
-                Some(o) if !o.is_undefined() && !o.is_null() => js_sys::JSON::stringify(&o)
-                    .ok()
-                    .and_then(|text| text.as_string())
-                    .ok_or_else(|| JsError::new("invalid DevtoolsConnection options: not JSON"))
-                    .and_then(|text| {
-                        // json_reader, not serde_json: see protocol/src/json_reader.rs (size).
-                        devrelay_protocol::json_reader::from_str(&text).map_err(|_| {
-                            JsError::new("invalid DevtoolsConnection options: wrong field types")
-                        })
-                    })?,
-                _ => Options::default(),
-            };
-            Ok(DevtoolsConnection {
-                conn: Connection::start(options),
-            })
+        pub fn new(options: Option<JsOptions>) -> Result<DevtoolsConnection, JsValue> {
+            let value = options.map_or(OptionValue::Absent, |o| option_value(&o));
+            let options = Options::from_value(value).map_err(|e| options_error(&e))?;
+            let url = options.url.clone();
+            let conn = Connection::start(options).map_err(|browser| {
+                // The browser's URL parser refused what our check let through (a bad host or port, a fragment).
+                let mut expected = String::from("a URL the browser's WebSocket accepts (it says: ");
+                expected.push_str(&browser);
+                expected.push(')');
+                options_error(&OptionsError {
+                    field: "url".to_owned(),
+                    expected,
+                    received: OptionValue::Text(url).describe(),
+                })
+            })?;
+            Ok(DevtoolsConnection { conn })
         }
 
         /// The whole state as one plain object; the same object until the state changes.
@@ -120,6 +119,60 @@ mod wasm {
         pub fn close(&self) {
             self.conn.close();
         }
+    }
+
+    /// The page's options object read as JavaScript typed it (see options.rs: not through JSON, which would turn
+    /// NaN into null and drop functions).
+    fn option_value(v: &JsValue) -> OptionValue {
+        if v.is_undefined() || v.is_null() {
+            OptionValue::Absent
+        } else if let Some(b) = v.as_bool() {
+            OptionValue::Bool(b)
+        } else if let Some(n) = v.as_f64() {
+            let text = js_sys::Number::from(n)
+                .to_string_with_radix(10)
+                .map_or_else(|_| String::new(), String::from);
+            OptionValue::Number(n, text)
+        } else if let Some(s) = v.as_string() {
+            OptionValue::Text(s)
+        } else if js_sys::Array::is_array(v) {
+            OptionValue::Other("an array")
+        } else if v.is_function() {
+            OptionValue::Other("a function")
+        } else if v.is_object() {
+            let entries = js_sys::Object::entries(v.unchecked_ref())
+                .iter()
+                .filter_map(|pair| {
+                    let pair: js_sys::Array = pair.unchecked_into();
+                    let key = pair.get(0).as_string()?;
+                    Some((key, option_value(&pair.get(1))))
+                })
+                .collect();
+            OptionValue::Object(entries)
+        } else if v.is_bigint() {
+            OptionValue::Other("a bigint")
+        } else {
+            OptionValue::Other("a symbol")
+        }
+    }
+
+    #[wasm_bindgen(
+        inline_js = "export function optionsError(message, field, expected, received) {
+        const error = new TypeError(message);
+        error.name = 'DevtoolsOptionsError';
+        Object.assign(error, { field, expected, received });
+        return error;
+    }"
+    )]
+    extern "C" {
+        /// The `TypeError` the constructor throws: named `DevtoolsOptionsError`, with `field`, `expected` and
+        /// `received` as properties (types.d.ts).
+        #[wasm_bindgen(js_name = optionsError)]
+        fn options_error_js(message: &str, field: &str, expected: &str, received: &str) -> JsValue;
+    }
+
+    fn options_error(e: &OptionsError) -> JsValue {
+        options_error_js(&e.to_string(), &e.field, &e.expected, &e.received)
     }
 
     impl std::fmt::Debug for DevtoolsConnection {

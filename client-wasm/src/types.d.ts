@@ -1,28 +1,46 @@
 /** Connection status: first attempt, connected, waiting to / trying to reconnect, closed for good. */
 export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed";
 
-/** Reconnect policy: exponential backoff with jitter. Durations in milliseconds. */
+/** Reconnect policy: exponential backoff with jitter. Durations in milliseconds. `undefined` or `null`: the
+ * default; anything out of range makes the constructor throw a `DevtoolsOptionsError`. */
 export interface ReconnectOptions {
   /** Reconnect at all. Default true. Close codes 1000, 1008 and 4000 never reconnect. */
-  enabled?: boolean;
-  /** Delay before the first retry. Default 500. */
-  initialDelayMs?: number;
-  /** Cap of any delay, jitter included. Default 10_000. */
-  maxDelayMs?: number;
-  /** Growth per failed attempt (>= 1). Default 2. */
-  multiplier?: number;
-  /** Random spread, 0..1, as ± fraction of the delay. Default 0.2. */
-  jitter?: number;
-  /** A connection open at least this long resets the backoff. Default 5_000. */
-  stableAfterMs?: number;
+  enabled?: boolean | null;
+  /** Delay before the first retry, 0..=3_600_000 (one hour). Default 500. */
+  initialDelayMs?: number | null;
+  /** Cap of any delay, jitter included, initialDelayMs..=3_600_000 (one hour). Default 10_000. */
+  maxDelayMs?: number | null;
+  /** Growth per failed attempt, finite, >= 1. Default 2. */
+  multiplier?: number | null;
+  /** Random spread, 0..=1, as ± fraction of the delay. Default 0.2. */
+  jitter?: number | null;
+  /** A connection open at least this long (finite, >= 0) resets the backoff. Default 5_000. */
+  stableAfterMs?: number | null;
 }
 
+/** Options of `new DevtoolsConnection(options)`. `undefined` or `null`: the default. Unknown options and values
+ * of the wrong type or out of range make the constructor throw a `DevtoolsOptionsError`. */
 export interface DevtoolsConnectionOptions {
-  /** Relay WebSocket URL. Default "ws://localhost:8265". */
-  url?: string;
-  reconnect?: ReconnectOptions;
-  /** Events kept per session (ring buffer); older ones are dropped and counted. Default 5_000. */
-  eventCapacity?: number;
+  /** Relay URL: absolute `ws:` or `wss:`; `http:` / `https:` (the relay's HTTP address) are used as `ws:` /
+   *  `wss:`. Anything else, e.g. a relative URL, is rejected. Default "ws://localhost:8265". */
+  url?: string | null;
+  reconnect?: ReconnectOptions | null;
+  /** Events kept per session (ring buffer), an integer 0..=1_000_000; older ones are dropped and counted.
+   *  Default 5_000. */
+  eventCapacity?: number | null;
+}
+
+/** What `new DevtoolsConnection(options)` throws for invalid options: a `TypeError` whose `name` is
+ *  "DevtoolsOptionsError" and whose message says all three fields, e.g. "invalid DevtoolsConnection option
+ *  `eventCapacity`: expected an integer from 0 to 1000000 (events kept per session), got -5". */
+export interface DevtoolsOptionsError extends TypeError {
+  name: "DevtoolsOptionsError";
+  /** The option's path, e.g. "eventCapacity" or "reconnect.maxDelayMs"; "options" for the argument itself. */
+  field: string;
+  /** What it accepts, e.g. "a number of ms from 0 to 3600000". */
+  expected: string;
+  /** What was passed, as JavaScript spells it: `-5`, `NaN`, `"not a url"`, `an array`. */
+  received: string;
 }
 
 /** A connected SDK client. */
@@ -136,6 +154,12 @@ export interface SessionEvents {
   droppedCount: number;
 }
 
+/** Values keyed by sessionId, in an object with a null prototype: every id is an own key, whatever the SDK
+ *  chose (`__proto__`, `constructor` and `hasOwnProperty` included), and an id with no entry reads as
+ *  `undefined`, never as an inherited method. Read it with `map[id]`, `id in map`, `Object.keys` / `entries` /
+ *  `hasOwn`; it has no methods of its own (`map.hasOwnProperty(id)` throws: use `Object.hasOwn(map, id)`). */
+export type SessionMap<T> = { readonly [sessionId: string]: T | undefined };
+
 /** The whole state. Immutable by convention: a change produces a new object; unchanged parts keep identity. */
 export interface DevtoolsState {
   status: ConnectionStatus;
@@ -147,9 +171,9 @@ export interface DevtoolsState {
   /** One row per sessionId, ordered by connectedAt. */
   clients: ClientInfo[];
   /** Latest snapshot per sessionId (sessions without one are absent). */
-  snapshots: Record<string, Snapshot>;
+  snapshots: SessionMap<Snapshot>;
   /** Events per sessionId; every connected session has an entry. */
-  events: Record<string, SessionEvents>;
+  events: SessionMap<SessionEvents>;
   selectedSessionId: string | null;
   /** Frames that were not usable (bad JSON, unknown type, missing fields, unknown session, binary). */
   ignoredFrames: number;

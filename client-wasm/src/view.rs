@@ -37,8 +37,16 @@ pub(crate) struct View {
     ring_cache: HashMap<String, RingView>,
 }
 
+/// An object with no prototype, for maps keyed by session id. Session ids are chosen by SDKs: on a plain object
+/// `__proto__` would replace the prototype instead of adding a key, and `constructor` or `toString` would read
+/// as inherited functions for a session without an entry. Here every id is an own property and nothing else is.
+fn dictionary() -> Object {
+    Object::create(JsValue::NULL.unchecked_ref())
+}
+
 fn set(obj: &Object, key: &str, value: &JsValue) {
-    // Setting a data property on a fresh plain object cannot fail.
+    // Setting a data property on a fresh object cannot fail; with no prototype there is no `__proto__` setter
+    // to run either, so every key becomes an own property.
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
@@ -122,7 +130,7 @@ impl View {
                 return js.clone();
             }
         }
-        let obj = Object::new();
+        let obj = dictionary();
         let mut cache = HashMap::new();
         for client in store.clients() {
             let id = &client.session_id;
@@ -149,7 +157,7 @@ impl View {
                 return js.clone();
             }
         }
-        let obj = Object::new();
+        let obj = dictionary();
         let mut cache = HashMap::new();
         for client in store.clients() {
             let id = &client.session_id;

@@ -6,10 +6,12 @@ import init, {
   type ClientInfo,
   type ConnectionStatus,
   type DevtoolsConnectionOptions,
+  type DevtoolsOptionsError,
   type DevtoolsState,
   type EventCategory,
   type ReconnectOptions,
   type SessionEvents,
+  type SessionMap,
   type Snapshot,
   type StreamEventEntry,
   type Thread,
@@ -25,7 +27,11 @@ function assertTrue<T extends true>(): T | void {}
 assertTrue<Equals<IsAny<DevtoolsState>, false>>();
 assertTrue<Equals<IsAny<DevtoolsState["clients"][number]>, false>>();
 assertTrue<Equals<IsAny<DevtoolsState["snapshots"][string]>, false>>();
-assertTrue<Equals<IsAny<DevtoolsState["events"][string]["events"][number]>, false>>();
+assertTrue<Equals<IsAny<NonNullable<DevtoolsState["events"][string]>["events"][number]>, false>>();
+// Session maps: any id may be missing, and they are read-only.
+assertTrue<Equals<DevtoolsState["snapshots"][string], Snapshot | undefined>>();
+assertTrue<Equals<DevtoolsState["events"], SessionMap<SessionEvents>>>();
+assertTrue<Equals<IsAny<DevtoolsOptionsError["field"]>, false>>();
 assertTrue<Equals<IsAny<StreamEventEntry["event"]>, false>>();
 assertTrue<Equals<IsAny<Snapshot["threads"][number]>, false>>();
 assertTrue<Equals<IsAny<Snapshot["registry"]["tools"][number]>, false>>();
@@ -84,6 +90,7 @@ export async function useWholeApi(): Promise<string[]> {
   const options: DevtoolsConnectionOptions = { url: "ws://localhost:8265", reconnect, eventCapacity: 5_000 };
   const conn = new DevtoolsConnection(options);
   const defaults = new DevtoolsConnection();
+  const lines: string[] = [];
   const unsubscribe: () => void = conn.subscribe(() => {
     describe(conn.getSnapshot());
   });
@@ -98,8 +105,17 @@ export async function useWholeApi(): Promise<string[]> {
   conn.subscribe("listener");
   // @ts-expect-error status is a closed union
   conn.getSnapshot().status = "bogus";
+  // @ts-expect-error the session maps are read-only
+  conn.getSnapshot().events["sess-1"] = { events: [], droppedCount: 0 };
+  try {
+    new DevtoolsConnection({ url: "not a url", eventCapacity: null, reconnect: { maxDelayMs: null } });
+  } catch (e) {
+    const error = e as DevtoolsOptionsError;
+    const parts: string[] = [error.name, error.field, error.expected, error.received, error.message];
+    lines.push(...parts);
+  }
   unsubscribe();
-  const lines = describe(conn.getSnapshot());
+  lines.push(...describe(conn.getSnapshot()));
   conn.close();
   conn.free();
   defaults[Symbol.dispose]();
@@ -109,8 +125,10 @@ export async function useWholeApi(): Promise<string[]> {
 export function useHook(): string[] {
   const state = useDevtoolsConnection({ url: "ws://127.0.0.1:8265", eventCapacity: 100 });
   const connection: DevtoolsConnection | null = state.connection;
+  const optionsError: DevtoolsOptionsError | null = state.optionsError;
   connection?.selectSession(state.clients[0]?.sessionId ?? null);
   // @ts-expect-error options are typed in the hook too
   useDevtoolsConnection({ reconnect: { enabled: "yes" } });
+  if (optionsError) return [optionsError.field];
   return describe(state);
 }

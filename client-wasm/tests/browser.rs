@@ -539,3 +539,240 @@ async fn close_stops_reconnecting() {
     );
     probe.close();
 }
+
+/// Every name an object inherits from `Object.prototype` (and `prototype`), as session ids: each must be an own
+/// key of `snapshots` / `events`, never a prototype write or an inherited method.
+const OBJECT_MEMBER_NAMES: [&str; 13] = [
+    "__proto__",
+    "constructor",
+    "prototype",
+    "hasOwnProperty",
+    "toString",
+    "valueOf",
+    "isPrototypeOf",
+    "propertyIsEnumerable",
+    "toLocaleString",
+    "__defineGetter__",
+    "__defineSetter__",
+    "__lookupGetter__",
+    "__lookupSetter__",
+];
+
+fn own(obj: &JsValue, key: &str) -> bool {
+    obj.is_object() && Object::has_own(obj.unchecked_ref::<Object>(), &JsValue::from_str(key))
+}
+
+fn keys(obj: &JsValue) -> Vec<String> {
+    Object::keys(obj.unchecked_ref::<Object>())
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn session_ids_that_name_object_members_are_plain_keys() {
+    let conn = connection(json!({}));
+    wait_for(&conn, "open", |s| status(s) == "open").await;
+    let mut sdks = Vec::new();
+    for id in OBJECT_MEMBER_NAMES {
+        sdks.push(Sdk::connect(id).await);
+    }
+    let s = wait_for(&conn, "every member-named session listed", |s| {
+        OBJECT_MEMBER_NAMES.iter().all(|id| has_client(s, id))
+    })
+    .await;
+    let (snapshots, events) = (get(&s, "snapshots"), get(&s, "events"));
+    for (name, map) in [("snapshots", &snapshots), ("events", &events)] {
+        assert!(
+            Object::get_prototype_of(map).is_null(),
+            "{name} has no prototype"
+        );
+    }
+    let event_keys = keys(&events);
+    for id in OBJECT_MEMBER_NAMES {
+        assert!(own(&events, id), "events has its own key {id}");
+        assert!(
+            event_keys.iter().any(|k| k == id),
+            "Object.keys(events) lists {id}"
+        );
+        assert!(
+            Array::is_array(&get(&get(&events, id), "events")),
+            "events[{id}] is a session's events"
+        );
+        // No snapshot yet: nothing there, not an inherited `constructor` or `toString` function.
+        assert!(
+            Reflect::get(&snapshots, &id.into()).unwrap().is_undefined(),
+            "snapshots[{id}]"
+        );
+    }
+
+    for (i, sdk) in sdks.iter_mut().enumerate() {
+        sdk.snapshot(1_000 + i as u64);
+        sdk.event(json!({"type": "RUN_STARTED", "runId": "r1"}));
+    }
+    let s = wait_for(&conn, "a snapshot and an event for every session", |s| {
+        OBJECT_MEMBER_NAMES.iter().enumerate().all(|(i, id)| {
+            let snapshot = Reflect::get(&get(s, "snapshots"), &(*id).into()).unwrap();
+            get(&snapshot, "timestamp").as_f64() == Some(1_000.0 + i as f64)
+                && session_events(s, id).length() == 1
+        })
+    })
+    .await;
+    let (snapshots, events) = (get(&s, "snapshots"), get(&s, "events"));
+    let snapshot_keys = keys(&snapshots);
+    for id in OBJECT_MEMBER_NAMES {
+        assert!(
+            own(&snapshots, id) && snapshot_keys.iter().any(|k| k == id),
+            "snapshots[{id}]"
+        );
+        assert_eq!(
+            get(&Reflect::get(&snapshots, &id.into()).unwrap(), "sessionId")
+                .as_string()
+                .as_deref(),
+            Some(id)
+        );
+    }
+    assert!(
+        Object::get_prototype_of(&snapshots).is_null()
+            && Object::get_prototype_of(&events).is_null()
+    );
+
+    // Selecting one asks for its snapshot like any other id; a disconnect removes exactly its keys.
+    let proto = sdks.remove(0);
+    proto.close();
+    let s = wait_for(&conn, "__proto__ gone", |s| !has_client(s, "__proto__")).await;
+    let (snapshots, events) = (get(&s, "snapshots"), get(&s, "events"));
+    assert!(!own(&snapshots, "__proto__") && !own(&events, "__proto__"));
+    assert!(Object::get_prototype_of(&events).is_null());
+    for id in &OBJECT_MEMBER_NAMES[1..] {
+        assert!(own(&snapshots, id) && own(&events, id), "{id} kept");
+    }
+    for sdk in sdks {
+        sdk.close();
+    }
+    conn.close();
+}
+
+/// `new DevtoolsConnection(options)`'s error for `options`, which must be a `DevtoolsOptionsError`.
+fn options_error(options: &JsValue) -> JsValue {
+    let error = DevtoolsConnection::new(Some(options.clone().unchecked_into())).expect_err(
+        &format!("{:?} must be rejected", JSON::stringify(options).ok()),
+    );
+    assert!(
+        error.is_instance_of::<js_sys::TypeError>(),
+        "a TypeError: {error:?}"
+    );
+    assert_eq!(
+        get(&error, "name").as_string().as_deref(),
+        Some("DevtoolsOptionsError")
+    );
+    error
+}
+
+/// `{field: value}`, nested by dots (`reconnect.maxDelayMs`), with any JS value (NaN survives, unlike JSON).
+fn option(path: &str, value: JsValue) -> JsValue {
+    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+    let obj = Object::new();
+    let value = if rest.is_empty() {
+        value
+    } else {
+        option(rest, value)
+    };
+    Reflect::set(&obj, &head.into(), &value).unwrap();
+    obj.into()
+}
+
+#[wasm_bindgen_test]
+async fn invalid_options_throw_a_typed_error_naming_the_field() {
+    let cases: Vec<(JsValue, &str, &str)> = vec![
+        (option("eventCapacity", (-5).into()), "eventCapacity", "-5"),
+        (option("eventCapacity", 2.5.into()), "eventCapacity", "2.5"),
+        (
+            option("eventCapacity", f64::NAN.into()),
+            "eventCapacity",
+            "NaN",
+        ),
+        (
+            option("eventCapacity", "10".into()),
+            "eventCapacity",
+            "\"10\"",
+        ),
+        (option("url", "not a url".into()), "url", "\"not a url\""),
+        (option("url", "/relay".into()), "url", "\"/relay\""),
+        (
+            option("url", "ftp://127.0.0.1".into()),
+            "url",
+            "\"ftp://127.0.0.1\"",
+        ),
+        (option("url", 8265.into()), "url", "8265"),
+        // 2^31 ms used to reach the 32-bit timer and fire at once.
+        (
+            option("reconnect.maxDelayMs", 2f64.powi(31).into()),
+            "reconnect.maxDelayMs",
+            "2147483648",
+        ),
+        (
+            option("reconnect.initialDelayMs", (-1).into()),
+            "reconnect.initialDelayMs",
+            "-1",
+        ),
+        (
+            option("reconnect.jitter", f64::INFINITY.into()),
+            "reconnect.jitter",
+            "Infinity",
+        ),
+        (
+            option("reconnect.enabled", "yes".into()),
+            "reconnect.enabled",
+            "\"yes\"",
+        ),
+        (
+            option("reconnect", Array::new().into()),
+            "reconnect",
+            "an array",
+        ),
+        (option("eventCapcity", 10.into()), "eventCapcity", "10"),
+        (
+            "ws://127.0.0.1:8265".into(),
+            "options",
+            "\"ws://127.0.0.1:8265\"",
+        ),
+    ];
+    for (options, field, received) in cases {
+        let error = options_error(&options);
+        assert_eq!(get(&error, "field").as_string().as_deref(), Some(field));
+        assert_eq!(
+            get(&error, "received").as_string().as_deref(),
+            Some(received)
+        );
+        let message = get(&error, "message").as_string().unwrap();
+        assert!(
+            message.contains(&format!("`{field}`")) && message.contains(received),
+            "{message}"
+        );
+        assert!(get(&error, "expected")
+            .as_string()
+            .is_some_and(|e| !e.is_empty() && message.contains(&e)));
+    }
+    // The cap below the first delay names the cap, with the first delay's value.
+    let both =
+        JSON::parse(r#"{"reconnect": {"initialDelayMs": 2000, "maxDelayMs": 1000}}"#).unwrap();
+    let error = options_error(&both);
+    assert_eq!(
+        get(&error, "field").as_string().as_deref(),
+        Some("reconnect.maxDelayMs")
+    );
+    assert_eq!(
+        get(&error, "expected").as_string().as_deref(),
+        Some("at least reconnect.initialDelayMs (2000)")
+    );
+    // A URL that passes our check but not the browser's (port out of range) is reported the same way.
+    let error = options_error(&option("url", "ws://127.0.0.1:99999".into()));
+    assert_eq!(get(&error, "field").as_string().as_deref(), Some("url"));
+
+    // http(s) is the relay's HTTP address: mapped to ws(s), it connects.
+    let http = relay_url().replacen("ws://", "http://", 1);
+    let conn = DevtoolsConnection::new(Some(option("url", http.into()).unchecked_into())).unwrap();
+    wait_for(&conn, "open through an http: URL", |s| status(s) == "open").await;
+    conn.close();
+}
