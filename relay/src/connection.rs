@@ -2,7 +2,8 @@
 //!
 //! A single task per connection selects over: relay shutdown, a close request from the hub (replaced, slow
 //! consumer), inbound frames, the outbound queue, the ping timer and the identify deadline. Writes that block
-//! (a peer that stopped reading) stay interruptible by the close request and shutdown.
+//! (a peer that stopped reading) stay interruptible by the close request and shutdown, and the heartbeat keeps
+//! running through them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use devrelay_protocol::{
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -23,6 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{encode, Hub};
+use crate::metrics::Metrics;
 use crate::outbox::{outbox, Outbox, Peer};
 
 /// Longest accepted `sessionId`, in bytes.
@@ -110,17 +112,19 @@ impl Connection<'_> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let config = self.hub.config.clone();
-        let mut ping =
-            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut beat = Heartbeat::new(config.ping_interval);
         // Boxed and dropped once identified: an idle connection's task stays small.
         let mut identify = Some(Box::pin(tokio::time::sleep(config.identify_timeout)));
         // A handle of our own for the close request, so `self` stays free for the handlers.
         let close = self.peer.clone();
-        // Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
-        let mut heard = true;
+        let metrics = &self.hub.metrics;
 
         loop {
+            if beat.ping_due {
+                beat.ping_due = false;
+                let ping = ws.send(Message::Ping(Default::default()));
+                interruptible(ping, &close, shutdown, &mut beat, metrics).await?;
+            }
             if identify.is_some() && self.role != Role::Unidentified {
                 identify = None;
             }
@@ -129,10 +133,10 @@ impl Connection<'_> {
                 _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
                 code = close.close_requested() => return Err(close_with(code)),
                 frame = outbox.recv() => {
-                    interruptible(write_batch(ws, frame, outbox), &close, shutdown).await?;
+                    interruptible(write_batch(ws, frame, outbox), &close, shutdown, &mut beat, metrics).await?;
                 }
                 msg = ws.next() => {
-                    heard = true;
+                    beat.heard = true;
                     match msg {
                         None => return Err(End::Gone),
                         Some(Ok(Message::Text(text))) => self.on_text(text),
@@ -161,14 +165,7 @@ impl Connection<'_> {
                         Some(Err(_)) => return Err(End::Gone),
                     }
                 }
-                _ = ping.tick() => {
-                    if !heard {
-                        crate::metrics::Metrics::bump(&self.hub.metrics.heartbeat_timeouts);
-                        return Err(close_with(CloseCode::HeartbeatTimeout));
-                    }
-                    heard = false;
-                    interruptible(ws.send(Message::Ping(Default::default())), &close, shutdown).await?;
-                }
+                _ = beat.ping.tick() => beat.period_ended(metrics)?,
                 _ = async { if let Some(t) = identify.as_mut() { t.await } }, if identify.is_some() => {
                     crate::metrics::Metrics::bump(&self.hub.metrics.identify_timeouts);
                     return Err(close_with(CloseCode::IdentifyTimeout));
@@ -359,17 +356,63 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// Runs a write to the socket, interrupted by a close request or shutdown. Boxed so that its state is only
-/// allocated while a write is in progress, not carried by every idle connection's task.
-async fn interruptible<F>(write: F, close: &Peer, shutdown: &CancellationToken) -> Result<(), End>
+/// The liveness check of one connection: a ping every `ping_interval`; a peer from which nothing at all was heard
+/// during a whole interval is closed (4003).
+struct Heartbeat {
+    ping: Interval,
+    /// Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
+    heard: bool,
+    /// A period ended and its ping is still to be sent (it could not pass a write in progress).
+    ping_due: bool,
+}
+
+impl Heartbeat {
+    fn new(period: std::time::Duration) -> Self {
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Heartbeat {
+            ping,
+            heard: true,
+            ping_due: false,
+        }
+    }
+
+    /// A ping period ended: the connection ends (4003) if nothing was heard during it; else a ping is due.
+    fn period_ended(&mut self, metrics: &Metrics) -> Result<(), End> {
+        if !self.heard {
+            Metrics::bump(&metrics.heartbeat_timeouts);
+            return Err(close_with(CloseCode::HeartbeatTimeout));
+        }
+        self.heard = false;
+        self.ping_due = true;
+        Ok(())
+    }
+}
+
+/// Runs a write to the socket, interrupted by a close request or shutdown, with the heartbeat still running.
+/// Boxed so that its state is only allocated while a write is in progress, not carried by every idle
+/// connection's task.
+async fn interruptible<F>(
+    write: F,
+    close: &Peer,
+    shutdown: &CancellationToken,
+    beat: &mut Heartbeat,
+    metrics: &Metrics,
+) -> Result<(), End>
 where
     F: std::future::Future<Output = Result<(), WsError>>,
 {
-    let write = Box::pin(write);
-    tokio::select! {
-        r = write => r.map_err(|_| End::Gone),
-        code = close.close_requested() => Err(close_with(code)),
-        _ = shutdown.cancelled() => Err(close_with(CloseCode::GoingAway)),
+    let mut write = Box::pin(write);
+    loop {
+        tokio::select! {
+            r = &mut write => return r.map_err(|_| End::Gone),
+            code = close.close_requested() => return Err(close_with(code)),
+            _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
+            // Nothing is read while a write is in progress, and no ping can pass a blocked one: a write that stays
+            // blocked through a whole period is silence (the peer is not taking what it is sent, e.g. a zero
+            // receive window), so it ends the connection like any other silent period.
+            _ = beat.ping.tick() => beat.period_ended(metrics)?,
+        }
     }
 }
 

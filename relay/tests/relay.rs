@@ -388,6 +388,46 @@ async fn missed_pongs_terminate_and_heartbeats_count_as_liveness() {
 }
 
 #[tokio::test]
+async fn a_peer_with_a_zero_window_is_timed_out_while_a_write_to_it_is_blocked() {
+    let relay = Relay::start(Config {
+        ping_interval: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
+    // A dashboard that never reads again, advertising a zero window once its 4 KiB are full, and sending nothing.
+    let _stalled = Client::small_window_dashboard(relay.addr).await;
+    let mut sdk = blocked_writes(&relay.url(), "flood").await;
+    // The SDK stays alive the way SDKs do (heartbeats), so that only the stalled dashboard has to go.
+    let beat = tokio::spawn(async move {
+        for i in 0.. {
+            sdk.send_json(json!({"type":"heartbeat","sessionId":"flood","timestamp":i}))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // Within about two ping intervals the relay gives up on it: the gauges drop to the SDK alone.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, body) = relay.get("/health", &[]).await;
+        let h: Value = serde_json::from_str(&body).unwrap();
+        if h["dashboards"] == 0 && h["connections"] == 1 {
+            assert_eq!(h["sdkClients"], 1);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled dashboard is still connected: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = relay.stats().await;
+    assert_eq!(stats["heartbeatTimeouts"], 1, "{stats}");
+    assert_eq!(stats["slowConsumerCloses"], 0, "{stats}");
+    beat.abort();
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn a_dashboard_that_stops_reading_is_closed_without_hurting_the_others() {
     let relay = Relay::start(Config {
         queue_messages: 64,
