@@ -2,8 +2,11 @@
 //!
 //! Forwarding the bytes the SDK sent (rather than decode → struct → encode) is what makes forwarding lossless
 //! (unknown fields, number formatting and key order survive) and cheap (one copy per message, not per
-//! recipient). The results are byte-for-byte valid `state_update` / `stream_event_update` messages; the tests
-//! check that they decode to the same value as the typed construction.
+//! recipient). The results are valid `state_update` / `stream_event_update` messages; the tests check that they
+//! decode to the same value as the typed construction. What is preserved, exactly: a `stream_event_update`
+//! carries the SDK's whole frame byte for byte (only whitespace around it trimmed); a `state_update`'s snapshot
+//! carries every member but `type` with its key and value byte for byte (escapes as the SDK wrote them), in the
+//! SDK's order, joined by `,` without the whitespace the SDK had between members.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -40,12 +43,12 @@ pub fn state_update(session_id: &str, raw_state_snapshot: &str) -> Result<String
     push_json_string(&mut out, session_id);
     out.push_str(r#","snapshot":{"#);
     let mut first = true;
-    for (key, value) in members.0.iter().filter(|(k, _)| k != "type") {
+    for (key, value) in members.0.iter().filter(|(k, _)| !is_type(k)) {
         if !first {
             out.push(',');
         }
         first = false;
-        push_json_string(&mut out, key);
+        out.push_str(key.get());
         out.push(':');
         out.push_str(value.get());
     }
@@ -58,8 +61,17 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push_str(&serde_json::to_string(s).unwrap_or_default());
 }
 
-/// The top-level members of a JSON object, values left as raw text.
-struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Whether a raw key (`"…"`, quotes included) names `type`, escapes decoded (`"typ\u0065"` does).
+fn is_type(raw_key: &RawValue) -> bool {
+    let text = raw_key.get();
+    if !text.contains('\\') {
+        return text == r#""type""#;
+    }
+    serde_json::from_str::<Cow<'_, str>>(text).is_ok_and(|k| k == "type")
+}
+
+/// The top-level members of a JSON object, keys and values left as raw text (keys with their quotes).
+struct RawMembers<'a>(Vec<(&'a RawValue, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for RawMembers<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -71,7 +83,7 @@ impl<'de> Deserialize<'de> for RawMembers<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<&'de RawValue>()? {
                     let value: &'de RawValue = map.next_value()?;
                     members.push((key, value));
                 }
@@ -79,5 +91,46 @@ impl<'de> Deserialize<'de> for RawMembers<'de> {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_copied_as_written() {
+        let members = [
+            r#""sessionId":"s""#,
+            r#""a\u0062":1"#,
+            r#""\n":2"#,
+            r#""\/":[ 1 ,2 ]"#,
+            r#""\u00e9\ud83d\ude00":{"x" : "\u0041"}"#,
+            r#""timestamp":1.50"#,
+        ];
+        let raw = format!(
+            "{{ \"type\" : \"state_snapshot\" , {} }}",
+            members.join(" ,\n ")
+        );
+        let out = state_update("s", &raw).unwrap();
+        let want = format!(
+            r#"{{"type":"state_update","sessionId":"s","snapshot":{{{}}}}}"#,
+            members.join(",")
+        );
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn an_escaped_type_key_is_still_the_tag() {
+        let out = state_update("s", r#"{"typ\u0065":"state_snapshot","k":1}"#).unwrap();
+        assert_eq!(
+            out,
+            r#"{"type":"state_update","sessionId":"s","snapshot":{"k":1}}"#
+        );
+        let out = state_update("s", r#"{"\"type\"":1}"#).unwrap();
+        assert_eq!(
+            out,
+            r#"{"type":"state_update","sessionId":"s","snapshot":{"\"type\"":1}}"#
+        );
     }
 }

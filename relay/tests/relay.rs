@@ -102,6 +102,41 @@ async fn sdk_and_dashboard_flow() {
 }
 
 #[tokio::test]
+async fn forwarded_bodies_keep_the_sdks_bytes() {
+    let relay = Relay::start(Config::default()).await;
+    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let mut sdk = Client::sdk(&relay.url(), "raw").await;
+    assert!(matches!(
+        dash.recv().await,
+        RelayToDashboard::ClientConnected(_)
+    ));
+    let members = [
+        r#""sessionId":"raw""#,
+        r#""timestamp":1.0e3"#,
+        r#""threads":[ ]"#,
+        r#""registry":{"components":[],"tools":[] , "a\u0062":"\/"}"#,
+        r#""\n":"x\u0041""#,
+        r#""\/":-0.0"#,
+    ];
+    let snapshot = format!("{{\"type\":\"state_snapshot\", {}}}", members.join(" , "));
+    sdk.send_text(&snapshot).await;
+    assert_eq!(
+        dash.recv_text().await,
+        format!(
+            r#"{{"type":"state_update","sessionId":"raw","snapshot":{{{}}}}}"#,
+            members.join(",")
+        )
+    );
+    let event = r#"{"seq":1, "type":"stream_event","sessionId":"raw","timestamp":2E0,"threadId":"t\u0031","event":{"type":"X","\n":"\/"}}"#;
+    sdk.send_text(&format!("  {event}\n")).await;
+    assert_eq!(
+        dash.recv_text().await,
+        format!(r#"{{"type":"stream_event_update","sessionId":"raw","event":{event}}}"#)
+    );
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn same_session_replaces_the_old_connection_cleanly() {
     let relay = Relay::start(Config::default()).await;
     let (mut dash, _) = Client::dashboard(&relay.url()).await;
