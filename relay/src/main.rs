@@ -1,5 +1,6 @@
 //! `devrelay`: parses flags, binds, and hands over to `devrelay::run`.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -148,23 +149,27 @@ fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runt
 }
 
 async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr: SocketAddr = listener.local_addr()?;
-    // First line: what SDKs connect to (tests and scripts read it). Second: what a person opens.
-    println!("devrelay listening on ws://{addr}");
-    if config.dashboard.has_dashboard() {
-        println!("dashboard {}", dashboard_url(addr));
+    // First line: what SDKs connect to (tests and scripts read it). Second: what a person opens. A reader that
+    // stopped listening (`devrelay | head -1`) must not take the relay down: write errors are ignored.
+    let dashboard = if config.dashboard.has_dashboard() {
+        format!("dashboard {}", dashboard_url(addr))
     } else {
-        println!(
+        format!(
             "dashboard not built into this binary: {} says how to build it",
             dashboard_url(addr)
-        );
-    }
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    let _ =
+        writeln!(out, "devrelay listening on ws://{addr}\n{dashboard}").and_then(|()| out.flush());
+    drop(out);
     tracing::info!(%addr, version = devrelay::VERSION, "relay started; health at http://{addr}/health");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
     devrelay::run(listener, config, shutdown).await?;
     tracing::info!("relay stopped");
     Ok(())
@@ -178,24 +183,36 @@ fn dashboard_url(addr: SocketAddr) -> String {
 
 async fn demo(cfg: devrelay::demo::DemoConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    cancel_on_signal(shutdown.clone())?;
     devrelay::demo::run(cfg, shutdown).await
 }
 
-async fn cancel_on_signal(shutdown: CancellationToken) {
+/// Installs the SIGINT / SIGTERM handlers now and spawns the task that turns the first signal into `shutdown`.
+/// Called before the relay announces its address: a Ctrl-C that follows the first line at once must close the
+/// sockets and exit 0, not kill the process by the signal's default action.
+fn cancel_on_signal(shutdown: CancellationToken) -> anyhow::Result<()> {
     #[cfg(unix)]
-    {
+    let signalled = {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
         }
-    }
+    };
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("signal received: closing connections (1001)");
-    shutdown.cancel();
+    let signalled = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::spawn(async move {
+        signalled.await;
+        tracing::info!("signal received: closing connections (1001)");
+        shutdown.cancel();
+    });
+    Ok(())
 }

@@ -525,6 +525,53 @@ fn the_binary_serves_a_dashboard_dir_and_says_where() {
         .success());
     assert!(child.wait().unwrap().success());
 
+    // Ctrl-C the moment the address is printed (a script that starts and stops it at once) is a clean exit:
+    // the handlers are in place before the first line.
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
+            .args(["--port", "0", "--dashboard-dir"])
+            .arg(site.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("devrelay listening on "), "{line}");
+        assert!(Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "SIGINT right after start: {status:?}");
+    }
+
+    // A reader that leaves after the first line (`devrelay | head -1`) does not take the relay down.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap(); // and the pipe closes here
+    let addr: SocketAddr = line
+        .trim()
+        .trim_start_matches("devrelay listening on ws://")
+        .parse()
+        .unwrap();
+    assert_eq!(rt.block_on(get(addr, "/health", &[])).status, 200);
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+
     // A bad directory is a clear error at start, not a relay without its page.
     let out = Command::new(env!("CARGO_BIN_EXE_devrelay"))
         .args(["--port", "0", "--dashboard-dir"])
