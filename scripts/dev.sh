@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
-# The one command to run devrelay: sets up what is missing, builds the wasm package and the dashboard, then runs
-# the relay, the dashboard and (unless --no-demo) the demo SDK. Prints both URLs; Ctrl-C stops everything.
+# The one command to run devrelay from a clone: sets up what is missing, builds the dashboard and then the relay
+# (which embeds it), and runs one `devrelay` (the relay and its dashboard on one port) plus, unless --no-demo,
+# the demo SDK. Prints the one URL to open; Ctrl-C stops everything.
 #
-#   scripts/dev.sh [--no-demo] [--port 8265] [--dashboard-port 8266] [--sessions 2] [--rate 8]
+#   scripts/dev.sh [--no-demo] [--port 8265] [--sessions 2] [--rate 8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 demo=1
-relay_port=${DEVRELAY_PORT:-8265}
-dashboard_port=${DASHBOARD_PORT:-8266}
+port=${DEVRELAY_PORT:-8265}
 sessions=2
 rate=8
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-demo) demo=0 ;;
-    --port) relay_port=$2; shift ;;
-    --dashboard-port) dashboard_port=$2; shift ;;
+    --port) port=$2; shift ;;
     --sessions) sessions=$2; shift ;;
     --rate) rate=$2; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -45,49 +44,40 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 scripts/setup.sh
-export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
-export NEXT_TELEMETRY_DISABLED=1
-
-log "building the wasm package (pkg/)"
-scripts/build-wasm.sh
-log "building the dashboard (www/out)"
-(cd www && npm run --silent build)
-log "building the relay (release)"
+log "building the dashboard (pkg/, www/out)"
+scripts/build-dashboard.sh
+log "building the relay (release, with the dashboard inside)"
 cargo build --release -p devrelay
 
-# Waits until something accepts TCP connections on 127.0.0.1:$1 (or gives up after ~15 s).
-wait_for_port() {
-  for _ in $(seq 150); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "dev.sh: nothing is listening on port $1" >&2
-  return 1
-}
-
-target/release/devrelay --port "$relay_port" &
+# The relay's first stdout line names its address (with --port 0, the port it picked); read it from a pipe.
+relay_out=$(mktemp -u "${TMPDIR:-/tmp}/devrelay-dev.XXXXXX")
+mkfifo "$relay_out"
+target/release/devrelay --port "$port" >"$relay_out" &
 pids+=($!)
-wait_for_port "$relay_port"
-
-node www/serve.mjs --port "$dashboard_port" &
+exec 3<"$relay_out"
+rm -f "$relay_out"
+if ! IFS= read -r -t 30 line <&3 || [[ $line != "devrelay listening on ws://"* ]]; then
+  echo "dev.sh: the relay did not start (${line:-no output})" >&2
+  exit 1
+fi
+relay_url=${line#devrelay listening on }
+IFS= read -r -t 5 _dashboard_line <&3 || true
+# Keep draining its stdout so the relay never blocks on a full pipe.
+cat <&3 >/dev/null &
 pids+=($!)
-wait_for_port "$dashboard_port"
-
-relay_url="ws://127.0.0.1:$relay_port"
-dashboard_url="http://127.0.0.1:$dashboard_port/"
-# The dashboard assumes the relay's default address; say otherwise in its URL.
-[ "$relay_port" = 8265 ] || dashboard_url="${dashboard_url}?relay=$relay_url"
+page_url="http://${relay_url#ws://}/"
 
 if [ "$demo" = 1 ]; then
   target/release/devrelay demo --url "$relay_url" --sessions "$sessions" --rate "$rate" &
   pids+=($!)
 fi
 
-printf '\n\033[1;32m  relay      %s\n  dashboard  %s\033[0m\n' "$relay_url" "$dashboard_url"
+printf '\n\033[1;32m  devrelay  %s\033[0m\n' "$page_url"
+printf '  SDKs connect to %s' "$relay_url"
 if [ "$demo" = 1 ]; then
-  printf '  demo SDK   %s sessions at %s events/s each (--no-demo to skip)\n' "$sessions" "$rate"
+  printf '; the demo SDK runs %s sessions at %s events/s each (--no-demo to skip)' "$sessions" "$rate"
 fi
-printf '  Ctrl-C stops everything.\n\n'
+printf '\n  Ctrl-C stops everything.\n\n'
 
 # Runs until Ctrl-C, or until one of them exits (then the rest are stopped too).
 wait -n "${pids[@]}"

@@ -1,5 +1,5 @@
-// The dashboard end to end: real relay, real demo SDK, the exported dashboard, headless Chromium.
-// Run with scripts/test-e2e.sh (it builds the relay, the wasm package and the dashboard first).
+// The dashboard end to end: the relay binary alone (serving the dashboard it embeds), the real demo SDK,
+// headless Chromium. Run with scripts/test-e2e.sh (it builds the wasm package, the dashboard, then the relay).
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -13,7 +13,6 @@ import {
   ROOT,
   relayStats,
   screenshot,
-  startDashboard,
   startDemo,
   startRelay,
   withTimeout,
@@ -24,7 +23,10 @@ const SESSIONS = 2;
 const IDS = demoSessionIds(SEED, SESSIONS);
 
 describe("devrelay dashboard", () => {
-  let relay, demo, dashboard, browser, page;
+  let relay, demo, browser, page;
+  // What the first page load fetched from the relay, and the WebSocket URLs the page opened.
+  const loaded = [];
+  const sockets = [];
   /** The client the dashboard selected by itself (the first to connect). */
   let selected;
   // Frames the page sends on its WebSocket, and waiters for a frame matching a predicate.
@@ -33,12 +35,14 @@ describe("devrelay dashboard", () => {
     withTimeout(new Promise((ok) => sentWaiters.push({ pred, ok })), "a frame sent by the dashboard");
 
   before(async () => {
-    [relay, dashboard, browser] = await Promise.all([startRelay(), startDashboard(), launchBrowser()]);
+    [relay, browser] = await Promise.all([startRelay(), launchBrowser()]);
     const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
     page = await context.newPage();
     page.setDefaultTimeout(PATIENCE_MS);
     page.on("pageerror", (e) => console.error("page error:", e));
+    page.on("response", (r) => loaded.push(r));
     page.on("websocket", (ws) => {
+      sockets.push(ws.url());
       ws.on("framesent", (f) => {
         const text = String(f.payload);
         for (const w of sentWaiters.splice(0)) {
@@ -47,8 +51,9 @@ describe("devrelay dashboard", () => {
         }
       });
     });
+    // The relay's own address, no ?relay=: the page connects back to where it came from.
     // A page-lifetime marker: if the page reloaded, it would be gone.
-    await page.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}`);
+    await page.goto(relay.page);
     await page.evaluate(() => {
       window.__devrelayPageId = "first-load";
     });
@@ -56,19 +61,78 @@ describe("devrelay dashboard", () => {
 
   after(async () => {
     await browser?.close();
-    await Promise.all([demo?.stop(), relay?.stop(), dashboard?.stop()]);
+    await Promise.all([demo?.stop(), relay?.stop()]);
   });
 
   const status = () => page.getByTestId("connection-status");
   const card = (id) => page.locator(`[data-testid=client-card][data-session-id="${id}"]`);
   const liveCards = () => page.locator("[data-testid=client-card][data-state=live]");
 
+  test("the relay serves the dashboard itself, and the page connects back to it", async () => {
+    await page.locator("[data-testid=connection-status][data-state=open]").waitFor();
+    // The only server is the relay: the page, its scripts, styles and wasm all came from it, and its WebSocket
+    // went to the same origin.
+    assert.deepEqual(
+      sockets.map((u) => u.replace(/\/$/, "")),
+      [relay.url],
+      "one WebSocket, to the relay that served the page",
+    );
+    assert.ok(loaded.length >= 5, `the page loaded its assets: ${loaded.map((r) => r.url())}`);
+    for (const r of loaded) {
+      assert.ok(r.url().startsWith(relay.page), `from the relay: ${r.url()}`);
+      assert.ok(r.ok(), `${r.status()} ${r.url()}`);
+    }
+    const wasm = loaded.find((r) => r.url().endsWith(".wasm"));
+    assert.ok(wasm, "the client's wasm came from the relay");
+    assert.equal(wasm.headers()["content-type"], "application/wasm");
+    assert.match(wasm.headers()["content-encoding"] ?? "", /^(br|gzip)$/, "precompressed wasm");
+
+    // The page and its hashed assets, by hand: types, cache policy, and every encoding decoding to the same bytes.
+    const html = await fetch(relay.page);
+    assert.equal(html.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(html.headers.get("cache-control"), "no-cache");
+    const text = await html.text();
+    const scripts = [...text.matchAll(/src="(\/_next\/static\/[^"]+\.js)"/g)].map((m) => m[1]);
+    assert.ok(scripts.length >= 2, `the page references its chunks: ${scripts}`);
+    const twins = { br: 0, gzip: 0 };
+    for (const path of scripts) {
+      const url = new URL(path, relay.page);
+      const bodies = {};
+      for (const accept of ["identity", "br", "gzip"]) {
+        const res = await fetch(url, { headers: { "accept-encoding": accept } });
+        assert.equal(res.status, 200, `${path} (${accept})`);
+        assert.equal(res.headers.get("content-type"), "text/javascript; charset=utf-8");
+        assert.equal(res.headers.get("cache-control"), "public, max-age=31536000, immutable");
+        const encoding = res.headers.get("content-encoding") ?? "identity";
+        bodies[accept] = await res.text(); // fetch decodes br and gzip
+        if (accept === "identity") {
+          assert.equal(encoding, "identity", path);
+        } else if (encoding !== "identity") {
+          assert.equal(encoding, accept, path);
+          twins[accept]++;
+          assert.equal(bodies[accept], bodies.identity, `${path}: the ${accept} twin decodes to the file`);
+        } else {
+          // www/precompress.mjs leaves out only files too small to gain from it.
+          assert.ok(Buffer.byteLength(bodies[accept]) < 512, `${path} (${bodies[accept].length} B) has a ${accept} twin`);
+        }
+      }
+    }
+    assert.ok(twins.br > 0 && twins.gzip > 0, `precompressed chunks served: ${JSON.stringify(twins)}`);
+    // Client-side routes get the page; API paths keep their 404s.
+    const route = await fetch(new URL("/sessions/some-client", relay.page));
+    assert.equal(route.status, 200);
+    assert.equal(await route.text(), text);
+    assert.equal((await fetch(new URL("/api/nothing", relay.page))).status, 404);
+  });
+
   test("with no client connected, the empty state teaches how to connect one", async () => {
     await page.locator("[data-testid=connection-status][data-state=open]").waitFor();
     const empty = page.locator("[data-testid=empty-state][data-reason=no-clients]");
     await empty.waitFor();
     const text = await empty.innerText();
-    assert.match(text, /devrelay -- demo --url ws:\/\/127\.0\.0\.1:\d+/);
+    // The relay it names is the one that served the page.
+    assert.ok(text.includes(`npx devrelay demo --url ${relay.url} `), text);
+    assert.ok(text.includes(`cargo run --release -p devrelay -- demo --url ${relay.url}`), text);
     assert.match(text, /"handshake"/);
     await screenshot(page, "01-empty-state");
   });
@@ -193,7 +257,7 @@ describe("devrelay dashboard", () => {
       const other = await page.context().newPage();
       other.setDefaultTimeout(PATIENCE_MS);
       // The snapshot is only sent when asked: the dashboard asks when it opens a client it has none for.
-      await other.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}&clientId=sess-fixture`);
+      await other.goto(`${relay.page}?clientId=sess-fixture`);
       await withTimeout(answered, "the dashboard's request for a snapshot");
       await other.locator("[data-testid=thread-item][data-thread-id=thr_1]").click();
       await other.locator("[data-testid=messages] [data-testid=message]").first().waitFor();
@@ -283,7 +347,7 @@ describe("devrelay dashboard", () => {
     // With a small buffer (?buffer=30) old events are dropped, and the dashboard says how many.
     const small = await page.context().newPage();
     small.setDefaultTimeout(PATIENCE_MS);
-    await small.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}&clientId=${selected}&buffer=30`);
+    await small.goto(`${relay.page}?clientId=${selected}&buffer=30`);
     await small.getByTestId("dropped-count").waitFor();
     assert.match(await small.getByTestId("dropped-count").innerText(), /^\d+ dropped$/);
     assert.ok(Number(await small.getByTestId("timeline-count").innerText()) <= 30);
@@ -296,7 +360,7 @@ describe("devrelay dashboard", () => {
     const other = await page.context().newPage();
     other.setDefaultTimeout(PATIENCE_MS);
     try {
-      await other.goto(`http://127.0.0.1:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}&clientId=${fastId}`);
+      await other.goto(`${relay.page}?clientId=${fastId}`);
       await other.waitForFunction(
         () => Number(document.querySelector("[data-testid=timeline-count]")?.textContent) >= 3000,
         null,
@@ -357,35 +421,46 @@ describe("devrelay dashboard", () => {
   });
 
   test("a page from another origin cannot connect to the relay", async () => {
-    const before = await relayStats(relay.port);
+    // The relay will not even serve its page under a foreign name (DNS rebinding: Host is checked first)...
     const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
     const foreign = await context.newPage();
     foreign.setDefaultTimeout(PATIENCE_MS);
-    let received = 0;
-    let opened = 0;
-    foreign.on("websocket", (ws) => {
-      opened++;
-      ws.on("framereceived", () => received++);
-    });
-    const url = `http://${FOREIGN_HOST}:${dashboard.port}/?relay=${encodeURIComponent(relay.url)}`;
-    await foreign.goto(url);
-    assert.equal(await foreign.evaluate(() => location.origin), `http://${FOREIGN_HOST}:${dashboard.port}`);
-    // It keeps trying and keeps being refused: never connected, not one frame from the relay.
-    await foreign.waitForFunction(() =>
-      /Reconnecting \(attempt [2-9]/.test(document.querySelector("[data-testid=connection-status]")?.textContent ?? ""),
-    );
-    assert.ok(opened >= 2, `the browser did try (${opened} attempts)`);
-    assert.equal(received, 0, "no frame ever came from the relay");
-    assert.equal(await foreign.locator("[data-testid=client-card]").count(), 0);
-    // The page explains the likely cause (a browser only sees "closed 1006").
-    assert.match(await foreign.getByTestId("origin-hint").innerText(), /--allow-origin http:\/\/devrelay-evil\.test:\d+/);
-    const afterStats = await relayStats(relay.port);
-    assert.ok(
-      afterStats.rejectedUpgrades >= before.rejectedUpgrades + 2,
-      `the relay refused the upgrades: ${JSON.stringify(afterStats)}`,
-    );
-    await screenshot(foreign, "06-foreign-origin-refused");
-    await context.close();
+    const rebound = await foreign.goto(`http://${FOREIGN_HOST}:${relay.port}/`);
+    assert.equal(rebound.status(), 403);
+    assert.match(await rebound.text(), /forbidden Host/);
+
+    // ...so the foreign page comes from another relay told to answer to that name: same dashboard, foreign
+    // origin. Pointed at our relay, it must be refused (its Origin is neither loopback nor our own).
+    const elsewhere = await startRelay(0, ["--allow-host", FOREIGN_HOST], "foreign-site");
+    try {
+      const before = await relayStats(relay.port);
+      let received = 0;
+      let opened = 0;
+      foreign.on("websocket", (ws) => {
+        opened++;
+        ws.on("framereceived", () => received++);
+      });
+      await foreign.goto(`http://${FOREIGN_HOST}:${elsewhere.port}/?relay=${encodeURIComponent(relay.url)}`);
+      assert.equal(await foreign.evaluate(() => location.origin), `http://${FOREIGN_HOST}:${elsewhere.port}`);
+      // It keeps trying and keeps being refused: never connected, not one frame from the relay.
+      await foreign.waitForFunction(() =>
+        /Reconnecting \(attempt [2-9]/.test(document.querySelector("[data-testid=connection-status]")?.textContent ?? ""),
+      );
+      assert.ok(opened >= 2, `the browser did try (${opened} attempts)`);
+      assert.equal(received, 0, "no frame ever came from the relay");
+      assert.equal(await foreign.locator("[data-testid=client-card]").count(), 0);
+      // The page explains the likely cause (a browser only sees "closed 1006").
+      assert.match(await foreign.getByTestId("origin-hint").innerText(), /--allow-origin http:\/\/devrelay-evil\.test:\d+/);
+      const afterStats = await relayStats(relay.port);
+      assert.ok(
+        afterStats.rejectedUpgrades >= before.rejectedUpgrades + 2,
+        `the relay refused the upgrades: ${JSON.stringify(afterStats)}`,
+      );
+      await screenshot(foreign, "06-foreign-origin-refused");
+    } finally {
+      await context.close();
+      await elsewhere.stop();
+    }
 
     // Control: the same dashboard from a localhost origin is connected to the same relay right now.
     assert.equal(await status().getAttribute("data-state"), "open");

@@ -1,5 +1,5 @@
-// Process and browser plumbing for the dashboard e2e tests: a real relay, the real demo SDK, the exported
-// dashboard behind its static server, and headless Chromium (playwright-core, the system chromium).
+// Process and browser plumbing for the dashboard e2e tests: a real relay (the binary alone, serving the dashboard
+// it embeds), the real demo SDK, and headless Chromium (playwright-core, the system chromium).
 // Everything waits on output lines, sockets and page conditions, never on fixed sleeps.
 
 import { spawn } from "node:child_process";
@@ -99,13 +99,21 @@ export async function withTimeout(promise, what, detail = () => "") {
   }
 }
 
-export async function startRelay(port = 0) {
-  const p = new Proc("relay", RELAY_BIN, ["--port", String(port)], {
+/** The relay binary on `port` (0: any free one): `url` is its WebSocket address, `page` its dashboard. */
+export async function startRelay(port = 0, args = [], name = "relay") {
+  const p = new Proc(name, RELAY_BIN, ["--port", String(port), ...args], {
     env: { ...process.env, RUST_LOG: "devrelay=info" },
   });
-  const m = await p.line(/^devrelay listening on ws:\/\/127\.0\.0\.1:(\d+)$/);
+  // Both lines come at once: wait for them together. The second names the dashboard (a binary built before
+  // www/out says "dashboard not built" instead, and these tests need the real one).
+  const [m, d] = await Promise.all([
+    p.line(/^devrelay listening on ws:\/\/127\.0\.0\.1:(\d+)$/),
+    p.line(/^dashboard (.*)$/),
+  ]);
   p.port = Number(m[1]);
   p.url = `ws://127.0.0.1:${p.port}`;
+  p.page = `http://127.0.0.1:${p.port}/`;
+  if (d[1] !== p.page) throw new Error(`${name}: expected "dashboard ${p.page}", got "${d[0]}"\n${p.tail()}`);
   return p;
 }
 
@@ -127,13 +135,6 @@ export function startDemo(relayUrl, { sessions = 2, rate = 12, seed = 7 } = {}) 
 export function demoSessionIds(seed, sessions) {
   const tag = (BigInt(seed) & 0xffffn).toString(16).padStart(4, "0");
   return Array.from({ length: sessions }, (_, i) => `demo-${tag}-${i + 1}`);
-}
-
-export async function startDashboard() {
-  const p = new Proc("dashboard", process.execPath, [join(ROOT, "www", "serve.mjs"), "--port", "0"]);
-  const m = await p.line(/^dashboard listening on http:\/\/127\.0\.0\.1:(\d+)\/$/);
-  p.port = Number(m[1]);
-  return p;
 }
 
 export async function relayStats(port) {

@@ -9,6 +9,7 @@ import type { DevtoolsConnection, Snapshot, SessionEvents } from "devrelay-clien
 import { useDevtoolsConnection } from "devrelay-client/react";
 import { useKnownClients } from "@/lib/knownClients";
 import { errorsOf, registryOf, threadsOf } from "@/lib/model";
+import { relayAddress } from "@/lib/relayAddress";
 import { ago, clock, useNow } from "@/lib/time";
 import { StatusPill } from "./StatusPill";
 import { ClientList } from "./ClientList";
@@ -17,14 +18,13 @@ import { RegistryPanel } from "./RegistryPanel";
 import { Timeline } from "./Timeline";
 import { NoClients, RelayUnreachable } from "./EmptyState";
 
-/** Relay address when the page has no `?relay=`: set at build time, else the relay's default port. */
-const DEFAULT_RELAY_URL = process.env.NEXT_PUBLIC_RELAY_URL ?? "ws://127.0.0.1:8265";
 const NO_EVENTS: SessionEvents = { events: [], droppedCount: 0 };
 
 export function Dashboard() {
   const params = useSearchParams();
   const router = useRouter();
-  const relayUrl = params.get("relay") || DEFAULT_RELAY_URL;
+  // (Rendered in the browser only: the page's Suspense boundary keeps useSearchParams out of the static build.)
+  const relayUrl = relayAddress(params.get("relay"), typeof window === "undefined" ? null : window.location);
   const wanted = params.get("clientId");
   // ?buffer=N: events kept per client (the package's ring buffer; default 5000).
   const buffer = Number(params.get("buffer")) || undefined;

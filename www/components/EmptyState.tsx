@@ -12,10 +12,11 @@ export function RelayUnreachable({ relayUrl, attempt, error }: { relayUrl: strin
         {attempt > 0 ? ` and keeps retrying (attempt ${attempt})` : ""}.{error ? ` Last error: ${error}.` : ""} Start
         it with:
       </p>
-      <pre>cargo run --release -p devrelay</pre>
+      <pre>npx devrelay</pre>
       <p className="muted">
-        or run everything (relay, dashboard, demo SDK) with <code>scripts/dev.sh</code>. Another relay address:
-        add <code>?relay=ws://host:port</code> to this page&apos;s URL.
+        (or <code>cargo run --release -p devrelay</code> in a clone, or everything with the demo SDK:{" "}
+        <code>scripts/dev.sh</code>). Another relay address: add <code>?relay=ws://host:port</code> to this
+        page&apos;s URL.
       </p>
       <ForeignOriginHint />
     </div>
@@ -32,9 +33,9 @@ function ForeignOriginHint() {
   if (host === null || LOOPBACK.has(host)) return null;
   return (
     <p className="warn" data-testid="origin-hint">
-      This page is served from <code>{host}</code>. The relay only accepts dashboards on localhost, 127.0.0.1 or
-      [::1] (a defence against other websites reading your sessions); if this origin is yours, start the relay
-      with <code>--allow-origin {typeof window === "undefined" ? "" : window.location.origin}</code>.
+      This page is served from <code>{host}</code>. The relay only accepts the dashboard it serves itself and
+      pages on localhost, 127.0.0.1 or [::1] (a defence against other websites reading your sessions); if this
+      origin is yours, start the relay with <code>--allow-origin {typeof window === "undefined" ? "" : window.location.origin}</code>.
     </p>
   );
 }
@@ -46,7 +47,10 @@ export function NoClients({ relayUrl }: { relayUrl: string }) {
       <p>The relay is up. Connect something to watch it live.</p>
       <h4>Run the demo SDK</h4>
       <p className="muted">Simulated app sessions with threads, tool calls, components and a live event stream:</p>
-      <pre>{`cargo run --release -p devrelay -- demo --url ${relayUrl} --sessions 2 --rate 8`}</pre>
+      <pre>{`npx devrelay demo --url ${relayUrl} --sessions 2 --rate 8`}</pre>
+      <p className="muted">
+        (in a clone: <code>cargo run --release -p devrelay -- demo --url {relayUrl}</code>)
+      </p>
       <h4>Or connect your own app</h4>
       <p className="muted">
         Any WebSocket client can be an SDK: say hello with a <code>handshake</code>, then send{" "}
