@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every test devrelay has, in order: set-up, Rust (native), wasm in headless Chromium, dashboard e2e.
+# Every test devrelay has, in order: set-up, Rust (native), wasm in headless Chromium, dashboard e2e, packaging.
 # This is the README's test command and what CI (.ci/run) calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +24,8 @@ cargo test --workspace
 section "wasm: DevtoolsConnection in headless Chromium against a real relay, then tsc on pkg/ types"
 scripts/test-wasm.sh
 
-section "dashboard e2e: real relay + demo SDK + built dashboard in headless Chromium"
+section "dashboard e2e: the relay binary serving its embedded dashboard + demo SDK, in headless Chromium"
 scripts/test-e2e.sh
+
+section "packaging: npm pack + offline install + npx devrelay; cargo install --path relay"
+scripts/test-npm.sh
