@@ -30,7 +30,8 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGE
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
-# Node tooling: wasm-opt from npm binaryen (Debian's is too old and miscompiles), playwright-core for e2e.
+# Node tooling: wasm-opt from npm binaryen (Debian's is too old and miscompiles), playwright-core for e2e, axe-core
+# for the e2e accessibility checks.
 if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ] || [ scripts/tools/package-lock.json -nt scripts/tools/node_modules/.package-lock.json ]; then
   log "npm ci in scripts/tools"
   (cd scripts/tools && npm ci --no-audit --no-fund --loglevel=error)

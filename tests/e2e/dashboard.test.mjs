@@ -12,11 +12,11 @@ import {
   PATIENCE_MS,
   ROOT,
   relayStats,
-  screenshot,
   startDemo,
   startRelay,
   withTimeout,
 } from "./harness.mjs";
+import { view } from "./a11y.mjs";
 
 const SEED = 7;
 const SESSIONS = 2;
@@ -134,7 +134,7 @@ describe("devrelay dashboard", () => {
     assert.ok(text.includes(`npx devrelay demo --url ${relay.url} `), text);
     assert.ok(text.includes(`cargo run --release -p devrelay -- demo --url ${relay.url}`), text);
     assert.match(text, /"handshake"/);
-    await screenshot(page, "01-empty-state");
+    await view(page, "01-empty-state");
   });
 
   test("the demo client appears, its timeline fills, a thread shows its messages, the registry shows", async () => {
@@ -179,7 +179,7 @@ describe("devrelay dashboard", () => {
     // Click an event: the detail pane shows its JSON tree.
     await page.getByTestId("timeline-row").first().click();
     await page.locator("[data-testid=event-detail] [data-testid=json-tree]").waitFor();
-    await screenshot(page, "02-threads-and-timeline");
+    await view(page, "02-threads-and-timeline");
 
     // Filters. Search (debounced): thread ids never occur in message text, so searching one leaves exactly the
     // threads whose id contains it; a search nothing matches says so.
@@ -229,7 +229,7 @@ describe("devrelay dashboard", () => {
     assert.match(await weather.innerText(), /city\s*\*?\s*string/);
     await weather.locator("summary").click();
     await weather.locator("[data-testid=json-tree]").waitFor();
-    await screenshot(page, "02b-registry");
+    await view(page, "02b-registry");
     await page.getByTestId("tab-threads").click();
   });
 
@@ -288,7 +288,7 @@ describe("devrelay dashboard", () => {
       // Back on the threads tab, the thread is still open.
       await other.getByTestId("tab-threads").click();
       await other.locator("[data-testid=messages] [data-testid=message]").first().waitFor();
-      await screenshot(other, "02c-every-content-type");
+      await view(other, "02c-every-content-type");
       await other.close();
     } finally {
       sdk.close();
@@ -325,7 +325,7 @@ describe("devrelay dashboard", () => {
     await page.getByTestId("timeline-row").nth(rendered - 4).dispatchEvent("click");
     await page.locator("[data-testid=event-detail] [data-testid=json-tree]").waitFor();
     await page.waitForFunction(followingPast, await count());
-    await screenshot(page, "03-live-overview");
+    await view(page, "03-live-overview");
     // Keyboard: ↑ selects the previous event, Esc closes the details.
     const seqOf = async () => (await page.getByTestId("event-detail").innerText()).match(/seq (\d+)/)[1];
     const before = Number(await seqOf());
@@ -374,7 +374,7 @@ describe("devrelay dashboard", () => {
       const first = await other.getByTestId("timeline-row").first().innerText();
       assert.match(first, /RUN_STARTED|THINKING|TOOL_CALL|TEXT_MESSAGE|tambo/);
       assert.ok((await other.getByTestId("timeline-row").count()) <= 80);
-      await screenshot(other, "03b-thousands-of-events");
+      await view(other, "03b-thousands-of-events");
     } finally {
       await other.close();
       await fast.stop();
@@ -388,7 +388,7 @@ describe("devrelay dashboard", () => {
     assert.equal(await page.getByTestId("client-view").count(), 0, "the client's view is cleared");
     assert.equal(await liveCards().count(), 0);
     assert.equal(await status().getAttribute("data-state"), "open", "the relay connection itself is fine");
-    await screenshot(page, "04-client-disconnected");
+    await view(page, "04-client-disconnected");
 
     demo = startDemo(relay.url, { sessions: SESSIONS, rate: 12, seed: SEED });
     for (const id of IDS) await card(id).and(page.locator("[data-state=live]")).waitFor();
@@ -409,7 +409,7 @@ describe("devrelay dashboard", () => {
     for (const id of IDS) await card(id).and(page.locator("[data-state=stale]")).waitFor();
     assert.equal(await liveCards().count(), 0);
     await page.getByTestId("offline-banner").waitFor();
-    await screenshot(page, "05-relay-reconnecting");
+    await view(page, "05-relay-reconnecting");
 
     relay = await startRelay(port);
     await page.locator("[data-testid=connection-status][data-state=open]").waitFor();
@@ -456,7 +456,7 @@ describe("devrelay dashboard", () => {
         afterStats.rejectedUpgrades >= before.rejectedUpgrades + 2,
         `the relay refused the upgrades: ${JSON.stringify(afterStats)}`,
       );
-      await screenshot(foreign, "06-foreign-origin-refused");
+      await view(foreign, "06-foreign-origin-refused");
     } finally {
       await context.close();
       await elsewhere.stop();

@@ -1,32 +1,39 @@
 "use client";
-// Client cards: one per SDK session (live or recently gone); clicking one selects it (and sets ?clientId=).
+// Client cards: one per SDK session (live or recently gone); choosing one selects it (and sets ?clientId=).
+// Each card is a list item holding two sibling buttons, "select" (the card's content) and, for a client that
+// left, "forget": never one control inside another, so Enter or a click reaches exactly the one it is on.
 
-import type { DevtoolsState } from "devrelay-client";
+import { memo } from "react";
+import type { DevtoolsState, Snapshot } from "devrelay-client";
 import type { KnownClient } from "@/lib/knownClients";
 import { threadsOf } from "@/lib/model";
-import { ago, clock } from "@/lib/time";
+import { useRenderCount } from "@/lib/renderCount";
+import { clock } from "@/lib/time";
+import { Ago } from "./Ago";
 
 export function ClientList({
   known,
   selectedId,
   onSelect,
   onForget,
-  state,
-  now,
+  snapshots,
+  events,
 }: {
   known: KnownClient[];
   selectedId: string | null;
+  /** Both callbacks must keep their identity across renders: the cards are memoized. */
   onSelect: (sessionId: string) => void;
   onForget: (sessionId: string) => void;
-  state: DevtoolsState;
-  now: number;
+  snapshots: DevtoolsState["snapshots"];
+  events: DevtoolsState["events"];
 }) {
+  useRenderCount("ClientList");
   const liveCount = known.filter((k) => k.state === "live").length;
   return (
     <nav className="client-list" aria-label="SDK clients">
-      <div className="section-title">
+      <h2 className="section-title">
         Clients <span className="count" data-testid="client-count">{liveCount}</span>
-      </div>
+      </h2>
       {known.length > 1 && (
         <select
           className="client-select"
@@ -44,71 +51,106 @@ export function ClientList({
         </select>
       )}
       {known.length === 0 && <p className="muted small">No SDK client has connected yet.</p>}
-      {known.map((k) => {
-        const id = k.info.sessionId;
-        const threads = threadsOf(state.snapshots[id]);
-        const streaming = threads.some((t) => t.status === "streaming");
-        const events = state.events[id]?.events.length ?? 0;
-        return (
-          <div
-            key={id}
-            role="button"
-            tabIndex={0}
-            className={`client-card ${k.state} ${id === selectedId ? "selected" : ""}`}
-            data-testid="client-card"
-            data-session-id={id}
-            data-state={k.state}
-            onClick={() => onSelect(id)}
-            onKeyDown={(e) => (e.key === "Enter" || e.key === " ") && onSelect(id)}
-          >
-            <div className="client-card-head">
-              <span className={`dot dot-${k.state === "live" ? "open" : k.state === "stale" ? "reconnecting" : "closed"}`} />
-              <span className="client-id" title={id}>
-                {id}
-              </span>
-              {streaming && k.state === "live" && <span className="badge streaming">streaming</span>}
-              {k.state !== "live" && (
-                <button
-                  type="button"
-                  className="forget"
-                  title="Forget this client"
-                  onClick={(e) => {
-                    e.stopPropagation();
-                    onForget(id);
-                  }}
-                >
-                  ×
-                </button>
-              )}
-            </div>
-            <dl className="client-meta">
-              <dt>SDK</dt>
-              <dd>{k.info.sdkVersion}</dd>
-              <dt>Project</dt>
-              <dd>{k.info.projectId ?? "–"}</dd>
-              {k.state === "live" ? (
-                <>
-                  <dt>Since</dt>
-                  <dd title={new Date(k.info.connectedAt).toISOString()}>
-                    {clock(k.info.connectedAt)} · {ago(k.info.connectedAt, now)}
-                  </dd>
-                  <dt>Activity</dt>
-                  <dd>
-                    {threads.length} threads · {events} events
-                  </dd>
-                </>
-              ) : (
-                <>
-                  <dt>Status</dt>
-                  <dd className={k.state === "stale" ? "warn" : "bad"}>
-                    {k.state === "stale" ? "relay offline" : "disconnected"} {clock(k.since)}
-                  </dd>
-                </>
-              )}
-            </dl>
-          </div>
-        );
-      })}
+      {known.length > 0 && (
+        <ul className="client-cards">
+          {known.map((k) => (
+            <ClientCard
+              key={k.info.sessionId}
+              client={k}
+              selected={k.info.sessionId === selectedId}
+              snapshot={snapshots[k.info.sessionId]}
+              eventCount={events[k.info.sessionId]?.events.length ?? 0}
+              onSelect={onSelect}
+              onForget={onForget}
+            />
+          ))}
+        </ul>
+      )}
     </nav>
   );
 }
+
+/** One card; memoized, so a change in one client (or the page) does not re-render the others. */
+const ClientCard = memo(function ClientCard({
+  client: k,
+  selected,
+  snapshot,
+  eventCount,
+  onSelect,
+  onForget,
+}: {
+  client: KnownClient;
+  selected: boolean;
+  snapshot: Snapshot | undefined;
+  eventCount: number;
+  onSelect: (sessionId: string) => void;
+  onForget: (sessionId: string) => void;
+}) {
+  const id = k.info.sessionId;
+  useRenderCount(`ClientCard:${id}`);
+  // Cached per snapshot object (lib/model.ts): not recomputed for every card on every render.
+  const threads = threadsOf(snapshot);
+  const streaming = threads.some((t) => t.status === "streaming");
+  const dot = k.state === "live" ? "open" : k.state === "stale" ? "reconnecting" : "closed";
+  return (
+    <li
+      className={`client-card ${k.state} ${selected ? "selected" : ""}`}
+      data-testid="client-card"
+      data-session-id={id}
+      data-state={k.state}
+    >
+      <button
+        type="button"
+        className="client-card-select"
+        data-testid="client-card-select"
+        aria-current={selected ? "true" : undefined}
+        onClick={() => onSelect(id)}
+      >
+        <span className="client-card-head">
+          <span className={`dot dot-${dot}`} aria-hidden />
+          <span className="client-id" title={id}>
+            {id}
+          </span>
+          {streaming && k.state === "live" && <span className="badge streaming">streaming</span>}
+        </span>
+        <span className="client-meta">
+          <span className="k">SDK</span>
+          <span className="v">{k.info.sdkVersion}</span>
+          <span className="k">Project</span>
+          <span className="v">{k.info.projectId ?? "–"}</span>
+          {k.state === "live" ? (
+            <>
+              <span className="k">Since</span>
+              <span className="v" title={new Date(k.info.connectedAt).toISOString()}>
+                {clock(k.info.connectedAt)} · <Ago ms={k.info.connectedAt} />
+              </span>
+              <span className="k">Activity</span>
+              <span className="v">
+                {threads.length} threads · {eventCount} events
+              </span>
+            </>
+          ) : (
+            <>
+              <span className="k">Status</span>
+              <span className={`v ${k.state === "stale" ? "warn" : "bad"}`}>
+                {k.state === "stale" ? "relay offline" : "disconnected"} {clock(k.since)}
+              </span>
+            </>
+          )}
+        </span>
+      </button>
+      {k.state !== "live" && (
+        <button
+          type="button"
+          className="forget"
+          data-testid="client-forget"
+          title="Forget this client"
+          aria-label={`Forget ${id}`}
+          onClick={() => onForget(id)}
+        >
+          ×
+        </button>
+      )}
+    </li>
+  );
+});

@@ -2,35 +2,43 @@
 // The dashboard: relay status, client cards, and the selected client's threads, registry and live events.
 // All connection state comes from the `devrelay-client` package (its wasm `DevtoolsConnection`, through the
 // package's React hook, which loads the wasm in the browser only); this component only lays it out.
+//
+// Rendering: nothing here subscribes to the clock (relative times are <Ago> leaves), and the per-snapshot
+// derivations (threads, registry, errors) are cached per snapshot object, so the page re-renders only when the
+// connection's state changes, and then recomputes only what that change touched.
 
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { memo, useCallback, useEffect, useId, useMemo, useRef, useState } from "react";
 import { useRouter, useSearchParams } from "next/navigation";
-import type { DevtoolsConnection, Snapshot, SessionEvents } from "devrelay-client";
+import type { DevtoolsConnection, DevtoolsOptionsError, Snapshot, SessionEvents } from "devrelay-client";
 import { useDevtoolsConnection } from "devrelay-client/react";
 import { useKnownClients } from "@/lib/knownClients";
 import { errorsOf, registryOf, threadsOf } from "@/lib/model";
 import { relayAddress } from "@/lib/relayAddress";
-import { ago, clock, useNow } from "@/lib/time";
+import { useRenderCount } from "@/lib/renderCount";
+import { clock } from "@/lib/time";
+import { Ago } from "./Ago";
 import { StatusPill } from "./StatusPill";
 import { ClientList } from "./ClientList";
 import { ThreadsPanel } from "./ThreadsPanel";
 import { RegistryPanel } from "./RegistryPanel";
 import { Timeline } from "./Timeline";
-import { NoClients, RelayUnreachable } from "./EmptyState";
+import { NoClients, OptionsProblem, RelayUnreachable } from "./EmptyState";
 
 const NO_EVENTS: SessionEvents = { events: [], droppedCount: 0 };
 
 export function Dashboard() {
+  useRenderCount("Dashboard");
   const params = useSearchParams();
   const router = useRouter();
   // (Rendered in the browser only: the page's Suspense boundary keeps useSearchParams out of the static build.)
   const relayUrl = relayAddress(params.get("relay"), typeof window === "undefined" ? null : window.location);
   const wanted = params.get("clientId");
-  // ?buffer=N: events kept per client (the package's ring buffer; default 5000).
-  const buffer = Number(params.get("buffer")) || undefined;
+  // ?buffer=N: events kept per client (the package's ring buffer; default 5000). Passed on as given (a number,
+  // NaN included) so that a bad value is reported by the package, naming the option, rather than ignored.
+  const bufferParam = params.get("buffer");
+  const buffer = bufferParam === null || bufferParam.trim() === "" ? undefined : Number(bufferParam);
   const dt = useDevtoolsConnection({ url: relayUrl, eventCapacity: buffer });
   const { known, forget } = useKnownClients(dt.clients, dt.status);
-  const now = useNow();
 
   const setParam = useCallback(
     (key: string, value: string | null) => {
@@ -42,24 +50,39 @@ export function Dashboard() {
     [params, router],
   );
 
-  // No ?clientId= yet: select the first client that shows up, and put it in the URL so the choice sticks (and
-  // the page can be shared or reloaded).
+  // The selection has one source of truth: `?clientId=` (so it survives reloads and can be shared). With none
+  // yet, the first client that shows up is put there.
   const firstLive = dt.clients[0]?.sessionId ?? null;
   useEffect(() => {
     if (!wanted && firstLive) setParam("clientId", firstLive);
   }, [wanted, firstLive, setParam]);
-
   const selectedId = wanted ?? firstLive;
+
+  // The connection follows it: selecting is what asks the SDK for a snapshot it has none of (once per session
+  // and connection; the package clears its selection when the client leaves, and this puts it back, so the client
+  // is asked again when it returns). Nothing else asks, so opening a client sends exactly one request.
   const { connection } = dt;
+  const storeSelection = dt.selectedSessionId;
   useEffect(() => {
-    if (connection && connection.getSnapshot().selectedSessionId !== selectedId) connection.selectSession(selectedId);
-  }, [connection, selectedId]);
+    if (connection && storeSelection !== selectedId) connection.selectSession(selectedId);
+  }, [connection, selectedId, storeSelection]);
+
+  const onSelect = useCallback((id: string) => setParam("clientId", id), [setParam]);
+  const onForget = useCallback(
+    (id: string) => {
+      forget(id);
+      if (id === selectedId) setParam("clientId", null);
+    },
+    [forget, selectedId, setParam],
+  );
 
   const selected = known.find((k) => k.info.sessionId === selectedId);
   const live = dt.clients.some((c) => c.sessionId === selectedId);
 
   let main: React.ReactNode;
-  if (selectedId && live && connection) {
+  if (dt.optionsError) {
+    main = <OptionsProblem error={dt.optionsError} param={pageParameter(dt.optionsError)} />;
+  } else if (selectedId && live && connection) {
     main = (
       <ClientView
         key={selectedId}
@@ -67,8 +90,8 @@ export function Dashboard() {
         snapshot={dt.snapshots[selectedId]}
         events={dt.events[selectedId] ?? NO_EVENTS}
         connection={connection}
-        now={now}
-        offline={dt.isConnected ? null : { attempt: dt.reconnectAttempt, error: dt.error }}
+        offline={!dt.isConnected}
+        offlineAttempt={dt.reconnectAttempt}
       />
     );
   } else if (selectedId && (selected || !dt.isConnected)) {
@@ -78,7 +101,14 @@ export function Dashboard() {
           <code>{selectedId}</code> is {dt.isConnected ? "disconnected" : "unreachable: the relay is offline"}
         </h2>
         <p>
-          {selected?.since ? `Since ${clock(selected.since)} (${ago(selected.since, now)}). ` : ""}
+          {selected?.since ? (
+            <>
+              Since {clock(selected.since)} (<Ago ms={selected.since} />
+              ).{" "}
+            </>
+          ) : (
+            ""
+          )}
           Its threads, registry and events are cleared. It will show up here again as soon as it reconnects
           {dt.isConnected ? "" : " (after the relay is back)"}.
         </p>
@@ -104,9 +134,12 @@ export function Dashboard() {
   return (
     <div className="app">
       <header className="topbar">
-        <div className="brand">
-          <span className="logo">◆</span> devrelay
-        </div>
+        <h1 className="brand">
+          <span className="logo" aria-hidden>
+            ◆
+          </span>{" "}
+          devrelay
+        </h1>
         <code className="relay-url" title="Relay address (?relay= to change)">
           {relayUrl}
         </code>
@@ -123,13 +156,10 @@ export function Dashboard() {
           <ClientList
             known={known}
             selectedId={selectedId}
-            onSelect={(id) => setParam("clientId", id)}
-            onForget={(id) => {
-              forget(id);
-              if (id === selectedId) setParam("clientId", null);
-            }}
-            state={dt}
-            now={now}
+            onSelect={onSelect}
+            onForget={onForget}
+            snapshots={dt.snapshots}
+            events={dt.events}
           />
         </aside>
         <main className="main">{main}</main>
@@ -138,40 +168,78 @@ export function Dashboard() {
   );
 }
 
-function ClientView({
+/** The page parameter an invalid option came from, so the page can say what to fix in its own URL. */
+function pageParameter(error: DevtoolsOptionsError): string | null {
+  if (error.field === "url") return "relay";
+  if (error.field === "eventCapacity") return "buffer";
+  return null;
+}
+
+type Tab = "threads" | "registry";
+const TABS: Tab[] = ["threads", "registry"];
+
+/** The open client. Memoized with primitive props: a change elsewhere on the page does not re-render it. */
+const ClientView = memo(function ClientView({
   sessionId,
   snapshot,
   events,
   connection,
-  now,
   offline,
+  offlineAttempt,
 }: {
   sessionId: string;
   snapshot: Snapshot | undefined;
   events: SessionEvents;
   connection: DevtoolsConnection;
-  now: number;
-  /** Set while the relay is unreachable: the view shows the last known state. */
-  offline: { attempt: number; error: string | null } | null;
+  /** The relay is unreachable: the view shows the last known state. */
+  offline: boolean;
+  offlineAttempt: number;
 }) {
-  const [tab, setTab] = useState<"threads" | "registry">("threads");
+  useRenderCount("ClientView");
+  const [tab, setTab] = useState<Tab>("threads");
   const [threadId, setThreadId] = useState<string | null>(null);
-  const [errorsHidden, setErrorsHidden] = useState(0);
-  const threads = useMemo(() => threadsOf(snapshot), [snapshot]);
-  const registry = useMemo(() => registryOf(snapshot), [snapshot]);
-  const errors = useMemo(() => errorsOf(snapshot), [snapshot]);
+  // Dismissed errors by identity, not by count: the SDK's error list rolls (old ones drop off the front as new
+  // ones arrive), so "the first N" would hide the new ones.
+  const [dismissed, setDismissed] = useState<ReadonlySet<string>>(() => new Set());
+  const threads = threadsOf(snapshot);
+  const registry = registryOf(snapshot);
+  const errors = errorsOf(snapshot);
   const threadNames = useMemo(() => new Map(threads.map((t) => [t.id, t.name])), [threads]);
-  const streaming = threads.filter((t) => t.status === "streaming").length;
-  const visibleErrors = errors.slice(errorsHidden);
+  const streaming = useMemo(() => threads.filter((t) => t.status === "streaming").length, [threads]);
+  const visibleErrors = useMemo(() => errors.filter((e) => !dismissed.has(e.key)), [errors, dismissed]);
+  const onClear = useCallback(() => connection.clearStreamEvents(sessionId), [connection, sessionId]);
 
-  // The relay forwards snapshots as SDKs send them; a client seen for the first time may have sent its last one
-  // before this page connected, so ask for a fresh one.
-  const hasSnapshot = snapshot !== undefined;
-  useEffect(() => {
-    if (!hasSnapshot) connection.requestSnapshot(sessionId);
-    // Only on opening this client's view: later snapshots come by themselves.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [connection, sessionId]);
+  const ids = useId();
+  const tabId = (t: Tab) => `${ids}-tab-${t}`;
+  const panelId = (t: Tab) => `${ids}-panel-${t}`;
+  const tabList = useRef<HTMLDivElement>(null);
+  // The APG tabs pattern: one tab stop; ←/→ (wrapping), Home and End move the selection and the focus.
+  const onTabKey = (e: React.KeyboardEvent) => {
+    const at = TABS.indexOf(tab);
+    const next =
+      e.key === "ArrowRight"
+        ? TABS[(at + 1) % TABS.length]
+        : e.key === "ArrowLeft"
+          ? TABS[(at - 1 + TABS.length) % TABS.length]
+          : e.key === "Home"
+            ? TABS[0]
+            : e.key === "End"
+              ? TABS[TABS.length - 1]
+              : null;
+    if (next === null) return;
+    e.preventDefault();
+    setTab(next);
+    tabList.current?.querySelector<HTMLElement>(`[data-tab="${next}"]`)?.focus();
+  };
+  const registryCount = registry.tools.length + registry.components.length + registry.mcpServers.length;
+  const waiting = (
+    <div className="teach">
+      <h3>Waiting for this client&apos;s first snapshot</h3>
+      <p className="muted">
+        SDKs send one after their handshake. If it does not come, ask for one with <em>Request snapshot</em>.
+      </p>
+    </div>
+  );
 
   return (
     <div className="client-view" data-testid="client-view" data-session-id={sessionId}>
@@ -187,7 +255,13 @@ function ClientView({
           snapshot && <span className="badge idle" data-testid="streaming-badge">idle</span>
         )}
         <span className="muted small" data-testid="snapshot-age">
-          {snapshot ? `snapshot ${clock(snapshot.timestamp)} · ${ago(snapshot.timestamp, now)}` : "no snapshot yet"}
+          {snapshot ? (
+            <>
+              snapshot {clock(snapshot.timestamp)} · <Ago ms={snapshot.timestamp} />
+            </>
+          ) : (
+            "no snapshot yet"
+          )}
         </span>
         <div className="spacer" />
         <button type="button" data-testid="request-snapshot" onClick={() => connection.requestSnapshot(sessionId)}>
@@ -197,7 +271,7 @@ function ClientView({
       {offline && (
         <div className="offline-banner" role="status" data-testid="offline-banner">
           Relay offline: showing this client&apos;s last known state. Reconnecting
-          {offline.attempt > 0 ? ` (attempt ${offline.attempt})` : ""}…
+          {offlineAttempt > 0 ? ` (attempt ${offlineAttempt})` : ""}…
         </div>
       )}
       {visibleErrors.length > 0 && (
@@ -210,52 +284,85 @@ function ClientView({
               .slice(-3)
               .reverse()
               .map((e, i) => (
-                <li key={i}>
+                <li key={`${e.key}#${i}`} data-testid="error-item">
                   <span className="muted small">{clock(e.timestamp)}</span> {e.message}
                   {e.threadId && (
-                    <button type="button" className="link" onClick={() => { setTab("threads"); setThreadId(e.threadId ?? null); }}>
+                    <button
+                      type="button"
+                      className="link"
+                      onClick={() => {
+                        setTab("threads");
+                        setThreadId(e.threadId ?? null);
+                      }}
+                    >
                       {threadNames.get(e.threadId) ?? e.threadId}
                     </button>
                   )}
                 </li>
               ))}
           </ul>
-          <button type="button" className="link dismiss" onClick={() => setErrorsHidden(errors.length)}>
+          <button
+            type="button"
+            className="link dismiss"
+            data-testid="dismiss-errors"
+            // Everything listed now, by identity; keys of errors no longer in the list are dropped with it.
+            onClick={() => setDismissed(new Set(errors.map((e) => e.key)))}
+          >
             dismiss
           </button>
         </div>
       )}
       <div className="panes">
         <div className="pane-left">
-          <div className="tabs" role="tablist">
-            <button type="button" role="tab" aria-selected={tab === "threads"} data-testid="tab-threads" onClick={() => setTab("threads")}>
-              Threads <span className="count">{threads.length}</span>
-            </button>
-            <button type="button" role="tab" aria-selected={tab === "registry"} data-testid="tab-registry" onClick={() => setTab("registry")}>
-              Registry{" "}
-              <span className="count">
-                {registry.tools.length + registry.components.length + registry.mcpServers.length}
-              </span>
-            </button>
+          <div className="tabs" role="tablist" aria-label="Client details" ref={tabList} onKeyDown={onTabKey}>
+            {TABS.map((t) => (
+              <button
+                key={t}
+                type="button"
+                role="tab"
+                id={tabId(t)}
+                data-tab={t}
+                data-testid={`tab-${t}`}
+                aria-selected={tab === t}
+                aria-controls={panelId(t)}
+                tabIndex={tab === t ? 0 : -1}
+                onClick={() => setTab(t)}
+              >
+                {t === "threads" ? "Threads" : "Registry"}{" "}
+                <span className="count">{t === "threads" ? threads.length : registryCount}</span>
+              </button>
+            ))}
           </div>
-          {!snapshot ? (
-            <div className="teach">
-              <h3>Waiting for this client&apos;s first snapshot</h3>
-              <p className="muted">
-                SDKs send one after their handshake. If it does not come, ask for one with <em>Request snapshot</em>.
-              </p>
-            </div>
-          ) : tab === "threads" ? (
-            <ThreadsPanel threads={threads} selectedThreadId={threadId} onSelectThread={setThreadId} now={now} />
-          ) : (
-            <RegistryPanel {...registry} />
-          )}
+          <div
+            className="tab-panel"
+            role="tabpanel"
+            id={panelId("threads")}
+            aria-labelledby={tabId("threads")}
+            data-testid="panel-threads"
+            hidden={tab !== "threads"}
+          >
+            {!snapshot ? (
+              waiting
+            ) : (
+              <ThreadsPanel threads={threads} selectedThreadId={threadId} onSelectThread={setThreadId} />
+            )}
+          </div>
+          <div
+            className="tab-panel"
+            role="tabpanel"
+            id={panelId("registry")}
+            aria-labelledby={tabId("registry")}
+            data-testid="panel-registry"
+            hidden={tab !== "registry"}
+          >
+            {!snapshot ? waiting : <RegistryPanel {...registry} />}
+          </div>
         </div>
         <div className="pane-right">
           <Timeline
             events={events.events}
             droppedCount={events.droppedCount}
-            onClear={() => connection.clearStreamEvents(sessionId)}
+            onClear={onClear}
             selectedThreadId={threadId}
             threadNames={threadNames}
           />
@@ -263,4 +370,4 @@ function ClientView({
       </div>
     </div>
   );
-}
+});

@@ -1,7 +1,8 @@
 "use client";
 // Empty states that teach: how to start the relay, and how to connect a client (the demo, or your own SDK).
 
-import { useEffect, useState } from "react";
+import { useSyncExternalStore } from "react";
+import type { DevtoolsOptionsError } from "devrelay-client";
 
 export function RelayUnreachable({ relayUrl, attempt, error }: { relayUrl: string; attempt: number; error: string | null }) {
   return (
@@ -27,9 +28,15 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
 /** Browsers report a refused upgrade only as "closed (1006)": when this page is not on a loopback origin, say
  * that the relay's Origin check is the likely reason. */
+const noSubscription = () => () => {};
+
 function ForeignOriginHint() {
-  const [host, setHost] = useState<string | null>(null);
-  useEffect(() => setHost(window.location.hostname), []);
+  // The page's host never changes while it is open; null while rendering on the server.
+  const host = useSyncExternalStore(
+    noSubscription,
+    () => window.location.hostname,
+    () => null,
+  );
   if (host === null || LOOPBACK.has(host)) return null;
   return (
     <p className="warn" data-testid="origin-hint">
@@ -45,13 +52,13 @@ export function NoClients({ relayUrl }: { relayUrl: string }) {
     <div className="teach" data-testid="empty-state" data-reason="no-clients">
       <h2>No SDK client connected</h2>
       <p>The relay is up. Connect something to watch it live.</p>
-      <h4>Run the demo SDK</h4>
+      <h3>Run the demo SDK</h3>
       <p className="muted">Simulated app sessions with threads, tool calls, components and a live event stream:</p>
       <pre>{`npx devrelay demo --url ${relayUrl} --sessions 2 --rate 8`}</pre>
       <p className="muted">
         (in a clone: <code>cargo run --release -p devrelay -- demo --url {relayUrl}</code>)
       </p>
-      <h4>Or connect your own app</h4>
+      <h3>Or connect your own app</h3>
       <p className="muted">
         Any WebSocket client can be an SDK: say hello with a <code>handshake</code>, then send{" "}
         <code>state_snapshot</code> and <code>stream_event</code> messages (all types are in the <code>protocol/</code>{" "}
@@ -69,6 +76,39 @@ ws.onmessage = (e) => {
   // The relay asks for a fresh snapshot when a dashboard wants one.
   if (JSON.parse(e.data).type === "request_snapshot") sendSnapshot();
 };`}</pre>
+    </div>
+  );
+}
+
+/** The connection could not be created: an option (from the page URL, when `param` names it) is invalid. Shown
+ * instead of "connecting" for ever: the package says which option, what it accepts and what it got. */
+export function OptionsProblem({ error, param }: { error: DevtoolsOptionsError; param: string | null }) {
+  return (
+    <div className="teach gone" data-testid="options-error" data-field={error.field} role="alert">
+      <h2>The dashboard cannot connect: invalid settings</h2>
+      <p>
+        {param !== null ? (
+          <>
+            The page parameter <code>?{param}=</code> sets the connection option <code>{error.field}</code>, which
+            must be {error.expected}; it is <code>{error.received}</code>.
+          </>
+        ) : (
+          <>
+            The connection option <code>{error.field}</code> must be {error.expected}; it is{" "}
+            <code>{error.received}</code>.
+          </>
+        )}
+      </p>
+      <pre>{error.message}</pre>
+      <p className="muted">
+        {param !== null ? (
+          <>
+            Fix <code>?{param}=</code> in the address bar (or remove it for the default) and load the page again.
+          </>
+        ) : (
+          "Fix the option and load the page again."
+        )}
+      </p>
     </div>
   );
 }

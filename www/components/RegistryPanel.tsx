@@ -2,10 +2,11 @@
 // What the client's app has registered: tools (with their input schemas), components (with their props
 // schemas) and MCP servers. The first place to look when "the agent can't see my tool".
 
+import { memo } from "react";
 import { isObj, type McpServer, type Named, str } from "@/lib/model";
 import { JsonTree } from "./JsonTree";
 
-export function RegistryPanel({
+export const RegistryPanel = memo(function RegistryPanel({
   tools,
   components,
   mcpServers,
@@ -68,7 +69,7 @@ export function RegistryPanel({
       </section>
     </div>
   );
-}
+});
 
 function SchemaCard({ entry, kind, schemaLabel }: { entry: Named; kind: "tool" | "component"; schemaLabel: string }) {
   const schema = isObj(entry.schema) ? entry.schema : undefined;

@@ -2,7 +2,7 @@
 // Threads of the selected client: filters (status, role, content type, debounced search), the thread list, and
 // the selected thread's messages with every content block.
 
-import { useMemo, useState } from "react";
+import { memo, useMemo, useState } from "react";
 import {
   CONTENT_TYPES,
   isFiltered,
@@ -13,22 +13,23 @@ import {
   threadMatches,
   type ThreadView,
 } from "@/lib/model";
-import { ago, clock, useDebounced } from "@/lib/time";
+import { useRenderCount } from "@/lib/renderCount";
+import { clock, useDebounced } from "@/lib/time";
+import { Ago } from "./Ago";
 import { MessageBlock } from "./MessageBlock";
 
 const SEARCH_DEBOUNCE_MS = 250;
 
-export function ThreadsPanel({
+export const ThreadsPanel = memo(function ThreadsPanel({
   threads,
   selectedThreadId,
   onSelectThread,
-  now,
 }: {
   threads: ThreadView[];
   selectedThreadId: string | null;
   onSelectThread: (id: string | null) => void;
-  now: number;
 }) {
+  useRenderCount("ThreadsPanel");
   const [filter, setFilter] = useState<ThreadFilter>(NO_FILTER);
   const search = useDebounced(filter.search, SEARCH_DEBOUNCE_MS);
   const applied = useMemo(() => ({ ...filter, search }), [filter, search]);
@@ -110,7 +111,7 @@ export function ThreadsPanel({
                   <span className="thread-name">{t.name}</span>
                   <span className={`badge status-${t.status}`}>{t.status}</span>
                   <span className="thread-meta">
-                    {t.messages.length} msgs · {ago(t.createdAt, now)}
+                    {t.messages.length} msgs · <Ago ms={t.createdAt} />
                   </span>
                   {typeof preview === "string" && preview && <span className="thread-preview">{preview}</span>}
                 </button>
@@ -130,7 +131,7 @@ export function ThreadsPanel({
       </div>
     </div>
   );
-}
+});
 
 function ThreadMessages({ thread, filter }: { thread: ThreadView; filter: ThreadFilter }) {
   const filtered = isFiltered({ ...filter, status: "" });

@@ -3,16 +3,17 @@
 // event category, a one-line summary per event, a detail pane with the event's JSON, auto-scroll that stops when
 // the user scrolls up (with "jump to latest"), the count of events dropped from the client's buffer, and clear.
 
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
+import { memo, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import type { EventCategory, StreamEventEntry } from "devrelay-client";
+import { useRenderCount } from "@/lib/renderCount";
 import { clockMs } from "@/lib/time";
 import { JsonTree } from "./JsonTree";
 
 const ROW_HEIGHT = 26;
 export const CATEGORIES: EventCategory[] = ["run", "text", "tool", "component", "thinking", "other"];
 
-export function Timeline({
+export const Timeline = memo(function Timeline({
   events,
   droppedCount,
   onClear,
@@ -25,6 +26,7 @@ export function Timeline({
   selectedThreadId: string | null;
   threadNames: Map<string, string>;
 }) {
+  useRenderCount("Timeline");
   const [hidden, setHidden] = useState<Set<EventCategory>>(() => new Set());
   const [threadOnly, setThreadOnly] = useState(false);
   const [follow, setFollow] = useState(true);
@@ -119,6 +121,12 @@ export function Timeline({
       return n;
     });
 
+  // aria-activedescendant must name an element that exists: the selected row may have been filtered out, dropped
+  // from the buffer, or (virtualized) scrolled out of the rendered window. Only a rendered row is named; keyboard
+  // navigation scrolls the row back into the window, which names it again.
+  const virtualItems = virtualizer.getVirtualItems();
+  const activeRendered = selectedId !== null && virtualItems.some((v) => rows[v.index]?.id === selectedId);
+
   return (
     <section className="timeline" data-testid="timeline">
       <header className="timeline-head">
@@ -164,9 +172,10 @@ export function Timeline({
           onScroll={onScroll}
           onKeyDown={onKeyDown}
           tabIndex={0}
-          role="listbox"
+          // A listbox only while it has options (an empty listbox is an ARIA error); the empty state is a note.
+          role={rows.length > 0 ? "listbox" : "region"}
           aria-label="Stream events (↑/↓ to move, Esc to close the details)"
-          aria-activedescendant={selectedId !== null ? `event-${selectedId}` : undefined}
+          aria-activedescendant={activeRendered ? `event-${selectedId}` : undefined}
           data-testid="timeline-scroller"
         >
           {rows.length === 0 ? (
@@ -176,8 +185,8 @@ export function Timeline({
                 : "No event matches these filters."}
             </div>
           ) : (
-            <div style={{ height: virtualizer.getTotalSize(), position: "relative" }}>
-              {virtualizer.getVirtualItems().map((v) => {
+            <div style={{ height: virtualizer.getTotalSize(), position: "relative" }} role="presentation">
+              {virtualItems.map((v) => {
                 const e = rows[v.index];
                 return (
                   <div
@@ -249,4 +258,4 @@ export function Timeline({
       )}
     </section>
   );
-}
+});

@@ -3,7 +3,7 @@
 // disconnected (its view cleared), until it comes back or the user forgets it. While the relay itself is
 // unreachable nobody knows who is connected, so the last known clients are shown as "stale" instead.
 
-import { useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import type { ClientInfo, ConnectionStatus } from "devrelay-client";
 
 export type ClientState = "live" | "disconnected" | "stale";
@@ -55,6 +55,9 @@ export function useKnownClients(clients: ClientInfo[], status: ConnectionStatus)
     });
   }, [clients, status]);
 
-  const forget = (sessionId: string) => setKnown((prev) => prev.filter((k) => k.info.sessionId !== sessionId));
+  const forget = useCallback(
+    (sessionId: string) => setKnown((prev) => prev.filter((k) => k.info.sessionId !== sessionId)),
+    [],
+  );
   return { known, forget };
 }

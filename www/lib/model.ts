@@ -2,6 +2,7 @@
 // SDK sent (the relay forwards them untouched), so every field is checked before use.
 
 import type { Snapshot } from "devrelay-client";
+import { count } from "./renderCount";
 
 export type Obj = Record<string, unknown>;
 
@@ -42,6 +43,9 @@ export interface McpServer {
 }
 
 export interface SnapshotErrorView {
+  /** Identity of this error across snapshots (its `id` if the SDK sends one, else timestamp + message + thread):
+   * a rolling error list drops old errors and adds new ones, so position and count identify nothing. */
+  key: string;
   message: string;
   timestamp?: number;
   threadId?: string;
@@ -59,8 +63,29 @@ function blocks(v: unknown): Block[] {
     .map((b) => ({ ...b, type: str(b.type) ?? "unknown" }));
 }
 
-export function threadsOf(snapshot: Snapshot | undefined): ThreadView[] {
-  if (!snapshot) return [];
+/** `compute(snapshot)`, computed once per snapshot object: snapshots are immutable and keep their identity until
+ * the SDK sends a new one (see docs/client-api.md), so every render and every component asking about the same
+ * snapshot shares one result. */
+function perSnapshot<T>(name: string, compute: (s: Snapshot) => T, empty: T): (s: Snapshot | undefined) => T {
+  const cache = new WeakMap<Snapshot, T>();
+  return (snapshot) => {
+    if (!snapshot) return empty;
+    let v = cache.get(snapshot);
+    if (v === undefined) {
+      count(name);
+      v = compute(snapshot);
+      cache.set(snapshot, v);
+    }
+    return v;
+  };
+}
+
+const NO_THREADS: ThreadView[] = [];
+
+/** The snapshot's threads, normalized; the same array for the same snapshot. */
+export const threadsOf = perSnapshot("threadsOf", computeThreads, NO_THREADS);
+
+function computeThreads(snapshot: Snapshot): ThreadView[] {
   return arr(snapshot.threads)
     .filter(isObj)
     .map((t, i) => ({
@@ -85,8 +110,17 @@ function named(v: unknown, schemaKey: string): Named[] {
     .map((e) => ({ name: str(e.name) ?? "(unnamed)", description: str(e.description), schema: e[schemaKey], raw: e }));
 }
 
-export function registryOf(snapshot: Snapshot | undefined) {
-  const r = isObj(snapshot?.registry) ? (snapshot.registry as Obj) : {};
+export interface RegistryView {
+  tools: Named[];
+  components: Named[];
+  mcpServers: McpServer[];
+}
+
+/** The snapshot's registry, normalized; the same object for the same snapshot. */
+export const registryOf = perSnapshot("registryOf", computeRegistry, { tools: [], components: [], mcpServers: [] });
+
+function computeRegistry(snapshot: Snapshot): RegistryView {
+  const r = isObj(snapshot.registry) ? (snapshot.registry as Obj) : {};
   return {
     tools: named(r.tools, "inputSchema"),
     components: named(r.components, "propsSchema"),
@@ -96,12 +130,19 @@ export function registryOf(snapshot: Snapshot | undefined) {
   };
 }
 
-export function errorsOf(snapshot: Snapshot | undefined): SnapshotErrorView[] {
-  return arr(snapshot?.errors).map((e) =>
-    isObj(e)
-      ? { message: str(e.message) ?? JSON.stringify(e), timestamp: num(e.timestamp), threadId: str(e.threadId) }
-      : { message: String(e) },
-  );
+/** The snapshot's errors, each with its identity (`key`); the same array for the same snapshot. */
+export const errorsOf = perSnapshot("errorsOf", computeErrors, []);
+
+function computeErrors(snapshot: Snapshot): SnapshotErrorView[] {
+  return arr(snapshot.errors).map((e) => {
+    if (!isObj(e)) return { key: JSON.stringify(["value", e]), message: String(e) };
+    const message = str(e.message) ?? JSON.stringify(e);
+    const timestamp = num(e.timestamp);
+    const threadId = str(e.threadId);
+    const id = str(e.id);
+    const key = id !== undefined ? JSON.stringify(["id", id]) : JSON.stringify([timestamp ?? null, message, threadId ?? null]);
+    return { key, message, timestamp, threadId };
+  });
 }
 
 /** Text a search can match in a block: its text, tool or component name, uri. */

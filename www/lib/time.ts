@@ -1,15 +1,44 @@
 "use client";
-// Clock helpers: wall-clock labels and a ticking "now" for relative times ("connected 3m ago").
+// Clock helpers: wall-clock labels, and one shared ticking clock for relative times ("connected 3m ago"). Only
+// the components that show a relative time subscribe to it (see components/Ago.tsx), so a tick re-renders those
+// few text nodes and nothing above them.
 
-import { useEffect, useState } from "react";
+import { useEffect, useState, useSyncExternalStore } from "react";
+import { count } from "./renderCount";
 
-export function useNow(intervalMs = 1000): number {
-  const [now, setNow] = useState(() => Date.now());
-  useEffect(() => {
-    const t = setInterval(() => setNow(Date.now()), intervalMs);
-    return () => clearInterval(t);
-  }, [intervalMs]);
-  return now;
+/** How often relative times are refreshed. */
+const TICK_MS = 1000;
+
+let now = Date.now();
+const listeners = new Set<() => void>();
+let timer: ReturnType<typeof setInterval> | null = null;
+
+function subscribeClock(listener: () => void): () => void {
+  listeners.add(listener);
+  if (timer === null) {
+    now = Date.now();
+    timer = setInterval(() => {
+      now = Date.now();
+      count("clockTick");
+      for (const l of listeners) l();
+    }, TICK_MS);
+  }
+  return () => {
+    listeners.delete(listener);
+    if (listeners.size === 0 && timer !== null) {
+      clearInterval(timer);
+      timer = null;
+    }
+  };
+}
+
+const getNow = () => now;
+// Server render: no clock (relative times render on the client).
+const getServerNow = () => 0;
+
+/** The shared clock, in ms; re-renders the caller on every tick. Use it only where a relative time is shown. */
+export function useNow(): number {
+  return useSyncExternalStore(subscribeClock, getNow, getServerNow);
 }
 
 const pad = (n: number, w = 2) => String(n).padStart(w, "0");
