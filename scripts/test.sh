@@ -3,6 +3,8 @@
 # This is the README's test command and what CI (.ci/run) calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Recorded before anything runs, so the final check can say whether the tree was already dirty.
+dirty_before=$(git status --porcelain)
 scripts/setup.sh
 export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
@@ -21,6 +23,9 @@ cargo check -p devrelay-protocol --target wasm32-unknown-unknown
 section "cargo test (workspace)"
 cargo test --workspace
 
+section "eslint (www: Next.js's core-web-vitals + TypeScript configs, no warnings allowed)"
+(cd www && npx --no-install eslint --max-warnings 0 .)
+
 section "wasm: DevtoolsConnection in headless Chromium against a real relay, then tsc on pkg/ types"
 scripts/test-wasm.sh
 
@@ -29,3 +34,19 @@ scripts/test-e2e.sh
 
 section "packaging: npm pack + offline install + npx devrelay; cargo install --path relay"
 scripts/test-npm.sh
+
+# A test run must leave the tree exactly as committed: no rewritten lock files, no generated files outside the
+# ignored build directories. Nothing is excluded here: anything that shows up is a bug in the scripts (or, when the
+# tree was dirty before the run, uncommitted work: commit or stash it and run again).
+section "the test run left the git tree clean"
+dirty_after=$(git status --porcelain)
+if [ -n "$dirty_after" ]; then
+  echo "test: FAIL: the git tree is not clean after the run (git status --porcelain):" >&2
+  echo "$dirty_after" >&2
+  if [ -n "$dirty_before" ]; then
+    echo "(it was already dirty before the run:)" >&2
+    echo "$dirty_before" >&2
+  fi
+  exit 1
+fi
+echo "clean"
