@@ -7,6 +7,7 @@
 //! Bodies the relay forwards (snapshots, stream events) keep every field they carry, known or not: unknown
 //! fields land in `extra` maps and are written back out unchanged.
 
+pub mod channel;
 pub mod close;
 pub mod dashboard_view;
 pub mod decode;
@@ -15,7 +16,9 @@ pub mod json_reader;
 pub mod limits;
 pub mod messages;
 pub mod millis;
+pub mod session_event;
 pub mod splice;
+pub mod v2;
 pub mod view;
 
 pub use close::CloseCode;
@@ -25,6 +28,8 @@ pub use error::{ErrorCode, ErrorMessage};
 pub use messages::*;
 pub use millis::Millis;
 pub use view::InboundRef;
+
+pub use channel::Channel;
 
 /// Version of this wire protocol that the relay speaks (sent by SDKs in `handshake.protocolVersion`).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -94,3 +94,19 @@ struct RegistryCheck {
     #[serde(rename = "mcpServers", default)]
     _mcp_servers: Option<Vec<IgnoredAny>>,
 }
+
+/// Checks that `text` has the fields of a `state_snapshot` (its `type` member may be present or not): the
+/// `data` of a `state_snapshot` publication on `sessions/{id}`. Returns its `sessionId`.
+pub fn check_snapshot(text: &str) -> Result<Cow<'_, str>, String> {
+    serde_json::from_str::<SnapshotCheck<'_>>(text)
+        .map(|c| c.session_id)
+        .map_err(|e| format!("invalid state_snapshot data: {e}"))
+}
+
+/// Checks that `text` has the fields of a `stream_event` (`type` optional): the `data` of a `stream_event`
+/// publication on `sessions/{id}`. Returns its `sessionId`.
+pub fn check_stream_event(text: &str) -> Result<Cow<'_, str>, String> {
+    serde_json::from_str::<StreamEventCheck<'_>>(text)
+        .map(|c| c.session_id)
+        .map_err(|e| format!("invalid stream_event data: {e}"))
+}

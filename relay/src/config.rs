@@ -53,6 +53,38 @@ pub struct Config {
     /// The dashboard served at `/` (and every other page path): by default the one built into the binary,
     /// which is the "not built" page when `www/out` did not exist at build time.
     pub dashboard: Assets,
+    /// Channel subscriptions per v2 connection; more get `TOO_MANY_SUBSCRIPTIONS`.
+    /// Range: [`Config::MAX_SUBSCRIPTIONS`].
+    pub max_subscriptions: usize,
+    /// Longest channel name, in bytes; longer gets `INVALID_CHANNEL`. Range: [`Config::MAX_CHANNEL_BYTES`].
+    pub max_channel_bytes: usize,
+    /// Largest `publish.data` (WebSocket or HTTP), in bytes of JSON text; larger gets `PAYLOAD_TOO_LARGE`.
+    /// Range: [`Config::MAX_PUBLISH_BYTES`].
+    pub max_publish_bytes: usize,
+    /// Channels the relay holds at once (sessions and agents excepted: they are bounded by connections);
+    /// publishing to or subscribing to a new one beyond this gets `TOO_MANY_CHANNELS`.
+    /// Range: [`Config::MAX_CHANNELS`].
+    pub max_channels: usize,
+    /// Most messages in one batched frame (v2 connections that asked for batching).
+    /// Range: [`Config::BATCH_MAX_MESSAGES`].
+    pub batch_max_messages: usize,
+    /// Most bytes in one batched frame (a single larger message still goes alone).
+    /// Range: [`Config::BATCH_MAX_BYTES`].
+    pub batch_max_bytes: usize,
+    /// Consecutive `text_delta` publications of one session are merged over this window; zero turns it off.
+    /// Range: [`Config::TEXT_DELTA_WINDOW`].
+    pub text_delta_window: Duration,
+    /// Period of the relay's `metric.update` on the `metrics` channel. Range: [`Config::METRICS_INTERVAL`].
+    pub metrics_interval: Duration,
+    /// Longest per-channel list in `/health` (`channelStats`) and `/stats` (`channels`), busiest first.
+    /// Range: [`Config::CHANNEL_STATS_LIMIT`].
+    pub channel_stats_limit: usize,
+    /// A session's or agent's heartbeats are announced on `global` (`*.heartbeat`) at most this often.
+    /// Range: [`Config::PRESENCE_HEARTBEAT_INTERVAL`].
+    pub presence_heartbeat_interval: Duration,
+    /// Snapshot requests for one session within this window of an unanswered one join it instead of asking
+    /// the SDK again. Range: [`Config::SNAPSHOT_REQUEST_WINDOW`].
+    pub snapshot_request_window: Duration,
 }
 
 impl Default for Config {
@@ -70,6 +102,17 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_millis(1500),
             dashboard: Assets::embedded(),
+            max_subscriptions: 128,
+            max_channel_bytes: devrelay_protocol::channel::MAX_CHANNEL_BYTES,
+            max_publish_bytes: limits::DEFAULT_MAX_MESSAGE_BYTES,
+            max_channels: 100_000,
+            batch_max_messages: 256,
+            batch_max_bytes: 256 << 10,
+            text_delta_window: Duration::from_millis(50),
+            metrics_interval: Duration::from_secs(5),
+            channel_stats_limit: 100,
+            presence_heartbeat_interval: Duration::from_secs(10),
+            snapshot_request_window: Duration::from_secs(5),
         }
     }
 }
@@ -119,6 +162,33 @@ impl Config {
         Duration::from_millis(10)..=Duration::from_secs(3_600);
     /// `shutdown_grace`: 0 to 60 s.
     pub const SHUTDOWN_GRACE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(60);
+    /// `max_subscriptions`: 1 to 65,536 per connection.
+    pub const MAX_SUBSCRIPTIONS: RangeInclusive<usize> = 1..=1 << 16;
+    /// `max_channel_bytes`: 16 to 255 bytes (the protocol's own limit).
+    pub const MAX_CHANNEL_BYTES: RangeInclusive<usize> =
+        16..=devrelay_protocol::channel::MAX_CHANNEL_BYTES;
+    /// `max_publish_bytes`: 0 to 256 MiB (a publication is also bounded by `max_message_bytes`).
+    pub const MAX_PUBLISH_BYTES: RangeInclusive<usize> = 0..=256 << 20;
+    /// `max_channels`: 1 to 16,777,216.
+    pub const MAX_CHANNELS: RangeInclusive<usize> = 1..=1 << 24;
+    /// `batch_max_messages`: 1 to 65,536.
+    pub const BATCH_MAX_MESSAGES: RangeInclusive<usize> = 1..=1 << 16;
+    /// `batch_max_bytes`: 1 KiB to 64 MiB.
+    pub const BATCH_MAX_BYTES: RangeInclusive<usize> = 1 << 10..=64 << 20;
+    /// `text_delta_window`: 0 (off) to 10 s.
+    pub const TEXT_DELTA_WINDOW: RangeInclusive<Duration> =
+        Duration::ZERO..=Duration::from_secs(10);
+    /// `metrics_interval`: 10 ms to 1 h.
+    pub const METRICS_INTERVAL: RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(3_600);
+    /// `channel_stats_limit`: 0 to 100,000 entries.
+    pub const CHANNEL_STATS_LIMIT: RangeInclusive<usize> = 0..=100_000;
+    /// `presence_heartbeat_interval`: 0 (every heartbeat) to 1 h.
+    pub const PRESENCE_HEARTBEAT_INTERVAL: RangeInclusive<Duration> =
+        Duration::ZERO..=Duration::from_secs(3_600);
+    /// `snapshot_request_window`: 0 (never join) to 1 h.
+    pub const SNAPSHOT_REQUEST_WINDOW: RangeInclusive<Duration> =
+        Duration::ZERO..=Duration::from_secs(3_600);
     /// Runtime worker threads of the `devrelay` binary (`--worker-threads`): 1 to 1024.
     pub const WORKER_THREADS: RangeInclusive<usize> = 1..=1024;
 
@@ -188,6 +258,100 @@ impl Config {
             &Secs(c.shutdown_grace),
             &secs(&Self::SHUTDOWN_GRACE),
         )?;
+        let sizes: [(
+            &'static str,
+            &'static str,
+            &'static str,
+            usize,
+            &RangeInclusive<usize>,
+        ); 6] = [
+            (
+                "max_subscriptions",
+                "--max-subscriptions",
+                "subscriptions",
+                c.max_subscriptions,
+                &Self::MAX_SUBSCRIPTIONS,
+            ),
+            (
+                "max_channel_bytes",
+                "--max-channel-bytes",
+                "bytes",
+                c.max_channel_bytes,
+                &Self::MAX_CHANNEL_BYTES,
+            ),
+            (
+                "max_publish_bytes",
+                "--max-publish-bytes",
+                "bytes",
+                c.max_publish_bytes,
+                &Self::MAX_PUBLISH_BYTES,
+            ),
+            (
+                "max_channels",
+                "--max-channels",
+                "channels",
+                c.max_channels,
+                &Self::MAX_CHANNELS,
+            ),
+            (
+                "batch_max_messages",
+                "--batch-max-messages",
+                "messages",
+                c.batch_max_messages,
+                &Self::BATCH_MAX_MESSAGES,
+            ),
+            (
+                "batch_max_bytes",
+                "--batch-max-bytes",
+                "bytes",
+                c.batch_max_bytes,
+                &Self::BATCH_MAX_BYTES,
+            ),
+        ];
+        for (field, flag, unit, value, range) in sizes {
+            in_range(field, flag, unit, &value, range)?;
+        }
+        in_range(
+            "channel_stats_limit",
+            "(no flag)",
+            "entries",
+            &c.channel_stats_limit,
+            &Self::CHANNEL_STATS_LIMIT,
+        )?;
+        let durations: [(
+            &'static str,
+            &'static str,
+            Duration,
+            &RangeInclusive<Duration>,
+        ); 4] = [
+            (
+                "text_delta_window",
+                "--text-delta-window-ms",
+                c.text_delta_window,
+                &Self::TEXT_DELTA_WINDOW,
+            ),
+            (
+                "metrics_interval",
+                "--metrics-interval-secs",
+                c.metrics_interval,
+                &Self::METRICS_INTERVAL,
+            ),
+            (
+                "presence_heartbeat_interval",
+                "(no flag)",
+                c.presence_heartbeat_interval,
+                &Self::PRESENCE_HEARTBEAT_INTERVAL,
+            ),
+            (
+                "snapshot_request_window",
+                "(no flag)",
+                c.snapshot_request_window,
+                &Self::SNAPSHOT_REQUEST_WINDOW,
+            ),
+        ];
+        for (field, flag, value, range) in durations {
+            in_range(field, flag, "seconds", &Secs(value), &secs(range))?;
+        }
         if let Some(bad) = c.allowed_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::BadOrigin(bad.clone()));
         }

@@ -1,28 +1,39 @@
-//! The hub: who is connected (SDK sessions, dashboards) and fan-out of serialized frames to their queues.
+//! The hub: node-local delivery. It keeps who is connected here (SDK sessions, agents: the registry), who
+//! subscribes to what (the subscription index), and hands each stamped publication from the engine to the
+//! queues of exactly that channel's subscribers.
 //!
 //! Invariants:
-//! - Every frame is serialized once, before fan-out; recipients share its bytes (`Utf8Bytes` is ref-counted).
-//! - Fan-out never waits: each peer has a bounded queue (messages and bytes, `outbox.rs`). A peer
-//!   whose queue is full is closed with 4002 "slow consumer" and removed at once, so it can neither grow the
-//!   relay's memory nor delay anyone else.
-//! - One `sessionId` maps to at most one SDK connection. A newer connection replaces the older one (closed with
-//!   4000); only the connection that owns the entry can remove it.
-//! - Registry changes and the fan-out they cause happen under one lock, so every dashboard sees the same order
-//!   of `client_connected` / `client_disconnected` / updates, and a `client_list` is consistent with what
+//! - Serialize once: a publication's frames (v2, and the seed-000 form) are built once by the engine and
+//!   shared by every recipient (`Utf8Bytes` is ref-counted).
+//! - Fan-out costs O(subscribers of the channel): the index maps a channel to its subscribers (plus the
+//!   namespace wildcards such as `sessions/*`, which seed-000 dashboards use); nobody else is looked at.
+//! - Fan-out never waits: each peer has a bounded queue (`outbox.rs`); a peer whose queue is full is closed
+//!   with 4002 "slow consumer" and gets nothing more.
+//! - One owner per session / agent: joining claims the channel in the engine (`Broker::claim`); a replaced
+//!   connection's publications are refused by the engine from that moment, so nothing of it can follow its
+//!   successor's `client_connected`. Only the owning connection can remove the entry.
+//! - Registry changes and the fan-out they cause happen under the registry lock, so every dashboard sees the
+//!   same order of connects / disconnects, and a `client_list` (or a presence list) is consistent with what
 //!   follows it.
+//! - Registrations are guards: dropping one (end of the connection task, or a panic in it) unregisters.
+//!
+//! Lock order: registry → one engine stream → index → a peer's queue.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use devrelay_protocol::channel::{self, Namespace};
+use devrelay_protocol::v2::{self, presence_event, PresenceInfo, PresenceKind, PresenceRef};
 use devrelay_protocol::{
-    ClientInfo, ClientList, CloseCode, ErrorCode, RelayToDashboard, RelayToSdk, SessionRef,
+    ClientInfo, ClientList, CloseCode, Millis, RelayToDashboard, RelayToSdk, SessionRef,
 };
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::engine::{self, Engine, EngineError, Kind, Position, PublishRequest};
 use crate::metrics::Metrics;
-use crate::outbox::{ConnId, Delivery, Peer};
+use crate::outbox::{ConnId, Delivery, Item, Peer};
 use crate::Config;
 
 /// Serializes a message once, for sending to one or many peers.
@@ -31,28 +42,131 @@ pub fn encode<T: Serialize>(msg: &T) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(msg).expect("protocol messages always serialize"))
 }
 
-#[derive(Debug)]
-struct SdkEntry {
-    info: ClientInfo,
+/// Builds a subscriber's `ack` from the channel's position and presence (see `Hub::subscribe`).
+pub type AckBuilder<'a> = dyn FnMut(Option<&Position>, Option<Vec<PresenceInfo>>) -> Utf8Bytes + 'a;
+
+/// Which wire form a subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// v2 publications `{channel, event, data, offset, epoch, timestamp}`.
+    V2,
+    /// Seed-000 `state_update` / `stream_event_update` (publications without that form are skipped).
+    Legacy,
+}
+
+#[derive(Debug, Clone)]
+struct Subscriber {
     peer: Peer,
+    format: Format,
+}
+
+/// Per-channel counters (while the channel has local subscribers or an owner here).
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    bytes: AtomicU64,
+    delivered: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    subs: Vec<Subscriber>,
+    owned: bool,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    exact: HashMap<Arc<str>, Entry>,
+    /// `agents/*`, `sessions/*`, `topics/*` subscribers.
+    wild: [Vec<Subscriber>; 3],
+}
+
+fn wild_slot(ns: Namespace) -> Option<usize> {
+    match ns {
+        Namespace::Agents => Some(0),
+        Namespace::Sessions => Some(1),
+        Namespace::Topics => Some(2),
+        Namespace::Global | Namespace::Metrics => None,
+    }
+}
+
+fn namespace_of(channel: &str) -> Option<Namespace> {
+    [Namespace::Agents, Namespace::Sessions, Namespace::Topics]
+        .into_iter()
+        .find(|ns| ns.prefix().is_some_and(|p| channel.starts_with(p)))
+}
+
+/// Which protocol a registered session / agent speaks (how to ask it for a snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V1,
+    V2,
+}
+
+#[derive(Debug)]
+struct Member {
+    conn: ConnId,
+    peer: Peer,
+    presence: PresenceInfo,
+    /// Seed-000 dashboards' view of a session.
+    legacy: Option<ClientInfo>,
+    protocol: Protocol,
+    shared: Arc<MemberShared>,
+}
+
+/// What a member's connection and the hub both touch without the registry lock.
+#[derive(Debug, Default)]
+pub struct MemberShared {
+    /// `Millis` of the newest unanswered snapshot request (0: none); cleared when the member publishes one.
+    snapshot_requested: AtomicU64,
+    /// `Millis` of the last `*.heartbeat` announced on `global`.
+    heartbeat_announced: AtomicU64,
+}
+
+impl MemberShared {
+    /// The member published a snapshot: pending requests are answered.
+    pub fn snapshot_sent(&self) {
+        self.snapshot_requested.store(0, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
 struct Registry {
-    sdks: HashMap<String, SdkEntry>,
-    dashboards: Vec<Peer>,
+    sessions: HashMap<String, Member>,
+    agents: HashMap<String, Member>,
+}
+
+impl Registry {
+    fn members(&mut self, kind: PresenceKind) -> &mut HashMap<String, Member> {
+        match kind {
+            PresenceKind::Session => &mut self.sessions,
+            PresenceKind::Agent => &mut self.agents,
+        }
+    }
 }
 
 /// Shared state of a running relay.
-#[derive(Debug)]
 pub struct Hub {
+    engine: Arc<dyn Engine>,
     registry: Mutex<Registry>,
+    index: RwLock<Index>,
     pub metrics: Metrics,
     pub config: Arc<Config>,
     /// Open WebSocket connections, identified or not.
     pub connections: AtomicUsize,
-    next_id: std::sync::atomic::AtomicU64,
+    /// Connections watching (seed-000 dashboards, and v2 connections that subscribe without an identity).
+    pub dashboards: AtomicUsize,
+    next_id: AtomicU64,
     request_snapshot: Utf8Bytes,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counts for `/health`.
@@ -61,17 +175,57 @@ pub struct Hub {
 pub struct Gauges {
     pub connections: usize,
     pub sdk_clients: usize,
+    pub agents: usize,
     pub dashboards: usize,
+    pub active_channels: usize,
+}
+
+/// One channel's numbers for `/health` and `/stats`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStat {
+    pub channel: String,
+    pub subscribers: usize,
+    pub published: u64,
+    pub bytes: u64,
+    pub delivered: u64,
+}
+
+/// Why a snapshot request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotRequestError {
+    /// No such session is connected.
+    Unknown,
+    /// Its queue is full; nothing was sent.
+    Busy,
+}
+
+/// A snapshot request that was sent, or joined one in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotRequested {
+    Sent,
+    Coalesced,
+}
+
+fn read(l: &RwLock<Index>) -> RwLockReadGuard<'_, Index> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(l: &RwLock<Index>) -> RwLockWriteGuard<'_, Index> {
+    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Hub {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, engine: Arc<dyn Engine>) -> Self {
         Hub {
+            engine,
             registry: Mutex::default(),
+            index: RwLock::default(),
             metrics: Metrics::default(),
             config,
             connections: AtomicUsize::new(0),
-            next_id: Default::default(),
+            dashboards: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
             request_snapshot: encode(&RelayToSdk::RequestSnapshot),
         }
     }
@@ -92,14 +246,61 @@ impl Hub {
         let r = self.lock();
         Gauges {
             connections: self.connections.load(Ordering::Relaxed),
-            sdk_clients: r.sdks.len(),
-            dashboards: r.dashboards.len(),
+            sdk_clients: r.sessions.len(),
+            agents: r.agents.len(),
+            dashboards: self.dashboards.load(Ordering::Relaxed),
+            active_channels: self.engine.channel_count(),
         }
     }
 
-    /// Hands a frame to a peer's queue; on overflow, closes that peer as a slow consumer (4002).
-    fn deliver(&self, peer: &Peer, frame: &Utf8Bytes) -> Delivery {
-        let outcome = peer.deliver(frame);
+    /// The busiest channels (by local subscribers, then published messages), at most `channel_stats_limit`.
+    pub fn channel_stats(&self) -> Vec<ChannelStat> {
+        let idx = read(&self.index);
+        let mut stats: Vec<ChannelStat> = idx
+            .exact
+            .iter()
+            .map(|(name, e)| ChannelStat {
+                channel: name.to_string(),
+                subscribers: e.subs.len(),
+                published: e.counters.published.load(Ordering::Relaxed),
+                bytes: e.counters.bytes.load(Ordering::Relaxed),
+                delivered: e.counters.delivered.load(Ordering::Relaxed),
+            })
+            .chain(
+                [Namespace::Agents, Namespace::Sessions, Namespace::Topics]
+                    .into_iter()
+                    .filter_map(|ns| {
+                        let subs = &idx.wild[wild_slot(ns)?];
+                        (!subs.is_empty()).then(|| ChannelStat {
+                            channel: format!("{}*", ns.prefix().unwrap_or_default()),
+                            subscribers: subs.len(),
+                            published: 0,
+                            bytes: 0,
+                            delivered: 0,
+                        })
+                    }),
+            )
+            .collect();
+        stats.sort_by(|a, b| {
+            b.subscribers
+                .cmp(&a.subscribers)
+                .then(b.published.cmp(&a.published))
+                .then_with(|| a.channel.cmp(&b.channel))
+        });
+        stats.truncate(self.config.channel_stats_limit);
+        stats
+    }
+
+    /// Queues a message for one peer (a reply). Overflow closes that peer as a slow consumer.
+    pub fn send(&self, peer: &Peer, kind: &str, frame: &Utf8Bytes) {
+        if self.push(peer, Item::plain(frame.clone())) == Delivery::Queued {
+            self.metrics.outbound(kind, 1, frame.len());
+        }
+    }
+
+    /// Hands an item to a peer's queue; on overflow, closes that peer as a slow consumer (4002).
+    fn push(&self, peer: &Peer, item: Item) -> Delivery {
+        let outcome = peer.deliver(item);
         if outcome == Delivery::Overflow {
             Metrics::bump(&self.metrics.dropped);
             if peer.request_close(CloseCode::SlowConsumer) {
@@ -113,107 +314,498 @@ impl Hub {
         outcome
     }
 
-    /// Queues a frame for one peer (a reply). Overflow closes that peer as a slow consumer.
-    pub fn send(&self, peer: &Peer, kind: &str, frame: &Utf8Bytes) {
-        if self.deliver(peer, frame) == Delivery::Queued {
-            self.metrics.outbound(kind, 1, frame.len());
-        }
-    }
-
-    /// Fans a frame out to every dashboard. Slow dashboards are dropped from the registry on the spot.
-    fn fan_out(&self, r: &mut Registry, kind: &str, frame: &Utf8Bytes) {
+    /// Seed-000 frames about the registry (client_connected / client_disconnected) to seed-000 dashboards.
+    fn fan_out_legacy(&self, kind: &str, frame: &Utf8Bytes) {
+        let idx = read(&self.index);
         let mut delivered = 0;
-        r.dashboards.retain(|d| match self.deliver(d, frame) {
-            Delivery::Queued => {
+        for sub in &idx.wild[1] {
+            if sub.format == Format::Legacy
+                && self.push(&sub.peer, Item::plain(frame.clone())) == Delivery::Queued
+            {
                 delivered += 1;
-                true
             }
-            Delivery::Overflow | Delivery::Gone => false,
-        });
+        }
         self.metrics.outbound(kind, delivered, frame.len());
     }
 
-    /// Registers an SDK session, replacing (and closing) an older connection with the same `sessionId`.
-    pub fn register_sdk(&self, info: ClientInfo, peer: Peer) {
-        let mut r = self.lock();
-        let session_id = info.session_id.clone();
-        let connected = encode(&RelayToDashboard::ClientConnected(info.clone()));
-        if let Some(old) = r.sdks.insert(session_id.clone(), SdkEntry { info, peer }) {
-            Metrics::bump(&self.metrics.sessions_replaced);
-            tracing::info!(session = %session_id, old = old.peer.id, "session replaced by a newer connection");
-            old.peer.request_close(CloseCode::SessionReplaced);
-            let gone = encode(&RelayToDashboard::ClientDisconnected(SessionRef {
-                session_id,
-            }));
-            self.fan_out(&mut r, "client_disconnected", &gone);
-        }
-        self.fan_out(&mut r, "client_connected", &connected);
+    // -----------------------------------------------------------------------------------------------------------
+    // Publishing
+
+    /// Stamps and delivers a publication through the engine.
+    pub fn publish(
+        &self,
+        request: PublishRequest<'_>,
+    ) -> Result<Arc<engine::Publication>, EngineError> {
+        self.engine.publish(request, self)
     }
 
-    /// Removes an SDK session if (and only if) this connection still owns it.
-    pub fn unregister_sdk(&self, session_id: &str, conn: ConnId) {
-        let mut r = self.lock();
-        if r.sdks.get(session_id).is_some_and(|e| e.peer.id == conn) {
-            r.sdks.remove(session_id);
-            let gone = encode(&RelayToDashboard::ClientDisconnected(SessionRef {
-                session_id: session_id.into(),
-            }));
-            self.fan_out(&mut r, "client_disconnected", &gone);
+    /// Publishes one of the relay's own events (`global` presence, `metrics`).
+    pub fn publish_relay<T: Serialize>(&self, channel: &str, event: &str, data: &T) {
+        let data = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+        let request = PublishRequest {
+            channel,
+            event,
+            data: Some(&data),
+            kind: Kind::Event,
+            legacy: None,
+            owner: None,
+        };
+        if let Err(e) = self.publish(request) {
+            tracing::warn!(%channel, %event, error = %e, "relay publication refused");
         }
     }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Sessions and agents
+
+    /// Registers a session or agent (replacing, and closing with 4000, an older connection with the same id),
+    /// announces it (seed-000 `client_connected`, `*.connected` on `global`), and claims its channel.
+    pub fn join(
+        self: &Arc<Self>,
+        presence: PresenceInfo,
+        legacy: Option<ClientInfo>,
+        protocol: Protocol,
+        peer: Peer,
+    ) -> Membership {
+        let kind = presence.kind;
+        let id = presence.id.clone();
+        let channel = presence.channel.clone();
+        let shared = Arc::new(MemberShared::default());
+        let mut r = self.lock();
+        // Claiming first: from here on the old connection's publications are refused.
+        let _ = self.engine.claim(&channel, peer.id);
+        write(&self.index)
+            .exact
+            .entry(channel.as_str().into())
+            .or_default()
+            .owned = true;
+        if let Some(old) = r.members(kind).remove(&id) {
+            Metrics::bump(&self.metrics.sessions_replaced);
+            tracing::info!(%id, old = old.conn, "{} replaced by a newer connection", kind.noun());
+            old.peer.request_close(CloseCode::SessionReplaced);
+            self.announce_leave(kind, &id, old.legacy.is_some());
+        }
+        if let Some(info) = &legacy {
+            self.fan_out_legacy(
+                "client_connected",
+                &encode(&RelayToDashboard::ClientConnected(info.clone())),
+            );
+        }
+        self.engine
+            .add_presence(channel::GLOBAL, &presence_key(kind, &id), presence.clone());
+        self.publish_relay(channel::GLOBAL, connected_event(kind), &presence);
+        let conn = peer.id;
+        r.members(kind).insert(
+            id.clone(),
+            Member {
+                conn,
+                peer,
+                presence,
+                legacy,
+                protocol,
+                shared: shared.clone(),
+            },
+        );
+        Membership {
+            guard: MemberGuard {
+                hub: self.clone(),
+                kind,
+                id,
+                conn,
+            },
+            channel,
+            shared,
+        }
+    }
+
+    fn announce_leave(&self, kind: PresenceKind, id: &str, legacy: bool) {
+        if legacy {
+            self.fan_out_legacy(
+                "client_disconnected",
+                &encode(&RelayToDashboard::ClientDisconnected(SessionRef {
+                    session_id: id.into(),
+                })),
+            );
+        }
+        self.engine
+            .remove_presence(channel::GLOBAL, &presence_key(kind, id));
+        self.publish_relay(
+            channel::GLOBAL,
+            disconnected_event(kind),
+            &PresenceRef {
+                kind,
+                id: id.into(),
+                timestamp: Millis::now(),
+            },
+        );
+    }
+
+    /// Unregisters a member if (and only if) this connection still is it.
+    fn leave(&self, kind: PresenceKind, id: &str, conn: ConnId) {
+        let mut r = self.lock();
+        let Some(m) = r.members(kind).get(id) else {
+            return;
+        };
+        if m.conn != conn {
+            return;
+        }
+        let m = r.members(kind).remove(id).expect("checked above");
+        let channel = m.presence.channel;
+        self.engine.release(&channel, conn);
+        {
+            let mut idx = write(&self.index);
+            if let Some(e) = idx.exact.get_mut(channel.as_str()) {
+                e.owned = false;
+                if e.subs.is_empty() {
+                    idx.exact.remove(channel.as_str());
+                }
+            }
+        }
+        self.announce_leave(kind, id, m.legacy.is_some());
+    }
+
+    /// Announces a member's heartbeat on `global`, at most once per `presence_heartbeat_interval`.
+    pub fn heartbeat(&self, kind: PresenceKind, id: &str, shared: &MemberShared) {
+        let now = Millis::now().0 as u64;
+        let every = self.config.presence_heartbeat_interval.as_millis() as u64;
+        let last = shared.heartbeat_announced.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < every
+            || shared
+                .heartbeat_announced
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let event = match kind {
+            PresenceKind::Session => presence_event::SESSION_HEARTBEAT,
+            PresenceKind::Agent => presence_event::AGENT_HEARTBEAT,
+        };
+        self.publish_relay(
+            channel::GLOBAL,
+            event,
+            &PresenceRef {
+                kind,
+                id: id.into(),
+                timestamp: Millis(now as f64),
+            },
+        );
+    }
+
+    /// Asks a session for a fresh snapshot. A request within `snapshot_request_window` of an unanswered one
+    /// joins it; a session whose queue is full gets nothing (and keeps its connection): `Busy`.
+    pub fn request_snapshot(
+        &self,
+        session_id: &str,
+    ) -> Result<SnapshotRequested, SnapshotRequestError> {
+        let (peer, protocol, shared) = {
+            let mut r = self.lock();
+            let m = r
+                .sessions
+                .get_mut(session_id)
+                .ok_or(SnapshotRequestError::Unknown)?;
+            (m.peer.clone(), m.protocol, m.shared.clone())
+        };
+        let now = Millis::now().0 as u64;
+        let pending = shared.snapshot_requested.load(Ordering::Relaxed);
+        let window = self.config.snapshot_request_window.as_millis() as u64;
+        if pending != 0 && now.saturating_sub(pending) < window {
+            return Ok(SnapshotRequested::Coalesced);
+        }
+        let frame = match protocol {
+            Protocol::V1 => self.request_snapshot.clone(),
+            Protocol::V2 => encode(&v2::RelayMessage::RequestSnapshot(v2::Stamp {
+                timestamp: Millis::now(),
+            })),
+        };
+        let len = frame.len();
+        match peer.offer(Item::plain(frame)) {
+            Delivery::Queued => {
+                shared.snapshot_requested.store(now, Ordering::Relaxed);
+                self.metrics.outbound("request_snapshot", 1, len);
+                Ok(SnapshotRequested::Sent)
+            }
+            Delivery::Overflow => Err(SnapshotRequestError::Busy),
+            Delivery::Gone => Err(SnapshotRequestError::Unknown),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Subscriptions
 
     fn client_list(r: &Registry) -> Utf8Bytes {
-        let mut clients: Vec<ClientInfo> = r.sdks.values().map(|e| e.info.clone()).collect();
+        let mut clients: Vec<ClientInfo> = r
+            .sessions
+            .values()
+            .filter_map(|m| m.legacy.clone())
+            .collect();
         clients.sort_by(|a, b| {
             a.connected_at
-                .partial_cmp(&b.connected_at)
-                .unwrap_or(std::cmp::Ordering::Equal)
+                .0
+                .total_cmp(&b.connected_at.0)
                 .then_with(|| a.session_id.cmp(&b.session_id))
         });
         encode(&RelayToDashboard::ClientList(ClientList { clients }))
     }
 
-    /// Registers a dashboard and queues its `client_list`, atomically with respect to registry changes.
-    pub fn register_dashboard(&self, peer: Peer) {
-        let mut r = self.lock();
+    /// Registers a seed-000 dashboard (every session, seed-000 frames) and queues its `client_list`,
+    /// atomically with respect to registry changes.
+    pub fn subscribe_legacy_dashboard(self: &Arc<Self>, peer: Peer) -> Subscription {
+        let r = self.lock();
         let list = Self::client_list(&r);
         self.send(&peer, "client_list", &list);
-        r.dashboards.push(peer);
-    }
-
-    pub fn unregister_dashboard(&self, conn: ConnId) {
-        self.lock().dashboards.retain(|d| d.id != conn);
-    }
-
-    /// Queues the current `client_list` for one dashboard.
-    pub fn send_client_list(&self, peer: &Peer) {
-        let list = Self::client_list(&self.lock());
-        self.send(peer, "client_list", &list);
-    }
-
-    /// Publishes a session's frame (`state_update`, `stream_event_update`) to the dashboards watching it —
-    /// today every dashboard; per-session subscriptions will filter here.
-    pub fn publish(&self, _session_id: &str, kind: &str, frame: &Utf8Bytes) {
-        let mut r = self.lock();
-        self.fan_out(&mut r, kind, frame);
-    }
-
-    /// Sends `request_snapshot` to one SDK session.
-    pub fn request_snapshot(&self, session_id: &str) -> Result<(), ErrorCode> {
-        let peer = self
-            .lock()
-            .sdks
-            .get(session_id)
-            .map(|e| e.peer.clone())
-            .ok_or(ErrorCode::UnknownSession)?;
-        match self.deliver(&peer, &self.request_snapshot) {
-            Delivery::Queued => {
-                self.metrics
-                    .outbound("request_snapshot", 1, self.request_snapshot.len());
-                Ok(())
-            }
-            Delivery::Overflow => Err(ErrorCode::Busy),
-            Delivery::Gone => Err(ErrorCode::UnknownSession),
+        write(&self.index).wild[1].push(Subscriber {
+            peer: peer.clone(),
+            format: Format::Legacy,
+        });
+        drop(r);
+        Subscription {
+            hub: self.clone(),
+            channel: "sessions/*".into(),
+            conn: peer.id,
+            format: Format::Legacy,
         }
+    }
+
+    /// Queues the current `client_list` for one dashboard, under the registry lock (so no
+    /// `client_connected` queued before it can be missing from it).
+    pub fn send_client_list(&self, peer: &Peer) {
+        let r = self.lock();
+        let list = Self::client_list(&r);
+        self.send(peer, "client_list", &list);
+        drop(r);
+    }
+
+    /// Subscribes a v2 connection to a channel (validated by the caller) and queues the reply `ack` builds
+    /// from the channel's position (exact channels) and, for `global` and the `sessions/*` / `agents/*`
+    /// wildcards, who is present. The reply is queued before any publication can reach the new subscriber,
+    /// and the presence list is consistent with the presence events that follow it.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        channel: &channel::Channel<'_>,
+        peer: &Peer,
+        ack: &mut AckBuilder<'_>,
+    ) -> Result<Subscription, EngineError> {
+        let guard = Subscription {
+            hub: self.clone(),
+            channel: channel.name().into(),
+            conn: peer.id,
+            format: Format::V2,
+        };
+        let sub = Subscriber {
+            peer: peer.clone(),
+            format: Format::V2,
+        };
+        let name = channel.name();
+        // Presence lists are read under the registry lock, like the changes that publish presence events.
+        let r = self.lock();
+        if channel.is_wildcard() {
+            let kind = match channel.namespace() {
+                Namespace::Sessions => Some(PresenceKind::Session),
+                Namespace::Agents => Some(PresenceKind::Agent),
+                _ => None,
+            };
+            let presence = kind.map(|k| {
+                self.engine
+                    .presence(channel::GLOBAL)
+                    .into_iter()
+                    .filter(|p| p.kind == k)
+                    .collect()
+            });
+            let slot = wild_slot(channel.namespace()).expect("only namespaces have wildcards");
+            // Deliveries read the index: holding it for writing orders the reply before them.
+            let mut idx = write(&self.index);
+            idx.wild[slot].push(sub);
+            self.send(peer, "ack", &ack(None, presence));
+            drop(idx);
+            drop(r);
+            return Ok(guard);
+        }
+        let mut sub = Some(sub);
+        self.engine.subscribe(name, &mut |pos| {
+            if let Some(sub) = sub.take() {
+                write(&self.index)
+                    .exact
+                    .entry(name.into())
+                    .or_default()
+                    .subs
+                    .push(sub);
+            }
+            let presence = (name == channel::GLOBAL).then(|| self.engine.presence(channel::GLOBAL));
+            // Still under the channel's lock: no publication of it can be queued before this reply.
+            self.send(peer, "ack", &ack(Some(pos), presence));
+        })?;
+        drop(r);
+        Ok(guard)
+    }
+
+    fn unsubscribe(&self, channel: &str, conn: ConnId, format: Format) {
+        let remove = |subs: &mut Vec<Subscriber>| {
+            if let Some(i) = subs
+                .iter()
+                .position(|s| s.peer.id == conn && s.format == format)
+            {
+                subs.swap_remove(i);
+            }
+        };
+        if let Some(ns) = channel
+            .strip_suffix("/*")
+            .and_then(|p| namespace_of(&format!("{p}/")))
+        {
+            if let Some(slot) = wild_slot(ns) {
+                remove(&mut write(&self.index).wild[slot]);
+            }
+            return;
+        }
+        self.engine.unsubscribe(channel, &mut || {
+            let mut idx = write(&self.index);
+            let Some(e) = idx.exact.get_mut(channel) else {
+                return false;
+            };
+            remove(&mut e.subs);
+            let still = !e.subs.is_empty();
+            if !still && !e.owned {
+                idx.exact.remove(channel);
+            }
+            still
+        });
+    }
+}
+
+impl engine::Delivery for Hub {
+    fn deliver(&self, p: &Arc<engine::Publication>) {
+        let idx = read(&self.index);
+        let entry = idx.exact.get(&*p.channel);
+        let wild = namespace_of(&p.channel)
+            .and_then(wild_slot)
+            .map(|slot| idx.wild[slot].as_slice())
+            .unwrap_or_default();
+        let conflate = (p.kind == Kind::Snapshot).then_some(p.stream);
+        let (mut v2, mut legacy) = (0, 0);
+        for sub in entry
+            .map(|e| e.subs.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .chain(wild)
+        {
+            let frame = match (sub.format, &p.legacy) {
+                (Format::V2, _) => &p.frame,
+                (Format::Legacy, Some(frame)) => frame,
+                (Format::Legacy, None) => continue,
+            };
+            let item = Item {
+                frame: frame.clone(),
+                conflate,
+                at: Some(p.at),
+            };
+            if self.push(&sub.peer, item) == Delivery::Queued {
+                match sub.format {
+                    Format::V2 => v2 += 1,
+                    Format::Legacy => legacy += 1,
+                }
+            }
+        }
+        if let Some(e) = entry {
+            e.counters.published.fetch_add(1, Ordering::Relaxed);
+            e.counters
+                .bytes
+                .fetch_add(p.frame.len() as u64, Ordering::Relaxed);
+            e.counters
+                .delivered
+                .fetch_add(v2 + legacy, Ordering::Relaxed);
+        }
+        if v2 > 0 {
+            self.metrics
+                .outbound("publication", v2 as usize, p.frame.len());
+        }
+        if let (Some(frame), true) = (&p.legacy, legacy > 0) {
+            let kind = match p.kind {
+                Kind::Snapshot => "state_update",
+                Kind::Event => "stream_event_update",
+            };
+            self.metrics.outbound(kind, legacy as usize, frame.len());
+        }
+    }
+}
+
+fn presence_key(kind: PresenceKind, id: &str) -> String {
+    format!("{}:{id}", kind.noun())
+}
+
+fn connected_event(kind: PresenceKind) -> &'static str {
+    match kind {
+        PresenceKind::Session => presence_event::SESSION_CONNECTED,
+        PresenceKind::Agent => presence_event::AGENT_CONNECTED,
+    }
+}
+
+fn disconnected_event(kind: PresenceKind) -> &'static str {
+    match kind {
+        PresenceKind::Session => presence_event::SESSION_DISCONNECTED,
+        PresenceKind::Agent => presence_event::AGENT_DISCONNECTED,
+    }
+}
+
+/// A registered session or agent; dropping it unregisters (if this connection still is the member).
+#[derive(Debug)]
+pub struct Membership {
+    guard: MemberGuard,
+    /// `sessions/{id}` or `agents/{id}`.
+    pub channel: String,
+    pub shared: Arc<MemberShared>,
+}
+
+impl Membership {
+    pub fn id(&self) -> &str {
+        &self.guard.id
+    }
+    pub fn kind(&self) -> PresenceKind {
+        self.guard.kind
+    }
+}
+
+#[derive(Debug)]
+struct MemberGuard {
+    hub: Arc<Hub>,
+    kind: PresenceKind,
+    id: String,
+    conn: ConnId,
+}
+
+impl Drop for MemberGuard {
+    fn drop(&mut self) {
+        self.hub.leave(self.kind, &self.id, self.conn);
+    }
+}
+
+/// One subscription of one connection; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: Arc<Hub>,
+    channel: String,
+    conn: ConnId,
+    format: Format,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(&self.channel, self.conn, self.format);
+    }
+}
+
+/// Marks a connection as a dashboard for the `dashboards` gauge while it lives.
+#[derive(Debug)]
+pub struct DashboardMark(Arc<Hub>);
+
+impl DashboardMark {
+    pub fn new(hub: &Arc<Hub>) -> Self {
+        hub.dashboards.fetch_add(1, Ordering::Relaxed);
+        DashboardMark(hub.clone())
+    }
+}
+
+impl Drop for DashboardMark {
+    fn drop(&mut self) {
+        self.0.dashboards.fetch_sub(1, Ordering::Relaxed);
     }
 }

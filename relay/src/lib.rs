@@ -5,15 +5,19 @@
 
 mod access;
 mod assets;
+mod coalesce;
 pub mod config;
 mod connection;
 pub mod demo;
+pub mod engine;
 mod hub;
 mod listener;
 mod metrics;
 mod outbox;
+mod publish;
 mod read_ahead;
 mod routes;
+mod telemetry;
 
 use std::sync::Arc;
 
@@ -39,10 +43,12 @@ pub async fn run(
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let config = Arc::new(config);
-    let hub = Arc::new(hub::Hub::new(config.clone()));
+    let engine = Arc::new(engine::memory::MemoryEngine::new(config.max_channels));
+    let hub = Arc::new(hub::Hub::new(config.clone(), engine));
     // Every connection's task: HTTP ones (until answered or upgraded) and upgraded WebSockets. axum's own
     // graceful shutdown would not wait for the upgraded ones (axum#3003); this tracker waits for all of them.
     let tracker = TaskTracker::new();
+    tracker.spawn(telemetry::run(hub.clone(), shutdown.clone()));
     let app = routes::router(routes::AppState {
         hub,
         tracker: tracker.clone(),

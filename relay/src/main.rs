@@ -84,6 +84,30 @@ struct ServeArgs {
     /// Write coalescing buffer per connection, in bytes.
     #[arg(long, env = "DEVRELAY_WRITE_BUFFER_BYTES", default_value_t = Config::default().write_buffer_bytes)]
     write_buffer_bytes: usize,
+    /// Channel subscriptions per v2 connection.
+    #[arg(long, env = "DEVRELAY_MAX_SUBSCRIPTIONS", default_value_t = Config::default().max_subscriptions)]
+    max_subscriptions: usize,
+    /// Longest channel name, in bytes.
+    #[arg(long, env = "DEVRELAY_MAX_CHANNEL_BYTES", default_value_t = Config::default().max_channel_bytes)]
+    max_channel_bytes: usize,
+    /// Largest publish `data`, in bytes of JSON.
+    #[arg(long, env = "DEVRELAY_MAX_PUBLISH_BYTES", default_value_t = Config::default().max_publish_bytes)]
+    max_publish_bytes: usize,
+    /// Channels held at once (sessions and agents excepted).
+    #[arg(long, env = "DEVRELAY_MAX_CHANNELS", default_value_t = Config::default().max_channels)]
+    max_channels: usize,
+    /// Most messages per batched frame (v2 clients that ask for batching).
+    #[arg(long, env = "DEVRELAY_BATCH_MAX_MESSAGES", default_value_t = Config::default().batch_max_messages)]
+    batch_max_messages: usize,
+    /// Most bytes per batched frame.
+    #[arg(long, env = "DEVRELAY_BATCH_MAX_BYTES", default_value_t = Config::default().batch_max_bytes)]
+    batch_max_bytes: usize,
+    /// Window over which a session's consecutive text_delta publications are merged, in ms (0: off).
+    #[arg(long, env = "DEVRELAY_TEXT_DELTA_WINDOW_MS", default_value_t = Config::default().text_delta_window.as_millis() as u64)]
+    text_delta_window_ms: u64,
+    /// Period of metric.update on the metrics channel, in seconds.
+    #[arg(long, env = "DEVRELAY_METRICS_INTERVAL_SECS", default_value_t = Config::default().metrics_interval.as_secs())]
+    metrics_interval_secs: u64,
     /// Serve the dashboard from this directory (a `next build` export such as www/out, read at start) instead
     /// of the one built into the binary.
     #[arg(long, env = "DEVRELAY_DASHBOARD_DIR", value_name = "DIR")]
@@ -105,6 +129,14 @@ impl ServeArgs {
             queue_bytes: self.queue_bytes,
             read_buffer_bytes: self.read_buffer_bytes,
             write_buffer_bytes: self.write_buffer_bytes,
+            max_subscriptions: self.max_subscriptions,
+            max_channel_bytes: self.max_channel_bytes,
+            max_publish_bytes: self.max_publish_bytes,
+            max_channels: self.max_channels,
+            batch_max_messages: self.batch_max_messages,
+            batch_max_bytes: self.batch_max_bytes,
+            text_delta_window: Duration::from_millis(self.text_delta_window_ms),
+            metrics_interval: Duration::from_secs(self.metrics_interval_secs),
             ..Config::default()
         }
     }

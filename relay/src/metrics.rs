@@ -3,11 +3,16 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
+use std::time::Duration;
+
+use devrelay_protocol::v2::{ClientMessage, RelayMessage};
 use devrelay_protocol::{DashboardMessage, RelayToDashboard, RelayToSdk, SdkMessage, Tagged};
 use serde_json::{json, Map, Value};
 
 /// Inbound frames that are not a message type: undecodable text, and binary frames.
 const IN_EXTRA: [&str; 2] = ["invalid", "binary"];
+/// Outbound kinds that are not a `type`: v2 publications have none.
+const OUT_EXTRA: [&str; 1] = ["publication"];
 
 /// Counters per kind, in a fixed order; kinds come from the protocol's own lists of `type`s.
 #[derive(Debug)]
@@ -67,6 +72,12 @@ pub struct Metrics {
     pub sessions_replaced: AtomicU64,
     pub rejected_upgrades: AtomicU64,
     pub connections_total: AtomicU64,
+    /// Snapshots replaced in a queue by a newer one of the same channel before they were sent.
+    pub conflated: AtomicU64,
+    /// Merged `text_delta` publications saved (deltas in minus publications out).
+    pub deltas_coalesced: AtomicU64,
+    /// Publication stamped → written to the socket.
+    pub fanout_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -77,6 +88,7 @@ impl Default for Metrics {
                 SdkMessage::TYPES
                     .iter()
                     .chain(DashboardMessage::TYPES)
+                    .chain(ClientMessage::TYPES)
                     .chain(&IN_EXTRA)
                     .copied(),
             ),
@@ -84,6 +96,8 @@ impl Default for Metrics {
                 RelayToSdk::TYPES
                     .iter()
                     .chain(RelayToDashboard::TYPES)
+                    .chain(RelayMessage::TYPES)
+                    .chain(&OUT_EXTRA)
                     .copied(),
             ),
             dropped: AtomicU64::new(0),
@@ -94,6 +108,9 @@ impl Default for Metrics {
             sessions_replaced: AtomicU64::new(0),
             rejected_upgrades: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
+            conflated: AtomicU64::new(0),
+            deltas_coalesced: AtomicU64::new(0),
+            fanout_latency: Histogram::default(),
         }
     }
 }
@@ -137,7 +154,83 @@ impl Metrics {
             "sessionsReplaced": self.sessions_replaced.load(Relaxed),
             "rejectedUpgrades": self.rejected_upgrades.load(Relaxed),
             "connectionsTotal": self.connections_total.load(Relaxed),
+            "conflated": self.conflated.load(Relaxed),
+            "deltasCoalesced": self.deltas_coalesced.load(Relaxed),
         })
+    }
+
+    /// Messages in and out so far (all kinds), for rates.
+    pub fn totals(&self) -> (u64, u64) {
+        let sum = |k: &ByKind| k.0.iter().map(|(_, c)| c.messages.load(Relaxed)).sum();
+        (sum(&self.inbound), sum(&self.outbound))
+    }
+}
+
+/// A lock-free latency histogram: quarter-octave buckets from 1 µs to ~2^32 µs, so any quantile is within
+/// 19 % of the true value. Writers add; a reader takes (and resets) a window with `take`.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: Vec<AtomicU64>,
+}
+
+const SUB_BUCKETS: u32 = 4;
+const OCTAVES: u32 = 33;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..(SUB_BUCKETS * OCTAVES) as usize)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(us: u64) -> usize {
+        if us < 2 {
+            return 0;
+        }
+        let octave = 63 - us.leading_zeros();
+        // The two bits below the leading one pick the quarter.
+        let quarter = ((us >> (octave.saturating_sub(2))) & 0b11) as u32;
+        let quarter = if octave < 2 { 0 } else { quarter };
+        ((octave * SUB_BUCKETS + quarter) as usize).min((SUB_BUCKETS * OCTAVES) as usize - 1)
+    }
+
+    /// The lower bound of a bucket, in µs.
+    fn floor(bucket: usize) -> u64 {
+        let (octave, quarter) = (bucket as u32 / SUB_BUCKETS, bucket as u32 % SUB_BUCKETS);
+        if octave < 2 {
+            return 1 << octave;
+        }
+        (1u64 << octave) + u64::from(quarter) * (1u64 << (octave - 2))
+    }
+
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[Self::bucket(us)].fetch_add(1, Relaxed);
+    }
+
+    /// The window since the last `take`: (p50, p99) in µs, and the sample count. Resets the histogram.
+    pub fn take(&self) -> (u64, u64, u64) {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.swap(0, Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let quantile = |q: f64| {
+            if total == 0 {
+                return 0;
+            }
+            let want = ((total as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= want {
+                    return Self::floor(i);
+                }
+            }
+            0
+        };
+        (quantile(0.5), quantile(0.99), total)
     }
 }
 
@@ -151,11 +244,17 @@ mod tests {
         for k in SdkMessage::TYPES
             .iter()
             .chain(DashboardMessage::TYPES)
+            .chain(ClientMessage::TYPES)
             .chain(&IN_EXTRA)
         {
             m.inbound(k, 10);
         }
-        for k in RelayToSdk::TYPES.iter().chain(RelayToDashboard::TYPES) {
+        for k in RelayToSdk::TYPES
+            .iter()
+            .chain(RelayToDashboard::TYPES)
+            .chain(RelayMessage::TYPES)
+            .chain(&OUT_EXTRA)
+        {
             m.outbound(k, 3, 5);
         }
         let doc = m.to_json();
@@ -164,11 +263,29 @@ mod tests {
             json!({"messages": 1, "bytes": 10})
         );
         assert_eq!(doc["in"]["binary"], json!({"messages": 1, "bytes": 10}));
-        // "error" is in both relay→SDK and relay→dashboard lists: one counter.
-        assert_eq!(doc["out"]["error"], json!({"messages": 6, "bytes": 30}));
+        // "error" is in three lists (relay→SDK, relay→dashboard, v2): one counter.
+        assert_eq!(doc["out"]["error"], json!({"messages": 9, "bytes": 45}));
         assert_eq!(
             doc["out"]["request_snapshot"],
-            json!({"messages": 3, "bytes": 15})
+            json!({"messages": 6, "bytes": 30})
         );
+    }
+
+    #[test]
+    fn histogram_quantiles_land_in_the_right_bucket() {
+        let h = Histogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let (p50, p99, n) = h.take();
+        assert_eq!(n, 1000);
+        // Quarter-octave buckets: the floor is within 19 % below the true quantile.
+        assert!((405..=500).contains(&p50), "{p50}");
+        assert!((802..=990).contains(&p99), "{p99}");
+        assert_eq!(h.take(), (0, 0, 0), "take resets");
+        for us in [0, 1, 2, 3, 4, 5, 7, 8, u64::MAX] {
+            let b = Histogram::bucket(us);
+            assert!(Histogram::floor(b) <= us.max(1), "{us}");
+        }
     }
 }

@@ -1,13 +1,15 @@
-//! HTTP on the relay's port: the WebSocket upgrade (`/` and `/ws`), `GET /health`, `GET /stats`, the dashboard
-//! (`/` without an upgrade, and every other page path), and the Host / Origin checks in front of all of them.
+//! HTTP on the relay's port: the WebSocket upgrade (`/` and `/ws`), `GET /health`, `GET /stats`,
+//! `POST /api/publish`, the dashboard (`/` without an upgrade, and every other page path), and the Host /
+//! Origin checks in front of all of them.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
@@ -18,9 +20,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access::{check_host, check_origin};
+use crate::connection::ConnectParams;
+use crate::engine::{EngineError, PublishRequest};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::publish::{self, Refusal};
 use crate::read_ahead::ReadAhead;
+use devrelay_protocol::channel::Publisher;
+use devrelay_protocol::v2::V2ErrorCode;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -32,14 +39,25 @@ pub struct AppState {
 /// Paths the relay keeps for its own endpoints, today's and future ones (`/api/…`): a miss under them is an API
 /// 404, never the dashboard page.
 const API_PREFIXES: &[&str] = &["/api", "/ws", "/health", "/stats"];
+/// Room in a `POST /api/publish` body beyond `max_publish_bytes` of data, for the channel, event and JSON.
+const PUBLISH_ENVELOPE_BYTES: usize = 64 << 10;
 
 pub fn router(state: AppState) -> Router {
+    let body_limit = state
+        .hub
+        .config
+        .max_publish_bytes
+        .saturating_add(PUBLISH_ENVELOPE_BYTES);
     Router::new()
         // Seed-000 SDKs connect to the bare `ws://host:8265`: `/` upgrades when asked to, else it is the page.
         .route("/", get(root))
         .route("/ws", get(websocket))
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .route(
+            "/api/publish",
+            post(api_publish).layer(DefaultBodyLimit::max(body_limit)),
+        )
         .fallback(dashboard)
         .layer(middleware::from_fn_with_state(state.clone(), host_guard))
         .with_state(state)
@@ -171,12 +189,13 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
         .max_frame_size(Some(config.max_message_bytes));
     let hub = app.hub.clone();
     let shutdown = app.shutdown.clone();
+    let params = ConnectParams::from_query(req.uri().query());
     app.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io = ReadAhead::new(TokioIo::new(upgraded));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                crate::connection::serve(ws, hub, shutdown).await;
+                crate::connection::serve(ws, hub, shutdown, params).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -194,18 +213,137 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
 
 async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
     let g = app.hub.gauges();
+    // Seed 002's shape: channel → local subscribers, busiest first, at most `channel_stats_limit`.
+    let channel_stats: serde_json::Map<String, serde_json::Value> = app
+        .hub
+        .channel_stats()
+        .into_iter()
+        .map(|c| (c.channel, c.subscribers.into()))
+        .collect();
     Json(json!({
         "status": "ok",
         "version": crate::VERSION,
         "uptimeSecs": app.hub.metrics.started.elapsed().as_secs(),
         "connections": g.connections,
         "sdkClients": g.sdk_clients,
+        "agents": g.agents,
         "dashboards": g.dashboards,
+        "activeChannels": g.active_channels,
+        "channelStats": channel_stats,
     }))
 }
 
 async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     let mut doc = app.hub.metrics.to_json();
     doc["gauges"] = serde_json::to_value(app.hub.gauges()).unwrap_or_default();
+    doc["channels"] = serde_json::to_value(app.hub.channel_stats()).unwrap_or_default();
     Json(doc)
+}
+
+/// The body of `POST /api/publish`.
+#[derive(serde::Deserialize)]
+struct PublishBody<'a> {
+    #[serde(borrow)]
+    channel: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
+fn api_error(status: StatusCode, r: Refusal) -> Response {
+    let body = json!({ "error": { "code": r.code, "message": r.message } });
+    (status, Json(body)).into_response()
+}
+
+/// `POST /api/publish {channel, event, data}`: publish without holding a socket (a CI job, a script, a
+/// database bridge), with the rules of the HTTP API (`channel::may_publish`). Answers `{channel, offset,
+/// epoch}`. Browsers cannot use it from another site: a foreign `Origin` is refused, and the JSON content
+/// type a cross-site page would need triggers a CORS preflight this relay does not grant.
+async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("<non-ascii>"));
+    let host = headers
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("<non-ascii>"));
+    if let Err(refusal) = check_origin(origin, host, &app.hub.config) {
+        return forbidden(&app.hub, &headers, refusal.to_string());
+    }
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json_body {
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::new(
+                V2ErrorCode::InvalidMessage,
+                "send the body as Content-Type: application/json",
+            ),
+        );
+    }
+    let parsed = std::str::from_utf8(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str::<PublishBody<'_>>(text).map_err(|e| e.to_string()));
+    let p = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                Refusal::new(
+                    V2ErrorCode::InvalidMessage,
+                    format!("body must be {{\"channel\", \"event\", \"data\"}}: {e}"),
+                ),
+            )
+        }
+    };
+    let hub = &app.hub;
+    let data = p.data.map(serde_json::value::RawValue::get);
+    let checked = match publish::check(
+        &hub.config,
+        Publisher::ServerApi,
+        &p.channel,
+        &p.event,
+        data,
+    ) {
+        Ok(c) => c,
+        Err(r) => {
+            let status = match r.code {
+                V2ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                V2ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return api_error(status, r);
+        }
+    };
+    hub.metrics.inbound("publish", body.len());
+    let request = PublishRequest {
+        channel: checked.channel.name(),
+        event: &p.event,
+        data,
+        kind: checked.kind,
+        legacy: checked.legacy,
+        owner: None,
+    };
+    match hub.publish(request) {
+        Ok(publication) => Json(json!({
+            "channel": checked.channel.name(),
+            "offset": publication.offset,
+            "epoch": &*publication.epoch,
+        }))
+        .into_response(),
+        Err(e @ EngineError::TooManyChannels(_)) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::new(V2ErrorCode::TooManyChannels, e.to_string()),
+        ),
+        Err(e @ EngineError::NotOwner(_)) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::new(V2ErrorCode::Internal, e.to_string()),
+        ),
+    }
 }

@@ -1,0 +1,646 @@
+//! The v2 protocol: channels with publish / subscribe / ack, positions (offset + epoch) on every publication,
+//! presence on `global`, and batched frames. See docs/protocol.md ("v2") for the prose version of this file.
+//!
+//! A connection speaks v2 when it connects with `?agent_id=` / `?session_id=` (seed 002), or when its first
+//! message is a v2 message (`hello`, `subscribe`, `publish`, ...). Seed-000 connections (first message
+//! `handshake` / `subscribe_dashboard`) never see a v2 message.
+//!
+//! Relay → client messages carry a `type`, except publications, which are seed 002's bare
+//! `{channel, event, data, offset, epoch, timestamp}`: a client tells them apart by the missing `type`.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::decode::DecodeError;
+use crate::Millis;
+
+/// The protocol version a v2 relay reports in `connected.protocolVersion`.
+pub const PROTOCOL_V2: u32 = 2;
+
+/// A request id: echoed in the `ack` / `error` that answers the request. Strings (seed 002's `"sub-1"`) and
+/// non-negative integers are both accepted and echoed back as they came.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Num(u64),
+    Str(String),
+}
+
+impl From<&str> for RequestId {
+    fn from(s: &str) -> Self {
+        RequestId::Str(s.into())
+    }
+}
+
+impl From<u64> for RequestId {
+    fn from(n: u64) -> Self {
+        RequestId::Num(n)
+    }
+}
+
+/// A position in a channel's stream: the offset of a publication (1 for the first) and the channel's epoch
+/// (chosen when the channel was created in this relay process; it changes when the relay restarts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPosition {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// client → relay
+
+/// Messages a v2 client sends the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Optional first message: who this connection is and what it wants (`connected` answers it).
+    Hello(Hello),
+    /// Seed 002's `auth {agent_id, session_id}`: the same as `hello`.
+    Auth(Hello),
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    Publish(Publish),
+    /// Application-level keepalive; answered with `pong`.
+    Ping(Ping),
+    /// Ask a session's SDK for a fresh `state_snapshot` (published on `sessions/{id}` when it arrives).
+    RequestSnapshot(RequestSnapshot),
+}
+
+/// `hello {agentId?, sessionId?, name?, sdkVersion?, projectId?, metadata?, batch?}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    /// Identify as agent `{id}`: may publish to `agents/{id}`; appears in presence.
+    #[serde(default, alias = "agent_id", skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Identify as SDK session `{id}`: may publish to `sessions/{id}`; appears in presence and in seed-000
+    /// dashboards' client lists.
+    #[serde(default, alias = "session_id", skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Human-readable name shown by dashboards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Free-form description (host, cwd, capabilities), shown in presence. At most 4 KiB of JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    /// Ask for batched frames: the relay may then send several messages in one frame as a JSON array.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
+}
+
+/// `subscribe {channel, id?, since?}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribe {
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+    /// Resume after this position (recovery): the relay replays what was published since, if it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<StreamPosition>,
+}
+
+/// `unsubscribe {channel, id?}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unsubscribe {
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+}
+
+/// `publish {channel, event, data?, id?}`. Without `id` nothing is acknowledged (errors still are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    pub channel: String,
+    pub event: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+}
+
+/// `ping {timestamp?}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Ping {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Millis>,
+}
+
+/// `request_snapshot {sessionId, id?}` from a v2 dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestSnapshot {
+    pub session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+}
+
+impl ClientMessage {
+    /// Every `type` a v2 client may send.
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "auth",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "ping",
+        "request_snapshot",
+    ];
+
+    /// The wire `type` of this message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello(_) => "hello",
+            ClientMessage::Auth(_) => "auth",
+            ClientMessage::Subscribe(_) => "subscribe",
+            ClientMessage::Unsubscribe(_) => "unsubscribe",
+            ClientMessage::Publish(_) => "publish",
+            ClientMessage::Ping(_) => "ping",
+            ClientMessage::RequestSnapshot(_) => "request_snapshot",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// relay → client
+
+/// Typed messages the relay sends a v2 client (publications are [`Publication`], without a `type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RelayMessage {
+    Connected(Connected),
+    Ack(Ack),
+    Error(V2Error),
+    Pong(Pong),
+    /// Sent to a v2 session: a dashboard wants a fresh `state_snapshot` published on its channel.
+    RequestSnapshot(Stamp),
+}
+
+impl RelayMessage {
+    /// Every `type` the relay sends a v2 client (publications have none).
+    pub const TYPES: &'static [&'static str] =
+        &["connected", "ack", "error", "pong", "request_snapshot"];
+}
+
+/// `connected {clientId, serverVersion, protocolVersion, agentId?, sessionId?, batch, limits, timestamp}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connected {
+    pub client_id: String,
+    pub server_version: String,
+    pub protocol_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Whether the relay batches frames for this connection (as asked in `hello.batch`).
+    pub batch: bool,
+    pub limits: Limits,
+    pub timestamp: Millis,
+}
+
+/// The relay's limits that a client should know about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub max_subscriptions: usize,
+    pub max_channel_bytes: usize,
+    pub max_publish_bytes: usize,
+    pub max_message_bytes: usize,
+}
+
+/// `ack {id, success, ...}`: a request succeeded. Which optional fields are present depends on the request.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ack {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+    /// Always `true` (failures are `error` messages); kept for seed-002 clients.
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// `publish`: the publication's position. `subscribe`: the channel's current top (the offset of the last
+    /// publication, 0 if none) — live publications follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// `subscribe` with `since`: whether every publication after `since` was replayed (true), or the client
+    /// must resynchronise (false, with `reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `subscribe` with `since`: how many publications were replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+    /// `subscribe` to `global` (or `sessions/*`, `agents/*`): who is connected right now. Presence events on
+    /// `global` follow it without a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<Vec<PresenceInfo>>,
+    /// `request_snapshot`: the request joined one already in flight for that session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<bool>,
+    pub timestamp: Millis,
+}
+
+/// `error {code, message, id?, channel?, timestamp}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct V2Error {
+    pub code: V2ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    pub timestamp: Millis,
+}
+
+/// `pong {timestamp}`; `timestamp` is the relay's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    pub timestamp: Millis,
+}
+
+/// `{timestamp}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub timestamp: Millis,
+}
+
+/// The closed list of v2 error codes (`error.code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum V2ErrorCode {
+    /// The text frame is not JSON.
+    BadJson,
+    /// A binary frame: the protocol is JSON text only.
+    BinaryNotSupported,
+    /// Not an object with a string `type`, or a known `type` with missing / ill-typed fields.
+    InvalidMessage,
+    /// A `type` this relay does not know.
+    UnknownType,
+    /// A channel name that is not valid (see docs/protocol.md for the grammar).
+    InvalidChannel,
+    /// `unsubscribe` from a channel this connection is not subscribed to.
+    NotSubscribed,
+    /// `subscribe` to a channel this connection is already subscribed to.
+    AlreadySubscribed,
+    /// The publish rules do not let this connection publish there.
+    Forbidden,
+    /// The connection has as many subscriptions as the relay allows (`connected.limits.maxSubscriptions`).
+    TooManySubscriptions,
+    /// `publish.data` is larger than `connected.limits.maxPublishBytes`.
+    PayloadTooLarge,
+    /// A known session event (`text_delta`, `tool_start`, ...) whose `data` has the wrong shape.
+    InvalidPayload,
+    /// `hello` / `auth` after the connection already identified itself differently.
+    AlreadyIdentified,
+    /// A seed-000 message on a v2 connection, or the other way round.
+    WrongProtocol,
+    /// `request_snapshot` for a session that is not connected.
+    UnknownSession,
+    /// The target's queue is full; the request was not delivered. Retry later.
+    Busy,
+    /// The relay holds as many channels as it allows; publish to an existing one or retry later.
+    TooManyChannels,
+    /// The relay could not complete the request (an engine failure). Retry later.
+    Internal,
+    /// A code from a newer relay that this build does not know.
+    #[serde(other)]
+    Other,
+}
+
+impl V2ErrorCode {
+    /// Every code, for documentation tables and tests.
+    pub const ALL: [V2ErrorCode; 17] = [
+        V2ErrorCode::BadJson,
+        V2ErrorCode::BinaryNotSupported,
+        V2ErrorCode::InvalidMessage,
+        V2ErrorCode::UnknownType,
+        V2ErrorCode::InvalidChannel,
+        V2ErrorCode::NotSubscribed,
+        V2ErrorCode::AlreadySubscribed,
+        V2ErrorCode::Forbidden,
+        V2ErrorCode::TooManySubscriptions,
+        V2ErrorCode::PayloadTooLarge,
+        V2ErrorCode::InvalidPayload,
+        V2ErrorCode::AlreadyIdentified,
+        V2ErrorCode::WrongProtocol,
+        V2ErrorCode::UnknownSession,
+        V2ErrorCode::Busy,
+        V2ErrorCode::TooManyChannels,
+        V2ErrorCode::Internal,
+    ];
+}
+
+impl From<&DecodeError> for V2ErrorCode {
+    fn from(e: &DecodeError) -> Self {
+        match e {
+            DecodeError::BadJson(_) => V2ErrorCode::BadJson,
+            DecodeError::UnknownType(_) => V2ErrorCode::UnknownType,
+            DecodeError::MissingType | DecodeError::Invalid { .. } => V2ErrorCode::InvalidMessage,
+        }
+    }
+}
+
+/// One message published on a channel, as subscribers receive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publication {
+    pub channel: String,
+    pub event: String,
+    pub data: Value,
+    pub offset: u64,
+    pub epoch: String,
+    pub timestamp: Millis,
+}
+
+/// Who is connected: one entry of `ack.presence`, and the `data` of `session.connected` / `agent.connected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceInfo {
+    pub kind: PresenceKind,
+    pub id: String,
+    /// `sessions/{id}` or `agents/{id}`.
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    /// `"v1"` for a seed-000 SDK, `"v2"` otherwise.
+    pub protocol: String,
+    pub connected_at: Millis,
+}
+
+/// What a presence entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceKind {
+    Session,
+    Agent,
+}
+
+impl PresenceKind {
+    /// The namespace prefix of its channel and the prefix of its presence events (`session.connected`).
+    pub const fn noun(self) -> &'static str {
+        match self {
+            PresenceKind::Session => "session",
+            PresenceKind::Agent => "agent",
+        }
+    }
+}
+
+/// The `data` of `session.disconnected` / `agent.disconnected` / `*.heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceRef {
+    pub kind: PresenceKind,
+    pub id: String,
+    pub timestamp: Millis,
+}
+
+/// Presence event names on `global`.
+pub mod presence_event {
+    pub const SESSION_CONNECTED: &str = "session.connected";
+    pub const SESSION_DISCONNECTED: &str = "session.disconnected";
+    pub const SESSION_HEARTBEAT: &str = "session.heartbeat";
+    pub const AGENT_CONNECTED: &str = "agent.connected";
+    pub const AGENT_DISCONNECTED: &str = "agent.disconnected";
+    pub const AGENT_HEARTBEAT: &str = "agent.heartbeat";
+}
+
+/// The `metric.update` publication on `metrics` (every `metrics_interval`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsUpdate {
+    pub active_sessions: u64,
+    pub active_agents: u64,
+    pub dashboards: u64,
+    pub connections: u64,
+    pub channels: u64,
+    /// Messages received from peers over the last minute (scaled from the last interval).
+    pub messages_in_per_minute: f64,
+    /// Messages queued for peers over the last minute (scaled from the last interval).
+    pub messages_out_per_minute: f64,
+    /// Messages not delivered since the relay started (a full queue).
+    pub dropped: u64,
+    /// Snapshots replaced in a queue by a newer one of the same session since start.
+    pub conflated: u64,
+    pub slow_consumer_closes: u64,
+    /// Publication to socket write, over the last interval, in microseconds (0 when nothing was delivered).
+    pub fanout_latency_p50_us: u64,
+    pub fanout_latency_p99_us: u64,
+    pub uptime_secs: u64,
+}
+
+/// The `metrics` channel's event name.
+pub const METRIC_UPDATE: &str = "metric.update";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoding, as the relay needs it
+
+/// A v2 frame as the relay reads it: one borrowed pass, `publish.data` kept as raw JSON text.
+#[derive(Debug, Clone)]
+pub enum ClientMessageRef<'a> {
+    Publish {
+        channel: Cow<'a, str>,
+        event: Cow<'a, str>,
+        /// `None` for a missing or `null` `data`.
+        data: Option<&'a RawValue>,
+        id: Option<RequestId>,
+    },
+    /// Every other message, owned (they are small).
+    Other(ClientMessage),
+}
+
+#[derive(Deserialize)]
+struct PublishRef<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    id: Option<RequestId>,
+}
+
+impl<'a> ClientMessageRef<'a> {
+    /// Decodes a v2 client frame whose `type` has already been read. Accepts and rejects what
+    /// `serde_json::from_str::<ClientMessage>` does (tested), without building `publish.data`.
+    pub fn decode(kind: &str, text: &'a str) -> Result<ClientMessageRef<'a>, DecodeError> {
+        let invalid = |e: serde_json::Error| DecodeError::Invalid {
+            kind: kind.to_string(),
+            detail: e.to_string(),
+        };
+        match kind {
+            "publish" => serde_json::from_str::<PublishRef<'a>>(text)
+                .map(|p| ClientMessageRef::Publish {
+                    channel: p.channel,
+                    event: p.event,
+                    data: p.data,
+                    id: p.id,
+                })
+                .map_err(invalid),
+            k if ClientMessage::TYPES.contains(&k) => serde_json::from_str::<ClientMessage>(text)
+                .map(ClientMessageRef::Other)
+                .map_err(invalid),
+            other => Err(DecodeError::UnknownType(other.to_string())),
+        }
+    }
+}
+
+/// A frame a v2 client receives: typed messages and publications. Batched frames (JSON arrays) are split by
+/// [`decode_relay_frame`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayInbound {
+    Message(RelayMessage),
+    Publication(Publication),
+}
+
+/// Decodes one relay → client frame (a single message, or a batch array of them), for native clients (the
+/// agent library, tests).
+pub fn decode_relay_frame(text: &str) -> Result<Vec<RelayInbound>, DecodeError> {
+    let bad = |e: serde_json::Error| DecodeError::BadJson(e.to_string());
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(bad)?;
+        items.iter().map(|raw| decode_one(raw.get())).collect()
+    } else {
+        Ok(vec![decode_one(text)?])
+    }
+}
+
+fn decode_one(text: &str) -> Result<RelayInbound, DecodeError> {
+    #[derive(Deserialize)]
+    struct Tag<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+    }
+    let tag: Tag<'_> =
+        serde_json::from_str(text).map_err(|e| DecodeError::BadJson(e.to_string()))?;
+    let invalid = |kind: &str| {
+        let kind = kind.to_string();
+        move |e: serde_json::Error| DecodeError::Invalid {
+            kind,
+            detail: e.to_string(),
+        }
+    };
+    match tag.kind {
+        None => serde_json::from_str(text)
+            .map(RelayInbound::Publication)
+            .map_err(invalid("publication")),
+        Some(k) => serde_json::from_str(text)
+            .map(RelayInbound::Message)
+            .map_err(invalid(&k)),
+    }
+}
+
+/// Writes a JSON string: validated names need no escaping (the usual case); anything else (a seed-000
+/// session id with a space, say) is escaped.
+fn push_name(out: &mut String, name: &str) {
+    if name.chars().all(crate::channel::is_name_char) {
+        out.push('"');
+        out.push_str(name);
+        out.push('"');
+    } else {
+        // Escaping a &str into a String cannot fail.
+        out.push_str(&serde_json::to_string(name).unwrap_or_default());
+    }
+}
+
+/// Writes a publication frame around the publisher's raw `data` (no re-encoding). `epoch` is hex.
+pub fn publication_frame(
+    channel: &str,
+    event: &str,
+    data: Option<&str>,
+    offset: u64,
+    epoch: &str,
+    timestamp: Millis,
+) -> String {
+    let data = data.unwrap_or("null");
+    let mut out = String::with_capacity(channel.len() + event.len() + data.len() + 96);
+    out.push_str(r#"{"channel":"#);
+    push_name(&mut out, channel);
+    out.push_str(r#","event":"#);
+    push_name(&mut out, event);
+    out.push_str(r#","data":"#);
+    out.push_str(data.trim());
+    out.push_str(r#","offset":"#);
+    let _ = write!(out, "{offset}");
+    out.push_str(r#","epoch":""#);
+    out.push_str(epoch);
+    out.push_str(r#"","timestamp":"#);
+    // Millis serializes integral values without a fraction, as every other timestamp on the wire.
+    out.push_str(&serde_json::to_string(&timestamp).unwrap_or_else(|_| "0".into()));
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publication_frame_equals_the_typed_publication() {
+        let frame = publication_frame(
+            "sessions/s1",
+            "text_delta",
+            Some(r#" {"delta": "hi\n", "n": 1.50} "#),
+            7,
+            "00ab",
+            Millis(1_700_000_000_000.0),
+        );
+        let typed = Publication {
+            channel: "sessions/s1".into(),
+            event: "text_delta".into(),
+            data: serde_json::json!({"delta": "hi\n", "n": 1.5}),
+            offset: 7,
+            epoch: "00ab".into(),
+            timestamp: Millis(1_700_000_000_000.0),
+        };
+        let decoded: Publication = serde_json::from_str(&frame).unwrap();
+        assert_eq!(decoded, typed);
+        // The publisher's bytes are kept (number formatting, spacing inside).
+        assert!(
+            frame.contains(r#""data":{"delta": "hi\n", "n": 1.50},"#),
+            "{frame}"
+        );
+        let none = publication_frame("topics/x", "e", None, 1, "e0", Millis(1.0));
+        assert!(none.contains(r#""data":null,"#));
+    }
+
+    #[test]
+    fn batched_frames_split_into_messages() {
+        let pub1 = publication_frame("topics/x", "a", Some("1"), 1, "e", Millis(1.0));
+        let frame = format!(r#"[{pub1},{{"type":"pong","timestamp":2}}]"#);
+        let got = decode_relay_frame(&frame).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[0], RelayInbound::Publication(p) if p.offset == 1));
+        assert!(matches!(
+            &got[1],
+            RelayInbound::Message(RelayMessage::Pong(_))
+        ));
+        assert!(decode_relay_frame("[1]").is_err());
+    }
+
+    #[test]
+    fn request_ids_echo_as_they_came() {
+        let s: Subscribe = serde_json::from_str(r#"{"channel":"global","id":"sub-1"}"#).unwrap();
+        assert_eq!(s.id, Some(RequestId::Str("sub-1".into())));
+        let s: Subscribe = serde_json::from_str(r#"{"channel":"global","id":7}"#).unwrap();
+        assert_eq!(serde_json::to_string(&s.id).unwrap(), "7");
+        assert!(serde_json::from_str::<Subscribe>(r#"{"channel":"global","id":-1}"#).is_err());
+    }
+}

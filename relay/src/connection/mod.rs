@@ -1,0 +1,506 @@
+//! One WebSocket connection: its protocol and role, inbound frames, its outbound queue, heartbeat and close.
+//!
+//! A single task per connection selects over: relay shutdown, a close request from the hub (replaced, slow
+//! consumer), inbound frames, the outbound queue, the ping timer, the identify deadline and the text-delta
+//! coalescing deadline. Writes that block (a peer that stopped reading) stay interruptible by the close request
+//! and shutdown, and the heartbeat keeps running through them.
+//!
+//! The first message decides the protocol: `handshake` / `subscribe_dashboard` make a seed-000 connection
+//! (`legacy.rs`), any v2 message a v2 one (`v2.rs`); a connection that came with `?agent_id=` /
+//! `?session_id=` (seed 002) is v2 from the start.
+
+mod legacy;
+mod v2;
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use devrelay_protocol::decode::message_type;
+use devrelay_protocol::v2::ClientMessage;
+use devrelay_protocol::{CloseCode, DashboardMessage, ErrorCode, SdkMessage, Tagged};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{DashboardMark, Hub, Membership, Subscription};
+use crate::metrics::Metrics;
+use crate::outbox::{outbox, Item, Outbox, Peer};
+
+/// Frames written per flush when the queue has a backlog (seed-000 and unbatched v2 connections).
+const WRITE_BATCH: usize = 64;
+/// The write buffer keeps at most this many item slots between writes.
+const KEEP_WRITE_SLOTS: usize = 64;
+
+/// What a connection said about itself in its upgrade request (seed 002's `?agent_id=&session_id=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectParams {
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+impl ConnectParams {
+    /// Reads `agent_id` / `agentId` and `session_id` / `sessionId` from a query string.
+    pub fn from_query(query: Option<&str>) -> ConnectParams {
+        let mut params = ConnectParams::default();
+        for pair in query.unwrap_or_default().split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            if value.is_empty() {
+                continue;
+            }
+            match key {
+                "agent_id" | "agentId" => params.agent_id = Some(value),
+                "session_id" | "sessionId" => params.session_id = Some(value),
+                _ => {}
+            }
+        }
+        params
+    }
+
+    fn is_v2(&self) -> bool {
+        self.agent_id.is_some() || self.session_id.is_some()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What the connection is, once it has said so.
+#[derive(Debug)]
+enum Role {
+    Unidentified,
+    /// A seed-000 SDK session.
+    Sdk(Box<Membership>),
+    /// A seed-000 dashboard (every session). Held for their `Drop`: unsubscribing, and the gauge.
+    Dashboard(#[allow(dead_code)] Box<(Subscription, DashboardMark)>),
+    /// A v2 connection.
+    V2(Box<v2::State>),
+}
+
+impl Role {
+    fn name(&self) -> &'static str {
+        match self {
+            Role::Unidentified => "unidentified",
+            Role::Sdk(_) => "sdk",
+            Role::Dashboard(_) => "dashboard",
+            Role::V2(_) => "v2",
+        }
+    }
+}
+
+/// Why the connection loop ended.
+#[derive(Debug)]
+enum End {
+    /// Close with this code and reason.
+    Close(CloseCode, String),
+    /// The peer closed or the transport failed: nothing more to send.
+    Gone,
+}
+
+struct Connection {
+    hub: Arc<Hub>,
+    peer: Peer,
+    role: Role,
+    /// v2 connections that asked for it: several messages per frame, as a JSON array.
+    batch: bool,
+    /// Items taken from the queue for one write; reused (and kept small) between writes.
+    write_buf: Vec<Item>,
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub async fn serve<S>(
+    mut ws: WebSocketStream<S>,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+    params: ConnectParams,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = hub.next_conn_id();
+    hub.connections.fetch_add(1, Ordering::Relaxed);
+    Metrics::bump(&hub.metrics.connections_total);
+    let (peer, mut outbox) = outbox(id, hub.config.queue_messages, hub.config.queue_bytes);
+    let mut conn = Connection {
+        hub: hub.clone(),
+        peer,
+        role: Role::Unidentified,
+        batch: false,
+        write_buf: Vec::new(),
+    };
+    if params.is_v2() {
+        conn.start_v2(Some(params));
+    }
+
+    let Err(end) = conn.run(&mut ws, &mut outbox, &shutdown).await;
+    tracing::debug!(conn = id, role = conn.role.name(), end = ?end, "connection ended");
+    // A pending merged delta is published before the session leaves: nothing it was sent is lost.
+    conn.flush_coalesced();
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code: WsCloseCode::from(code.code()),
+            reason: Utf8Bytes::from(reason),
+        };
+        // Best effort: a peer that stopped reading may never take the close frame. Boxed: it runs once, at the
+        // end, and should not size every idle connection's task.
+        let _ = Box::pin(tokio::time::timeout(
+            hub.config.shutdown_grace,
+            ws.close(Some(frame)),
+        ))
+        .await;
+    }
+    // Unregisters (guards), then the queue goes.
+    drop(conn);
+    drop(outbox);
+    hub.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Connection {
+    /// Runs the connection until it must end; the `Err` is how it ends (never `Ok`: the loop only exits by
+    /// returning an `End`).
+    async fn run<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        outbox: &mut Outbox,
+        shutdown: &CancellationToken,
+    ) -> Result<std::convert::Infallible, End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let config = self.hub.config.clone();
+        let mut beat = Heartbeat::new(config.ping_interval);
+        // Boxed and dropped once identified: an idle connection's task stays small.
+        let mut identify = Some(Box::pin(tokio::time::sleep(config.identify_timeout)));
+        // The coalesced text delta's deadline, while one is pending.
+        let mut flush_at: Option<Pin<Box<Sleep>>> = None;
+        // A handle of our own for the close request, so `self` stays free for the handlers.
+        let close = self.peer.clone();
+        let hub = self.hub.clone();
+        let metrics = &hub.metrics;
+
+        loop {
+            if beat.ping_due {
+                beat.ping_due = false;
+                let ping = ws.send(Message::Ping(Default::default()));
+                interruptible(ping, &close, shutdown, &mut beat, metrics).await?;
+            }
+            if identify.is_some() && !matches!(self.role, Role::Unidentified) {
+                identify = None;
+            }
+            self.sync_flush_timer(&mut flush_at);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
+                code = close.close_requested() => return Err(close_with(code)),
+                item = outbox.recv() => {
+                    interruptible(self.write(ws, item, outbox), &close, shutdown, &mut beat, metrics).await?;
+                }
+                msg = ws.next() => {
+                    beat.heard = true;
+                    match msg {
+                        None => return Err(End::Gone),
+                        Some(Ok(Message::Text(text))) => self.on_text(text),
+                        Some(Ok(Message::Binary(b))) => {
+                            self.hub.metrics.inbound("binary", b.len());
+                            self.on_binary();
+                        }
+                        Some(Ok(Message::Close(_))) => {
+                            // tungstenite queued the close reply; push it out, then we are done.
+                            let _ = ws.flush().await;
+                            return Err(End::Gone);
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                            Metrics::bump(&self.hub.metrics.oversize_closes);
+                            return Err(End::Close(CloseCode::MessageTooBig,
+                                format!("message of {size} bytes exceeds the {max_size}-byte limit")));
+                        }
+                        Some(Err(WsError::Protocol(e))) => {
+                            return Err(End::Close(CloseCode::PolicyViolation, truncate(format!("protocol error: {e}"))));
+                        }
+                        Some(Err(WsError::Utf8(_))) => {
+                            return Err(End::Close(CloseCode::PolicyViolation, "text frame is not valid UTF-8".into()));
+                        }
+                        Some(Err(_)) => return Err(End::Gone),
+                    }
+                }
+                _ = beat.ping.tick() => beat.period_ended(metrics)?,
+                _ = async { if let Some(t) = identify.as_mut() { t.await } }, if identify.is_some() => {
+                    Metrics::bump(&self.hub.metrics.identify_timeouts);
+                    return Err(close_with(CloseCode::IdentifyTimeout));
+                }
+                _ = async { if let Some(t) = flush_at.as_mut() { t.await } }, if flush_at.is_some() => {
+                    flush_at = None;
+                    self.flush_coalesced();
+                }
+            }
+        }
+    }
+
+    /// Keeps the coalescing timer in step with the pending delta (if any).
+    fn sync_flush_timer(&self, timer: &mut Option<Pin<Box<Sleep>>>) {
+        let want = match &self.role {
+            Role::V2(state) => state.coalesce_deadline(),
+            _ => None,
+        };
+        match (want, timer.as_mut()) {
+            (None, _) => *timer = None,
+            (Some(at), Some(t)) if t.deadline() == at.into() => {}
+            (Some(at), Some(t)) => t.as_mut().reset(at.into()),
+            (Some(at), None) => *timer = Some(Box::pin(tokio::time::sleep_until(at.into()))),
+        }
+    }
+
+    fn on_text(&mut self, text: Utf8Bytes) {
+        match &self.role {
+            Role::V2(_) => return self.on_v2_text(&text),
+            Role::Sdk(_) | Role::Dashboard(_) => return self.on_legacy_text(text),
+            Role::Unidentified => {}
+        }
+        // The first message decides the protocol. Anything that is not a v2 message keeps the seed-000
+        // behaviour exactly (including its errors for bad first messages).
+        let first = message_type(&text).ok().and_then(|kind| {
+            let k = kind.as_ref();
+            let v2 = ClientMessage::TYPES.contains(&k)
+                && !SdkMessage::TYPES.contains(&k)
+                && !DashboardMessage::TYPES.contains(&k);
+            v2.then_some(matches!(k, "hello" | "auth"))
+        });
+        match first {
+            Some(hello) => {
+                self.start_v2(None);
+                if !hello {
+                    // A `hello` answers with `connected` itself; anything else gets it first.
+                    self.send_connected();
+                }
+                self.on_v2_text(&text);
+            }
+            None => self.on_legacy_text(text),
+        }
+    }
+
+    fn on_binary(&mut self) {
+        match &self.role {
+            Role::V2(_) => self.reply_v2_error(
+                devrelay_protocol::v2::V2ErrorCode::BinaryNotSupported,
+                "binary frames are not supported: send JSON text frames".into(),
+                None,
+                None,
+            ),
+            _ => self.reply_error(
+                ErrorCode::BinaryNotSupported,
+                "binary frames are not supported: send JSON text frames".into(),
+            ),
+        }
+    }
+
+    /// Writes one queued item plus whatever else is already queued (up to a batch), then flushes once. A v2
+    /// connection that asked for batching gets everything in one frame (a JSON array).
+    async fn write<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        first: Item,
+        outbox: &mut Outbox,
+    ) -> Result<(), WsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut items = std::mem::take(&mut self.write_buf);
+        items.push(first);
+        let config = &self.hub.config;
+        let result = if self.batch {
+            let bytes = outbox.drain_into(
+                &mut items,
+                config.batch_max_messages,
+                config.batch_max_bytes,
+            );
+            let frame = if items.len() == 1 {
+                items[0].frame.clone()
+            } else {
+                let mut out = String::with_capacity(bytes + items.len() + 1);
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(item.frame.as_str());
+                }
+                out.push(']');
+                Utf8Bytes::from(out)
+            };
+            match ws.feed(Message::Text(frame)).await {
+                Ok(()) => ws.flush().await,
+                Err(e) => Err(e),
+            }
+        } else {
+            outbox.drain_into(&mut items, WRITE_BATCH, usize::MAX);
+            let mut fed = Ok(());
+            for item in &items {
+                fed = ws.feed(Message::Text(item.frame.clone())).await;
+                if fed.is_err() {
+                    break;
+                }
+            }
+            match fed {
+                Ok(()) => ws.flush().await,
+                Err(e) => Err(e),
+            }
+        };
+        if result.is_ok() {
+            self.record_latency(&items);
+        }
+        let conflated = outbox.take_conflated();
+        if conflated > 0 {
+            self.hub
+                .metrics
+                .conflated
+                .fetch_add(conflated, Ordering::Relaxed);
+        }
+        items.clear();
+        if items.capacity() <= KEEP_WRITE_SLOTS {
+            self.write_buf = items;
+        }
+        result
+    }
+
+    fn record_latency(&self, items: &[Item]) {
+        let now = std::time::Instant::now();
+        for item in items {
+            if let Some(at) = item.at {
+                self.hub
+                    .metrics
+                    .fanout_latency
+                    .record(now.saturating_duration_since(at));
+            }
+        }
+    }
+
+    /// Publishes a pending coalesced text delta (v2 sessions).
+    fn flush_coalesced(&mut self) {
+        if let Role::V2(_) = self.role {
+            self.v2_flush_coalesced();
+        }
+    }
+}
+
+fn close_with(code: CloseCode) -> End {
+    End::Close(code, code.reason().into())
+}
+
+/// Close reasons must fit in a control frame (123 bytes).
+fn truncate(mut s: String) -> String {
+    if s.len() > 123 {
+        let mut cut = 120;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// The liveness check of one connection: a ping every `ping_interval`; a peer from which nothing at all was heard
+/// during a whole interval is closed (4003).
+struct Heartbeat {
+    ping: Interval,
+    /// Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
+    heard: bool,
+    /// A period ended and its ping is still to be sent (it could not pass a write in progress).
+    ping_due: bool,
+}
+
+impl Heartbeat {
+    fn new(period: std::time::Duration) -> Self {
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Heartbeat {
+            ping,
+            heard: true,
+            ping_due: false,
+        }
+    }
+
+    /// A ping period ended: the connection ends (4003) if nothing was heard during it; else a ping is due.
+    fn period_ended(&mut self, metrics: &Metrics) -> Result<(), End> {
+        if !self.heard {
+            Metrics::bump(&metrics.heartbeat_timeouts);
+            return Err(close_with(CloseCode::HeartbeatTimeout));
+        }
+        self.heard = false;
+        self.ping_due = true;
+        Ok(())
+    }
+}
+
+/// Runs a write to the socket, interrupted by a close request or shutdown, with the heartbeat still running.
+/// Boxed so that its state is only allocated while a write is in progress, not carried by every idle
+/// connection's task.
+async fn interruptible<F>(
+    write: F,
+    close: &Peer,
+    shutdown: &CancellationToken,
+    beat: &mut Heartbeat,
+    metrics: &Metrics,
+) -> Result<(), End>
+where
+    F: std::future::Future<Output = Result<(), WsError>>,
+{
+    let mut write = Box::pin(write);
+    loop {
+        tokio::select! {
+            r = &mut write => return r.map_err(|_| End::Gone),
+            code = close.close_requested() => return Err(close_with(code)),
+            _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
+            // Nothing is read while a write is in progress, and no ping can pass a blocked one: a write that stays
+            // blocked through a whole period is silence (the peer is not taking what it is sent, e.g. a zero
+            // receive window), so it ends the connection like any other silent period.
+            _ = beat.ping.tick() => beat.period_ended(metrics)?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_params_read_both_spellings_and_decode() {
+        let p = ConnectParams::from_query(Some("agent_id=my%2Dagent&session_id=abc+1&x=y"));
+        assert_eq!(p.agent_id.as_deref(), Some("my-agent"));
+        assert_eq!(p.session_id.as_deref(), Some("abc 1"));
+        let p = ConnectParams::from_query(Some("agentId=a&sessionId="));
+        assert_eq!(p.agent_id.as_deref(), Some("a"));
+        assert_eq!(p.session_id, None);
+        assert!(!ConnectParams::from_query(None).is_v2());
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,572 @@
+//! The v2 protocol on a connection: identity (`hello` / `auth` / connect parameters), subscriptions, publish
+//! with ack, ping, snapshot requests. Every request with an `id` gets an `ack` or an `error` with that id.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use devrelay_protocol::channel::{
+    agent_channel, is_valid_id, session_channel, Namespace, Publisher,
+};
+use devrelay_protocol::decode::message_type;
+use devrelay_protocol::session_event::{names, TextDelta};
+use devrelay_protocol::v2::{
+    Ack, ClientMessage, ClientMessageRef, Connected, Hello, Limits, Pong, PresenceInfo,
+    PresenceKind, RelayMessage, RequestId, RequestSnapshot, Subscribe, Unsubscribe, V2Error,
+    V2ErrorCode, PROTOCOL_V2,
+};
+use devrelay_protocol::{ClientInfo, DashboardMessage, Millis, SdkMessage, Tagged};
+use serde_json::value::RawValue;
+
+use super::{ConnectParams, Connection, Role};
+use crate::coalesce::{Coalescer, Offer, Pending};
+use crate::engine::{EngineError, Kind, PublishRequest};
+use crate::hub::{
+    encode, DashboardMark, Membership, Protocol, SnapshotRequestError, SnapshotRequested,
+    Subscription,
+};
+use crate::publish::{self, Refusal};
+
+/// Largest `hello.metadata`, in bytes of JSON.
+const MAX_METADATA_BYTES: usize = 4096;
+/// Longest `hello.name` / `sdkVersion` / `projectId`, in bytes.
+const MAX_LABEL_BYTES: usize = 256;
+
+/// A v2 connection's state.
+#[derive(Debug)]
+pub(super) struct State {
+    client_id: String,
+    session: Option<Membership>,
+    agent: Option<Membership>,
+    subs: HashMap<String, Subscription>,
+    /// Set while an anonymous connection watches (the `dashboards` gauge).
+    dashboard: Option<DashboardMark>,
+    coalescer: Coalescer,
+}
+
+impl State {
+    pub(super) fn coalesce_deadline(&self) -> Option<std::time::Instant> {
+        self.coalescer.deadline()
+    }
+
+    fn publisher(&self) -> Publisher<'_> {
+        Publisher::Connection {
+            session_id: self.session.as_ref().map(Membership::id),
+            agent_id: self.agent.as_ref().map(Membership::id),
+        }
+    }
+}
+
+/// What a publish needs after its checks.
+struct Ready<'a> {
+    channel: &'a str,
+    event: &'a str,
+    data: Option<&'a str>,
+    kind: Kind,
+    legacy: Option<tokio_tungstenite::tungstenite::Utf8Bytes>,
+    owned: bool,
+}
+
+impl Connection {
+    /// Makes this a v2 connection; with connect parameters, identifies it at once. `connected` is sent now
+    /// unless the first message is a `hello` (which answers with it).
+    pub(super) fn start_v2(&mut self, params: Option<ConnectParams>) {
+        let client_id = format!(
+            "{:016x}",
+            std::hash::RandomState::new().hash_one(self.peer.id)
+        );
+        self.role = Role::V2(Box::new(State {
+            client_id,
+            session: None,
+            agent: None,
+            subs: HashMap::new(),
+            dashboard: None,
+            coalescer: Coalescer::new(
+                self.hub.config.text_delta_window,
+                self.hub.config.max_publish_bytes,
+            ),
+        }));
+        if let Some(params) = params {
+            let hello = Hello {
+                agent_id: params.agent_id,
+                session_id: params.session_id,
+                ..Hello::default()
+            };
+            self.identify(hello, None);
+        }
+    }
+
+    pub(super) fn on_v2_text(&mut self, text: &str) {
+        let kind = match message_type(text) {
+            Ok(kind) => kind,
+            Err(e) => {
+                self.hub.metrics.inbound("invalid", text.len());
+                return self.reply_v2_error((&e).into(), e.to_string(), None, None);
+            }
+        };
+        if SdkMessage::TYPES.contains(&kind.as_ref())
+            || DashboardMessage::TYPES.contains(&kind.as_ref())
+        {
+            self.hub.metrics.inbound(&kind, text.len());
+            return self.reply_v2_error(
+                V2ErrorCode::WrongProtocol,
+                format!("{kind} is a seed-000 message; this connection speaks v2 (see docs/protocol.md)"),
+                None,
+                None,
+            );
+        }
+        let msg = match ClientMessageRef::decode(&kind, text) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.hub.metrics.inbound("invalid", text.len());
+                return self.reply_v2_error((&e).into(), e.to_string(), None, None);
+            }
+        };
+        self.hub.metrics.inbound(&kind, text.len());
+        match msg {
+            ClientMessageRef::Publish {
+                channel,
+                event,
+                data,
+                id,
+            } => self.v2_publish(&channel, &event, data, id),
+            ClientMessageRef::Other(m) => match m {
+                ClientMessage::Hello(h) | ClientMessage::Auth(h) => {
+                    let id = None;
+                    self.identify(h, id)
+                }
+                ClientMessage::Subscribe(s) => self.v2_subscribe(s),
+                ClientMessage::Unsubscribe(u) => self.v2_unsubscribe(u),
+                ClientMessage::Publish(p) => {
+                    // Not produced by `ClientMessageRef::decode`; handled the same way anyway.
+                    let data = serde_json::value::to_raw_value(&p.data).ok();
+                    self.v2_publish(&p.channel, &p.event, data.as_deref(), p.id)
+                }
+                ClientMessage::Ping(_) => self.v2_ping(),
+                ClientMessage::RequestSnapshot(r) => self.v2_request_snapshot(r),
+            },
+        }
+    }
+
+    fn state(&mut self) -> &mut State {
+        match &mut self.role {
+            Role::V2(state) => state,
+            _ => unreachable!("v2 handlers run on v2 connections only"),
+        }
+    }
+
+    /// `hello` / `auth` / connect parameters: takes on the identities (joining presence), and answers
+    /// `connected`.
+    fn identify(&mut self, hello: Hello, id: Option<RequestId>) {
+        if let Err(message) = check_hello(&hello) {
+            return self.reply_v2_error(V2ErrorCode::InvalidMessage, message, id, None);
+        }
+        let now = Millis::now();
+        let hub = self.hub.clone();
+        let peer = self.peer.clone();
+        let state = self.state();
+        for (kind, wanted) in [
+            (PresenceKind::Session, &hello.session_id),
+            (PresenceKind::Agent, &hello.agent_id),
+        ] {
+            let Some(wanted) = wanted else { continue };
+            let slot = match kind {
+                PresenceKind::Session => &state.session,
+                PresenceKind::Agent => &state.agent,
+            };
+            match slot {
+                Some(m) if m.id() == wanted => continue,
+                Some(m) => {
+                    let message = format!(
+                        "this connection already is {} {:?}; open another connection for {wanted:?}",
+                        kind.noun(),
+                        m.id()
+                    );
+                    return self.reply_v2_error(V2ErrorCode::AlreadyIdentified, message, id, None);
+                }
+                None => {}
+            }
+            let channel = match kind {
+                PresenceKind::Session => session_channel(wanted),
+                PresenceKind::Agent => agent_channel(wanted),
+            };
+            let presence = PresenceInfo {
+                kind,
+                id: wanted.clone(),
+                channel,
+                name: hello.name.clone(),
+                sdk_version: hello.sdk_version.clone(),
+                project_id: hello.project_id.clone(),
+                metadata: hello.metadata.clone(),
+                protocol: "v2".into(),
+                connected_at: now,
+            };
+            // A v2 session is a session to seed-000 dashboards too.
+            let legacy = (kind == PresenceKind::Session).then(|| ClientInfo {
+                session_id: wanted.clone(),
+                sdk_version: hello.sdk_version.clone().unwrap_or_else(|| "v2".into()),
+                project_id: hello.project_id.clone(),
+                connected_at: now,
+            });
+            let member = hub.join(presence, legacy, Protocol::V2, peer.clone());
+            tracing::info!(conn = peer.id, id = %wanted, "{} connected (v2)", kind.noun());
+            match kind {
+                PresenceKind::Session => state.session = Some(member),
+                PresenceKind::Agent => state.agent = Some(member),
+            }
+            state.dashboard = None;
+        }
+        if hello.batch {
+            self.batch = true;
+        }
+        let state = self.state();
+        let connected = RelayMessage::Connected(Connected {
+            client_id: state.client_id.clone(),
+            server_version: crate::VERSION.into(),
+            protocol_version: PROTOCOL_V2,
+            agent_id: state.agent.as_ref().map(|m| m.id().to_string()),
+            session_id: state.session.as_ref().map(|m| m.id().to_string()),
+            batch: self.batch,
+            limits: self.limits(),
+            timestamp: now,
+        });
+        self.hub.send(&self.peer, "connected", &encode(&connected));
+    }
+
+    /// Answers `connected` for a connection whose first message was not `hello`.
+    pub(super) fn send_connected(&mut self) {
+        self.identify(Hello::default(), None);
+    }
+
+    fn limits(&self) -> Limits {
+        let c = &self.hub.config;
+        Limits {
+            max_subscriptions: c.max_subscriptions,
+            max_channel_bytes: c.max_channel_bytes,
+            max_publish_bytes: c.max_publish_bytes,
+            max_message_bytes: c.max_message_bytes,
+        }
+    }
+
+    fn v2_subscribe(&mut self, s: Subscribe) {
+        let Subscribe { channel, id, since } = s;
+        let config = self.hub.config.clone();
+        let parsed = match publish::check_channel(&config, &channel, false) {
+            Ok(c) => c,
+            Err(r) => return self.refuse(r, id, Some(&channel)),
+        };
+        let (hub, peer) = (self.hub.clone(), self.peer.clone());
+        let state = self.state();
+        if state.subs.contains_key(&channel) {
+            let message = format!("already subscribed to {channel}");
+            return self.reply_v2_error(
+                V2ErrorCode::AlreadySubscribed,
+                message,
+                id,
+                Some(&channel),
+            );
+        }
+        if state.subs.len() >= config.max_subscriptions {
+            let message = format!(
+                "this connection has {} subscriptions, the most this relay allows (max_subscriptions)",
+                state.subs.len()
+            );
+            return self.reply_v2_error(
+                V2ErrorCode::TooManySubscriptions,
+                message,
+                id,
+                Some(&channel),
+            );
+        }
+        // The ack is queued by the hub before any publication can reach this subscriber.
+        let mut ack = |position: Option<&crate::engine::Position>,
+                       presence: Option<Vec<PresenceInfo>>| {
+            let mut ack = Ack {
+                id: id.clone(),
+                success: true,
+                channel: Some(channel.clone()),
+                offset: position.map(|p| p.offset),
+                epoch: position.map(|p| p.epoch.to_string()),
+                presence,
+                timestamp: Millis::now(),
+                ..Ack::default()
+            };
+            if let (Some(since), Some(p)) = (&since, position) {
+                // Without history the relay can only recover a subscriber that missed nothing.
+                let (recovered, reason) = if since.epoch != *p.epoch {
+                    (
+                        false,
+                        Some(
+                            "epoch changed: the channel was recreated (relay restart)".to_string(),
+                        ),
+                    )
+                } else if since.offset > p.offset {
+                    (
+                        false,
+                        Some(format!(
+                            "offset {} is ahead of the channel's {}",
+                            since.offset, p.offset
+                        )),
+                    )
+                } else if since.offset < p.offset {
+                    (
+                        false,
+                        Some(format!(
+                            "{} publications were missed and this relay keeps no history",
+                            p.offset - since.offset
+                        )),
+                    )
+                } else {
+                    (true, None)
+                };
+                ack.recovered = Some(recovered);
+                ack.reason = reason;
+                ack.replayed = Some(0);
+            }
+            encode(&RelayMessage::Ack(ack))
+        };
+        match hub.subscribe(&parsed, &peer, &mut ack) {
+            Ok(sub) => {
+                let state = self.state();
+                if state.session.is_none() && state.agent.is_none() && state.dashboard.is_none() {
+                    state.dashboard = Some(DashboardMark::new(&hub));
+                }
+                state.subs.insert(channel, sub);
+            }
+            Err(e @ EngineError::TooManyChannels(_)) => self.reply_v2_error(
+                V2ErrorCode::TooManyChannels,
+                e.to_string(),
+                id,
+                Some(&channel),
+            ),
+            Err(e @ EngineError::NotOwner(_)) => {
+                self.reply_v2_error(V2ErrorCode::Internal, e.to_string(), id, Some(&channel))
+            }
+        }
+    }
+
+    fn v2_unsubscribe(&mut self, u: Unsubscribe) {
+        let Unsubscribe { channel, id } = u;
+        if self.state().subs.remove(&channel).is_none() {
+            let message = format!("not subscribed to {channel}");
+            return self.reply_v2_error(V2ErrorCode::NotSubscribed, message, id, Some(&channel));
+        }
+        self.ack(Ack {
+            id,
+            success: true,
+            channel: Some(channel),
+            timestamp: Millis::now(),
+            ..Ack::default()
+        });
+    }
+
+    fn v2_publish(
+        &mut self,
+        channel: &str,
+        event: &str,
+        data: Option<&RawValue>,
+        id: Option<RequestId>,
+    ) {
+        let data = data.map(RawValue::get);
+        let config = self.hub.config.clone();
+        let checked = match publish::check(&config, self.state().publisher(), channel, event, data)
+        {
+            Ok(c) => c,
+            Err(r) => return self.refuse(r, id, Some(channel)),
+        };
+        let coalesce =
+            event == names::TEXT_DELTA && checked.channel.namespace() == Namespace::Sessions;
+        if coalesce {
+            // Already checked to be a TextDelta.
+            if let Ok(delta) = serde_json::from_str::<TextDelta>(data.unwrap_or("null")) {
+                let now = std::time::Instant::now();
+                match self
+                    .state()
+                    .coalescer
+                    .offer(channel, delta, id.clone(), now)
+                {
+                    Offer::Held => return,
+                    Offer::HeldAfter { flush } => return self.publish_merged(flush),
+                    Offer::PublishNow { flush } => {
+                        if let Some(flush) = flush {
+                            self.publish_merged(flush);
+                        }
+                    }
+                }
+            }
+        } else {
+            // Anything else this connection publishes goes after the deltas it already sent.
+            self.v2_flush_coalesced();
+        }
+        let ready = Ready {
+            channel,
+            event,
+            data,
+            kind: checked.kind,
+            legacy: checked.legacy,
+            owned: checked.owned,
+        };
+        self.publish_ready(ready, id.as_slice());
+    }
+
+    /// Publishes the pending merged delta, if any.
+    pub(super) fn v2_flush_coalesced(&mut self) {
+        if let Some(pending) = self.state().coalescer.take() {
+            self.publish_merged(pending);
+        }
+    }
+
+    fn publish_merged(&mut self, p: Pending) {
+        let data = serde_json::to_string(&p.delta).unwrap_or_else(|_| "null".into());
+        self.hub.metrics.deltas_coalesced.fetch_add(
+            p.merged.saturating_sub(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let ready = Ready {
+            channel: &p.channel,
+            event: names::TEXT_DELTA,
+            data: Some(&data),
+            kind: Kind::Event,
+            legacy: None,
+            owned: true,
+        };
+        self.publish_ready(ready, &p.ids);
+    }
+
+    fn publish_ready(&mut self, r: Ready<'_>, ids: &[RequestId]) {
+        let request = PublishRequest {
+            channel: r.channel,
+            event: r.event,
+            data: r.data,
+            kind: r.kind,
+            legacy: r.legacy,
+            owner: r.owned.then_some(self.peer.id),
+        };
+        match self.hub.publish(request) {
+            Ok(p) => {
+                if r.kind == Kind::Snapshot {
+                    if let Some(m) = self.state().session.as_ref() {
+                        m.shared.snapshot_sent();
+                    }
+                }
+                for id in ids {
+                    self.ack(Ack {
+                        id: Some(id.clone()),
+                        success: true,
+                        channel: Some(r.channel.to_string()),
+                        offset: Some(p.offset),
+                        epoch: Some(p.epoch.to_string()),
+                        timestamp: Millis::now(),
+                        ..Ack::default()
+                    });
+                }
+            }
+            Err(e) => {
+                let code = match e {
+                    EngineError::NotOwner(_) => V2ErrorCode::Forbidden,
+                    EngineError::TooManyChannels(_) => V2ErrorCode::TooManyChannels,
+                };
+                for id in ids.iter().map(Some).chain(ids.is_empty().then_some(None)) {
+                    self.reply_v2_error(code, e.to_string(), id.cloned(), Some(r.channel));
+                }
+            }
+        }
+    }
+
+    fn v2_ping(&mut self) {
+        let pong = encode(&RelayMessage::Pong(Pong {
+            timestamp: Millis::now(),
+        }));
+        self.hub.send(&self.peer, "pong", &pong);
+        let hub = self.hub.clone();
+        let state = self.state();
+        for m in state.session.iter().chain(state.agent.iter()) {
+            hub.heartbeat(m.kind(), m.id(), &m.shared);
+        }
+    }
+
+    fn v2_request_snapshot(&mut self, r: RequestSnapshot) {
+        let RequestSnapshot { session_id, id } = r;
+        match self.hub.request_snapshot(&session_id) {
+            Ok(outcome) => self.ack(Ack {
+                id,
+                success: true,
+                coalesced: (outcome == SnapshotRequested::Coalesced).then_some(true),
+                timestamp: Millis::now(),
+                ..Ack::default()
+            }),
+            Err(SnapshotRequestError::Unknown) => self.reply_v2_error(
+                V2ErrorCode::UnknownSession,
+                format!("no session {session_id:?} is connected"),
+                id,
+                None,
+            ),
+            Err(SnapshotRequestError::Busy) => self.reply_v2_error(
+                V2ErrorCode::Busy,
+                format!("session {session_id:?} is not reading (its queue is full); retry later"),
+                id,
+                None,
+            ),
+        }
+    }
+
+    fn ack(&self, ack: Ack) {
+        self.hub
+            .send(&self.peer, "ack", &encode(&RelayMessage::Ack(ack)));
+    }
+
+    fn refuse(&self, r: Refusal, id: Option<RequestId>, channel: Option<&str>) {
+        self.reply_v2_error(r.code, r.message, id, channel)
+    }
+
+    pub(super) fn reply_v2_error(
+        &self,
+        code: V2ErrorCode,
+        message: String,
+        id: Option<RequestId>,
+        channel: Option<&str>,
+    ) {
+        tracing::debug!(conn = self.peer.id, ?code, %message, "v2 error reply");
+        let frame = encode(&RelayMessage::Error(V2Error {
+            code,
+            message,
+            id,
+            channel: channel.map(Into::into),
+            timestamp: Millis::now(),
+        }));
+        self.hub.send(&self.peer, "error", &frame);
+    }
+}
+
+fn check_hello(h: &Hello) -> Result<(), String> {
+    for (field, id, ns) in [
+        ("agentId", &h.agent_id, Namespace::Agents),
+        ("sessionId", &h.session_id, Namespace::Sessions),
+    ] {
+        if let Some(id) = id {
+            if !is_valid_id(id, ns) {
+                return Err(format!(
+                    "{field} {id:?} cannot name a channel: 1 to {} bytes of printable ASCII without space, '\"', '\\' and '*'",
+                    devrelay_protocol::channel::MAX_CHANNEL_BYTES - ns.prefix().map_or(0, str::len)
+                ));
+            }
+        }
+    }
+    for (field, value) in [
+        ("name", &h.name),
+        ("sdkVersion", &h.sdk_version),
+        ("projectId", &h.project_id),
+    ] {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_LABEL_BYTES) {
+            return Err(format!("{field} is longer than {MAX_LABEL_BYTES} bytes"));
+        }
+    }
+    if let Some(meta) = &h.metadata {
+        let size = serde_json::to_string(meta).map_or(0, |s| s.len());
+        if size > MAX_METADATA_BYTES {
+            return Err(format!(
+                "metadata is {size} bytes of JSON; at most {MAX_METADATA_BYTES} are allowed"
+            ));
+        }
+    }
+    Ok(())
+}

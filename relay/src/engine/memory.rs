@@ -1,0 +1,376 @@
+//! The in-memory engine: one relay process. Channels are streams in a map; each stream has its own lock, under
+//! which its publications are stamped and delivered, so per-channel order is the offset order and different
+//! channels never wait for each other.
+//!
+//! Lock order: the stream map, then one stream (never two streams at once); delivery runs under the stream lock
+//! and takes only the hub's index and the peers' queues.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use devrelay_protocol::v2::{publication_frame, PresenceInfo};
+use devrelay_protocol::Millis;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::{
+    Broker, Delivery, EngineError, Owner, Position, Presence, Publication, PublishRequest,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held; if something ever did, keep serving rather than cascade.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u64,
+    epoch: Arc<str>,
+    offset: u64,
+    owner: Option<Owner>,
+    interested: bool,
+    /// Removed from the map: whoever still holds it must look the channel up again.
+    dead: bool,
+}
+
+impl Stream {
+    fn idle(&self) -> bool {
+        self.owner.is_none() && !self.interested
+    }
+}
+
+/// One channel's presence: client → (arrival number, info).
+type Members = HashMap<String, (u64, PresenceInfo)>;
+
+/// The default engine: streams and presence in this process's memory.
+#[derive(Debug)]
+pub struct MemoryEngine {
+    streams: Mutex<HashMap<Arc<str>, Arc<Mutex<Stream>>>>,
+    next_stream: AtomicU64,
+    /// Channels beyond this many are refused (`TooManyChannels`), except owned ones (bounded by connections).
+    max_channels: usize,
+    /// Random per process: epochs differ across restarts.
+    epoch_keys: std::hash::RandomState,
+    presence: Mutex<HashMap<String, Members>>,
+    presence_seq: AtomicU64,
+}
+
+impl MemoryEngine {
+    pub fn new(max_channels: usize) -> Self {
+        MemoryEngine {
+            streams: Mutex::default(),
+            next_stream: AtomicU64::new(1),
+            max_channels,
+            epoch_keys: std::hash::RandomState::new(),
+            presence: Mutex::default(),
+            presence_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The stream of `channel`, created if missing (subject to `max_channels` unless `always`).
+    fn stream(&self, channel: &str, always: bool) -> Result<Arc<Mutex<Stream>>, EngineError> {
+        let mut map = lock(&self.streams);
+        if let Some(s) = map.get(channel) {
+            return Ok(s.clone());
+        }
+        if !always && map.len() >= self.max_channels {
+            return Err(EngineError::TooManyChannels(self.max_channels));
+        }
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let epoch = format!("{:016x}", self.epoch_keys.hash_one(id));
+        let stream = Arc::new(Mutex::new(Stream {
+            id,
+            epoch: epoch.into(),
+            offset: 0,
+            owner: None,
+            interested: false,
+            dead: false,
+        }));
+        map.insert(channel.into(), stream.clone());
+        Ok(stream)
+    }
+
+    /// Locks the live stream of `channel` (retrying if it was forgotten meanwhile) and runs `f` on it.
+    fn with_stream<T>(
+        &self,
+        channel: &str,
+        always: bool,
+        mut f: impl FnMut(&mut Stream) -> T,
+    ) -> Result<T, EngineError> {
+        loop {
+            let stream = self.stream(channel, always)?;
+            let mut s = lock(&stream);
+            if s.dead {
+                continue;
+            }
+            let out = f(&mut s);
+            let idle = s.idle();
+            drop(s);
+            if idle {
+                self.forget_if_idle(channel);
+            }
+            return Ok(out);
+        }
+    }
+
+    fn forget_if_idle(&self, channel: &str) {
+        let mut map = lock(&self.streams);
+        let Some(stream) = map.get(channel).cloned() else {
+            return;
+        };
+        let mut s = lock(&stream);
+        if s.idle() {
+            s.dead = true;
+            map.remove(channel);
+        }
+    }
+}
+
+impl Broker for MemoryEngine {
+    fn publish(
+        &self,
+        request: PublishRequest<'_>,
+        delivery: &dyn Delivery,
+    ) -> Result<Arc<Publication>, EngineError> {
+        let PublishRequest {
+            channel,
+            event,
+            data,
+            kind,
+            legacy,
+            owner,
+        } = request;
+        let mut legacy = Some(legacy);
+        // Owned channels exist while their owner is connected; others are created on first use.
+        self.with_stream(channel, false, |s| {
+            if owner.is_some() && s.owner != owner {
+                return Err(EngineError::NotOwner(channel.into()));
+            }
+            s.offset += 1;
+            let frame = publication_frame(channel, event, data, s.offset, &s.epoch, Millis::now());
+            let publication = Arc::new(Publication {
+                channel: channel.into(),
+                stream: s.id,
+                offset: s.offset,
+                epoch: s.epoch.clone(),
+                kind,
+                frame: Utf8Bytes::from(frame),
+                legacy: legacy.take().flatten(),
+                at: Instant::now(),
+            });
+            delivery.deliver(&publication);
+            Ok(publication)
+        })?
+    }
+
+    fn subscribe(&self, channel: &str, f: &mut dyn FnMut(&Position)) -> Result<(), EngineError> {
+        self.with_stream(channel, false, |s| {
+            s.interested = true;
+            f(&Position {
+                offset: s.offset,
+                epoch: s.epoch.clone(),
+            })
+        })
+    }
+
+    fn unsubscribe(&self, channel: &str, f: &mut dyn FnMut() -> bool) {
+        // `always`: removing a subscriber never fails for want of room; a missing stream is recreated and, if
+        // idle, forgotten again at once.
+        let _ = self.with_stream(channel, true, |s| s.interested = f());
+    }
+
+    fn claim(&self, channel: &str, owner: Owner) -> Result<Option<Owner>, EngineError> {
+        self.with_stream(channel, true, |s| s.owner.replace(owner))
+    }
+
+    fn release(&self, channel: &str, owner: Owner) -> bool {
+        if !lock(&self.streams).contains_key(channel) {
+            return false;
+        }
+        self.with_stream(channel, true, |s| {
+            if s.owner == Some(owner) {
+                s.owner = None;
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    fn channel_count(&self) -> usize {
+        lock(&self.streams).len()
+    }
+}
+
+impl Presence for MemoryEngine {
+    fn add_presence(&self, channel: &str, client: &str, info: PresenceInfo) {
+        let seq = self.presence_seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.presence)
+            .entry(channel.into())
+            .or_default()
+            .insert(client.into(), (seq, info));
+    }
+
+    fn remove_presence(&self, channel: &str, client: &str) {
+        let mut p = lock(&self.presence);
+        if let Some(members) = p.get_mut(channel) {
+            members.remove(client);
+            if members.is_empty() {
+                p.remove(channel);
+            }
+        }
+    }
+
+    fn presence(&self, channel: &str) -> Vec<PresenceInfo> {
+        let p = lock(&self.presence);
+        let Some(members) = p.get(channel) else {
+            return Vec::new();
+        };
+        let mut list: Vec<&(u64, PresenceInfo)> = members.values().collect();
+        list.sort_by_key(|(seq, _)| *seq);
+        list.into_iter().map(|(_, info)| info.clone()).collect()
+    }
+
+    fn presence_count(&self, channel: &str) -> usize {
+        lock(&self.presence).get(channel).map_or(0, HashMap::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+    use crate::engine::Kind;
+
+    #[derive(Default)]
+    struct Collect(StdMutex<Vec<(String, u64)>>);
+    impl Delivery for Collect {
+        fn deliver(&self, p: &Arc<Publication>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((p.channel.to_string(), p.offset));
+        }
+    }
+
+    fn req<'a>(channel: &'a str, owner: Option<Owner>) -> PublishRequest<'a> {
+        PublishRequest {
+            channel,
+            event: "e",
+            data: Some("1"),
+            kind: Kind::Event,
+            legacy: None,
+            owner,
+        }
+    }
+
+    #[test]
+    fn offsets_count_per_channel_and_epochs_differ() {
+        let e = MemoryEngine::new(16);
+        let d = Collect::default();
+        e.subscribe("topics/a", &mut |_| {}).unwrap();
+        e.subscribe("topics/b", &mut |_| {}).unwrap();
+        for ch in ["topics/a", "topics/a", "topics/b", "topics/a"] {
+            e.publish(req(ch, None), &d).unwrap();
+        }
+        let got = d.0.lock().unwrap().clone();
+        let want: Vec<(String, u64)> = [
+            ("topics/a", 1),
+            ("topics/a", 2),
+            ("topics/b", 1),
+            ("topics/a", 3),
+        ]
+        .iter()
+        .map(|(c, o)| (c.to_string(), *o))
+        .collect();
+        assert_eq!(got, want);
+        let mut epochs = Vec::new();
+        for ch in ["topics/a", "topics/b"] {
+            e.subscribe(ch, &mut |p| epochs.push(p.epoch.clone()))
+                .unwrap();
+        }
+        assert_ne!(epochs[0], epochs[1]);
+        let p = e.publish(req("topics/a", None), &d).unwrap();
+        assert!(p.frame.contains(r#""offset":4,"#), "{}", p.frame.as_str());
+    }
+
+    #[test]
+    fn only_the_owner_publishes_and_a_claim_takes_over() {
+        let e = MemoryEngine::new(16);
+        let d = Collect::default();
+        assert_eq!(e.claim("sessions/s", 1).unwrap(), None);
+        assert!(e.publish(req("sessions/s", Some(1)), &d).is_ok());
+        assert_eq!(
+            e.publish(req("sessions/s", Some(2)), &d).unwrap_err(),
+            EngineError::NotOwner("sessions/s".into())
+        );
+        assert_eq!(e.claim("sessions/s", 2).unwrap(), Some(1));
+        assert!(e.publish(req("sessions/s", Some(1)), &d).is_err());
+        assert!(
+            !e.release("sessions/s", 1),
+            "a replaced owner releases nothing"
+        );
+        assert!(e.release("sessions/s", 2));
+        assert_eq!(
+            e.channel_count(),
+            0,
+            "an unowned, unwatched channel is forgotten"
+        );
+    }
+
+    #[test]
+    fn idle_channels_are_forgotten_and_come_back_with_a_new_epoch() {
+        let e = MemoryEngine::new(2);
+        let d = Collect::default();
+        e.subscribe("topics/a", &mut |p| assert_eq!(p.offset, 0))
+            .unwrap();
+        let first = e.publish(req("topics/a", None), &d).unwrap();
+        e.unsubscribe("topics/a", &mut || false);
+        assert_eq!(e.channel_count(), 0);
+        let again = e.publish(req("topics/a", None), &d).unwrap();
+        assert_eq!(again.offset, 1);
+        assert_ne!(again.epoch, first.epoch);
+        // A publish nobody watches leaves nothing behind, so it cannot fill the table.
+        for i in 0..10 {
+            e.publish(req(&format!("topics/n{i}"), None), &d).unwrap();
+        }
+        assert_eq!(e.channel_count(), 0);
+        e.subscribe("topics/x", &mut |_| {}).unwrap();
+        e.subscribe("topics/y", &mut |_| {}).unwrap();
+        assert_eq!(
+            e.publish(req("topics/z", None), &d).unwrap_err(),
+            EngineError::TooManyChannels(2)
+        );
+        assert!(
+            e.claim("sessions/s", 9).is_ok(),
+            "owned channels are bounded by connections"
+        );
+    }
+
+    #[test]
+    fn presence_lists_in_arrival_order() {
+        let e = MemoryEngine::new(4);
+        let info = |id: &str| PresenceInfo {
+            kind: devrelay_protocol::v2::PresenceKind::Session,
+            id: id.into(),
+            channel: format!("sessions/{id}"),
+            name: None,
+            sdk_version: None,
+            project_id: None,
+            metadata: None,
+            protocol: "v2".into(),
+            connected_at: Millis(1.0),
+        };
+        for id in ["b", "a", "c"] {
+            e.add_presence("global", id, info(id));
+        }
+        e.remove_presence("global", "a");
+        let ids: Vec<String> = e.presence("global").into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert_eq!(e.presence_count("global"), 2);
+    }
+}

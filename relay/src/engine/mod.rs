@@ -1,0 +1,133 @@
+//! The engine seam: what a relay node needs from the layer that orders publications and knows who is
+//! connected, split the way centrifugal/centrifuge splits it.
+//!
+//! - [`Broker`]: streams. It stamps every publication with its channel's next offset and epoch (once, under the
+//!   channel's own lock), keeps channel ownership (`sessions/{id}` belongs to one connection), and hands each
+//!   stamped [`Publication`] to the node's [`Delivery`] handler in offset order. History (recovery) lives here
+//!   too.
+//! - [`Presence`]: who is connected (SDK sessions, agents), per channel.
+//!
+//! The hub (`hub.rs`) does node-local delivery only: it keeps the subscription index and the peers' queues.
+//! [`memory::MemoryEngine`] is the default (one process). Every call is synchronous and must not block: the hub
+//! calls the broker on the publish path and under its registry lock. A networked engine (Redis) keeps that
+//! contract the way centrifuge's Redis broker does: it answers from node-local state, does its I/O on its own
+//! tasks, and delivers what other nodes publish through the same [`Delivery`] handler.
+
+pub mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use devrelay_protocol::v2::PresenceInfo;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Identifies the connection that owns a channel (node-local connection id).
+pub type Owner = u64;
+
+/// A channel's position: the offset of its latest publication (0 before the first) and its epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: Arc<str>,
+}
+
+/// What kind of publication this is, for queue policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An event: never dropped from a queue, never reordered.
+    Event,
+    /// A state snapshot: a newer one of the same channel replaces an older one still queued (conflation).
+    Snapshot,
+}
+
+/// A publication to stamp: the caller builds everything it can outside the channel lock.
+#[derive(Debug)]
+pub struct PublishRequest<'a> {
+    pub channel: &'a str,
+    pub event: &'a str,
+    /// Raw JSON text of `data`; `None` writes `null`.
+    pub data: Option<&'a str>,
+    pub kind: Kind,
+    /// The seed-000 form for legacy dashboards (`state_update` / `stream_event_update`), if there is one.
+    pub legacy: Option<Utf8Bytes>,
+    /// Publish only if this connection owns the channel (`sessions/{id}`, `agents/{id}`).
+    pub owner: Option<Owner>,
+}
+
+/// A stamped publication, shared by every subscriber (and, with recovery, by history).
+#[derive(Debug)]
+pub struct Publication {
+    pub channel: Arc<str>,
+    /// Identifies the channel's stream for this relay's lifetime (conflation key in queues).
+    pub stream: u64,
+    pub offset: u64,
+    pub epoch: Arc<str>,
+    pub kind: Kind,
+    /// The v2 frame `{channel, event, data, offset, epoch, timestamp}`, serialized once.
+    pub frame: Utf8Bytes,
+    /// The seed-000 frame, if the publication has one.
+    pub legacy: Option<Utf8Bytes>,
+    /// When it was stamped (fan-out latency is measured from here to the socket write).
+    pub at: Instant,
+}
+
+/// Why the engine refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The publisher does not (or no longer) own the channel: a newer connection took it over.
+    #[error("this connection no longer owns {0}: a newer connection took it over")]
+    NotOwner(String),
+    /// The relay holds `max_channels` channels already.
+    #[error("the relay already holds {0} channels (max_channels)")]
+    TooManyChannels(usize),
+}
+
+/// The node's handler for stamped publications: node-local fan-out. Called in offset order per channel, with
+/// the channel's lock held (so it must not call back into the broker for the same channel).
+pub trait Delivery: Send + Sync {
+    fn deliver(&self, publication: &Arc<Publication>);
+}
+
+/// Streams: ordering, positions, ownership.
+pub trait Broker: Send + Sync + fmt::Debug {
+    /// Stamps and delivers a publication; returns it (for the publisher's ack).
+    fn publish(
+        &self,
+        request: PublishRequest<'_>,
+        delivery: &dyn Delivery,
+    ) -> Result<Arc<Publication>, EngineError>;
+
+    /// Adds a node-local subscriber: runs `f` with the channel's current position (creating the channel)
+    /// while none of its publications can be delivered, so a subscriber that `f` adds to the hub misses
+    /// nothing after that position and gets nothing before it.
+    fn subscribe(&self, channel: &str, f: &mut dyn FnMut(&Position)) -> Result<(), EngineError>;
+
+    /// Removes a node-local subscriber: runs `f` (which removes it from the hub and says whether this node
+    /// still has subscribers of the channel) under the same exclusion as `subscribe`. A channel nobody owns or
+    /// watches (and that keeps no history) may then be forgotten; a later one gets a new epoch.
+    fn unsubscribe(&self, channel: &str, f: &mut dyn FnMut() -> bool);
+
+    /// Makes `owner` the channel's owner (creating the channel); returns the previous owner. From now on
+    /// publications with another `owner` are refused.
+    fn claim(&self, channel: &str, owner: Owner) -> Result<Option<Owner>, EngineError>;
+
+    /// Ends `owner`'s ownership, if it still owns the channel. Returns whether it did.
+    fn release(&self, channel: &str, owner: Owner) -> bool;
+
+    /// Number of channels the engine holds.
+    fn channel_count(&self) -> usize;
+}
+
+/// Who is connected.
+pub trait Presence: Send + Sync + fmt::Debug {
+    fn add_presence(&self, channel: &str, client: &str, info: PresenceInfo);
+    fn remove_presence(&self, channel: &str, client: &str);
+    /// Everyone present in `channel`, in the order they arrived.
+    fn presence(&self, channel: &str) -> Vec<PresenceInfo>;
+    fn presence_count(&self, channel: &str) -> usize;
+}
+
+/// A broker and a presence manager: what the relay runs on.
+pub trait Engine: Broker + Presence {}
+impl<T: Broker + Presence> Engine for T {}

@@ -1,0 +1,236 @@
+//! The publish rules, in one place: what a v2 `publish` over WebSocket and a `POST /api/publish` both pass
+//! before a publication reaches the engine (name, size, permission, payload shape), and the seed-000 form a
+//! publication on `sessions/{id}` gets for seed-000 dashboards.
+
+use devrelay_protocol::channel::{check_event_name, may_publish, Channel, Namespace, Publisher};
+use devrelay_protocol::session_event::{self, names};
+use devrelay_protocol::v2::V2ErrorCode;
+use devrelay_protocol::{splice, view};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::engine::Kind;
+use crate::Config;
+
+/// A publish that passed every rule.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    pub channel: Channel<'a>,
+    pub kind: Kind,
+    /// The seed-000 frame (`state_update` / `stream_event_update`) for `state_snapshot` / `stream_event` on
+    /// `sessions/{id}`.
+    pub legacy: Option<Utf8Bytes>,
+    /// `sessions/{id}` and `agents/{id}` belong to one connection: the engine checks that the publisher is it.
+    pub owned: bool,
+}
+
+/// Why a publish was refused: the `error.code` and a message that says what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: V2ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: V2ErrorCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Validates a channel name the way every v2 request does (grammar and the configured length).
+pub fn check_channel<'a>(
+    config: &Config,
+    name: &'a str,
+    exact: bool,
+) -> Result<Channel<'a>, Refusal> {
+    if name.len() > config.max_channel_bytes {
+        return Err(Refusal::new(
+            V2ErrorCode::InvalidChannel,
+            format!(
+                "channel name is {} bytes; this relay allows at most {}",
+                name.len(),
+                config.max_channel_bytes
+            ),
+        ));
+    }
+    let parsed = if exact {
+        Channel::parse_exact(name)
+    } else {
+        Channel::parse(name)
+    };
+    parsed.map_err(|e| Refusal::new(V2ErrorCode::InvalidChannel, e.to_string()))
+}
+
+/// Checks a publish of `event` with raw JSON `data` to `channel` by `publisher`.
+pub fn check<'a>(
+    config: &Config,
+    publisher: Publisher<'_>,
+    channel: &'a str,
+    event: &str,
+    data: Option<&str>,
+) -> Result<Checked<'a>, Refusal> {
+    let channel = check_channel(config, channel, true)?;
+    check_event_name(event).map_err(|m| Refusal::new(V2ErrorCode::InvalidMessage, m))?;
+    let size = data.map_or(0, str::len);
+    if size > config.max_publish_bytes {
+        return Err(Refusal::new(
+            V2ErrorCode::PayloadTooLarge,
+            format!(
+                "data is {size} bytes; this relay accepts at most {} (max_publish_bytes)",
+                config.max_publish_bytes
+            ),
+        ));
+    }
+    may_publish(publisher, &channel).map_err(|f| Refusal::new(V2ErrorCode::Forbidden, f.0))?;
+    session_event::check_payload(event, data)
+        .map_err(|m| Refusal::new(V2ErrorCode::InvalidPayload, m))?;
+    let owned = matches!(channel.namespace(), Namespace::Sessions | Namespace::Agents)
+        && publisher != Publisher::ServerApi;
+    let (kind, legacy) = match (channel.namespace(), event) {
+        (Namespace::Sessions, names::STATE_SNAPSHOT | names::STREAM_EVENT) => {
+            legacy_form(&channel, event, data.unwrap_or("null"))?
+        }
+        _ => (Kind::Event, None),
+    };
+    Ok(Checked {
+        channel,
+        kind,
+        legacy,
+        owned,
+    })
+}
+
+/// `state_snapshot` / `stream_event` data on `sessions/{id}`: its `sessionId` must be the channel's, and it
+/// gets its seed-000 frame.
+fn legacy_form(
+    channel: &Channel<'_>,
+    event: &str,
+    data: &str,
+) -> Result<(Kind, Option<Utf8Bytes>), Refusal> {
+    let id = channel.id().unwrap_or_default();
+    let invalid = |m: String| Refusal::new(V2ErrorCode::InvalidPayload, m);
+    let claimed = if event == names::STATE_SNAPSHOT {
+        view::check_snapshot(data).map_err(invalid)?
+    } else {
+        view::check_stream_event(data).map_err(invalid)?
+    };
+    if claimed != id {
+        return Err(invalid(format!(
+            "{event} data names session {claimed:?}, but it was published to {channel}"
+        )));
+    }
+    if event == names::STATE_SNAPSHOT {
+        let frame = splice::state_update(id, data).map_err(|e| invalid(e.to_string()))?;
+        Ok((Kind::Snapshot, Some(Utf8Bytes::from(frame))))
+    } else {
+        let frame = splice::stream_event_update(id, data);
+        Ok((Kind::Event, Some(Utf8Bytes::from(frame))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn<'a>(session: Option<&'a str>, agent: Option<&'a str>) -> Publisher<'a> {
+        Publisher::Connection {
+            session_id: session,
+            agent_id: agent,
+        }
+    }
+
+    #[test]
+    fn every_rule_has_its_code() {
+        let c = Config::default();
+        let code = |r: Result<Checked<'_>, Refusal>| r.map(|_| ()).map_err(|r| r.code);
+        assert_eq!(
+            code(check(&c, conn(None, None), "topics/a", "x", Some("1"))),
+            Ok(())
+        );
+        assert_eq!(
+            code(check(&c, conn(None, None), "nope", "x", None)),
+            Err(V2ErrorCode::InvalidChannel)
+        );
+        assert_eq!(
+            code(check(&c, conn(None, None), "topics/a", "bad name", None)),
+            Err(V2ErrorCode::InvalidMessage)
+        );
+        assert_eq!(
+            code(check(&c, conn(None, None), "sessions/s", "x", None)),
+            Err(V2ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(check(
+                &c,
+                conn(Some("s"), None),
+                "sessions/s",
+                "text_delta",
+                Some("{}")
+            )),
+            Err(V2ErrorCode::InvalidPayload)
+        );
+        let small = Config {
+            max_publish_bytes: 4,
+            max_channel_bytes: 10,
+            ..Config::default()
+        };
+        assert_eq!(
+            code(check(
+                &small,
+                conn(None, None),
+                "topics/a",
+                "x",
+                Some("12345")
+            )),
+            Err(V2ErrorCode::PayloadTooLarge)
+        );
+        assert_eq!(
+            code(check(&small, conn(None, None), "topics/abcd", "x", None)),
+            Err(V2ErrorCode::InvalidChannel)
+        );
+    }
+
+    #[test]
+    fn session_streams_get_their_seed_000_form() {
+        let c = Config::default();
+        let data = r#"{"sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"RUN_STARTED"},"seq":1}"#;
+        let ok = check(
+            &c,
+            conn(Some("s"), None),
+            "sessions/s",
+            "stream_event",
+            Some(data),
+        )
+        .unwrap();
+        assert_eq!(ok.kind, Kind::Event);
+        assert!(ok.owned);
+        let legacy = ok.legacy.unwrap();
+        assert!(legacy.starts_with(r#"{"type":"stream_event_update","sessionId":"s","event":{"#));
+        let other = data.replace(r#""sessionId":"s""#, r#""sessionId":"t""#);
+        let refused = check(
+            &c,
+            conn(Some("s"), None),
+            "sessions/s",
+            "stream_event",
+            Some(&other),
+        );
+        assert_eq!(refused.unwrap_err().code, V2ErrorCode::InvalidPayload);
+        let snap = r#"{"sessionId":"s","timestamp":1,"threads":[],"registry":{"components":[],"tools":[]}}"#;
+        let ok = check(
+            &c,
+            Publisher::ServerApi,
+            "sessions/s",
+            "state_snapshot",
+            Some(snap),
+        )
+        .unwrap();
+        assert_eq!(ok.kind, Kind::Snapshot);
+        assert!(!ok.owned, "the server API publishes without owning");
+        assert!(ok
+            .legacy
+            .unwrap()
+            .starts_with(r#"{"type":"state_update","sessionId":"s","snapshot":{"#));
+    }
+}
