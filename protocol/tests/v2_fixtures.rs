@@ -15,7 +15,13 @@ macro_rules! fixture {
     ($dir:literal, $name:literal) => {
         (
             $name,
-            include_str!(concat!("../../tests/fixtures/v2/", $dir, "/", $name, ".json")),
+            include_str!(concat!(
+                "../../tests/fixtures/v2/",
+                $dir,
+                "/",
+                $name,
+                ".json"
+            )),
         )
     };
 }
@@ -55,12 +61,21 @@ fn every_v2_fixture_round_trips_and_every_type_has_one() {
         round_trip::<RelayMessage>(name, text);
     }
     for t in ClientMessage::TYPES {
-        assert!(CLIENT.iter().any(|(n, _)| n == t), "no client fixture for {t}");
+        assert!(
+            CLIENT.iter().any(|(n, _)| n == t),
+            "no client fixture for {t}"
+        );
     }
     for t in RelayMessage::TYPES {
-        assert!(RELAY.iter().any(|(n, _)| n == t), "no relay fixture for {t}");
+        assert!(
+            RELAY.iter().any(|(n, _)| n == t),
+            "no relay fixture for {t}"
+        );
     }
-    round_trip::<Publication>("publication", include_str!("../../tests/fixtures/v2/relay/publication.json"));
+    round_trip::<Publication>(
+        "publication",
+        include_str!("../../tests/fixtures/v2/relay/publication.json"),
+    );
 }
 
 #[test]
@@ -70,7 +85,8 @@ fn batches_split_into_their_messages() {
     assert_eq!(got.len(), 3);
     assert!(matches!(&got[0], RelayInbound::Publication(p) if p.offset == 43));
     assert!(matches!(&got[2], RelayInbound::Message(RelayMessage::Ack(a)) if a.offset == Some(44)));
-    let single = decode_relay_frame(include_str!("../../tests/fixtures/v2/relay/pong.json")).unwrap();
+    let single =
+        decode_relay_frame(include_str!("../../tests/fixtures/v2/relay/pong.json")).unwrap();
     assert_eq!(single.len(), 1);
 }
 
@@ -86,15 +102,19 @@ fn presence_and_metrics_events_have_typed_data() {
     ))
     .unwrap();
     round_trip::<PresenceRef>("agent.disconnected data", &p.data.to_string());
-    let p: Publication =
-        serde_json::from_str(include_str!("../../tests/fixtures/v2/events/metric.update.json")).unwrap();
+    let p: Publication = serde_json::from_str(include_str!(
+        "../../tests/fixtures/v2/events/metric.update.json"
+    ))
+    .unwrap();
     round_trip::<MetricsUpdate>("metric.update data", &p.data.to_string());
 }
 
 #[test]
 fn every_session_event_example_passes_its_payload_check() {
-    let events: Vec<Value> =
-        serde_json::from_str(include_str!("../../tests/fixtures/v2/events/session_events.json")).unwrap();
+    let events: Vec<Value> = serde_json::from_str(include_str!(
+        "../../tests/fixtures/v2/events/session_events.json"
+    ))
+    .unwrap();
     assert_eq!(events.len(), 8);
     for e in events {
         let name = e["event"].as_str().unwrap();
@@ -102,7 +122,10 @@ fn every_session_event_example_passes_its_payload_check() {
         assert_eq!(check_payload(name, Some(&data)), Ok(()), "{name}");
         // And each has a shape: dropping every field breaks all but `complete`.
         if name != "complete" {
-            assert!(check_payload(name, Some("{}")).is_err(), "{name} accepts {{}}");
+            assert!(
+                check_payload(name, Some("{}")).is_err(),
+                "{name} accepts {{}}"
+            );
         }
     }
 }
@@ -144,9 +167,22 @@ fn the_relays_borrowed_decoder_agrees_with_the_owned_one() {
             .to_string();
         let borrowed = ClientMessageRef::decode(&kind, &text);
         match (&owned, &borrowed) {
-            (Ok(ClientMessage::Publish(p)), Ok(ClientMessageRef::Publish { channel, event, data, id })) => {
-                assert_eq!((&p.channel, &p.event, &p.id), (&channel.to_string(), &event.to_string(), id), "{text}");
-                let data: Value = data.map_or(Value::Null, |d| serde_json::from_str(d.get()).unwrap());
+            (
+                Ok(ClientMessage::Publish(p)),
+                Ok(ClientMessageRef::Publish {
+                    channel,
+                    event,
+                    data,
+                    id,
+                }),
+            ) => {
+                assert_eq!(
+                    (&p.channel, &p.event, &p.id),
+                    (&channel.to_string(), &event.to_string(), id),
+                    "{text}"
+                );
+                let data: Value =
+                    data.map_or(Value::Null, |d| serde_json::from_str(d.get()).unwrap());
                 assert_eq!(p.data, data, "{text}");
             }
             (Ok(o), Ok(ClientMessageRef::Other(b))) => assert_eq!(o, b, "{text}"),

@@ -809,3 +809,126 @@ impl Drop for DashboardMark {
         self.0.dashboards.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::memory::MemoryEngine;
+    use crate::outbox::outbox;
+
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub::new(
+            Arc::new(Config::default()),
+            Arc::new(MemoryEngine::new(64)),
+        ))
+    }
+
+    fn presence(id: &str) -> PresenceInfo {
+        PresenceInfo {
+            kind: PresenceKind::Session,
+            id: id.into(),
+            channel: channel::session_channel(id),
+            name: None,
+            sdk_version: None,
+            project_id: None,
+            metadata: None,
+            protocol: "v1".into(),
+            connected_at: Millis(1.0),
+        }
+    }
+
+    fn client(id: &str) -> ClientInfo {
+        ClientInfo {
+            session_id: id.into(),
+            sdk_version: "1".into(),
+            project_id: None,
+            connected_at: Millis(1.0),
+        }
+    }
+
+    #[test]
+    fn a_full_session_is_busy_not_closed() {
+        let hub = hub();
+        let (peer, mut out) = outbox(1, 1, 1 << 20);
+        let _member = hub.join(presence("s"), Some(client("s")), Protocol::V1, peer.clone());
+        assert_eq!(hub.request_snapshot("s"), Ok(SnapshotRequested::Sent));
+        // Its queue (one slot) now holds that request: the next one cannot be delivered.
+        let busy = Hub::new(
+            Arc::new(Config {
+                snapshot_request_window: std::time::Duration::ZERO,
+                ..Config::default()
+            }),
+            Arc::new(MemoryEngine::new(64)),
+        );
+        let busy = Arc::new(busy);
+        let (peer2, _out2) = outbox(2, 1, 1 << 20);
+        let _m2 = busy.join(presence("t"), None, Protocol::V1, peer2.clone());
+        assert_eq!(busy.request_snapshot("t"), Ok(SnapshotRequested::Sent));
+        assert_eq!(busy.request_snapshot("t"), Err(SnapshotRequestError::Busy));
+        assert!(
+            futures_util::FutureExt::now_or_never(peer2.close_requested()).is_none(),
+            "a busy session must keep its connection"
+        );
+        assert_eq!(busy.metrics.slow_consumer_closes.load(Ordering::Relaxed), 0);
+        assert_eq!(busy.gauges().sdk_clients, 1);
+        assert!(out.try_recv().is_some());
+        assert_eq!(
+            hub.request_snapshot("nobody"),
+            Err(SnapshotRequestError::Unknown)
+        );
+    }
+
+    #[test]
+    fn dropping_a_membership_unregisters_even_on_a_panic() {
+        let hub = hub();
+        let (peer, _out) = outbox(1, 16, 1 << 20);
+        let h = hub.clone();
+        let task = std::thread::spawn(move || {
+            let _member = h.join(presence("p"), Some(client("p")), Protocol::V1, peer);
+            assert_eq!(h.gauges().sdk_clients, 1);
+            panic!("a bug in a connection task");
+        });
+        assert!(task.join().is_err());
+        assert_eq!(
+            hub.gauges().sdk_clients,
+            0,
+            "the session must not stay listed"
+        );
+        assert!(hub.engine.presence(channel::GLOBAL).is_empty());
+    }
+
+    #[test]
+    fn a_replaced_member_leaving_does_not_remove_its_successor() {
+        let hub = hub();
+        let (old_peer, _o1) = outbox(1, 16, 1 << 20);
+        let (new_peer, _o2) = outbox(2, 16, 1 << 20);
+        let old = hub.join(
+            presence("x"),
+            Some(client("x")),
+            Protocol::V1,
+            old_peer.clone(),
+        );
+        let new = hub.join(presence("x"), Some(client("x")), Protocol::V1, new_peer);
+        assert_eq!(
+            futures_util::FutureExt::now_or_never(old_peer.close_requested()),
+            Some(CloseCode::SessionReplaced)
+        );
+        let request = |owner| PublishRequest {
+            channel: "sessions/x",
+            event: "e",
+            data: None,
+            kind: Kind::Event,
+            legacy: None,
+            owner: Some(owner),
+        };
+        assert!(matches!(
+            hub.publish(request(1)),
+            Err(EngineError::NotOwner(_))
+        ));
+        assert!(hub.publish(request(2)).is_ok());
+        drop(old);
+        assert_eq!(hub.gauges().sdk_clients, 1);
+        drop(new);
+        assert_eq!(hub.gauges().sdk_clients, 0);
+    }
+}

@@ -230,3 +230,92 @@ impl Client {
         }
     }
 }
+
+/// A v2 client: sends JSON, reads messages one at a time (batched frames are split), answers by request id.
+pub struct V2 {
+    pub c: Client,
+    queue: std::collections::VecDeque<Value>,
+    /// Frames received so far (a batch counts once).
+    pub frames: usize,
+}
+
+impl V2 {
+    /// Connects to `url` (which may carry `?agent_id=` / `?session_id=`) without sending anything.
+    pub async fn connect(url: &str) -> V2 {
+        V2 {
+            c: Client::connect(url).await,
+            queue: Default::default(),
+            frames: 0,
+        }
+    }
+
+    /// Connects and sends `hello` with these fields; returns the client and its `connected`.
+    pub async fn hello(url: &str, hello: Value) -> (V2, Value) {
+        let mut v = V2::connect(url).await;
+        let mut msg = hello;
+        msg["type"] = "hello".into();
+        v.send(msg).await;
+        let connected = v.next().await;
+        assert_eq!(connected["type"], "connected", "{connected}");
+        (v, connected)
+    }
+
+    /// A batching dashboard (`hello {batch: true}`).
+    pub async fn dashboard(url: &str) -> V2 {
+        V2::hello(url, serde_json::json!({"batch": true})).await.0
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.c.send_json(v).await;
+    }
+
+    /// The next message (a publication or a typed message).
+    pub async fn next(&mut self) -> Value {
+        loop {
+            if let Some(v) = self.queue.pop_front() {
+                return v;
+            }
+            let text = self.c.recv_text().await;
+            self.frames += 1;
+            match serde_json::from_str::<Value>(&text).unwrap() {
+                Value::Array(items) => self.queue.extend(items),
+                one => self.queue.push_back(one),
+            }
+        }
+    }
+
+    /// Reads until `pred` holds; returns that message (the ones before it are dropped).
+    pub async fn until(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next().await;
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a request with `id` and returns the `ack` or `error` that answers it.
+    pub async fn request(&mut self, mut msg: Value, id: &str) -> Value {
+        msg["id"] = id.into();
+        self.send(msg).await;
+        self.until(|m| m["id"] == id && (m["type"] == "ack" || m["type"] == "error"))
+            .await
+    }
+
+    /// Subscribes; panics unless acknowledged. Returns the ack.
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        let ack = self
+            .request(
+                serde_json::json!({"type": "subscribe", "channel": channel}),
+                &format!("sub:{channel}"),
+            )
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        ack
+    }
+
+    /// The next publication (skipping typed messages).
+    pub async fn publication(&mut self) -> Value {
+        self.until(|m| m.get("type").is_none()).await
+    }
+}
