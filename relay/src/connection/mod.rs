@@ -215,8 +215,10 @@ impl Connection {
                 identify = None;
             }
             self.sync_flush_timer(&mut flush_at);
+            // Not `biased`: with a backlog the outbox is always ready, and a fixed order would starve the reads
+            // (pongs among them) until the heartbeat took the peer for silent. Shutdown and close requests stay
+            // ready once set, so a fair choice takes them within a few turns.
             tokio::select! {
-                biased;
                 _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
                 code = close.close_requested() => return Err(close_with(code)),
                 item = outbox.recv() => {
