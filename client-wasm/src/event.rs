@@ -262,7 +262,9 @@ fn truncate(s: &str, max_chars: usize) -> String {
         return s.to_owned(); // fast path: fewer bytes than the limit means fewer chars too
     }
     match s.char_indices().nth(max_chars.saturating_sub(1)) {
-        Some((cut, _)) if s[cut..].chars().nth(1).is_some() => format!("{}…", &s[..cut]),
+        Some((cut, _)) if s.get(cut..).is_some_and(|t| t.chars().nth(1).is_some()) => {
+            format!("{}…", s.get(..cut).unwrap_or_default())
+        }
         _ => s.to_owned(),
     }
 }

@@ -263,7 +263,7 @@ fn spelled<'a>(n: &'a Number, default: &'a str) -> &'a str {
 pub fn relay_url(text: &str) -> Result<String, &'static str> {
     // Byte scans rather than `str` patterns: `split_once("://")` alone links a substring searcher (~1 KB gzip).
     let colon = text.bytes().position(|b| b == b':').ok_or(URL)?;
-    let scheme = &text[..colon];
+    let scheme = text.get(..colon).ok_or(URL)?;
     let scheme = if scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("http") {
         "ws"
     } else if scheme.eq_ignore_ascii_case("wss") || scheme.eq_ignore_ascii_case("https") {
@@ -271,7 +271,11 @@ pub fn relay_url(text: &str) -> Result<String, &'static str> {
     } else {
         return Err(URL);
     };
-    let rest = text[colon + 1..].strip_prefix("//").ok_or(URL)?;
+    let rest = text
+        .get(colon + 1..)
+        .ok_or(URL)?
+        .strip_prefix("//")
+        .ok_or(URL)?;
     if matches!(
         rest.bytes().next(),
         None | Some(b'/' | b'?' | b'#' | b':' | b'@')
