@@ -15,7 +15,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::decode::DecodeError;
+use crate::decode::{read_type, DecodeError, Object};
 use crate::json_reader::{self, RawJson, ReadError};
 use crate::view::SnapshotCheck;
 use crate::{ClientInfo, ClientList, Millis, SessionRef};
@@ -73,10 +73,13 @@ const STREAM_EVENT_UPDATE_PREFIX: &str = r#"{"type":"stream_event_update","#;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StreamEventUpdateRef<'a> {
+    /// Read (not checked: the prefix did) so that a second `type` is refused, as everywhere.
+    #[serde(rename = "type", borrow)]
+    _tag: Cow<'a, str>,
     #[serde(borrow)]
     session_id: Cow<'a, str>,
     #[serde(borrow)]
-    event: StreamEventRef<'a>,
+    event: Object<StreamEventRef<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +110,7 @@ impl<'a> RelayToDashboardRef<'a> {
                 return Ok(update);
             }
         }
-        let kind = message_type(text)?;
+        let kind = read_type(text)?;
         let invalid = |detail: &str| DecodeError::Invalid {
             kind: kind.to_string(),
             detail: detail.to_owned(),
@@ -147,27 +150,13 @@ impl<'a> RelayToDashboardRef<'a> {
     fn stream_event_update(text: &'a str) -> Result<RelayToDashboardRef<'a>, &'static str> {
         let m: StreamEventUpdateRef<'a> =
             json_reader::from_str(text).map_err(|_| "invalid stream_event_update")?;
-        if m.event.tag != "stream_event" {
+        if m.event.0.tag != "stream_event" {
             return Err("event is not a stream_event");
         }
         Ok(Self::StreamEventUpdate {
             session_id: m.session_id,
-            event: m.event,
+            event: m.event.0,
         })
-    }
-}
-
-/// `decode::message_type` with `json_reader`: the `type` of a frame, validating that it is JSON.
-fn message_type(text: &str) -> Result<Cow<'_, str>, DecodeError> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(rename = "type", borrow, default)]
-        kind: Option<Cow<'a, str>>,
-    }
-    match json_reader::from_str::<Envelope<'_>>(text) {
-        Ok(Envelope { kind: Some(kind) }) => Ok(kind),
-        Ok(Envelope { kind: None }) | Err(ReadError::Data) => Err(DecodeError::MissingType),
-        Err(e @ ReadError::Syntax) => Err(DecodeError::BadJson(e.to_string())),
     }
 }
 
@@ -190,7 +179,8 @@ impl<'de> Deserialize<'de> for EventKind {
     }
 }
 
-/// Reads the `type` member of an object, skipping every other member.
+/// Reads the `type` member of an object, skipping every other member; `type` twice is an error (as for the owned
+/// `AgUiEvent`, whose derived deserializer refuses a repeated field).
 struct KindVisitor;
 
 impl<'de> Visitor<'de> for KindVisitor {
@@ -202,6 +192,9 @@ impl<'de> Visitor<'de> for KindVisitor {
         let mut kind = None;
         while let Some(IsType(is_type)) = map.next_key()? {
             if is_type {
+                if kind.is_some() {
+                    return Err(de::Error::duplicate_field("type"));
+                }
                 kind = Some(map.next_value::<String>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;

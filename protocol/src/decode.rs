@@ -1,10 +1,14 @@
 //! Decoding frames into messages with typed errors: never a panic, whatever the peer sends.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::json_reader::{self, ReadError};
 use crate::messages::{DashboardMessage, Inbound, RelayToDashboard, RelayToSdk, SdkMessage};
 use crate::ErrorCode;
 
@@ -64,19 +68,57 @@ impl Tagged for RelayToDashboard {
     ];
 }
 
+/// A value that must be a JSON object. serde's derived structs also take an array (fields in order); the owned
+/// messages that flatten unknown fields (`Snapshot`, `Registry`, `StreamEvent`, `AgUiEvent`) do not, nor does
+/// `type` exist on anything but an object, so the borrowed checks of those use this to refuse arrays the same way.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: Option<Cow<'a, str>>,
 }
 
-/// Reads the `type` of a frame (validating that it is JSON).
+/// Reads the `type` of a frame, validating the whole frame as JSON on the way (as strictly as
+/// `serde_json::Value`: lone surrogates, numbers beyond `f64` and nesting deeper than 127 are not JSON here).
+/// The one reader of `type` for every decoder, owned and borrowed, so all agree on `bad_json` and
+/// `missing_type` (a non-object, a missing or non-string `type`, or `type` twice). `bad_json` carries
+/// serde_json's description of the fault (line, column).
 pub fn message_type(text: &str) -> Result<Cow<'_, str>, DecodeError> {
-    match serde_json::from_str::<Envelope<'_>>(text) {
-        Ok(Envelope { kind: Some(kind) }) => Ok(kind),
-        Ok(Envelope { kind: None }) => Err(DecodeError::MissingType),
-        Err(e) if e.is_data() => Err(DecodeError::MissingType),
-        Err(e) => Err(DecodeError::BadJson(e.to_string())),
+    read_type(text).map_err(|e| match e {
+        DecodeError::BadJson(short) => DecodeError::BadJson(
+            serde_json::from_str::<serde_json::Value>(text)
+                .err()
+                .map_or(short, |e| e.to_string()),
+        ),
+        other => other,
+    })
+}
+
+/// [`message_type`] without the description of a `bad_json` fault: what the wasm client uses, since finding
+/// the description takes serde_json's parser and its error formatting, which the client cannot afford.
+pub(crate) fn read_type(text: &str) -> Result<Cow<'_, str>, DecodeError> {
+    match json_reader::from_str::<Object<Envelope<'_>>>(text) {
+        Ok(Object(Envelope { kind: Some(kind) })) => Ok(kind),
+        Ok(_) | Err(ReadError::Data) => Err(DecodeError::MissingType),
+        Err(e @ ReadError::Syntax) => Err(DecodeError::BadJson(e.to_string())),
     }
 }
 

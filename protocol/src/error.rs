@@ -35,8 +35,18 @@ pub enum ErrorCode {
 /// `error {code, message}`: sent by the relay in reply to a frame it could not accept. The connection stays open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorMessage {
+    #[serde(deserialize_with = "code_string")]
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// An `ErrorCode` from a JSON string only. The derived reader alone would also take `{"anything": null}` (serde's
+/// map form of an enum) as `Other`; a code is a string, as the dashboard's borrowed decoder requires too.
+fn code_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
+    use serde::de::{value::StrDeserializer, Error};
+    let code = String::deserialize(d)?;
+    ErrorCode::deserialize(StrDeserializer::<serde::de::value::Error>::new(&code))
+        .map_err(D::Error::custom)
 }
 
 impl ErrorMessage {

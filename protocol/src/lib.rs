@@ -10,6 +10,7 @@
 pub mod channel;
 pub mod close;
 pub mod dashboard_view;
+mod decimal;
 pub mod decode;
 pub mod error;
 pub mod json_reader;

@@ -5,6 +5,7 @@ use devrelay_protocol::{
     decode, splice, DashboardMessage, DecodeError, ErrorCode, Inbound, RelayToDashboard,
     RelayToSdk, SdkMessage, Tagged,
 };
+use proptest::strategy::Strategy;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -260,6 +261,29 @@ fn replacements(bases: &[&Value], edits: &[(&str, Value)]) -> Vec<String> {
     out
 }
 
+/// `frame` (an object text) with what serde_json's lenient skipping (`IgnoredAny`) accepts and its `Value`
+/// refuses, added as one more member each: a lone surrogate, a number beyond `f64`, 127 and 128 levels of
+/// nesting; plus `type` twice, the same and different, and a hard-to-round number.
+fn odd_variants(frame: &str) -> Vec<String> {
+    let body = frame.trim().strip_suffix('}').unwrap();
+    let nested = |n: usize| "[".repeat(n) + &"]".repeat(n);
+    [
+        r#""x":"\ud800""#.to_string(),
+        r#""x":"\udc00\ud800""#.to_string(),
+        r#""x":1e400"#.to_string(),
+        r#""x":-1e400"#.to_string(),
+        r#""x":2.2250738585072011e-308"#.to_string(),
+        format!(r#""x":{}"#, nested(126)),
+        format!(r#""x":{}"#, nested(127)),
+        r#""type":"stream_event""#.to_string(),
+        r#""type":"state_snapshot""#.to_string(),
+        r#""typ\u0065":"x""#.to_string(),
+    ]
+    .iter()
+    .map(|member| format!("{body},{member}}}"))
+    .collect()
+}
+
 /// Both decoders accept `text`, or both reject it with the same error code.
 fn assert_same_verdict<A: std::fmt::Debug, B: std::fmt::Debug>(
     text: &str,
@@ -278,7 +302,6 @@ fn assert_same_verdict<A: std::fmt::Debug, B: std::fmt::Debug>(
 
 #[test]
 fn routing_view_agrees_with_the_full_decoder() {
-    use devrelay_protocol::InboundRef;
     let mut corpus = every_fixture_text();
     let snapshot: Value = serde_json::from_str(fixture!("state_snapshot").1).unwrap();
     let event: Value = serde_json::from_str(fixture!("stream_event").1).unwrap();
@@ -302,8 +325,13 @@ fn routing_view_agrees_with_the_full_decoder() {
             ("/registry/mcpServers", json!(3)),
             ("/event/type", json!(3)),
             ("/event/type", json!(null)),
+            // Arrays where the owned messages flatten (they take objects only).
+            ("/registry", json!([[], []])),
+            ("/event", json!(["X"])),
         ],
     ));
+    corpus.extend(odd_variants(fixture!("stream_event").1));
+    corpus.extend(odd_variants(fixture!("state_snapshot").1));
     corpus.extend(
         [
             "",
@@ -312,28 +340,34 @@ fn routing_view_agrees_with_the_full_decoder() {
             "null",
             r#"{"type":"state_snapshot"}"#,
             r#"{"type":"stream_event","seq":1}"#,
+            r#"["handshake",1,"1",null,"s"]"#,
+            r#"["stream_event","s",1,"t",{"type":"X"},1]"#,
         ]
         .map(String::from),
     );
     for text in &corpus {
-        let full = Inbound::decode(text).map_err(|e| e.code());
-        let view = InboundRef::decode(text).map_err(|e| e.code());
-        assert_same_verdict(text, &full, &view);
-        if let (Ok(Inbound::Sdk(m)), Ok(v)) = (&full, &view) {
-            match v {
-                InboundRef::StateSnapshot { session_id }
-                | InboundRef::StreamEvent { session_id } => {
-                    assert_eq!(session_id, m.session_id())
-                }
-                InboundRef::Message(inner) => assert_eq!(inner, full.as_ref().unwrap()),
+        check_routing(text);
+    }
+}
+
+/// The relay's routing view and the owned decoder agree on `text`: same verdict and error code, same session.
+fn check_routing(text: &str) {
+    use devrelay_protocol::InboundRef;
+    let full = Inbound::decode(text).map_err(|e| e.code());
+    let view = InboundRef::decode(text).map_err(|e| e.code());
+    assert_same_verdict(text, &full, &view);
+    if let (Ok(Inbound::Sdk(m)), Ok(v)) = (&full, &view) {
+        match v {
+            InboundRef::StateSnapshot { session_id } | InboundRef::StreamEvent { session_id } => {
+                assert_eq!(session_id, m.session_id(), "{text}")
             }
+            InboundRef::Message(inner) => assert_eq!(inner, full.as_ref().unwrap(), "{text}"),
         }
     }
 }
 
 #[test]
 fn dashboard_view_agrees_with_the_full_decoder() {
-    use devrelay_protocol::{RelayToDashboardRef, Snapshot, StreamEvent};
     let mut corpus = every_fixture_text();
     let state: Value = serde_json::from_str(fixture!("state_update").1).unwrap();
     let event: Value = serde_json::from_str(fixture!("stream_event_update").1).unwrap();
@@ -366,7 +400,23 @@ fn dashboard_view_agrees_with_the_full_decoder() {
             ("/event/type", json!("stream_eventx")),
             ("/event/event/type", json!(3)),
             ("/event/event/messageId", json!("m\"1")),
+            ("/snapshot/registry", json!([[], []])),
+            (
+                "/event",
+                json!(["stream_event", "s", 1, "t", {"type": "X"}, 1]),
+            ),
+            ("/event/event", json!(["X"])),
         ],
+    ));
+    let update = splice::stream_event_update("s", fixture!("stream_event").1);
+    corpus.extend(odd_variants(&update));
+    corpus.extend(odd_variants(
+        &splice::state_update("s", fixture!("state_snapshot").1).unwrap(),
+    ));
+    // The issue's case: an AG-UI event whose body repeats `type`.
+    corpus.push(update.replace(
+        r#""type":"TEXT_MESSAGE_CONTENT""#,
+        r#""type":"TEXT_MESSAGE_CONTENT","type":"RUN_STARTED""#,
     ));
     corpus.push(splice::stream_event_update("s", fixture!("stream_event").1));
     corpus.push(splice::state_update("s", fixture!("state_snapshot").1).unwrap());
@@ -383,83 +433,86 @@ fn dashboard_view_agrees_with_the_full_decoder() {
             r#"{"type":"error","code":"from_the_future","message":"m"}"#,
             r#"{"type":"error","code":3,"message":"m"}"#,
             r#"{"type":"error","code":"b\u0075sy","message":"m\n"}"#,
+            r#"{"type":"error","code":{"type":null},"message":"m"}"#,
         ]
         .map(String::from),
     );
     for text in &corpus {
-        let full = decode::<RelayToDashboard>(text).map_err(|e| e.code());
-        let view = RelayToDashboardRef::decode(text).map_err(|e| e.code());
-        assert_same_verdict(text, &full, &view);
-        let (Ok(full), Ok(view)) = (full, view) else {
-            continue;
-        };
-        match (full, view) {
-            (RelayToDashboard::ClientList(a), RelayToDashboardRef::ClientList(b)) => {
-                assert_eq!(a, b)
-            }
-            (RelayToDashboard::ClientConnected(a), RelayToDashboardRef::ClientConnected(b)) => {
-                assert_eq!(a, b)
-            }
-            (
-                RelayToDashboard::ClientDisconnected(a),
-                RelayToDashboardRef::ClientDisconnected(b),
-            ) => {
-                assert_eq!(a, b)
-            }
-            (
-                RelayToDashboard::StateUpdate(a),
-                RelayToDashboardRef::StateUpdate {
-                    session_id,
-                    snapshot,
-                },
-            ) => {
-                assert_eq!(a.session_id, session_id);
-                assert_eq!(
-                    a.snapshot,
-                    serde_json::from_str::<Snapshot>(snapshot.0).unwrap()
-                );
-            }
-            (
-                RelayToDashboard::StreamEventUpdate(a),
-                RelayToDashboardRef::StreamEventUpdate { session_id, event },
-            ) => {
-                assert_eq!(a.session_id, session_id);
-                let e = a.event;
-                assert_eq!(
-                    (
-                        e.session_id.as_str(),
-                        e.timestamp,
-                        e.thread_id.as_str(),
-                        e.seq,
-                        e.event.kind.as_str()
-                    ),
-                    (
-                        event.session_id.as_ref(),
-                        event.timestamp,
-                        event.thread_id.as_ref(),
-                        event.seq,
-                        event.event.kind.as_str()
-                    )
-                );
-                let body: Value = serde_json::from_str(event.event.raw.0).unwrap();
-                assert_eq!(serde_json::to_value(&e.event).unwrap(), body);
-                let _: StreamEvent =
-                    serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
-            }
-            (RelayToDashboard::Error(a), RelayToDashboardRef::Error { code, message }) => {
-                assert_eq!(a.message, message);
-                // The view keeps the code exactly as sent; the owned decoder reads the same code, folding the
-                // ones it does not know into `other`.
-                let sent: Value = serde_json::from_str(text).unwrap();
-                assert_eq!(json!(code), sent["code"], "{text}");
-                assert_eq!(
-                    a.code,
-                    serde_json::from_value::<ErrorCode>(json!(code)).unwrap(),
-                    "{text}"
-                );
-            }
-            (a, b) => panic!("different messages for {text}: {a:?} vs {b:?}"),
+        check_dashboard(text);
+    }
+}
+
+/// The dashboard view and the owned decoder agree on `text`: same verdict and error code, same values.
+fn check_dashboard(text: &str) {
+    use devrelay_protocol::{RelayToDashboardRef, Snapshot, StreamEvent};
+    let full = decode::<RelayToDashboard>(text).map_err(|e| e.code());
+    let view = RelayToDashboardRef::decode(text).map_err(|e| e.code());
+    assert_same_verdict(text, &full, &view);
+    let (Ok(full), Ok(view)) = (full, view) else {
+        return;
+    };
+    match (full, view) {
+        (RelayToDashboard::ClientList(a), RelayToDashboardRef::ClientList(b)) => {
+            assert_eq!(a, b)
         }
+        (RelayToDashboard::ClientConnected(a), RelayToDashboardRef::ClientConnected(b)) => {
+            assert_eq!(a, b)
+        }
+        (RelayToDashboard::ClientDisconnected(a), RelayToDashboardRef::ClientDisconnected(b)) => {
+            assert_eq!(a, b)
+        }
+        (
+            RelayToDashboard::StateUpdate(a),
+            RelayToDashboardRef::StateUpdate {
+                session_id,
+                snapshot,
+            },
+        ) => {
+            assert_eq!(a.session_id, session_id);
+            assert_eq!(
+                a.snapshot,
+                serde_json::from_str::<Snapshot>(snapshot.0).unwrap()
+            );
+        }
+        (
+            RelayToDashboard::StreamEventUpdate(a),
+            RelayToDashboardRef::StreamEventUpdate { session_id, event },
+        ) => {
+            assert_eq!(a.session_id, session_id);
+            let e = a.event;
+            assert_eq!(
+                (
+                    e.session_id.as_str(),
+                    e.timestamp,
+                    e.thread_id.as_str(),
+                    e.seq,
+                    e.event.kind.as_str()
+                ),
+                (
+                    event.session_id.as_ref(),
+                    event.timestamp,
+                    event.thread_id.as_ref(),
+                    event.seq,
+                    event.event.kind.as_str()
+                )
+            );
+            let body: Value = serde_json::from_str(event.event.raw.0).unwrap();
+            assert_eq!(serde_json::to_value(&e.event).unwrap(), body);
+            let _: StreamEvent = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        }
+        (RelayToDashboard::Error(a), RelayToDashboardRef::Error { code, message }) => {
+            assert_eq!(a.message, message);
+            // The view keeps the code exactly as sent; the owned decoder reads the same code, folding the
+            // ones it does not know into `other`.
+            let sent: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(json!(code), sent["code"], "{text}");
+            assert_eq!(
+                a.code,
+                serde_json::from_value::<ErrorCode>(json!(code)).unwrap(),
+                "{text}"
+            );
+        }
+        (a, b) => panic!("different messages for {text}: {a:?} vs {b:?}"),
     }
 }
 
@@ -476,5 +529,532 @@ fn dashboard_messages_to_json_equal_serde() {
     ));
     for m in messages {
         assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Generated inputs: the borrowed decoders and `json_reader` against serde_json and the owned decoders.
+
+/// A JSON document kept as text pieces, so that generated inputs can hold what `serde_json::Value` cannot:
+/// duplicate keys, keys and strings escaped any way, numbers written any way.
+#[derive(Debug, Clone)]
+enum Doc {
+    /// `null`, `true`, `false`, or any other literal text.
+    Lit(String),
+    /// A number as written.
+    Num(String),
+    /// A string, as the text between its quotes.
+    Str(String),
+    Arr(Vec<Doc>),
+    /// Members, keys as the text between their quotes.
+    Obj(Vec<(String, Doc)>),
+}
+
+/// Reads a document keeping its members in their order (the relay's own frames start with `type`, and the
+/// dashboard view has a fast path for exactly that).
+impl<'de> serde::Deserialize<'de> for Doc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Doc;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<Doc, E> {
+                Ok(Doc::Lit("null".into()))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Doc, E> {
+                Ok(Doc::Lit(b.to_string()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Doc, E> {
+                Ok(Doc::Num(n.to_string()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Doc, E> {
+                Ok(Doc::Num(n.to_string()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Doc, E> {
+                Ok(Doc::Num(json!(n).to_string()))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Doc, E> {
+                Ok(Doc::Str(escaped(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Doc, A::Error> {
+                let mut items = Vec::new();
+                while let Some(d) = a.next_element()? {
+                    items.push(d);
+                }
+                Ok(Doc::Arr(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Doc, A::Error> {
+                let mut members = Vec::new();
+                while let Some((k, d)) = a.next_entry::<String, Doc>()? {
+                    members.push((escaped(&k), d));
+                }
+                Ok(Doc::Obj(members))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `s` as JSON string contents (without the quotes).
+fn escaped(s: &str) -> String {
+    let q = serde_json::to_string(s).unwrap();
+    q[1..q.len() - 1].to_string()
+}
+
+impl Doc {
+    fn text(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Doc::Lit(t) | Doc::Num(t) => out.push_str(t),
+            Doc::Str(s) => {
+                out.push('"');
+                out.push_str(s);
+                out.push('"');
+            }
+            Doc::Arr(items) => {
+                out.push('[');
+                for (i, d) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    d.write(out);
+                }
+                out.push(']');
+            }
+            Doc::Obj(members) => {
+                out.push('{');
+                for (i, (k, d)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(k);
+                    out.push_str("\":");
+                    d.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// How many nodes satisfy `pred`.
+    fn count(&self, pred: fn(&Doc) -> bool) -> usize {
+        let here = usize::from(pred(self));
+        here + match self {
+            Doc::Arr(items) => items.iter().map(|d| d.count(pred)).sum(),
+            Doc::Obj(members) => members.iter().map(|(_, d)| d.count(pred)).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The `n`th node (pre-order) satisfying `pred`.
+    fn nth(&mut self, n: &mut usize, pred: fn(&Doc) -> bool) -> Option<&mut Doc> {
+        if pred(self) {
+            if *n == 0 {
+                return Some(self);
+            }
+            *n -= 1;
+        }
+        match self {
+            Doc::Arr(items) => items.iter_mut().find_map(|d| d.nth(n, pred)),
+            Doc::Obj(members) => members.iter_mut().find_map(|(_, d)| d.nth(n, pred)),
+            _ => None,
+        }
+    }
+
+    /// Some node satisfying `pred`, chosen by `pick`.
+    fn pick(&mut self, pick: usize, pred: fn(&Doc) -> bool) -> Option<&mut Doc> {
+        let count = self.count(pred);
+        if count == 0 {
+            return None;
+        }
+        self.nth(&mut (pick % count), pred)
+    }
+}
+
+/// One edit of a generated message.
+#[derive(Debug, Clone)]
+enum Edit {
+    /// Repeat a member of some object, with its own value or `Doc`, at the end.
+    Duplicate(usize, Option<Doc>),
+    /// Write a key's characters as `\uXXXX` escapes (or `\/` for a slash).
+    EscapeKey(usize),
+    /// Replace some value.
+    Replace(usize, Doc),
+    /// Replace some number's text.
+    Renumber(usize, String),
+    /// Remove a member of some object.
+    Remove(usize),
+    /// Add a member to some object.
+    Add(usize, String, Doc),
+}
+
+fn is_obj(d: &Doc) -> bool {
+    matches!(d, Doc::Obj(m) if !m.is_empty())
+}
+
+impl Edit {
+    fn apply(&self, doc: &mut Doc) {
+        match self {
+            Edit::Duplicate(pick, value) => {
+                if let Some(Doc::Obj(m)) = doc.pick(*pick, is_obj) {
+                    let (k, v) = m[pick / 7 % m.len()].clone();
+                    m.push((k, value.clone().unwrap_or(v)));
+                }
+            }
+            Edit::EscapeKey(pick) => {
+                if let Some(Doc::Obj(m)) = doc.pick(*pick, is_obj) {
+                    let i = pick / 7 % m.len();
+                    let Ok(key) = serde_json::from_str::<String>(&format!("\"{}\"", m[i].0)) else {
+                        return; // not a valid key to begin with
+                    };
+                    let at = pick / 3 % key.chars().count().max(1);
+                    m[i].0 = key
+                        .chars()
+                        .enumerate()
+                        .map(|(j, c)| match c {
+                            '/' => "\\/".to_string(),
+                            c if j == at || c == '"' || c == '\\' || c < ' ' => {
+                                let mut units = [0u16; 2];
+                                c.encode_utf16(&mut units)
+                                    .iter()
+                                    .map(|u| format!("\\u{u:04x}"))
+                                    .collect()
+                            }
+                            c => c.to_string(),
+                        })
+                        .collect();
+                }
+            }
+            Edit::Replace(pick, value) => {
+                if let Some(d) = doc.pick(*pick, |_| true) {
+                    *d = value.clone();
+                }
+            }
+            Edit::Renumber(pick, text) => {
+                if let Some(d) = doc.pick(*pick, |d| matches!(d, Doc::Num(_))) {
+                    *d = Doc::Num(text.clone());
+                }
+            }
+            Edit::Remove(pick) => {
+                if let Some(Doc::Obj(m)) = doc.pick(*pick, is_obj) {
+                    m.remove(pick / 7 % m.len());
+                }
+            }
+            Edit::Add(pick, key, value) => {
+                if let Some(Doc::Obj(m)) = doc.pick(*pick, |d| matches!(d, Doc::Obj(_))) {
+                    m.insert(pick / 7 % (m.len() + 1), (key.clone(), value.clone()));
+                }
+            }
+        }
+    }
+}
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Numbers as written: ordinary ones, every float bit pattern, long and odd digit strings, the hard cases of
+    /// correct rounding, and some that are not JSON at all.
+    pub fn number() -> impl Strategy<Value = String> {
+        let digits = |max: usize| proptest::collection::vec(0u8..10, 1..max);
+        let text = |d: Vec<u8>| {
+            d.into_iter()
+                .map(|d| char::from(b'0' + d))
+                .collect::<String>()
+        };
+        prop_oneof![
+            any::<u64>().prop_map(|v| v.to_string()),
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<u64>().prop_map(|bits| {
+                let f = f64::from_bits(bits);
+                if f.is_finite() {
+                    format!("{f:e}")
+                } else {
+                    "1e999".into()
+                }
+            }),
+            any::<u64>().prop_map(|bits| {
+                let f = f64::from_bits(bits);
+                if f.is_finite() {
+                    format!("{f:?}")
+                } else {
+                    "-1e999".into()
+                }
+            }),
+            (
+                any::<bool>(),
+                digits(40),
+                proptest::option::of(digits(40)),
+                proptest::option::of((prop_oneof!["e", "E", "e+", "e-", "E-"], 0i32..400)),
+            )
+                .prop_map(move |(neg, int, frac, exp)| {
+                    let mut s = if neg { "-".to_string() } else { String::new() };
+                    s.push_str(&text(int));
+                    if let Some(f) = frac {
+                        s.push('.');
+                        s.push_str(&text(f));
+                    }
+                    if let Some((e, n)) = exp {
+                        s.push_str(&e);
+                        s.push_str(&n.to_string());
+                    }
+                    s
+                }),
+            prop::sample::select(vec![
+                "2.2250738585072011e-308",
+                "2.2250738585072012e-308",
+                "4.9406564584124654e-324",
+                "2.4703282292062327e-324",
+                "2.4703282292062328e-324",
+                "1.7976931348623157e308",
+                "1.7976931348623158e308",
+                "1.7976931348623159e308",
+                "9007199254740993",
+                "-0",
+                "-0.0",
+                "0e0",
+                "1e-400",
+                "1e400",
+                "18446744073709551616",
+                "-9223372036854775809",
+                "01",
+                "1.",
+                ".5",
+                "+1",
+                "1e",
+                "-",
+                "0x10",
+                "NaN",
+                "Infinity",
+            ])
+            .prop_map(String::from),
+        ]
+    }
+
+    /// String contents as written between quotes: plain text, every kind of escape (some invalid), any Unicode,
+    /// raw control characters (invalid).
+    pub fn string() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[a-z]{0,3}".boxed(),
+            any::<char>()
+                .prop_map(|c| match c {
+                    '"' => "\\\"".to_string(),
+                    '\\' => "\\\\".to_string(),
+                    c => c.to_string(),
+                })
+                .boxed(),
+            prop::sample::select(vec![
+                "\\n",
+                "\\\"",
+                "\\\\",
+                "\\/",
+                "\\b",
+                "\\f",
+                "\\r",
+                "\\t",
+                "\\u0041",
+                "\\u00e9",
+                "\\ud83d\\ude00",
+                "\\ud800",
+                "\\udc00x",
+                "\\u12",
+                "\\x",
+                "\u{1}",
+                "\t",
+                "é",
+                "😀",
+                "type",
+                "typ\\u0065",
+            ])
+            .prop_map(String::from)
+            .boxed(),
+            any::<u16>().prop_map(|u| format!("\\u{u:04X}")).boxed(),
+        ];
+        proptest::collection::vec(piece, 0..4).prop_map(|p| p.concat())
+    }
+
+    /// Keys: mostly ones the messages have (so that edits collide with real fields), sometimes anything.
+    pub fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "type", "sessionId", "timestamp", "threadId", "event", "seq", "snapshot", "threads",
+                "registry", "components", "tools", "mcpServers", "errors", "clients", "connectedAt",
+                "sdkVersion", "projectId", "code", "message", "typ\\u0065", "session\\u0049d", "x",
+            ])
+            .prop_map(String::from),
+            1 => string(),
+        ]
+    }
+
+    /// Any document, up to a few levels deep.
+    pub fn doc() -> impl Strategy<Value = Doc> {
+        let leaf = prop_oneof![
+            prop::sample::select(vec!["null", "true", "false", "nul", "True"])
+                .prop_map(|l| Doc::Lit(l.into())),
+            number().prop_map(Doc::Num),
+            string().prop_map(Doc::Str),
+            prop::sample::select(vec![
+                "stream_event",
+                "state_update",
+                "stream_event_update",
+                "client_list",
+                "error",
+                "TEXT_MESSAGE_CONTENT",
+            ])
+            .prop_map(|s| Doc::Str(s.into())),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Doc::Arr),
+                proptest::collection::vec((key(), inner), 0..5).prop_map(Doc::Obj),
+            ]
+        })
+    }
+
+    /// Nesting around the depth limit (128), as arrays or objects, closed or not.
+    pub fn deep() -> impl Strategy<Value = String> {
+        (120usize..136, any::<bool>(), any::<bool>()).prop_map(|(n, arrays, closed)| {
+            let (open, close) = if arrays { ("[", "]") } else { ("{\"a\":", "}") };
+            let mut s = open.repeat(n);
+            s.push('1');
+            if closed {
+                s.push_str(&close.repeat(n));
+            }
+            s
+        })
+    }
+
+    pub fn edit() -> impl Strategy<Value = Edit> {
+        let pick = any::<usize>();
+        prop_oneof![
+            (pick, proptest::option::of(doc())).prop_map(|(p, d)| Edit::Duplicate(p, d)),
+            pick.prop_map(Edit::EscapeKey),
+            (pick, doc()).prop_map(|(p, d)| Edit::Replace(p, d)),
+            (pick, number()).prop_map(|(p, n)| Edit::Renumber(p, n)),
+            pick.prop_map(Edit::Remove),
+            (pick, key(), doc()).prop_map(|(p, k, d)| Edit::Add(p, k, d)),
+        ]
+    }
+
+    /// A message built from one of `bases` by a few edits, written out as text.
+    pub fn message(bases: Vec<String>) -> impl Strategy<Value = String> {
+        let docs: Vec<Doc> = bases
+            .iter()
+            .map(|t| serde_json::from_str::<Doc>(t).unwrap())
+            .collect();
+        (
+            prop::sample::select(docs),
+            proptest::collection::vec(edit(), 0..4),
+        )
+            .prop_map(|(mut doc, edits)| {
+                for e in &edits {
+                    e.apply(&mut doc);
+                }
+                doc.text()
+            })
+    }
+
+    /// Damage to a valid text: cut it short, or insert a byte.
+    pub fn damaged(text: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+        (
+            text,
+            any::<usize>(),
+            prop::sample::select(vec!["", ",", "\"", "}", "]", "\\", " ", "\u{0}"]),
+        )
+            .prop_map(|(t, at, ins)| {
+                let mut at = at % (t.len() + 1);
+                while !t.is_char_boundary(at) {
+                    at -= 1;
+                }
+                if ins.is_empty() {
+                    t[..at].to_string()
+                } else {
+                    format!("{}{ins}{}", &t[..at], &t[at..])
+                }
+            })
+    }
+}
+
+/// Equal values with equal numbers: the same kind (u64, i64, f64) and, for floats, the same bits.
+fn assert_same_value(text: &str, a: &Value, b: &Value) {
+    assert_eq!(a, b, "{text}");
+    assert_eq!(
+        serde_json::to_string(a).unwrap(),
+        serde_json::to_string(b).unwrap(),
+        "{text}"
+    );
+}
+
+fn json_reader_agrees(text: &str) {
+    use devrelay_protocol::json_reader;
+    let ours = json_reader::from_str::<Value>(text);
+    let theirs = serde_json::from_str::<Value>(text);
+    assert_eq!(
+        ours.is_ok(),
+        theirs.is_ok(),
+        "{text:?}: {ours:?} vs {theirs:?}"
+    );
+    if let (Ok(a), Ok(b)) = (&ours, &theirs) {
+        assert_same_value(text, a, b);
+    }
+    // Skipping (how raw bodies are read) accepts exactly what building a value does.
+    let skipped = json_reader::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    assert_eq!(skipped, theirs.is_ok(), "skip {text:?}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 1500,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn json_reader_reads_what_serde_json_reads(text in proptest::prop_oneof![
+        generated::doc().prop_map(|d| d.text()),
+        generated::damaged(generated::doc().prop_map(|d| d.text())),
+        generated::deep(),
+        generated::number(),
+        generated::string().prop_map(|s| format!("\"{s}\"")),
+    ]) {
+        json_reader_agrees(&text);
+    }
+
+    #[test]
+    fn numbers_are_correctly_rounded(text in generated::number()) {
+        use devrelay_protocol::json_reader;
+        if let Ok(want) = serde_json::from_str::<f64>(&text) {
+            let std: f64 = text.parse().unwrap();
+            assert_eq!(want.to_bits(), std.to_bits(), "serde_json vs std on {text}");
+            let ours = json_reader::from_str::<f64>(&text).unwrap();
+            assert_eq!(ours.to_bits(), want.to_bits(), "{text}: {ours:e} vs {want:e}");
+        } else {
+            assert!(json_reader::from_str::<f64>(&text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn routing_view_agrees_on_generated_messages(text in generated::message(
+        [SDK, DASHBOARD].concat().iter().map(|(_, t)| t.to_string()).collect()
+    )) {
+        check_routing(&text);
+    }
+
+    #[test]
+    fn dashboard_view_agrees_on_generated_messages(text in generated::message({
+        let mut bases: Vec<String> = TO_DASHBOARD.iter().map(|(_, t)| t.to_string()).collect();
+        bases.push(splice::stream_event_update("s", fixture!("stream_event").1));
+        bases.push(splice::state_update("s", fixture!("state_snapshot").1).unwrap());
+        bases
+    })) {
+        check_dashboard(&text);
     }
 }
