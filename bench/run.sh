@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Runs every benchmark scenario (a–f of issue 4) against devrelay and each baseline relay, back to back in one
-# session, each scenario against a freshly started relay process; then writes the generated section of
-# BENCHMARKS.md (other sections of that file are kept).
+# Runs every benchmark scenario (a–f of issue 4; a2, g, h of issues 9 and 12) against devrelay and each
+# baseline relay, back to back in one session, each run against a freshly started relay process, BENCH_RUNS
+# times in rounds (every scenario × relay once per round, so a noisy minute hits all relays alike); then writes
+# the generated section of BENCHMARKS.md from the medians (other sections of that file are kept).
+# The v2 scenarios (a2, g, h) run against devrelay only: the baselines speak seed 000.
 #
 # Usage: bench/run.sh
 # Environment (all optional):
-#   BENCH_SCENARIOS="a b c d e f"     which scenarios
-#   BENCH_RELAYS="devrelay node-ws node-ws-once bun"   which relays
+#   BENCH_SCENARIOS="a a2 b c d e f g h"   which scenarios
+#   BENCH_RELAYS="devrelay bun bun-loop node-ws"   which relays (also: node-ws-once)
+#   BENCH_RUNS=3                      runs per scenario × relay (the report shows medians)
 #   BENCH_DURATION_SECS=N             measured seconds per fan-out scenario (default: each scenario's own)
 #   BENCH_WORKERS=1                   load generator worker threads
 #   BENCH_CONNECTIONS=10000           connections of scenario d
 #   BENCH_OUT=target/bench-results    where JSON results and relay logs go
 #   BENCH_REPORT=BENCHMARKS.md        the file to update
-# Takes about 4–5 minutes with the defaults. Loopback only.
+# Takes about 15 minutes with the defaults. Loopback only.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f"}
-RELAYS=${BENCH_RELAYS:-"devrelay node-ws node-ws-once bun"}
+SCENARIOS=${BENCH_SCENARIOS:-"a a2 b c d e f g h"}
+RELAYS=${BENCH_RELAYS:-"devrelay bun bun-loop node-ws"}
+RUNS=${BENCH_RUNS:-3}
+V2_ONLY=" a2 g h "
 WORKERS=${BENCH_WORKERS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-10000}
 OUT=${BENCH_OUT:-target/bench-results}
@@ -46,7 +51,7 @@ if [ ! -d "$NODE_DIR/node_modules/ws" ]; then
   (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent)
 fi
 case " $RELAYS " in
-  *" bun "*)
+  *" bun "* | *" bun-loop "*)
     if [ ! -x "$BUN_DIR/node_modules/.bin/bun" ]; then
       log "installing Bun for the Bun baseline (npm ci: the bun package ships the binary)"
       (cd "$BUN_DIR" && npm ci --no-audit --no-fund --silent)
@@ -60,9 +65,9 @@ mkdir -p "$OUT/logs"
 RELAY_PID=""
 RELAY_URL=""
 
-# start_relay LABEL SCENARIO: starts a fresh relay on an ephemeral port; sets RELAY_PID and RELAY_URL.
+# start_relay LABEL RUN: starts a fresh relay on an ephemeral port; sets RELAY_PID and RELAY_URL.
 start_relay() {
-  local label=$1 scenario=$2 logf="$OUT/logs/$1-$2.log"
+  local label=$1 logf="$OUT/logs/$1-$2.log"
   case $label in
     devrelay)
       "$RELAY_BIN" --host 127.0.0.1 --port 0 >"$logf" 2>&1 &
@@ -74,7 +79,10 @@ start_relay() {
       STRINGIFY_ONCE=1 node "$NODE_DIR/server.js" 0 >"$logf" 2>&1 &
       ;;
     bun)
-      STRINGIFY_ONCE=1 "$BUN_DIR/node_modules/.bin/bun" "$BUN_DIR/server.ts" 0 >"$logf" 2>&1 &
+      FANOUT=publish "$BUN_DIR/node_modules/.bin/bun" "$BUN_DIR/server.ts" 0 >"$logf" 2>&1 &
+      ;;
+    bun-loop)
+      FANOUT=loop "$BUN_DIR/node_modules/.bin/bun" "$BUN_DIR/server.ts" 0 >"$logf" 2>&1 &
       ;;
     *)
       log "unknown relay $label"
@@ -109,30 +117,35 @@ STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 COMMANDS=()
 
-for s in $SCENARIOS; do
-  for relay in $RELAYS; do
-    start_relay "$relay" "$s"
-    args=("$s" --url "$RELAY_URL" --relay-pid "$RELAY_PID" --label "$relay" --workers "$WORKERS"
-          --json "$OUT/$relay-$s.json")
-    if [ "$s" = d ]; then
-      args+=(--connections "$CONNECTIONS")
-    elif [ -n "${BENCH_DURATION_SECS:-}" ]; then
-      args+=(--duration-secs "$BENCH_DURATION_SECS")
-    fi
-    log "scenario $s against $relay ($RELAY_URL, pid $RELAY_PID)"
-    if ! "$BENCH" "${args[@]}" | tee -a "$OUT/summary.txt"; then
-      log "scenario $s against $relay failed (see $OUT/logs/$relay-$s.log)"
-    fi
-    # Record the command once per scenario, with placeholders for what changes per relay.
-    if [ "$relay" = "${RELAYS%% *}" ]; then
-      cmd="target/release/devrelay-bench ${args[*]}"
-      cmd=${cmd//$RELAY_URL/ws://127.0.0.1:PORT}
-      cmd=${cmd//--relay-pid $RELAY_PID/--relay-pid PID}
-      cmd=${cmd//--label $relay/--label RELAY}
-      cmd=${cmd//$OUT\/$relay-$s.json/$OUT\/RELAY-$s.json}
-      COMMANDS+=("$cmd")
-    fi
-    stop_relay
+for run in $(seq 1 "$RUNS"); do
+  for s in $SCENARIOS; do
+    for relay in $RELAYS; do
+      if [ "$relay" != devrelay ] && [[ $V2_ONLY == *" $s "* ]]; then
+        continue
+      fi
+      start_relay "$relay" "$s-run$run"
+      args=("$s" --url "$RELAY_URL" --relay-pid "$RELAY_PID" --label "$relay" --workers "$WORKERS"
+            --json "$OUT/$relay-$s-run$run.json")
+      if [ "$s" = d ]; then
+        args+=(--connections "$CONNECTIONS")
+      elif [ -n "${BENCH_DURATION_SECS:-}" ] && [ "$s" != h ]; then
+        args+=(--duration-secs "$BENCH_DURATION_SECS")
+      fi
+      log "run $run/$RUNS: scenario $s against $relay ($RELAY_URL, pid $RELAY_PID; load $(cut -d' ' -f1 /proc/loadavg))"
+      if ! "$BENCH" "${args[@]}" | tee -a "$OUT/summary.txt"; then
+        log "scenario $s against $relay failed (see $OUT/logs/$relay-$s-run$run.log)"
+      fi
+      # Record the command once per scenario, with placeholders for what changes per relay and run.
+      if [ "$run" = 1 ] && [ "$relay" = devrelay ]; then
+        cmd="target/release/devrelay-bench ${args[*]}"
+        cmd=${cmd//$RELAY_URL/ws://127.0.0.1:PORT}
+        cmd=${cmd//--relay-pid $RELAY_PID/--relay-pid PID}
+        cmd=${cmd//--label $relay/--label RELAY}
+        cmd=${cmd//$OUT\/$relay-$s-run$run.json/$OUT\/RELAY-$s-runN.json}
+        COMMANDS+=("$cmd")
+      fi
+      stop_relay
+    done
   done
 done
 
@@ -145,7 +158,7 @@ fi
 
 # meta.json for the report, written by node (already required for the baselines) to get the quoting right.
 STARTED=$STARTED FINISHED=$FINISHED LOAD_START=$LOAD_START LOAD_END=$LOAD_END COMMIT=$COMMIT \
-WORKERS=$WORKERS RELAYS=$RELAYS OUT=$OUT \
+WORKERS=$WORKERS RELAYS=$RELAYS OUT=$OUT RUNS=$RUNS \
 node -e '
   const commands = process.argv.slice(1);
   const bunVersion = () => {
@@ -160,8 +173,11 @@ node -e '
       require("./bench/baselines/node-relay/node_modules/ws/package.json").version +
       "; seed-000 style: JSON.parse per frame, JSON.stringify + send per dashboard)",
     "node-ws-once": "STRINGIFY_ONCE=1 node bench/baselines/node-relay/server.js 0 (same, one JSON.stringify per broadcast)",
-    "bun": "STRINGIFY_ONCE=1 bun bench/baselines/bun-relay/server.ts 0 (Bun " + bunVersion() +
-      ", built-in WebSocket server; same seed-000 logic, one JSON.stringify per broadcast)",
+    "bun": "FANOUT=publish bun bench/baselines/bun-relay/server.ts 0 (Bun " + bunVersion() +
+      ", built-in WebSocket server, written the way Bun users write it: dashboards ws.subscribe a topic, " +
+      "a broadcast is one server.publish — uWebSockets native pub/sub; seed-000 logic otherwise)",
+    "bun-loop": "FANOUT=loop bun bench/baselines/bun-relay/server.ts 0 (the same server, but a JavaScript " +
+      "loop with one ws.send per dashboard, as the seed-000 Node server does; one JSON.stringify per broadcast)",
   };
   for (const r of e.RELAYS.split(/\s+/).filter(Boolean)) relays[r] = all[r] ?? r;
   const meta = {
@@ -170,6 +186,8 @@ node -e '
     commands: ["bench/run.sh", ...commands],
     relays,
     notes: [
+      "Each scenario × relay ran " + e.RUNS + " times, in rounds; tables show the median of the runs for each " +
+      "column (lost: the worst run), ratios are of medians.",
       "2 vCPUs shared by the relay under test and the load generator (" + e.WORKERS + " worker thread); " +
       "other work on the machine during the run adds noise (see the load averages).",
     ],

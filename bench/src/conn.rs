@@ -217,6 +217,59 @@ impl FrameReader {
     }
 }
 
+/// A plain `GET path` over HTTP/1.1 to the relay's port (for `/stats`): status code and body. The relay
+/// closes the connection after the response (`Connection: close`); bounded to 16 MiB.
+pub async fn http_get(target: &Target, path: &str) -> Result<(u16, Vec<u8>), ConnError> {
+    let mut stream = TcpStream::connect(target.addr).await?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n\r\n",
+        target.addr
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::new();
+    (&mut stream).take(16 << 20).read_to_end(&mut buf).await?;
+    let end = memchr::memmem::find(&buf, b"\r\n\r\n")
+        .ok_or_else(|| ConnError::Upgrade("no HTTP response head".into()))?;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| ConnError::Upgrade(format!("bad status line in {head:?}")))?;
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
+    let body = &buf[end + 4..];
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        },
+    ))
+}
+
+/// Joins the chunks of a `Transfer-Encoding: chunked` body (what is left after a malformed chunk is dropped).
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = memchr::memmem::find(body, b"\r\n") {
+        let size = std::str::from_utf8(&body[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok());
+        let Some(size) = size.filter(|&n| n > 0) else {
+            break;
+        };
+        let start = eol + 2;
+        let Some(chunk) = body.get(start..start + size) else {
+            break;
+        };
+        out.extend_from_slice(chunk);
+        body = body.get(start + size + 2..).unwrap_or_default();
+    }
+    out
+}
+
 /// The pong answering a ping with `payload`.
 pub fn pong(payload: &[u8]) -> Vec<u8> {
     frame::encode(Opcode::Pong, payload)
@@ -241,6 +294,12 @@ mod tests {
         );
         assert!(Target::parse("http://127.0.0.1:1").is_err());
         assert!(Target::parse("ws://example.com:80").is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(dechunk(b"3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n"), b"abcde");
+        assert_eq!(dechunk(b"zz\r\n"), b"");
     }
 
     #[tokio::test]

@@ -6,8 +6,10 @@
 //! ([`payload`], [`stamp`]), and a substring search instead of a JSON parse on receipt.
 
 pub mod conn;
+pub mod dashboard;
 pub mod frame;
 pub mod latency;
+pub mod netstat;
 pub mod payload;
 pub mod procstat;
 pub mod report;

@@ -1,6 +1,7 @@
 //! The messages simulated SDKs and dashboards send, built once as ready-to-write frames; per message only the
 //! stamp (and the `seq` digits) are rewritten in place.
 
+use devrelay_protocol::v2::{ClientMessage, Hello, RequestId, StreamPosition, Subscribe};
 use devrelay_protocol::{DashboardMessage, Handshake, SdkMessage, PROTOCOL_VERSION};
 
 use crate::frame::{self, Opcode};
@@ -59,8 +60,36 @@ impl Template {
     }
 }
 
+/// The v2 channel of simulated SDK number `index`: `sessions/{session id}`.
+pub fn session_channel(index: u32) -> String {
+    format!("sessions/{}", session_id(index))
+}
+
 /// `stream_event` of exactly `size` bytes (at least ~250), stamp first after the session id.
 pub fn stream_event(sender: u32, size: usize) -> Template {
+    Template::new(stream_event_text(sender, size))
+}
+
+/// A v2 `publish` of the seed-000 `stream_event` of exactly `size` bytes as `data` on the sender's own
+/// `sessions/{id}` channel (event `stream_event`), without an `id`: a streaming SDK does not wait for acks.
+pub fn publish_stream_event(sender: u32, size: usize) -> Template {
+    Template::new(format!(
+        r#"{{"type":"publish","channel":"{}","event":"stream_event","data":{}}}"#,
+        session_channel(sender),
+        stream_event_text(sender, size)
+    ))
+}
+
+/// A v2 `publish` of a `state_snapshot` (as [`state_snapshot`]) on the sender's `sessions/{id}` channel.
+pub fn publish_state_snapshot(sender: u32, threads: usize, messages: usize) -> Template {
+    Template::new(format!(
+        r#"{{"type":"publish","channel":"{}","event":"state_snapshot","data":{}}}"#,
+        session_channel(sender),
+        state_snapshot_text(sender, threads, messages)
+    ))
+}
+
+fn stream_event_text(sender: u32, size: usize) -> String {
     let head = format!(
         r#"{{"type":"stream_event","sessionId":"{}","bn":"{}","timestamp":1763812801500,"threadId":"thr_1","seq":{SEQ_BASE},"event":{{"type":"TEXT_MESSAGE_CONTENT","messageId":"msg_1","delta":""#,
         session_id(sender),
@@ -73,12 +102,16 @@ pub fn stream_event(sender: u32, size: usize) -> Template {
         .cycle()
         .take(pad)
         .collect();
-    Template::new(format!("{head}{text}{tail}"))
+    format!("{head}{text}{tail}")
 }
 
 /// `state_snapshot` with `threads` × `messages` chat messages (20 × 50 ≈ 250 KB), stamp first after the
 /// session id.
 pub fn state_snapshot(sender: u32, threads: usize, messages: usize) -> Template {
+    Template::new(state_snapshot_text(sender, threads, messages))
+}
+
+fn state_snapshot_text(sender: u32, threads: usize, messages: usize) -> String {
     let sid = session_id(sender);
     let mut out = format!(
         r#"{{"type":"state_snapshot","sessionId":"{sid}","bn":"{}","timestamp":1763812800123,"threads":["#,
@@ -107,7 +140,7 @@ pub fn state_snapshot(sender: u32, threads: usize, messages: usize) -> Template 
         out.push_str("]}");
     }
     out.push_str(r#"],"registry":{"components":[{"name":"WeatherCard","description":"Shows current weather"}],"tools":[{"name":"get_weather","description":"Current weather for a city"}]}}"#);
-    Template::new(out)
+    out
 }
 
 /// The `handshake` frame for SDK `index`.
@@ -131,6 +164,36 @@ pub fn subscribe_dashboard() -> Vec<u8> {
     let msg = serde_json::to_string(&DashboardMessage::SubscribeDashboard)
         .expect("subscribe_dashboard serializes");
     frame::encode(Opcode::Text, msg.as_bytes())
+}
+
+fn v2_frame(msg: &ClientMessage) -> Vec<u8> {
+    frame::encode(
+        Opcode::Text,
+        serde_json::to_string(msg)
+            .expect("v2 messages serialize")
+            .as_bytes(),
+    )
+}
+
+/// The v2 `hello` of a dashboard (anonymous; `batch` asks for batched frames) or of SDK `session` (identified
+/// as that session, so it may publish on its channel).
+pub fn hello(batch: bool, session: Option<u32>) -> Vec<u8> {
+    v2_frame(&ClientMessage::Hello(Hello {
+        session_id: session.map(session_id),
+        sdk_version: session.map(|_| "devrelay-bench".to_string()),
+        project_id: session.map(|_| "bench".to_string()),
+        batch,
+        ..Hello::default()
+    }))
+}
+
+/// A v2 `subscribe {channel, id, since?}`.
+pub fn subscribe(channel: &str, id: u64, since: Option<StreamPosition>) -> Vec<u8> {
+    v2_frame(&ClientMessage::Subscribe(Subscribe {
+        channel: channel.to_string(),
+        id: Some(RequestId::Num(id)),
+        since,
+    }))
 }
 
 #[cfg(test)]
@@ -198,5 +261,57 @@ mod tests {
         ));
         let s = subscribe_dashboard();
         assert_eq!(&s[6..], br#"{"type":"subscribe_dashboard"}"#);
+        let h = hello(true, None);
+        assert_eq!(&h[6..], br#"{"type":"hello","batch":true}"#);
+        let text = |f: &[u8]| {
+            let at = frame::header_len(f.len() - 6);
+            serde_json::from_slice::<ClientMessage>(&f[at..]).unwrap()
+        };
+        let ClientMessage::Hello(h) = text(&hello(false, Some(4))) else {
+            panic!()
+        };
+        assert_eq!(h.session_id.as_deref(), Some("bench-sdk-000004"));
+        assert!(!h.batch);
+        let since = StreamPosition {
+            offset: 9,
+            epoch: "e1".into(),
+        };
+        let ClientMessage::Subscribe(s) = text(&subscribe("sessions/x", 3, Some(since.clone())))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (s.channel.as_str(), s.id, s.since),
+            ("sessions/x", Some(RequestId::Num(3)), Some(since))
+        );
+    }
+
+    #[test]
+    fn v2_publish_wraps_the_same_stream_event_and_keeps_stamp_and_seq_writable() {
+        let mut t = publish_stream_event(2, 512);
+        t.stamped(stamp(5));
+        let ClientMessage::Publish(p) = serde_json::from_slice::<ClientMessage>(t.payload())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(t.payload())))
+        else {
+            panic!("not a publish");
+        };
+        assert_eq!(
+            (p.channel.as_str(), p.event.as_str()),
+            ("sessions/bench-sdk-000002", "stream_event")
+        );
+        let data = serde_json::to_string(&p.data).unwrap();
+        assert_eq!(
+            data.len(),
+            512,
+            "the same 512 B event as the seed-000 SDK sends"
+        );
+        assert_eq!(p.data["seq"], SEQ_BASE + 5);
+        assert_eq!(StampFinder::default().find(t.payload()), Some(stamp(5)));
+        let mut s = publish_state_snapshot(1, 2, 2);
+        s.stamped(stamp(1));
+        assert!(matches!(
+            serde_json::from_slice::<ClientMessage>(s.payload()),
+            Ok(ClientMessage::Publish(p)) if p.event == "state_snapshot"
+        ));
     }
 }

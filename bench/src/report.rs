@@ -40,9 +40,17 @@ pub struct Params {
     pub duration_secs: f64,
     pub window: Option<u64>,
     pub workers: usize,
+    /// How the SDKs and dashboards spoke (fan-out scenarios).
+    #[serde(default)]
+    pub sdk_protocol: Option<String>,
+    #[serde(default)]
+    pub dashboard_protocol: Option<String>,
+    /// v2 dashboards following this many sessions each (`None`: every session).
+    #[serde(default)]
+    pub follows_per_dashboard: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FanoutReport {
     pub sent: u64,
     pub expected: u64,
@@ -66,6 +74,110 @@ pub struct FanoutReport {
     /// Reading dashboards whose connection ended before the run did.
     pub dashboards_disconnected: u64,
     pub stalled: Option<StalledReport>,
+    /// Stamped messages a dashboard received twice (not counted in `received`).
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Sequence numbers a dashboard never received while later ones arrived.
+    #[serde(default)]
+    pub gaps: u64,
+    /// Messages of sessions the receiving dashboard does not follow (scoping violations).
+    #[serde(default)]
+    pub unexpected: u64,
+    /// v2 `error` messages to dashboards, and the first of them.
+    #[serde(default)]
+    pub dashboard_errors: u64,
+    #[serde(default)]
+    pub first_dashboard_error: Option<String>,
+    #[serde(default)]
+    pub storm: Option<StormReport>,
+}
+
+/// A reconnect storm: every dashboard dropped, then back at once with `subscribe {since}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StormReport {
+    pub warmup_secs: f64,
+    pub outage_secs: f64,
+    pub dashboards: u64,
+    pub reconnected: u64,
+    pub reconnect_errors: u64,
+    pub first_reconnect_error: Option<String>,
+    /// When the first dashboard started reconnecting, seconds after the first send.
+    pub reconnect_at_secs: Option<f64>,
+    /// Dashboards that reached, for every session, the position it had when the reconnects started.
+    pub caught_up: u64,
+    /// Time from the first reconnect to each dashboard's catch-up: median and slowest.
+    pub catch_up_p50_secs: Option<f64>,
+    pub catch_up_max_secs: Option<f64>,
+    /// Acks to the resuming `subscribe`s: `recovered: true` / `false`, and publications replayed.
+    pub subscriptions_recovered: u64,
+    pub subscriptions_not_recovered: u64,
+    pub replayed: u64,
+    pub reasons: Vec<String>,
+    pub rss_before_drop_kib: Option<u64>,
+    pub rss_peak_after_drop_kib: Option<u64>,
+    /// The relay's history figures from `/stats` just before the drop.
+    pub history: Option<HistoryReport>,
+}
+
+/// History memory as the relay reports it (`historyBytes` in `/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryReport {
+    /// A relay-wide `historyBytes`, if `/stats` has one outside the per-channel list.
+    pub total_bytes: Option<u64>,
+    /// `historyBytes` of each `sessions/…` channel that has any.
+    pub session_channels: u64,
+    pub session_channel_bytes: u64,
+    /// Largest and mean per session channel.
+    pub max_channel_bytes: Option<u64>,
+    pub mean_channel_bytes: Option<f64>,
+}
+
+impl HistoryReport {
+    /// Reads `historyBytes` wherever `/stats` puts it: per channel in `channels: [{channel, historyBytes}]`,
+    /// and relay-wide anywhere else in the document.
+    pub fn from_stats(doc: &serde_json::Value) -> HistoryReport {
+        use serde_json::Value;
+        fn walk(v: &Value, top: &mut Option<u64>, per: &mut Vec<(String, u64)>) {
+            match v {
+                Value::Object(m) => {
+                    let name = m
+                        .get("channel")
+                        .or_else(|| m.get("name"))
+                        .and_then(Value::as_str);
+                    if let (Some(name), Some(b)) =
+                        (name, m.get("historyBytes").and_then(Value::as_u64))
+                    {
+                        per.push((name.to_string(), b));
+                        return;
+                    }
+                    for (k, x) in m {
+                        match (k.as_str(), x.as_u64()) {
+                            ("historyBytes", Some(b)) => *top = Some(top.unwrap_or(0).max(b)),
+                            _ => walk(x, top, per),
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| walk(x, top, per)),
+                _ => {}
+            }
+        }
+        let (mut top, mut per) = (None, Vec::new());
+        walk(doc, &mut top, &mut per);
+        let sessions: Vec<u64> = per
+            .iter()
+            .filter(|(n, b)| n.starts_with("sessions/") && !n.ends_with('*') && *b > 0)
+            .map(|(_, b)| *b)
+            .collect();
+        let total: u64 = sessions.iter().sum();
+        HistoryReport {
+            total_bytes: top,
+            session_channels: sessions.len() as u64,
+            session_channel_bytes: total,
+            max_channel_bytes: sessions.iter().copied().max(),
+            mean_channel_bytes: (!sessions.is_empty())
+                .then(|| total as f64 / sessions.len() as f64),
+        }
+    }
 }
 
 /// What became of the dashboard that stopped reading.
@@ -91,6 +203,12 @@ pub struct IdleReport {
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
     pub rss_per_connection_bytes: Option<f64>,
+    /// Per connection: TCP connect + upgrade + `handshake_ack`.
+    #[serde(default)]
+    pub connect_latency: Option<LatencySummary>,
+    /// Growth of the kernel's TCP counters during the run (the whole network namespace: see `netstat.rs`).
+    #[serde(default)]
+    pub tcp_counters: BTreeMap<String, i64>,
 }
 
 /// The relay process over the run.
@@ -191,6 +309,23 @@ impl ScenarioReport {
                     st.outcome, st.delivered, st.sent
                 );
             }
+            if f.duplicates + f.gaps + f.unexpected + f.dashboard_errors > 0 {
+                let _ = writeln!(
+                    s,
+                    "  duplicates {}  gaps {}  other sessions' messages {}  dashboard errors {}{}",
+                    f.duplicates,
+                    f.gaps,
+                    f.unexpected,
+                    f.dashboard_errors,
+                    f.first_dashboard_error
+                        .as_deref()
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default()
+                );
+            }
+            if let Some(st) = &f.storm {
+                let _ = writeln!(s, "  storm: {}", storm_line(st));
+            }
         }
         if let Some(i) = &self.idle {
             let _ = writeln!(
@@ -223,6 +358,63 @@ impl ScenarioReport {
         }
         s.push('\n');
         s
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| us(v * 1e6))
+}
+
+fn storm_line(st: &StormReport) -> String {
+    let history = st.history.as_ref().map_or("n/a".into(), history_line);
+    format!(
+        "{}/{} reconnected ({} failed{}), {} caught up: median {}, slowest {}; subscriptions recovered {} / not {} ({}), replayed {}; relay RSS before the drop {}, peak after {}; history {}",
+        st.reconnected,
+        st.dashboards,
+        st.reconnect_errors,
+        st.first_reconnect_error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default(),
+        st.caught_up,
+        secs(st.catch_up_p50_secs),
+        secs(st.catch_up_max_secs),
+        st.subscriptions_recovered,
+        st.subscriptions_not_recovered,
+        if st.reasons.is_empty() {
+            "no reasons".to_string()
+        } else {
+            st.reasons.join("; ")
+        },
+        st.replayed,
+        mib(st.rss_before_drop_kib),
+        mib(st.rss_peak_after_drop_kib),
+        history
+    )
+}
+
+fn history_line(h: &HistoryReport) -> String {
+    if h.session_channels == 0 && h.total_bytes.is_none() {
+        return "not reported by the relay (no historyBytes in /stats)".into();
+    }
+    format!(
+        "{} in {} session channels (mean {} per channel, largest {}){}",
+        kib_bytes(h.session_channel_bytes as f64),
+        h.session_channels,
+        h.mean_channel_bytes.map_or("n/a".into(), kib_bytes),
+        h.max_channel_bytes
+            .map_or("n/a".into(), |b| kib_bytes(b as f64)),
+        h.total_bytes
+            .map(|t| format!("; relay-wide {}", kib_bytes(t as f64)))
+            .unwrap_or_default()
+    )
+}
+
+fn kib_bytes(b: f64) -> String {
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
     }
 }
 
@@ -726,6 +918,7 @@ mod tests {
                 dashboard_closes: vec![],
                 dashboards_disconnected: 0,
                 stalled: None,
+                ..FanoutReport::default()
             }),
             idle: None,
             loadgen_cpu_pct: Some(50.0),

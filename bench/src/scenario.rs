@@ -1,8 +1,10 @@
-//! The benchmark scenarios (a–f of issue 4) and the runners that drive simulated SDKs and dashboards.
+//! The benchmark scenarios (a–f of issue 4; a2, g, h of the channel and recovery issues) and the runners that
+//! drive simulated SDKs and dashboards.
 //!
-//! Fan-out scenarios connect every dashboard first (each waits for its `client_list`), then every SDK (each
-//! waits for its `handshake_ack`), so every message sent is owed to every dashboard: expected deliveries =
-//! messages sent × dashboards. SDKs either send at a fixed rate (open loop) or as fast as possible with at
+//! Fan-out scenarios connect every dashboard first (each waits for its `client_list`, or for the `ack` of every
+//! v2 `subscribe`), then every SDK (each waits for its `handshake_ack` or v2 `connected`), so every message sent
+//! is owed to every dashboard that follows its sender: expected deliveries = Σ messages sent by a session ×
+//! dashboards following it. SDKs either send at a fixed rate (open loop) or as fast as possible with at
 //! most `window` messages per SDK that some dashboard has not yet received (closed loop: measures the relay's
 //! throughput at a bounded queue instead of how much it can buffer).
 
@@ -17,10 +19,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{self, ConnError, FrameReader, Msg, SocketOpts, Target};
+use crate::dashboard::{DashStats, Dashboard, DashboardProtocol, Outage, Plan};
 use crate::latency::Latencies;
+use crate::netstat;
 use crate::payload::{self, Template};
 use crate::procstat::{self, Pid, Reading, Sampler};
-use crate::report::{FanoutReport, IdleReport, Params, ProcReport, ScenarioReport, StalledReport};
+use crate::report::{
+    FanoutReport, HistoryReport, IdleReport, Params, ProcReport, ScenarioReport, StalledReport,
+    StormReport,
+};
 use crate::stamp::{Clock, Stamp, StampFinder};
 
 /// Why a scenario could not run.
@@ -50,6 +57,42 @@ pub enum MessageKind {
     Snapshot { threads: usize, messages: usize },
 }
 
+/// How a simulated SDK speaks to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdkProtocol {
+    /// Seed 000: `handshake`, then `stream_event` / `state_snapshot` frames.
+    Legacy,
+    /// v2: `hello {sessionId}`, then `publish` on `sessions/{id}` (the same seed-000 message as `data`).
+    V2,
+}
+
+impl SdkProtocol {
+    pub fn label(self) -> &'static str {
+        match self {
+            SdkProtocol::Legacy => "seed-000 (handshake + stream_event)",
+            SdkProtocol::V2 => "v2 (hello + publish on sessions/{id})",
+        }
+    }
+}
+
+/// Which sessions each dashboard follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// Every session (seed 000: `subscribe_dashboard`; v2: one `sessions/*` subscription).
+    All,
+    /// v2: `k` sessions each, one `subscribe sessions/{id}` per session; dashboard `d` follows sessions
+    /// `d·k … d·k + k − 1` (mod the number of sessions), so followers spread evenly over the sessions.
+    Each(u32),
+}
+
+/// A reconnect storm: every dashboard drops its connection at `warmup`, stays away for `outage`, then all
+/// reconnect at once and resume with `subscribe {since}`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Storm {
+    pub warmup: Duration,
+    pub outage: Duration,
+}
+
 /// A fan-out scenario: SDKs send, dashboards receive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fanout {
@@ -60,6 +103,38 @@ pub struct Fanout {
     pub message: MessageKind,
     /// Add one more dashboard that subscribes and then never reads.
     pub stalled_dashboard: bool,
+    pub sdk_protocol: SdkProtocol,
+    pub dashboard_protocol: DashboardProtocol,
+    pub follow: Follow,
+    pub storm: Option<Storm>,
+}
+
+impl Fanout {
+    /// A seed-000 fan-out: every dashboard gets every session.
+    fn legacy(sdks: u32, dashboards: u32, rate: Option<f64>, message: MessageKind) -> Fanout {
+        Fanout {
+            sdks,
+            dashboards,
+            rate,
+            message,
+            stalled_dashboard: false,
+            sdk_protocol: SdkProtocol::Legacy,
+            dashboard_protocol: DashboardProtocol::Legacy,
+            follow: Follow::All,
+            storm: None,
+        }
+    }
+
+    /// The senders dashboard `d` follows.
+    pub fn follows(&self, d: u32) -> Vec<u32> {
+        match self.follow {
+            Follow::All => (0..self.sdks).collect(),
+            Follow::Each(k) => {
+                let k = k.min(self.sdks);
+                (0..k).map(|j| (d * k + j) % self.sdks.max(1)).collect()
+            }
+        }
+    }
 }
 
 /// An idle-connections scenario.
@@ -87,41 +162,34 @@ pub struct Scenario {
 /// Every scenario, in order.
 pub fn all() -> Vec<Scenario> {
     let event = MessageKind::StreamEvent { bytes: 512 };
+    let v2_batched = DashboardProtocol::V2 { batch: true };
     vec![
         Scenario {
             name: "a",
             title: "10 SDKs × 50 dashboards × 100 msg/s, 512 B events (seed-003 target)",
+            kind: Kind::Fanout(Fanout::legacy(10, 50, Some(100.0), event)),
+            default_secs: 10.0,
+        },
+        Scenario {
+            name: "a2",
+            title: "scenario a over v2: SDKs publish on sessions/{id}, batched dashboards subscribe to sessions/*",
             kind: Kind::Fanout(Fanout {
-                sdks: 10,
-                dashboards: 50,
-                rate: Some(100.0),
-                message: event,
-                stalled_dashboard: false,
+                sdk_protocol: SdkProtocol::V2,
+                dashboard_protocol: v2_batched,
+                ..Fanout::legacy(10, 50, Some(100.0), event)
             }),
             default_secs: 10.0,
         },
         Scenario {
             name: "b",
             title: "1 SDK × 1 dashboard, as fast as possible, 512 B events",
-            kind: Kind::Fanout(Fanout {
-                sdks: 1,
-                dashboards: 1,
-                rate: None,
-                message: event,
-                stalled_dashboard: false,
-            }),
+            kind: Kind::Fanout(Fanout::legacy(1, 1, None, event)),
             default_secs: 5.0,
         },
         Scenario {
             name: "c",
             title: "4 SDKs × 16 dashboards, as fast as possible, 512 B events",
-            kind: Kind::Fanout(Fanout {
-                sdks: 4,
-                dashboards: 16,
-                rate: None,
-                message: event,
-                stalled_dashboard: false,
-            }),
+            kind: Kind::Fanout(Fanout::legacy(4, 16, None, event)),
             default_secs: 5.0,
         },
         Scenario {
@@ -135,34 +203,56 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "e",
             title: "10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB (20 threads × 50 messages)",
-            kind: Kind::Fanout(Fanout {
-                sdks: 10,
-                dashboards: 10,
-                rate: Some(5.0),
-                message: MessageKind::Snapshot {
+            kind: Kind::Fanout(Fanout::legacy(
+                10,
+                10,
+                Some(5.0),
+                MessageKind::Snapshot {
                     threads: 20,
                     messages: 50,
                 },
-                stalled_dashboard: false,
-            }),
+            )),
             default_secs: 10.0,
         },
         Scenario {
             name: "f",
             title: "scenario a plus one dashboard that stops reading",
             kind: Kind::Fanout(Fanout {
-                sdks: 10,
-                dashboards: 50,
-                rate: Some(100.0),
-                message: event,
                 stalled_dashboard: true,
+                ..Fanout::legacy(10, 50, Some(100.0), event)
             }),
             default_secs: 20.0,
+        },
+        Scenario {
+            name: "g",
+            title: "100 sessions × 50 v2 dashboards following 2 sessions each × 100 msg/s (issue 9: cost follows subscribers)",
+            kind: Kind::Fanout(Fanout {
+                sdk_protocol: SdkProtocol::V2,
+                dashboard_protocol: v2_batched,
+                follow: Follow::Each(2),
+                ..Fanout::legacy(100, 50, Some(100.0), event)
+            }),
+            default_secs: 10.0,
+        },
+        Scenario {
+            name: "h",
+            title: "reconnect storm: scenario a's load over v2, all 50 dashboards dropped for 5 s, back at once with since (issue 12)",
+            kind: Kind::Fanout(Fanout {
+                sdk_protocol: SdkProtocol::V2,
+                dashboard_protocol: v2_batched,
+                follow: Follow::Each(10),
+                storm: Some(Storm {
+                    warmup: Duration::from_secs(5),
+                    outage: Duration::from_secs(5),
+                }),
+                ..Fanout::legacy(10, 50, Some(100.0), event)
+            }),
+            default_secs: 15.0,
         },
     ]
 }
 
-/// Looks a scenario up by name (`a`..`f`).
+/// Looks a scenario up by name (`a`, `a2`, `b` … `h`).
 pub fn by_name(name: &str) -> Option<Scenario> {
     all().into_iter().find(|s| s.name == name)
 }
@@ -176,7 +266,8 @@ pub struct Options {
     pub relay_pid: Option<u32>,
     /// Runtime worker threads (recorded in the report; the caller builds the runtime).
     pub workers: usize,
-    /// Measured duration; the scenario's default when `None`.
+    /// Measured duration; the scenario's default when `None`. A storm's duration includes its warm-up and
+    /// outage.
     pub duration: Option<Duration>,
     /// Closed-loop window per SDK, in messages (as-fast-as-possible scenarios).
     pub window: u64,
@@ -187,6 +278,9 @@ pub struct Options {
     /// Override of the dashboard count / SDK count of fan-out scenarios (for quick runs and tests).
     pub dashboards: Option<u32>,
     pub sdks: Option<u32>,
+    /// Overrides of a storm's warm-up and outage.
+    pub storm_warmup: Option<Duration>,
+    pub storm_outage: Option<Duration>,
     /// Bound on connection setup (connect + upgrade + first reply) for the whole scenario.
     pub setup_timeout: Duration,
 }
@@ -204,6 +298,8 @@ impl Options {
             connections: None,
             dashboards: None,
             sdks: None,
+            storm_warmup: None,
+            storm_outage: None,
             setup_timeout: Duration::from_secs(120),
         }
     }
@@ -234,10 +330,24 @@ pub async fn run(scenario: &Scenario, opts: &Options) -> Result<ScenarioReport, 
             let mut f = f.clone();
             f.dashboards = opts.dashboards.unwrap_or(f.dashboards);
             f.sdks = opts.sdks.unwrap_or(f.sdks);
+            if let Some(s) = &mut f.storm {
+                s.warmup = opts.storm_warmup.unwrap_or(s.warmup);
+                s.outage = opts.storm_outage.unwrap_or(s.outage);
+                if let Follow::Each(k) = &mut f.follow {
+                    // A storm dashboard follows every session, one subscription (and one position) each.
+                    *k = f.sdks;
+                }
+            }
             report.params.sdks = f.sdks;
             report.params.dashboards = f.dashboards;
             report.params.rate_per_sdk = f.rate;
             report.params.window = f.rate.is_none().then_some(opts.window);
+            report.params.sdk_protocol = Some(f.sdk_protocol.label().into());
+            report.params.dashboard_protocol = Some(f.dashboard_protocol.label().into());
+            report.params.follows_per_dashboard = match f.follow {
+                Follow::All => None,
+                Follow::Each(k) => Some(k.min(f.sdks)),
+            };
             run_fanout(&f, opts, duration, &mut report).await?;
         }
         Kind::Idle(i) => {
@@ -252,48 +362,45 @@ pub async fn run(scenario: &Scenario, opts: &Options) -> Result<ScenarioReport, 
 /// A counter on its own cache line, so receivers on different worker threads do not contend.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct Counter(AtomicU64);
+pub(crate) struct Counter(pub(crate) AtomicU64);
 
 /// Shared between senders and receivers of one fan-out run.
 #[derive(Debug)]
-struct Shared {
-    clock: Clock,
-    dashboards: usize,
-    /// Deliveries of sender `s` to dashboard `d`, at `s * dashboards + d`.
-    acks: Vec<Counter>,
+pub(crate) struct Shared {
+    pub(crate) clock: Clock,
+    pub(crate) dashboards: usize,
+    /// Sequence watermark of sender `s` at dashboard `d` (the next seq it expects), at `s * dashboards + d`.
+    pub(crate) acks: Vec<Counter>,
+    /// Dashboards following each sender.
+    followers: Vec<Vec<usize>>,
+    /// Messages each sender has written so far (read when a storm's dashboards reconnect).
+    pub(crate) sent_so_far: Vec<Counter>,
     /// Woken on deliveries when senders are window-limited.
-    wake: Vec<Notify>,
-    windowed: bool,
+    pub(crate) wake: Vec<Notify>,
+    pub(crate) windowed: bool,
 }
 
 impl Shared {
-    fn senders(&self) -> usize {
+    pub(crate) fn senders(&self) -> usize {
         self.wake.len()
     }
 
-    /// Messages of `sender` that every dashboard has received.
+    /// Messages of `sender` that every dashboard following it has received (or skipped past).
     fn delivered_to_all(&self, sender: usize) -> u64 {
-        let row = &self.acks[sender * self.dashboards..(sender + 1) * self.dashboards];
-        row.iter()
-            .map(|c| c.0.load(Ordering::Acquire))
+        self.followers[sender]
+            .iter()
+            .map(|&d| {
+                self.acks[sender * self.dashboards + d]
+                    .0
+                    .load(Ordering::Acquire)
+            })
             .min()
-            .unwrap_or(0)
+            .unwrap_or(u64::MAX)
     }
 
     fn delivered_total(&self) -> u64 {
         self.acks.iter().map(|c| c.0.load(Ordering::Acquire)).sum()
     }
-}
-
-/// What one dashboard saw.
-#[derive(Debug, Default)]
-struct DashStats {
-    received: u64,
-    other: u64,
-    last_nanos: u64,
-    latencies: Latencies,
-    close_code: Option<u16>,
-    ended: bool,
 }
 
 /// What the relay told an SDK connection.
@@ -305,7 +412,7 @@ struct SdkSignals {
     close: AtomicU32,
 }
 
-async fn connect_dashboard(
+async fn connect_legacy_dashboard(
     target: &Target,
     opts: SocketOpts,
 ) -> Result<(TcpStream, FrameReader), ConnError> {
@@ -331,15 +438,24 @@ async fn connect_dashboard(
     Ok((s, r))
 }
 
-async fn connect_sdk(target: &Target, index: u32) -> Result<(TcpStream, FrameReader), ConnError> {
+async fn connect_sdk(
+    target: &Target,
+    index: u32,
+    protocol: SdkProtocol,
+) -> Result<(TcpStream, FrameReader), ConnError> {
     let (mut s, mut r) = conn::connect(target, SocketOpts::default()).await?;
-    s.write_all(&payload::handshake(index)).await?;
+    let (hello, answer): (Vec<u8>, &[u8]) = match protocol {
+        SdkProtocol::Legacy => (payload::handshake(index), b"handshake_ack"),
+        SdkProtocol::V2 => (payload::hello(false, Some(index)), br#""type":"connected""#),
+    };
+    s.write_all(&hello).await?;
     loop {
         match r.next(&mut s).await? {
-            Some(Msg::Text(p)) if memchr::memmem::find(p, b"handshake_ack").is_some() => break,
+            Some(Msg::Text(p)) if memchr::memmem::find(p, answer).is_some() => break,
             Some(Msg::Text(p)) => {
                 return Err(ConnError::Upgrade(format!(
-                    "expected handshake_ack, got {}",
+                    "expected {}, got {}",
+                    String::from_utf8_lossy(answer),
                     String::from_utf8_lossy(&p[..p.len().min(200)])
                 )))
             }
@@ -349,67 +465,15 @@ async fn connect_sdk(target: &Target, index: u32) -> Result<(TcpStream, FrameRea
             }
             Some(Msg::Close(c)) => {
                 return Err(ConnError::Upgrade(format!(
-                    "closed ({c:?}) before handshake_ack"
+                    "closed ({c:?}) before {}",
+                    String::from_utf8_lossy(answer)
                 )))
             }
-            None => return Err(ConnError::Upgrade("closed before handshake_ack".into())),
+            None => return Err(ConnError::Upgrade("closed during the handshake".into())),
             Some(_) => {}
         }
     }
     Ok((s, r))
-}
-
-/// Receives until cancelled or closed, recording a latency per stamped message.
-async fn dashboard(
-    index: usize,
-    mut stream: TcpStream,
-    mut reader: FrameReader,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) -> DashStats {
-    let mut stats = DashStats::default();
-    let finder = StampFinder::default();
-    reader.reserve(64 * 1024);
-    let receive = async {
-        let (mut r, mut w) = stream.split();
-        loop {
-            match reader.next(&mut r).await {
-                Ok(Some(Msg::Text(p))) => match finder.find(p) {
-                    Some(st) if (st.sender as usize) < shared.senders() => {
-                        let now = shared.clock.now_nanos();
-                        stats.latencies.record(now.saturating_sub(st.sent_nanos));
-                        stats.received += 1;
-                        stats.last_nanos = now;
-                        shared.acks[st.sender as usize * shared.dashboards + index]
-                            .0
-                            .fetch_add(1, Ordering::Release);
-                        if shared.windowed {
-                            shared.wake[st.sender as usize].notify_one();
-                        }
-                    }
-                    _ => stats.other += 1,
-                },
-                Ok(Some(Msg::Ping(p))) => {
-                    let pong = conn::pong(p);
-                    if w.write_all(&pong).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(Some(Msg::Close(code))) => {
-                    stats.close_code = code;
-                    break;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-        stats.ended = true;
-    };
-    tokio::select! {
-        _ = receive => {}
-        _ = cancel.cancelled() => {}
-    }
-    stats
 }
 
 /// Reads an SDK connection's incoming frames (acks, errors, pings) while its writer sends.
@@ -446,13 +510,13 @@ struct SenderPlan {
     window: u64,
 }
 
-/// Sends until the deadline; returns how many messages were sent.
+/// Sends until the deadline; returns the sender's index and how many messages it sent.
 async fn sender(
     mut w: tokio::net::tcp::OwnedWriteHalf,
     mut plan: SenderPlan,
     shared: Arc<Shared>,
     signals: Arc<SdkSignals>,
-) -> u64 {
+) -> (u32, u64) {
     let i = plan.index as usize;
     let mut seq: u64 = 0;
     let deadline = tokio::time::Instant::from_std(plan.deadline);
@@ -505,8 +569,9 @@ async fn sender(
         if w.write_all(&batch).await.is_err() {
             break;
         }
+        shared.sent_so_far[i].0.store(seq, Ordering::Release);
     }
-    seq
+    (plan.index, seq)
 }
 
 /// Largest write a closed-loop sender makes at once.
@@ -522,6 +587,16 @@ async fn join_all<T: 'static>(set: &mut JoinSet<T>) -> Vec<T> {
     out
 }
 
+/// The relay's `/stats` figures about history, read during a run.
+async fn history_stats(target: &Target) -> Option<HistoryReport> {
+    let (status, body) = conn::http_get(target, "/stats").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some(HistoryReport::from_stats(&doc))
+}
+
 async fn run_fanout(
     f: &Fanout,
     opts: &Options,
@@ -529,12 +604,42 @@ async fn run_fanout(
     report: &mut ScenarioReport,
 ) -> Result<(), BenchError> {
     let target = &opts.target;
+    let shared = Arc::new(Shared {
+        clock: Clock::default(),
+        dashboards: f.dashboards as usize,
+        acks: (0..f.sdks * f.dashboards)
+            .map(|_| Counter::default())
+            .collect(),
+        followers: {
+            let mut followers = vec![Vec::new(); f.sdks as usize];
+            for d in 0..f.dashboards {
+                for s in f.follows(d) {
+                    followers[s as usize].push(d as usize);
+                }
+            }
+            followers
+        },
+        sent_so_far: (0..f.sdks).map(|_| Counter::default()).collect(),
+        wake: (0..f.sdks).map(|_| Notify::new()).collect(),
+        windowed: f.rate.is_none(),
+    });
+    // The clock of the schedule is fixed before anyone connects, so storm dashboards know when to drop.
     let setup = async {
         // Dashboards first, so that every message sent is owed to every one of them.
         let mut dash_set = JoinSet::new();
-        for _ in 0..f.dashboards {
-            let t = target.clone();
-            dash_set.spawn(async move { connect_dashboard(&t, SocketOpts::default()).await });
+        for d in 0..f.dashboards {
+            let plan = Plan {
+                index: d as usize,
+                target: target.clone(),
+                socket: SocketOpts::default(),
+                protocol: f.dashboard_protocol,
+                follows: f.follows(d),
+                wildcard: f.follow == Follow::All,
+                track_positions: f.storm.is_some(),
+                outage: None,
+            };
+            let shared = shared.clone();
+            dash_set.spawn(async move { Dashboard::connect(plan, shared).await });
         }
         let mut dashboards = Vec::new();
         while let Some(r) = dash_set.join_next().await {
@@ -546,7 +651,7 @@ async fn run_fanout(
         // A small receive buffer makes a client that stops reading push back on the relay within seconds.
         let stalled = if f.stalled_dashboard {
             Some(
-                connect_dashboard(
+                connect_legacy_dashboard(
                     target,
                     SocketOpts {
                         recv_buffer: Some(4096),
@@ -561,7 +666,8 @@ async fn run_fanout(
         let mut sdk_set = JoinSet::new();
         for i in 0..f.sdks {
             let t = target.clone();
-            sdk_set.spawn(async move { (i, connect_sdk(&t, i).await) });
+            let protocol = f.sdk_protocol;
+            sdk_set.spawn(async move { (i, connect_sdk(&t, i, protocol).await) });
         }
         let mut sdks = Vec::new();
         while let Some(r) = sdk_set.join_next().await {
@@ -575,21 +681,6 @@ async fn run_fanout(
         .await
         .map_err(|_| BenchError::Setup("connection setup timed out".into()))??;
 
-    let shared = Arc::new(Shared {
-        clock: Clock::default(),
-        dashboards: f.dashboards as usize,
-        acks: (0..f.sdks * f.dashboards)
-            .map(|_| Counter::default())
-            .collect(),
-        wake: (0..f.sdks).map(|_| Notify::new()).collect(),
-        windowed: f.rate.is_none(),
-    });
-    let cancel = CancellationToken::new();
-    let mut dash_tasks = JoinSet::new();
-    for (d, (s, r)) in dashboards.into_iter().enumerate() {
-        dash_tasks.spawn(dashboard(d, s, r, shared.clone(), cancel.clone()));
-    }
-
     let relay = opts.relay_pid.map(Pid::Other);
     let sample_every = Duration::from_millis(250);
     let max_samples = ((duration + opts.drain_timeout).as_secs_f64() / 0.25) as usize + 40;
@@ -601,14 +692,42 @@ async fn run_fanout(
     let send_start_nanos = shared.clock.now_nanos();
     let start = Instant::now() + Duration::from_millis(5);
     let deadline = start + duration;
+    let outage = f.storm.map(|s| Outage {
+        drop_at: start + s.warmup,
+        reconnect_at: start + s.warmup + s.outage,
+    });
+    let cancel = CancellationToken::new();
+    let mut dash_tasks = JoinSet::new();
+    for mut d in dashboards {
+        d.set_outage(outage);
+        dash_tasks.spawn(d.run(cancel.clone()));
+    }
+    // Just before the drop: the relay's history figures and memory under the steady load.
+    let before_drop = outage.map(|o| {
+        let (target, at) = (target.clone(), o.drop_at - Duration::from_millis(100));
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            let rss = relay.and_then(procstat::rss_kib);
+            (history_stats(&target).await, rss)
+        })
+    });
+
     let mut senders = JoinSet::new();
     let mut listeners = Vec::new();
     let mut signals = Vec::new();
     for (i, (stream, reader)) in sdks {
-        let template = match f.message {
-            MessageKind::StreamEvent { bytes } => payload::stream_event(i, bytes),
-            MessageKind::Snapshot { threads, messages } => {
+        let template = match (f.message, f.sdk_protocol) {
+            (MessageKind::StreamEvent { bytes }, SdkProtocol::Legacy) => {
+                payload::stream_event(i, bytes)
+            }
+            (MessageKind::StreamEvent { bytes }, SdkProtocol::V2) => {
+                payload::publish_stream_event(i, bytes)
+            }
+            (MessageKind::Snapshot { threads, messages }, SdkProtocol::Legacy) => {
                 payload::state_snapshot(i, threads, messages)
+            }
+            (MessageKind::Snapshot { threads, messages }, SdkProtocol::V2) => {
+                payload::publish_state_snapshot(i, threads, messages)
             }
         };
         let (r, w) = stream.into_split();
@@ -629,8 +748,12 @@ async fn run_fanout(
         };
         senders.spawn(sender(w, plan, shared.clone(), sig));
     }
-    let sent: u64 = join_all(&mut senders).await.into_iter().sum();
-    let expected = sent * u64::from(f.dashboards);
+    let sent_by: Vec<(u32, u64)> = join_all(&mut senders).await;
+    let sent: u64 = sent_by.iter().map(|(_, n)| n).sum();
+    let expected: u64 = sent_by
+        .iter()
+        .map(|&(i, n)| n * shared.followers[i as usize].len() as u64)
+        .sum();
 
     // Drain: wait (bounded) for deliveries still in flight.
     let drain_deadline = Instant::now() + opts.drain_timeout;
@@ -641,13 +764,17 @@ async fn run_fanout(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     cancel.cancel();
-    let stats = join_all(&mut dash_tasks).await;
+    let stats: Vec<DashStats> = join_all(&mut dash_tasks).await;
 
     let self_end = Reading::take(Pid::Current);
     let relay_end = relay.map(Reading::take);
     let samples = match sampler {
         Some(s) => s.finish().await,
         None => Vec::new(),
+    };
+    let (history, rss_before_drop) = match before_drop {
+        Some(t) => t.await.unwrap_or((None, None)),
+        None => (None, None),
     };
 
     let stalled_report = match stalled {
@@ -674,10 +801,19 @@ async fn run_fanout(
     let mut last = send_start_nanos;
     let mut dashboard_closes = Vec::new();
     let mut dashboards_ended = 0;
+    let (mut duplicates, mut gaps, mut unexpected, mut dashboard_errors) = (0, 0, 0, 0);
+    let mut first_dashboard_error = None;
     for s in &stats {
         latencies.merge(&s.latencies);
         received += s.received;
         last = last.max(s.last_nanos);
+        duplicates += s.duplicates;
+        gaps += s.gaps;
+        unexpected += s.unexpected;
+        dashboard_errors += s.errors;
+        if first_dashboard_error.is_none() {
+            first_dashboard_error = s.first_error.clone();
+        }
         if let Some(c) = s.close_code {
             dashboard_closes.push(c);
         }
@@ -685,6 +821,60 @@ async fn run_fanout(
             dashboards_ended += 1;
         }
     }
+    let storm = f.storm.map(|storm| {
+        let t0 = send_start_nanos;
+        let reconnects: Vec<u64> = stats
+            .iter()
+            .filter_map(|s| s.recovery.reconnect_nanos)
+            .collect();
+        let reconnect_start = reconnects.iter().copied().min();
+        let mut catch_up: Vec<f64> = stats
+            .iter()
+            .filter_map(|s| {
+                let r = &s.recovery;
+                Some((r.caught_up_nanos?.saturating_sub(reconnect_start?)) as f64 / 1e9)
+            })
+            .collect();
+        catch_up.sort_by(f64::total_cmp);
+        let drop_ms = storm.warmup.as_millis() as u64;
+        let peak_after_drop = samples
+            .iter()
+            .filter(|x| x.t_ms >= drop_ms)
+            .map(|x| x.rss_kib)
+            .max();
+        let mut reasons: Vec<String> = Vec::new();
+        for s in &stats {
+            for r in &s.recovery.reasons {
+                if reasons.len() < 4 && !reasons.contains(r) {
+                    reasons.push(r.clone());
+                }
+            }
+        }
+        StormReport {
+            warmup_secs: storm.warmup.as_secs_f64(),
+            outage_secs: storm.outage.as_secs_f64(),
+            dashboards: stats.len() as u64,
+            reconnected: stats.iter().filter(|s| s.recovery.reconnected).count() as u64,
+            reconnect_errors: stats
+                .iter()
+                .filter(|s| s.recovery.reconnect_error.is_some())
+                .count() as u64,
+            first_reconnect_error: stats
+                .iter()
+                .find_map(|s| s.recovery.reconnect_error.clone()),
+            reconnect_at_secs: reconnect_start.map(|r| r.saturating_sub(t0) as f64 / 1e9),
+            caught_up: catch_up.len() as u64,
+            catch_up_p50_secs: catch_up.get(catch_up.len() / 2).copied(),
+            catch_up_max_secs: catch_up.last().copied(),
+            subscriptions_recovered: stats.iter().map(|s| s.recovery.recovered).sum(),
+            subscriptions_not_recovered: stats.iter().map(|s| s.recovery.not_recovered).sum(),
+            replayed: stats.iter().map(|s| s.recovery.replayed).sum(),
+            reasons,
+            rss_before_drop_kib: rss_before_drop,
+            rss_peak_after_drop_kib: peak_after_drop,
+            history,
+        }
+    });
     let elapsed = (last.saturating_sub(send_start_nanos)) as f64 / 1e9;
     report.params.message_bytes = template_len(f.message);
     report.fanout = Some(FanoutReport {
@@ -713,6 +903,12 @@ async fn run_fanout(
         dashboard_closes,
         dashboards_disconnected: dashboards_ended,
         stalled: stalled_report,
+        duplicates,
+        gaps,
+        unexpected,
+        dashboard_errors,
+        first_dashboard_error,
+        storm,
     });
     report.loadgen_cpu_pct = self_start.cpu_percent_until(&self_end);
     report.relay_proc = relay_start.zip(relay_end).map(|(a, b)| {
@@ -812,26 +1008,34 @@ async fn run_idle(
     let ready = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    // Per connection: TCP connect + upgrade + handshake_ack, from when its connect started.
+    let connect_times = Arc::new(std::sync::Mutex::new(Latencies::default()));
+    let tcp_before = netstat::read();
     let cancel = CancellationToken::new();
     // Bound the connects in flight so the listen backlog is not the thing being measured.
     let connecting = Arc::new(Semaphore::new(256));
     let started = Instant::now();
     let mut set = JoinSet::new();
     for i in 0..n {
-        let (t, ready, failed, first_error, cancel, connecting) = (
+        let (t, ready, failed, first_error, cancel, connecting, times) = (
             opts.target.clone(),
             ready.clone(),
             failed.clone(),
             first_error.clone(),
             cancel.clone(),
             connecting.clone(),
+            connect_times.clone(),
         );
         set.spawn(async move {
             let permit = connecting.acquire_owned().await;
+            let began = Instant::now();
             let c = tokio::select! {
-                c = connect_sdk(&t, i) => c,
+                c = connect_sdk(&t, i, SdkProtocol::Legacy) => c,
                 _ = cancel.cancelled() => return,
             };
+            if let Ok(mut l) = times.lock() {
+                l.record(began.elapsed().as_nanos() as u64);
+            }
             drop(permit);
             let (mut s, mut r) = match c {
                 Ok(c) => c,
@@ -892,7 +1096,11 @@ async fn run_idle(
         _ => None,
     };
     let first_error = first_error.lock().ok().and_then(|f| f.clone());
+    let connect_latency = connect_times.lock().ok().map(|l| l.summary());
+    let tcp_counters = netstat::delta(&tcp_before, &netstat::read());
     report.idle = Some(IdleReport {
+        connect_latency,
+        tcp_counters,
         requested: u64::from(n),
         connected,
         failed: failed.load(Ordering::Relaxed),
@@ -915,9 +1123,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scenarios_a_to_f_match_the_issue() {
+    fn scenarios_match_the_issues() {
         let names: Vec<_> = all().iter().map(|s| s.name).collect();
-        assert_eq!(names, ["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(names, ["a", "a2", "b", "c", "d", "e", "f", "g", "h"]);
         let Kind::Fanout(a) = by_name("a").unwrap().kind else {
             panic!()
         };
@@ -935,5 +1143,31 @@ mod tests {
         };
         assert!(f.stalled_dashboard && f.rate == a.rate && f.dashboards == a.dashboards);
         assert!(by_name("z").is_none());
+
+        // a2 is a's load over v2; h is a's load with a storm.
+        for name in ["a2", "h"] {
+            let Kind::Fanout(x) = by_name(name).unwrap().kind else {
+                panic!()
+            };
+            assert_eq!(
+                (x.sdks, x.dashboards, x.rate),
+                (a.sdks, a.dashboards, a.rate)
+            );
+            assert_eq!(x.dashboard_protocol, DashboardProtocol::V2 { batch: true });
+        }
+        // g (issue 9): 100 sessions × 50 dashboards following 2 each, 100 msg/s per session; every session
+        // has exactly one follower.
+        let Kind::Fanout(g) = by_name("g").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!((g.sdks, g.dashboards, g.rate), (100, 50, Some(100.0)));
+        let mut followers = vec![0; 100];
+        for d in 0..g.dashboards {
+            let f = g.follows(d);
+            assert_eq!(f.len(), 2);
+            f.iter().for_each(|&s| followers[s as usize] += 1);
+        }
+        assert!(followers.iter().all(|&n| n == 1), "{followers:?}");
+        assert_eq!(a.follows(7), (0..10).collect::<Vec<_>>());
     }
 }

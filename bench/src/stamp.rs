@@ -102,6 +102,19 @@ impl StampFinder {
         let at = self.finder.find(payload)? + KEY.len();
         Stamp::read(payload.get(at..at + LEN)?)
     }
+
+    /// Every stamp in `payload` (a batched v2 frame carries several), each with the offset just past it.
+    pub fn find_all<'a>(&'a self, payload: &'a [u8]) -> impl Iterator<Item = (Stamp, usize)> + 'a {
+        let mut from = 0;
+        std::iter::from_fn(move || loop {
+            let at = from + self.finder.find(payload.get(from..)?)? + KEY.len();
+            from = at;
+            if let Some(s) = payload.get(at..at + LEN).and_then(Stamp::read) {
+                from = at + LEN;
+                return Some((s, from));
+            }
+        })
+    }
 }
 
 /// Monotonic nanoseconds since the generator started; shared by senders and receivers in one process.
@@ -172,5 +185,24 @@ mod tests {
         assert_eq!(f.find(br#"{"type":"client_list","clients":[]}"#), None);
         assert_eq!(f.find(br#"{"bn":"short"}"#), None);
         assert_eq!(f.find(br#"{"bn":""#), None);
+
+        // A batched frame: every stamp, in order, past a malformed one.
+        let mut w = [0u8; LEN];
+        let t = Stamp {
+            sent_nanos: 78,
+            sender: 4,
+            seq: 10,
+        };
+        t.write(&mut w);
+        let batch = format!(
+            r#"[{{"data":{{"bn":"{}"}}}},{{"data":{{"bn":"bad"}}}},{{"data":{{"bn":"{}"}}}}]"#,
+            std::str::from_utf8(&v).unwrap(),
+            std::str::from_utf8(&w).unwrap()
+        );
+        let all: Vec<Stamp> = f.find_all(batch.as_bytes()).map(|(s, _)| s).collect();
+        assert_eq!(all, [s, t]);
+        let (_, end) = f.find_all(batch.as_bytes()).next().unwrap();
+        assert_eq!(&batch.as_bytes()[end..end + 1], b"\"");
+        assert_eq!(f.find_all(b"no stamps").count(), 0);
     }
 }

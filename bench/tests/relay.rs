@@ -122,6 +122,10 @@ async fn idle_connections_all_connect_and_the_report_is_written() {
     let i = d.idle.as_ref().unwrap();
     assert_eq!((i.connected, i.failed), (200, 0), "{:?}", i.first_error);
     assert!(i.rss_per_connection_bytes.is_some());
+    let c = i.connect_latency.expect("connect latencies");
+    assert_eq!(c.count, 200);
+    assert!(c.p50_us <= c.p999_us && c.p999_us <= c.max_us);
+    assert!(i.tcp_counters.contains_key("Tcp.ActiveOpens"));
     relay.stop().await;
 
     // The JSON round-trips and renders into a BENCHMARKS.md section.
@@ -135,4 +139,109 @@ async fn idle_connections_all_connect_and_the_report_is_written() {
     assert_eq!(back.idle.as_ref().unwrap().connected, 200);
     let section = report::render(&[back], &Machine::detect(), &RunMeta::default());
     assert!(section.contains("| devrelay | 200/200 | 0 |"), "{section}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_batched_dashboards_get_every_message_of_every_session() {
+    let relay = start_relay().await;
+    let mut o = relay.options();
+    o.sdks = Some(3);
+    o.dashboards = Some(4);
+    o.duration = Some(Duration::from_millis(500));
+    let r = scenario::run(&scenario::by_name("a2").unwrap(), &o)
+        .await
+        .unwrap();
+    let f = r.fanout.as_ref().unwrap();
+    assert!(f.sent >= 3, "{}", r.summary());
+    assert_eq!(f.expected, f.sent * 4);
+    assert_eq!(f.received, f.expected, "{}", r.summary());
+    assert_eq!(f.latency.count, f.received);
+    assert_eq!(
+        (
+            f.duplicates,
+            f.gaps,
+            f.unexpected,
+            f.dashboard_errors,
+            f.sdk_errors
+        ),
+        (0, 0, 0, 0, 0),
+        "{:?}",
+        f.first_dashboard_error
+    );
+    assert!(r.params.sdk_protocol.as_deref().unwrap().starts_with("v2"));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_receive_their_sessions_and_nothing_else() {
+    let relay = start_relay().await;
+    let mut o = relay.options();
+    o.sdks = Some(6);
+    o.dashboards = Some(3);
+    o.duration = Some(Duration::from_millis(500));
+    let r = scenario::run(&scenario::by_name("g").unwrap(), &o)
+        .await
+        .unwrap();
+    let f = r.fanout.as_ref().unwrap();
+    // 3 dashboards × 2 sessions = 6 follows: each session has exactly one follower, so a relay that sent a
+    // dashboard sessions it does not follow would show them as `unexpected`.
+    assert_eq!(r.params.follows_per_dashboard, Some(2));
+    assert!(f.sent >= 6, "{}", r.summary());
+    assert_eq!(f.expected, f.sent);
+    assert_eq!(f.received, f.expected, "{}", r.summary());
+    assert_eq!((f.unexpected, f.duplicates, f.gaps), (0, 0, 0));
+    assert_eq!(f.dashboard_errors, 0, "{:?}", f.first_dashboard_error);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_storm_resumes_every_dashboard_and_accounts_for_every_message() {
+    let relay = start_relay().await;
+    let mut o = relay.options();
+    o.sdks = Some(2);
+    o.dashboards = Some(3);
+    o.storm_warmup = Some(Duration::from_millis(300));
+    o.storm_outage = Some(Duration::from_millis(300));
+    o.duration = Some(Duration::from_millis(1200));
+    let r = scenario::run(&scenario::by_name("h").unwrap(), &o)
+        .await
+        .unwrap();
+    let f = r.fanout.as_ref().unwrap();
+    let s = f.storm.as_ref().expect("a storm report");
+    assert_eq!(
+        r.params.follows_per_dashboard,
+        Some(2),
+        "every session, one subscription each"
+    );
+    assert_eq!(
+        (s.dashboards, s.reconnected, s.reconnect_errors),
+        (3, 3, 0),
+        "{:?}",
+        s.first_reconnect_error
+    );
+    assert_eq!(s.caught_up, 3, "{}", r.summary());
+    assert!(s.catch_up_max_secs.unwrap() >= s.catch_up_p50_secs.unwrap());
+    // Every resuming subscribe was answered, recovered or not.
+    assert_eq!(
+        s.subscriptions_recovered + s.subscriptions_not_recovered,
+        3 * 2
+    );
+    assert_eq!(f.expected, f.sent * 3);
+    assert_eq!(
+        f.duplicates, 0,
+        "a replay must not repeat what the dashboard had"
+    );
+    // Whatever was not received is a gap the dashboard saw (nothing is still missing at the end).
+    assert_eq!(f.received + f.gaps, f.expected, "{}", r.summary());
+    if s.subscriptions_not_recovered == 0 {
+        assert_eq!(f.lost, 0, "recovered: true must mean nothing was missed");
+    } else {
+        assert!(
+            !s.reasons.is_empty(),
+            "recovered: false comes with a reason"
+        );
+    }
+    // The relay's /stats was read just before the drop.
+    assert!(s.history.is_some());
+    relay.stop().await;
 }

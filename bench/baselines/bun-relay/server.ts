@@ -1,13 +1,24 @@
 // Baseline relay for devrelay's benchmarks: the seed-000 devtools server logic (a Map of SDK clients by
-// sessionId, a Map of dashboards by random id, JSON.parse per frame, JSON.stringify + send per dashboard) on
-// Bun's built-in WebSocket server (uWebSockets underneath), as a team on Bun (seed 002) would write it.
+// sessionId, a Map of dashboards by random id, JSON.parse per frame, one JSON.stringify per broadcast) on Bun's
+// built-in WebSocket server (uWebSockets underneath), as a team on Bun (seed 002) would write it.
+//
+// Two ways to fan a broadcast out, chosen by FANOUT:
+// - FANOUT=publish (the default; label `bun`): the way Bun's users write it. Every dashboard joins the topic
+//   "dashboards" (`ws.subscribe`) and a broadcast is one `server.publish(topic, text)`: uWebSockets' native
+//   pub/sub sends to every subscriber from C++, without a JavaScript call per dashboard.
+// - FANOUT=loop (label `bun-loop`): a JavaScript loop over the dashboards Map with one `ws.send` per dashboard,
+//   the shape of the seed-000 Node server. Kept to show what the idiomatic form is worth.
 // Usage: bun server.ts [port]   (or PORT=...; 0 = ephemeral). Prints "listening on ws://127.0.0.1:PORT".
-// STRINGIFY_ONCE=1 serializes each broadcast once instead of once per dashboard.
 import type { ServerWebSocket } from "bun";
 
 const HEARTBEAT_INTERVAL = 30_000;
 const SERVER_VERSION = "0.1.0";
-const STRINGIFY_ONCE = process.env.STRINGIFY_ONCE === "1";
+const FANOUT = process.env.FANOUT ?? "publish";
+if (FANOUT !== "publish" && FANOUT !== "loop") {
+  console.error(`FANOUT must be "publish" or "loop", not ${JSON.stringify(FANOUT)}`);
+  process.exit(2);
+}
+const DASHBOARDS = "dashboards";
 
 type Conn = { role: "sdk" | "dashboard" | null; key: string | null };
 type Socket = ServerWebSocket<Conn>;
@@ -33,10 +44,14 @@ function getClientList() {
 }
 
 function broadcastToDashboard(message: unknown) {
-  const once = STRINGIFY_ONCE ? JSON.stringify(message) : null;
+  const text = JSON.stringify(message);
+  if (FANOUT === "publish") {
+    server.publish(DASHBOARDS, text);
+    return;
+  }
   for (const client of dashboardClients.values()) {
     if (client.ws.readyState === 1) {
-      client.ws.send(once ?? JSON.stringify(message));
+      client.ws.send(text);
     }
   }
 }
@@ -100,6 +115,8 @@ const server = Bun.serve<Conn, {}>({
           conn.role = "dashboard";
           conn.key = crypto.randomUUID();
           dashboardClients.set(conn.key, { ws, id: conn.key });
+          // Joined before the client list is sent, so no broadcast after the list can miss this dashboard.
+          ws.subscribe(DASHBOARDS);
           ws.send(JSON.stringify({ type: "client_list", clients: getClientList() }));
         }
         return;
