@@ -74,6 +74,9 @@ pub struct FanoutReport {
     /// Reading dashboards whose connection ended before the run did.
     pub dashboards_disconnected: u64,
     pub stalled: Option<StalledReport>,
+    /// Snapshots a dashboard never got because a newer one of the same session replaced them in its queue.
+    #[serde(default)]
+    pub conflated: u64,
     /// Stamped messages a dashboard received twice (not counted in `received`).
     #[serde(default)]
     pub duplicates: u64,
@@ -748,6 +751,18 @@ pub fn render(results: &[ScenarioReport], machine: &Machine, meta: &RunMeta) -> 
                 }
                 if !f.dashboard_closes.is_empty() {
                     extra.push(format!("dashboard close codes {:?}", f.dashboard_closes));
+                }
+                if f.conflated > 0 {
+                    extra.push(format!(
+                        "{} snapshots conflated (replaced in a dashboard's queue by a newer one of the same session; not counted as lost)",
+                        f.conflated
+                    ));
+                }
+                if f.duplicates + f.unexpected + f.dashboard_errors > 0 {
+                    extra.push(format!(
+                        "{} duplicates, {} messages of sessions not followed, {} error messages to dashboards",
+                        f.duplicates, f.unexpected, f.dashboard_errors
+                    ));
                 }
                 if let Some(st) = &f.stalled {
                     let p = r.relay_proc.as_ref();

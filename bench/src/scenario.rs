@@ -877,11 +877,18 @@ async fn run_fanout(
     });
     let elapsed = (last.saturating_sub(send_start_nanos)) as f64 / 1e9;
     report.params.message_bytes = template_len(f.message);
+    // A snapshot is state: a relay may drop an older one still queued when a newer one of the same session
+    // arrives (conflation). The newer one arrives, so the skipped one shows as a gap, not as a loss.
+    let conflated = match f.message {
+        MessageKind::Snapshot { .. } => gaps,
+        MessageKind::StreamEvent { .. } => 0,
+    };
     report.fanout = Some(FanoutReport {
         sent,
         expected,
         received,
-        lost: expected.saturating_sub(received),
+        lost: expected.saturating_sub(received + conflated),
+        conflated,
         elapsed_secs: elapsed,
         delivered_per_sec: if elapsed > 0.0 {
             received as f64 / elapsed

@@ -92,7 +92,9 @@ async fn snapshots_fixed_rate_and_a_stalled_dashboard_are_accounted_for() {
     let f = e.fanout.as_ref().unwrap();
     // 5 snapshots/s for 0.5 s, the two SDKs half a period apart: 2 or 3 each.
     assert!(f.sent >= 4, "{}", e.summary());
-    assert_eq!(f.received, f.sent * 2, "{}", e.summary());
+    // A loaded relay may conflate a queued snapshot with a newer one: that is a gap, never a loss.
+    assert_eq!(f.received + f.conflated, f.sent * 2, "{}", e.summary());
+    assert_eq!((f.lost, f.duplicates), (0, 0), "{}", e.summary());
     assert!(e.params.message_bytes > 200_000);
 
     let stalled = scenario::run(&scenario::by_name("f").unwrap(), &o)
