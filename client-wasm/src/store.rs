@@ -519,15 +519,8 @@ impl Store {
 /// Inserts keeping the order by (connectedAt, sessionId). Insertion rather than a sort: client lists are short
 /// and this keeps the sort machinery out of the wasm binary.
 fn insert_client(clients: &mut Vec<ClientInfo>, client: ClientInfo) {
-    let at = clients.partition_point(|c| order(c, &client) == Ordering::Less);
+    let at = clients.partition_point(|c| ClientInfo::list_order(c, &client) == Ordering::Less);
     clients.insert(at, client);
-}
-
-fn order(a: &ClientInfo, b: &ClientInfo) -> Ordering {
-    a.connected_at
-        .0
-        .total_cmp(&b.connected_at.0)
-        .then_with(|| a.session_id.cmp(&b.session_id))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! Bodies the relay forwards (snapshots, stream events) keep every field they carry, known or not: unknown
 //! fields land in `extra` maps and are written back out unchanged.
 
+pub mod backoff;
 pub mod channel;
 pub mod close;
 pub mod dashboard_view;
@@ -17,6 +18,7 @@ pub mod json_reader;
 pub mod limits;
 pub mod messages;
 pub mod millis;
+pub mod rng;
 pub mod session_event;
 pub mod splice;
 pub mod v2;

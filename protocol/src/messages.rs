@@ -285,6 +285,15 @@ impl Inbound {
 }
 
 impl ClientInfo {
+    /// The order of `client_list` and of the dashboard's client cards: by `connectedAt`, then `sessionId`. A
+    /// total order (`f64::total_cmp`), so relay and client sort alike whatever the numbers (even NaN).
+    pub fn list_order(a: &ClientInfo, b: &ClientInfo) -> std::cmp::Ordering {
+        a.connected_at
+            .0
+            .total_cmp(&b.connected_at.0)
+            .then_with(|| a.session_id.cmp(&b.session_id))
+    }
+
     /// What dashboards learn about an SDK from its handshake.
     pub fn from_handshake(h: &Handshake, connected_at: Millis) -> Self {
         ClientInfo {
@@ -293,5 +302,38 @@ impl ClientInfo {
             project_id: h.project_id.clone(),
             connected_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_list_order_is_total_and_ties_go_by_session() {
+        let c = |id: &str, at: f64| ClientInfo {
+            session_id: id.into(),
+            sdk_version: "1".into(),
+            project_id: None,
+            connected_at: Millis(at),
+        };
+        let mut list = [
+            c("b", 2.0),
+            c("z", f64::NAN),
+            c("a", 2.0),
+            c("c", 1.0),
+            c("d", -0.0),
+            c("e", 0.0),
+            c("f", f64::INFINITY),
+        ];
+        list.sort_by(ClientInfo::list_order);
+        let ids: Vec<String> = list.iter().map(|c| c.session_id.clone()).collect();
+        // total_cmp: -0 before +0, infinity before NaN; equal times by sessionId.
+        assert_eq!(ids, ["d", "e", "c", "a", "b", "f", "z"]);
+        // Whatever order the input came in.
+        list.reverse();
+        list.sort_by(ClientInfo::list_order);
+        let again: Vec<String> = list.iter().map(|c| c.session_id.clone()).collect();
+        assert_eq!(again, ids);
     }
 }

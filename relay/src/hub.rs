@@ -539,12 +539,7 @@ impl Hub {
             .values()
             .filter_map(|m| m.legacy.clone())
             .collect();
-        clients.sort_by(|a, b| {
-            a.connected_at
-                .0
-                .total_cmp(&b.connected_at.0)
-                .then_with(|| a.session_id.cmp(&b.session_id))
-        });
+        clients.sort_by(ClientInfo::list_order);
         encode(&RelayToDashboard::ClientList(ClientList { clients }))
     }
 

@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use devrelay_protocol::{AgUiEvent, Millis, Snapshot, StreamEvent};
 use serde_json::{json, Map, Value};
 
-use super::rng::Rng;
 use super::scenario::{self, Turn};
+use devrelay_protocol::rng::Rng;
 
 /// Threads kept per session; starting one more drops the oldest (keeps snapshots small).
 const MAX_THREADS: usize = 8;

@@ -5,11 +5,11 @@
 //! heartbeats, answers to `request_snapshot`) and reconnects with backoff when the relay restarts.
 
 mod agent;
-mod rng;
 mod scenario;
 mod session;
 
 use anyhow::Context;
+use devrelay_protocol::rng::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -88,7 +88,7 @@ impl DemoConfig {
         // Random per process unless given; fixed once here so ids and traffic agree.
         self.seed.unwrap_or_else(|| {
             static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-            *SEED.get_or_init(rng::Rng::entropy_seed)
+            *SEED.get_or_init(Rng::entropy_seed)
         })
     }
 }
@@ -102,7 +102,7 @@ pub async fn run(cfg: DemoConfig, shutdown: CancellationToken) -> anyhow::Result
     let stop = shutdown.child_token();
     let mut sessions = JoinSet::new();
     for (i, id) in cfg.session_ids().into_iter().enumerate() {
-        let rng = rng::Rng::with_seed(
+        let rng = Rng::with_seed(
             seed.wrapping_add(i as u64)
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::rng::Rng;
+use devrelay_protocol::rng::Rng;
 
 /// One user request and how the agent answers it.
 #[derive(Debug, Clone)]

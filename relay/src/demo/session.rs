@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use devrelay_protocol::backoff::{Backoff, ReconnectPolicy};
+use devrelay_protocol::rng::Rng;
 use devrelay_protocol::{
     close::should_reconnect, decode, Handshake, Heartbeat, Millis, RelayToSdk, SdkMessage,
     PROTOCOL_VERSION,
@@ -14,7 +16,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::agent::Agent;
-use super::rng::Rng;
 
 /// `sdkVersion` the demo announces in its handshake.
 pub const SDK_VERSION: &str = concat!("devrelay-demo/", env!("CARGO_PKG_VERSION"));
@@ -23,29 +24,19 @@ pub const PROJECT_ID: &str = "proj_demo";
 
 /// Application-level heartbeat interval (the relay's own pings are answered by tungstenite as we read).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
-/// A connection that stayed up this long resets the reconnect backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(5);
 /// How long to wait for the relay's close reply when shutting down.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Reconnect delays: exponential from `INITIAL` to `MAX`, ±20 % jitter so that many SDKs do not reconnect in
-/// lockstep after a relay restart.
-#[derive(Debug)]
-struct Backoff {
-    attempt: u32,
-    rng: Rng,
-}
-
-impl Backoff {
-    const INITIAL: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(5);
-
-    fn next_delay(&mut self) -> Duration {
-        let base = Self::INITIAL
-            .saturating_mul(1 << self.attempt.min(8))
-            .min(Self::MAX);
-        self.attempt += 1;
-        base.mul_f64(0.8 + 0.4 * self.rng.f64())
+/// Reconnect delays: 250 ms doubling to 5 s, ±20 % jitter so that many SDKs do not reconnect in lockstep after a
+/// relay restart; a connection that stayed up 5 s resets them.
+fn reconnect_policy() -> ReconnectPolicy {
+    ReconnectPolicy {
+        enabled: true,
+        initial_delay_ms: 250.0,
+        max_delay_ms: 5_000.0,
+        multiplier: 2.0,
+        jitter: 0.2,
+        stable_after_ms: 5_000.0,
     }
 }
 
@@ -66,10 +57,7 @@ pub async fn run(
     rate: f64,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut backoff = Backoff {
-        attempt: 0,
-        rng: Rng::with_seed(Rng::entropy_seed() ^ 0x5eed),
-    };
+    let mut backoff = Backoff::new(reconnect_policy(), Rng::entropy_seed() ^ 0x5eed);
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -94,18 +82,18 @@ pub async fn run(
                         tracing::warn!(session = agent.session_id(), error = %e, "connection lost")
                     }
                 }
-                if opened.elapsed() >= STABLE_AFTER {
-                    backoff.attempt = 0;
-                }
+                backoff.connection_ended(Some(opened.elapsed().as_secs_f64() * 1000.0));
             }
             Err(e) => {
                 tracing::debug!(session = agent.session_id(), error = %e, "connect failed")
             }
         }
-        let delay = backoff.next_delay();
+        // The policy is enabled, so there is always a delay; `as` saturates (never panics) on the finite,
+        // non-negative milliseconds it returns.
+        let delay = Duration::from_millis(backoff.next_delay().unwrap_or_default().round() as u64);
         tracing::info!(
             session = agent.session_id(),
-            attempt = backoff.attempt,
+            attempt = backoff.attempt(),
             "reconnecting in {delay:?}"
         );
         tokio::select! {
@@ -218,22 +206,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_to_its_cap_with_bounded_jitter() {
-        let mut b = Backoff {
-            attempt: 0,
-            rng: Rng::with_seed(9),
-        };
-        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
-        for (i, d) in delays.iter().enumerate() {
-            let base = Backoff::INITIAL
-                .saturating_mul(1 << i.min(8))
-                .min(Backoff::MAX);
+    fn reconnects_from_250_ms_doubling_to_5_s_with_bounded_jitter() {
+        let mut b = Backoff::new(reconnect_policy(), 9);
+        for attempt in 0..12 {
+            let base = (250.0 * 2f64.powi(attempt)).min(5_000.0);
+            let d = b.next_delay().unwrap();
             assert!(
-                *d >= base.mul_f64(0.8) && *d <= base.mul_f64(1.2),
-                "attempt {i}: {d:?}"
+                d >= base * 0.8 && d <= (base * 1.2).min(5_000.0),
+                "attempt {attempt}: {d}"
             );
         }
-        assert!(delays[11] <= Backoff::MAX.mul_f64(1.2));
-        assert!(delays[1] > delays[0].mul_f64(1.2), "it grows");
+        b.connection_ended(Some(5_000.0));
+        assert_eq!(b.attempt(), 0, "a stable connection resets the schedule");
     }
 }

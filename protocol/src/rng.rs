@@ -1,4 +1,5 @@
-//! Seeded pseudo-random numbers (SplitMix64): the same `--seed` replays the same demo traffic.
+//! Seeded pseudo-random numbers (SplitMix64): the reconnect jitter of every client (`backoff`), and the demo
+//! SDK's traffic (the same `--seed` replays the same demo). Not for anything secret.
 
 use std::ops::Range;
 
@@ -11,7 +12,9 @@ impl Rng {
         Rng(seed)
     }
 
-    /// A seed from the clock and the process id, for runs without `--seed`.
+    /// A seed from the clock and the process id, for runs without `--seed` (native only: the browser seeds from
+    /// `Math.random()`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn entropy_seed() -> u64 {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
