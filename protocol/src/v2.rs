@@ -105,6 +105,10 @@ pub struct Subscribe {
     /// Resume after this position (recovery): the relay replays what was published since, if it can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<StreamPosition>,
+    /// Replay what the channel's history still holds (ignored with `since`): an agent's scrollback, the
+    /// recent events of a session that just appeared.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 /// `unsubscribe {channel, id?}`.
@@ -248,7 +252,26 @@ pub struct Ack {
     /// `request_snapshot`: the request joined one already in flight for that session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesced: Option<bool>,
+    /// `subscribe` to `sessions/{id}`: the session's latest `state_snapshot` publication (from the relay's
+    /// cache, so a new dashboard has the state at once), and how old it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Publication>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_age_ms: Option<u64>,
     pub timestamp: Millis,
+}
+
+/// Adds `"snapshot":<publication frame>,"snapshotAgeMs":age` to an encoded `ack` without re-encoding the
+/// (possibly large) snapshot: the relay splices its cached frame.
+pub fn ack_with_snapshot(ack_json: &str, snapshot_frame: &str, age_ms: u64) -> String {
+    let body = ack_json.trim_end();
+    let body = body.strip_suffix('}').unwrap_or(body);
+    let mut out = String::with_capacity(body.len() + snapshot_frame.len() + 48);
+    out.push_str(body);
+    out.push_str(r#","snapshot":"#);
+    out.push_str(snapshot_frame);
+    let _ = write!(out, r#","snapshotAgeMs":{age_ms}}}"#);
+    out
 }
 
 /// `error {code, message, id?, channel?, timestamp}`.
@@ -441,6 +464,9 @@ pub struct MetricsUpdate {
     /// Publication to socket write, over the last interval, in microseconds (0 when nothing was delivered).
     pub fanout_latency_p50_us: u64,
     pub fanout_latency_p99_us: u64,
+    /// Bytes of publications held in channel histories (recovery).
+    #[serde(default)]
+    pub history_bytes: u64,
     pub uptime_secs: u64,
 }
 
@@ -633,6 +659,37 @@ mod tests {
             RelayInbound::Message(RelayMessage::Pong(_))
         ));
         assert!(decode_relay_frame("[1]").is_err());
+    }
+
+    #[test]
+    fn a_spliced_snapshot_ack_decodes_as_the_typed_one() {
+        let ack = Ack {
+            id: Some("s".into()),
+            success: true,
+            channel: Some("sessions/a".into()),
+            timestamp: Millis(1.0),
+            ..Ack::default()
+        };
+        let frame = publication_frame(
+            "sessions/a",
+            "state_snapshot",
+            Some(r#"{"x": 1}"#),
+            3,
+            "e",
+            Millis(2.0),
+        );
+        let text = ack_with_snapshot(&serde_json::to_string(&ack).unwrap(), &frame, 250);
+        let decoded: Ack = serde_json::from_str(&text).unwrap();
+        assert_eq!(decoded.snapshot.as_ref().map(|p| p.offset), Some(3));
+        assert_eq!(decoded.snapshot_age_ms, Some(250));
+        assert_eq!(
+            Ack {
+                snapshot: None,
+                snapshot_age_ms: None,
+                ..decoded
+            },
+            ack
+        );
     }
 
     #[test]

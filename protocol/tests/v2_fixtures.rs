@@ -72,6 +72,13 @@ fn every_v2_fixture_round_trips_and_every_type_has_one() {
             "no relay fixture for {t}"
         );
     }
+    let ack: RelayMessage = round_trip(
+        "ack_recovery",
+        include_str!("../../tests/fixtures/v2/relay/ack_recovery.json"),
+    );
+    assert!(
+        matches!(ack, RelayMessage::Ack(a) if a.snapshot.as_ref().is_some_and(|s| s.offset == 41))
+    );
     round_trip::<Publication>(
         "publication",
         include_str!("../../tests/fixtures/v2/relay/publication.json"),

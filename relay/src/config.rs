@@ -85,6 +85,17 @@ pub struct Config {
     /// Snapshot requests for one session within this window of an unanswered one join it instead of asking
     /// the SDK again. Range: [`Config::SNAPSHOT_REQUEST_WINDOW`].
     pub snapshot_request_window: Duration,
+    /// Publications each channel keeps for recovery and replay. Range: [`Config::HISTORY_MESSAGES`].
+    pub history_messages: usize,
+    /// Bytes of frames each channel keeps (an agent's scrollback). Range: [`Config::HISTORY_BYTES`].
+    pub history_bytes: usize,
+    /// Publications older than this leave the history. Range: [`Config::HISTORY_MAX_AGE`].
+    pub history_max_age: Duration,
+    /// Bytes of history over all channels. Range: [`Config::HISTORY_TOTAL_BYTES`].
+    pub history_total_bytes: usize,
+    /// Bytes of cached latest snapshots (one per connected session) over all sessions; a snapshot that would
+    /// go beyond is not cached. Range: [`Config::SNAPSHOT_CACHE_BYTES`].
+    pub snapshot_cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -113,6 +124,11 @@ impl Default for Config {
             channel_stats_limit: 100,
             presence_heartbeat_interval: Duration::from_secs(10),
             snapshot_request_window: Duration::from_secs(5),
+            history_messages: 1024,
+            history_bytes: 1 << 20,
+            history_max_age: Duration::from_secs(300),
+            history_total_bytes: 256 << 20,
+            snapshot_cache_bytes: 256 << 20,
         }
     }
 }
@@ -189,6 +205,17 @@ impl Config {
     /// `snapshot_request_window`: 0 (never join) to 1 h.
     pub const SNAPSHOT_REQUEST_WINDOW: RangeInclusive<Duration> =
         Duration::ZERO..=Duration::from_secs(3_600);
+    /// `history_messages`: 0 (no history: no recovery) to 1,048,576 per channel.
+    pub const HISTORY_MESSAGES: RangeInclusive<usize> = 0..=1 << 20;
+    /// `history_bytes`: 0 to 1 GiB per channel.
+    pub const HISTORY_BYTES: RangeInclusive<usize> = 0..=1 << 30;
+    /// `history_max_age`: 1 s to 24 h.
+    pub const HISTORY_MAX_AGE: RangeInclusive<Duration> =
+        Duration::from_secs(1)..=Duration::from_secs(86_400);
+    /// `history_total_bytes`: 0 to 64 GiB.
+    pub const HISTORY_TOTAL_BYTES: RangeInclusive<usize> = 0..=64 << 30;
+    /// `snapshot_cache_bytes`: 0 (no cache) to 64 GiB.
+    pub const SNAPSHOT_CACHE_BYTES: RangeInclusive<usize> = 0..=64 << 30;
     /// Runtime worker threads of the `devrelay` binary (`--worker-threads`): 1 to 1024.
     pub const WORKER_THREADS: RangeInclusive<usize> = 1..=1024;
 
@@ -359,6 +386,16 @@ impl Config {
             return Err(ConfigError::BadHost(bad.clone()));
         }
         Ok(())
+    }
+
+    /// The engine's history limits.
+    pub fn history(&self) -> crate::engine::HistoryLimits {
+        crate::engine::HistoryLimits {
+            messages: self.history_messages,
+            bytes: self.history_bytes,
+            max_age: self.history_max_age,
+            total_bytes: self.history_total_bytes,
+        }
     }
 
     /// Checks a `--worker-threads` value (the runtime is the binary's, not [`crate::run`]'s, so it is not a field).

@@ -42,8 +42,23 @@ pub fn encode<T: Serialize>(msg: &T) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(msg).expect("protocol messages always serialize"))
 }
 
-/// Builds a subscriber's `ack` from the channel's position and presence (see `Hub::subscribe`).
-pub type AckBuilder<'a> = dyn FnMut(Option<&Position>, Option<Vec<PresenceInfo>>) -> Utf8Bytes + 'a;
+/// What a new subscriber's `ack` reports (see `Hub::subscribe`).
+#[derive(Debug, Default)]
+pub struct Joined {
+    /// Exact channels: the position live publications follow (after any replay).
+    pub position: Option<Position>,
+    /// `global`, `sessions/*`, `agents/*`: who is present.
+    pub presence: Option<Vec<PresenceInfo>>,
+    /// With `since`: whether everything missed is replayed, or why not.
+    pub recovery: Option<Result<(), String>>,
+    /// Publications queued for the subscriber after the ack, before any live one.
+    pub replayed: Option<u64>,
+    /// `sessions/{id}`: the session's cached latest snapshot (frame) and its age in ms.
+    pub snapshot: Option<(Utf8Bytes, u64)>,
+}
+
+/// Builds a subscriber's `ack` (see `Hub::subscribe`).
+pub type AckBuilder<'a> = dyn FnMut(Joined) -> Utf8Bytes + 'a;
 
 /// Which wire form a subscriber receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +88,8 @@ struct Entry {
     subs: Vec<Subscriber>,
     owned: bool,
     counters: Counters,
+    /// `sessions/{id}`: the latest `state_snapshot` publication, for subscribers that arrive later.
+    snapshot: Mutex<Option<Arc<engine::Publication>>>,
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +176,8 @@ pub struct Hub {
     pub dashboards: AtomicUsize,
     next_id: AtomicU64,
     request_snapshot: Utf8Bytes,
+    /// Bytes of cached snapshots (see `cache_snapshot`).
+    snapshot_cache: AtomicUsize,
 }
 
 impl std::fmt::Debug for Hub {
@@ -227,6 +246,7 @@ impl Hub {
             dashboards: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             request_snapshot: encode(&RelayToSdk::RequestSnapshot),
+            snapshot_cache: AtomicUsize::new(0),
         }
     }
 
@@ -456,6 +476,7 @@ impl Hub {
             let mut idx = write(&self.index);
             if let Some(e) = idx.exact.get_mut(channel.as_str()) {
                 e.owned = false;
+                self.uncache_snapshot(e);
                 if e.subs.is_empty() {
                     idx.exact.remove(channel.as_str());
                 }
@@ -545,14 +566,38 @@ impl Hub {
 
     /// Registers a seed-000 dashboard (every session, seed-000 frames) and queues its `client_list`,
     /// atomically with respect to registry changes.
+    /// Then each session's cached latest snapshot follows as `state_update` (seed-000 dashboards accept updates
+    /// at any time), so a dashboard that opens late has every session's state at once.
     pub fn subscribe_legacy_dashboard(self: &Arc<Self>, peer: Peer) -> Subscription {
         let r = self.lock();
         let list = Self::client_list(&r);
         self.send(&peer, "client_list", &list);
-        write(&self.index).wild[1].push(Subscriber {
+        // Holding the index for writing, no publication can be delivered between these frames and the
+        // subscription: the dashboard misses no newer snapshot than the cached one it gets.
+        let mut idx = write(&self.index);
+        let mut sessions: Vec<&Member> =
+            r.sessions.values().filter(|m| m.legacy.is_some()).collect();
+        sessions.sort_by(|a, b| {
+            a.presence
+                .connected_at
+                .0
+                .total_cmp(&b.presence.connected_at.0)
+        });
+        for m in sessions {
+            let cached = idx.exact.get(m.presence.channel.as_str()).and_then(|e| {
+                lock_snapshot(&e.snapshot)
+                    .as_ref()
+                    .and_then(|p| p.legacy.clone())
+            });
+            if let Some(frame) = cached {
+                self.send(&peer, "state_update", &frame);
+            }
+        }
+        idx.wild[1].push(Subscriber {
             peer: peer.clone(),
             format: Format::Legacy,
         });
+        drop(idx);
         drop(r);
         Subscription {
             hub: self.clone(),
@@ -571,13 +616,15 @@ impl Hub {
         drop(r);
     }
 
-    /// Subscribes a v2 connection to a channel (validated by the caller) and queues the reply `ack` builds
-    /// from the channel's position (exact channels) and, for `global` and the `sessions/*` / `agents/*`
-    /// wildcards, who is present. The reply is queued before any publication can reach the new subscriber,
-    /// and the presence list is consistent with the presence events that follow it.
+    /// Subscribes a v2 connection to a channel (validated by the caller) and queues the reply `ack` builds:
+    /// the channel's position (exact channels), who is present (`global`, `sessions/*`, `agents/*`), the
+    /// recovery outcome and replay (`since`), the session's cached snapshot (`sessions/{id}`). The reply and the
+    /// replay are queued before any live publication can reach the new subscriber, the replay holds exactly
+    /// what it missed, and the presence list is consistent with the presence events that follow it.
     pub fn subscribe(
         self: &Arc<Self>,
         channel: &channel::Channel<'_>,
+        since: engine::Since<'_>,
         peer: &Peer,
         ack: &mut AckBuilder<'_>,
     ) -> Result<Subscription, EngineError> {
@@ -611,24 +658,77 @@ impl Hub {
             // Deliveries read the index: holding it for writing orders the reply before them.
             let mut idx = write(&self.index);
             idx.wild[slot].push(sub);
-            self.send(peer, "ack", &ack(None, presence));
+            let joined = Joined {
+                presence,
+                ..Joined::default()
+            };
+            self.send(peer, "ack", &ack(joined));
             drop(idx);
             drop(r);
             return Ok(guard);
         }
         let mut sub = Some(sub);
-        self.engine.subscribe(name, &mut |pos| {
-            if let Some(sub) = sub.take() {
-                write(&self.index)
-                    .exact
-                    .entry(name.into())
-                    .or_default()
-                    .subs
-                    .push(sub);
+        let (max_frames, max_bytes) = (self.config.queue_messages / 2, self.config.queue_bytes / 2);
+        self.engine.subscribe(name, since, &mut |j| {
+            let mut replay = j.replay;
+            let mut recovery = j.recovery;
+            // A replay must fit the subscriber's queue with room to spare, or it would be closed as a slow
+            // consumer and come back asking for the same: then it resynchronises instead (or, for retained
+            // history, gets the newest part that fits).
+            let bytes: usize = replay.iter().map(|p| p.frame.len()).sum();
+            if replay.len() > max_frames || bytes > max_bytes {
+                match since {
+                    engine::Since::Position { .. } => {
+                        recovery = Some(Err(format!(
+                            "too far behind: {} publications ({bytes} bytes) missed, more than this connection's queue takes at once",
+                            replay.len()
+                        )));
+                        replay.clear();
+                    }
+                    _ => {
+                        let (mut n, mut b) = (0, 0);
+                        for p in replay.iter().rev() {
+                            if n + 1 > max_frames || b + p.frame.len() > max_bytes {
+                                break;
+                            }
+                            n += 1;
+                            b += p.frame.len();
+                        }
+                        replay.drain(..replay.len() - n);
+                    }
+                }
             }
-            let presence = (name == channel::GLOBAL).then(|| self.engine.presence(channel::GLOBAL));
-            // Still under the channel's lock: no publication of it can be queued before this reply.
-            self.send(peer, "ack", &ack(Some(pos), presence));
+            let mut idx = write(&self.index);
+            let entry = idx.exact.entry(name.into()).or_default();
+            if let Some(sub) = sub.take() {
+                entry.subs.push(sub);
+            }
+            let snapshot = lock_snapshot(&entry.snapshot).as_ref().map(|p| {
+                let age = p.at.elapsed().as_millis() as u64;
+                (p.frame.clone(), age)
+            });
+            drop(idx);
+            let presence =
+                (name == channel::GLOBAL).then(|| self.engine.presence(channel::GLOBAL));
+            let joined = Joined {
+                position: Some(j.position.clone()),
+                presence,
+                recovery,
+                replayed: (!matches!(since, engine::Since::Live)).then_some(replay.len() as u64),
+                snapshot,
+            };
+            // Still under the channel's lock: no live publication of it can be queued before these.
+            self.send(peer, "ack", &ack(joined));
+            for p in &replay {
+                let item = Item {
+                    frame: p.frame.clone(),
+                    conflate: None,
+                    at: None,
+                };
+                if self.push(peer, item) == Delivery::Queued {
+                    self.metrics.outbound("publication", 1, p.frame.len());
+                }
+            }
         })?;
         drop(r);
         Ok(guard)
@@ -667,6 +767,55 @@ impl Hub {
     }
 }
 
+fn lock_snapshot(
+    m: &Mutex<Option<Arc<engine::Publication>>>,
+) -> MutexGuard<'_, Option<Arc<engine::Publication>>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn snapshot_size(p: &engine::Publication) -> usize {
+    p.frame.len() + p.legacy.as_ref().map_or(0, |l| l.len())
+}
+
+impl Hub {
+    /// Keeps a session's newest snapshot for later subscribers, within `snapshot_cache_bytes` over all sessions.
+    fn cache_snapshot(&self, e: &Entry, p: &Arc<engine::Publication>) {
+        let mut slot = lock_snapshot(&e.snapshot);
+        let old = slot.take().map_or(0, |o| snapshot_size(&o));
+        let new = snapshot_size(p);
+        let total = self.snapshot_cache.fetch_sub(old, Ordering::Relaxed) - old;
+        if total + new <= self.config.snapshot_cache_bytes {
+            self.snapshot_cache.fetch_add(new, Ordering::Relaxed);
+            *slot = Some(p.clone());
+        } else {
+            Metrics::bump(&self.metrics.snapshots_not_cached);
+        }
+    }
+
+    /// Forgets a channel entry's cached snapshot (its session left).
+    fn uncache_snapshot(&self, e: &Entry) {
+        if let Some(old) = lock_snapshot(&e.snapshot).take() {
+            self.snapshot_cache
+                .fetch_sub(snapshot_size(&old), Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes held by cached snapshots.
+    pub fn snapshot_cache_bytes(&self) -> usize {
+        self.snapshot_cache.load(Ordering::Relaxed)
+    }
+
+    /// Periodic housekeeping: expired history, forgotten channels.
+    pub fn maintain(&self) {
+        self.engine.maintain();
+    }
+
+    /// Bytes of history the engine holds.
+    pub fn history_bytes(&self) -> usize {
+        self.engine.history_bytes()
+    }
+}
+
 impl engine::Delivery for Hub {
     fn deliver(&self, p: &Arc<engine::Publication>) {
         let idx = read(&self.index);
@@ -699,6 +848,9 @@ impl engine::Delivery for Hub {
                     Format::Legacy => legacy += 1,
                 }
             }
+        }
+        if let (Some(e), Kind::Snapshot) = (entry, p.kind) {
+            self.cache_snapshot(e, p);
         }
         if let Some(e) = entry {
             e.counters.published.fetch_add(1, Ordering::Relaxed);
@@ -814,7 +966,7 @@ mod tests {
     fn hub() -> Arc<Hub> {
         Arc::new(Hub::new(
             Arc::new(Config::default()),
-            Arc::new(MemoryEngine::new(64)),
+            Arc::new(MemoryEngine::new(64, Config::default().history())),
         ))
     }
 
@@ -853,7 +1005,7 @@ mod tests {
                 snapshot_request_window: std::time::Duration::ZERO,
                 ..Config::default()
             }),
-            Arc::new(MemoryEngine::new(64)),
+            Arc::new(MemoryEngine::new(64, Config::default().history())),
         );
         let busy = Arc::new(busy);
         let (peer2, _out2) = outbox(2, 1, 1 << 20);

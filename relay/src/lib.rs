@@ -43,7 +43,10 @@ pub async fn run(
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let config = Arc::new(config);
-    let engine = Arc::new(engine::memory::MemoryEngine::new(config.max_channels));
+    let engine = Arc::new(engine::memory::MemoryEngine::new(
+        config.max_channels,
+        config.history(),
+    ));
     let hub = Arc::new(hub::Hub::new(config.clone(), engine));
     // Every connection's task: HTTP ones (until answered or upgraded) and upgraded WebSockets. axum's own
     // graceful shutdown would not wait for the upgraded ones (axum#3003); this tracker waits for all of them.

@@ -25,6 +25,8 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the relay (the default).
@@ -108,6 +110,21 @@ struct ServeArgs {
     /// Period of metric.update on the metrics channel, in seconds.
     #[arg(long, env = "DEVRELAY_METRICS_INTERVAL_SECS", default_value_t = Config::default().metrics_interval.as_secs())]
     metrics_interval_secs: u64,
+    /// Publications each channel keeps for recovery and replay (0: no history).
+    #[arg(long, env = "DEVRELAY_HISTORY_MESSAGES", default_value_t = Config::default().history_messages)]
+    history_messages: usize,
+    /// Bytes each channel's history keeps.
+    #[arg(long, env = "DEVRELAY_HISTORY_BYTES", default_value_t = Config::default().history_bytes)]
+    history_bytes: usize,
+    /// Seconds a publication stays in history.
+    #[arg(long, env = "DEVRELAY_HISTORY_MAX_AGE_SECS", default_value_t = Config::default().history_max_age.as_secs())]
+    history_max_age_secs: u64,
+    /// Bytes of history over all channels.
+    #[arg(long, env = "DEVRELAY_HISTORY_TOTAL_BYTES", default_value_t = Config::default().history_total_bytes)]
+    history_total_bytes: usize,
+    /// Bytes of cached latest snapshots over all sessions (0: no cache).
+    #[arg(long, env = "DEVRELAY_SNAPSHOT_CACHE_BYTES", default_value_t = Config::default().snapshot_cache_bytes)]
+    snapshot_cache_bytes: usize,
     /// Serve the dashboard from this directory (a `next build` export such as www/out, read at start) instead
     /// of the one built into the binary.
     #[arg(long, env = "DEVRELAY_DASHBOARD_DIR", value_name = "DIR")]
@@ -137,6 +154,11 @@ impl ServeArgs {
             batch_max_bytes: self.batch_max_bytes,
             text_delta_window: Duration::from_millis(self.text_delta_window_ms),
             metrics_interval: Duration::from_secs(self.metrics_interval_secs),
+            history_messages: self.history_messages,
+            history_bytes: self.history_bytes,
+            history_max_age: Duration::from_secs(self.history_max_age_secs),
+            history_total_bytes: self.history_total_bytes,
+            snapshot_cache_bytes: self.snapshot_cache_bytes,
             ..Config::default()
         }
     }

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub conflated: AtomicU64,
     /// Merged `text_delta` publications saved (deltas in minus publications out).
     pub deltas_coalesced: AtomicU64,
+    /// Snapshots not cached for late subscribers because the cache was full (`snapshot_cache_bytes`).
+    pub snapshots_not_cached: AtomicU64,
     /// Publication stamped → written to the socket.
     pub fanout_latency: Histogram,
 }
@@ -110,6 +112,7 @@ impl Default for Metrics {
             connections_total: AtomicU64::new(0),
             conflated: AtomicU64::new(0),
             deltas_coalesced: AtomicU64::new(0),
+            snapshots_not_cached: AtomicU64::new(0),
             fanout_latency: Histogram::default(),
         }
     }
@@ -156,6 +159,7 @@ impl Metrics {
             "connectionsTotal": self.connections_total.load(Relaxed),
             "conflated": self.conflated.load(Relaxed),
             "deltasCoalesced": self.deltas_coalesced.load(Relaxed),
+            "snapshotsNotCached": self.snapshots_not_cached.load(Relaxed),
         })
     }
 

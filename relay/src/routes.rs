@@ -237,6 +237,8 @@ async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     let mut doc = app.hub.metrics.to_json();
     doc["gauges"] = serde_json::to_value(app.hub.gauges()).unwrap_or_default();
     doc["channels"] = serde_json::to_value(app.hub.channel_stats()).unwrap_or_default();
+    doc["historyBytes"] = app.hub.history_bytes().into();
+    doc["snapshotCacheBytes"] = app.hub.snapshot_cache_bytes().into();
     Json(doc)
 }
 

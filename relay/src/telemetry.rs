@@ -1,5 +1,6 @@
 //! The `metrics` channel: every `metrics_interval` the relay publishes its own numbers (`metric.update`) —
-//! who is connected, channels, message rates, drops, and fan-out latency quantiles over the interval.
+//! who is connected, channels, message rates, drops, history memory, and fan-out latency quantiles over the
+//! interval. The same task runs the engine's housekeeping every second.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -17,9 +18,16 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = (Instant::now(), hub.metrics.totals());
+    // Housekeeping (expired history, forgotten channels) once a second, whatever the metrics period.
+    let mut maintain = tokio::time::interval(std::time::Duration::from_secs(1));
+    maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = maintain.tick() => {
+                hub.maintain();
+                continue;
+            }
             _ = tick.tick() => {}
         }
         let now = Instant::now();
@@ -60,6 +68,7 @@ fn sample(hub: &Hub, secs: f64, before: (u64, u64), after: (u64, u64)) -> Metric
         slow_consumer_closes: m.slow_consumer_closes.load(Relaxed),
         fanout_latency_p50_us: p50,
         fanout_latency_p99_us: p99,
+        history_bytes: hub.history_bytes() as u64,
         uptime_secs: m.started.elapsed().as_secs(),
     }
 }

@@ -10,18 +10,19 @@ use devrelay_protocol::channel::{
 use devrelay_protocol::decode::message_type;
 use devrelay_protocol::session_event::{names, TextDelta};
 use devrelay_protocol::v2::{
-    Ack, ClientMessage, ClientMessageRef, Connected, Hello, Limits, Pong, PresenceInfo,
-    PresenceKind, RelayMessage, RequestId, RequestSnapshot, Subscribe, Unsubscribe, V2Error,
-    V2ErrorCode, PROTOCOL_V2,
+    ack_with_snapshot, Ack, ClientMessage, ClientMessageRef, Connected, Hello, Limits, Pong,
+    PresenceInfo, PresenceKind, RelayMessage, RequestId, RequestSnapshot, Subscribe, Unsubscribe,
+    V2Error, V2ErrorCode, PROTOCOL_V2,
 };
 use devrelay_protocol::{ClientInfo, DashboardMessage, Millis, SdkMessage, Tagged};
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{ConnectParams, Connection, Role};
 use crate::coalesce::{Coalescer, Offer, Pending};
-use crate::engine::{EngineError, Kind, PublishRequest};
+use crate::engine::{EngineError, Kind, PublishRequest, Since};
 use crate::hub::{
-    encode, DashboardMark, Membership, Protocol, SnapshotRequestError, SnapshotRequested,
+    encode, DashboardMark, Joined, Membership, Protocol, SnapshotRequestError, SnapshotRequested,
     Subscription,
 };
 use crate::publish::{self, Refusal};
@@ -248,7 +249,12 @@ impl Connection {
     }
 
     fn v2_subscribe(&mut self, s: Subscribe) {
-        let Subscribe { channel, id, since } = s;
+        let Subscribe {
+            channel,
+            id,
+            since,
+            history,
+        } = s;
         let config = self.hub.config.clone();
         let parsed = match publish::check_channel(&config, &channel, false) {
             Ok(c) => c,
@@ -277,54 +283,36 @@ impl Connection {
                 Some(&channel),
             );
         }
-        // The ack is queued by the hub before any publication can reach this subscriber.
-        let mut ack = |position: Option<&crate::engine::Position>,
-                       presence: Option<Vec<PresenceInfo>>| {
-            let mut ack = Ack {
+        let mode = match (&since, history) {
+            (Some(p), _) => Since::Position {
+                offset: p.offset,
+                epoch: &p.epoch,
+            },
+            (None, true) => Since::Retained,
+            (None, false) => Since::Live,
+        };
+        // The ack (and any replay) is queued by the hub before any live publication can reach this subscriber.
+        let mut ack = |j: Joined| {
+            let ack = Ack {
                 id: id.clone(),
                 success: true,
                 channel: Some(channel.clone()),
-                offset: position.map(|p| p.offset),
-                epoch: position.map(|p| p.epoch.to_string()),
-                presence,
+                offset: j.position.as_ref().map(|p| p.offset),
+                epoch: j.position.as_ref().map(|p| p.epoch.to_string()),
+                presence: j.presence,
+                recovered: j.recovery.as_ref().map(Result::is_ok),
+                reason: j.recovery.and_then(Result::err),
+                replayed: j.replayed,
                 timestamp: Millis::now(),
                 ..Ack::default()
             };
-            if let (Some(since), Some(p)) = (&since, position) {
-                // Without history the relay can only recover a subscriber that missed nothing.
-                let (recovered, reason) = if since.epoch != *p.epoch {
-                    (
-                        false,
-                        Some(
-                            "epoch changed: the channel was recreated (relay restart)".to_string(),
-                        ),
-                    )
-                } else if since.offset > p.offset {
-                    (
-                        false,
-                        Some(format!(
-                            "offset {} is ahead of the channel's {}",
-                            since.offset, p.offset
-                        )),
-                    )
-                } else if since.offset < p.offset {
-                    (
-                        false,
-                        Some(format!(
-                            "{} publications were missed and this relay keeps no history",
-                            p.offset - since.offset
-                        )),
-                    )
-                } else {
-                    (true, None)
-                };
-                ack.recovered = Some(recovered);
-                ack.reason = reason;
-                ack.replayed = Some(0);
+            let frame = encode(&RelayMessage::Ack(ack));
+            match j.snapshot {
+                Some((snapshot, age)) => Utf8Bytes::from(ack_with_snapshot(&frame, &snapshot, age)),
+                None => frame,
             }
-            encode(&RelayMessage::Ack(ack))
         };
-        match hub.subscribe(&parsed, &peer, &mut ack) {
+        match hub.subscribe(&parsed, mode, &peer, &mut ack) {
             Ok(sub) => {
                 let state = self.state();
                 if state.session.is_none() && state.agent.is_none() && state.dashboard.is_none() {

@@ -4,10 +4,16 @@
 //!
 //! Lock order: the stream map, then one stream (never two streams at once); delivery runs under the stream lock
 //! and takes only the hub's index and the peers' queues.
+//!
+//! History: each stream keeps its last publications (bounded by count, bytes and age, and all streams together
+//! by a total). Because live delivery also happens under the stream's lock, a subscriber that is handed the
+//! history after its position and registered in the same critical section can neither miss a publication nor
+//! see one twice — no buffering of live publications during the replay is needed, as it would be for a
+//! networked engine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -16,7 +22,8 @@ use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
-    Broker, Delivery, EngineError, Owner, Position, Presence, Publication, PublishRequest,
+    Broker, Delivery, EngineError, HistoryLimits, Joined, Owner, Position, Presence, Publication,
+    PublishRequest, Since,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -33,12 +40,28 @@ struct Stream {
     interested: bool,
     /// Removed from the map: whoever still holds it must look the channel up again.
     dead: bool,
+    /// The last publications, oldest first; offsets are consecutive.
+    history: VecDeque<Arc<Publication>>,
+    history_bytes: usize,
 }
 
 impl Stream {
     fn idle(&self) -> bool {
-        self.owner.is_none() && !self.interested
+        self.owner.is_none() && !self.interested && self.history.is_empty()
     }
+
+    /// Drops the oldest publication; returns its size.
+    fn drop_oldest(&mut self) -> Option<usize> {
+        let p = self.history.pop_front()?;
+        let size = footprint(&p);
+        self.history_bytes -= size;
+        Some(size)
+    }
+}
+
+/// What a publication costs history.
+fn footprint(p: &Publication) -> usize {
+    p.frame.len() + p.legacy.as_ref().map_or(0, |l| l.len())
 }
 
 /// One channel's presence: client → (arrival number, info).
@@ -55,11 +78,16 @@ pub struct MemoryEngine {
     epoch_keys: std::hash::RandomState,
     presence: Mutex<HashMap<String, Members>>,
     presence_seq: AtomicU64,
+    history: HistoryLimits,
+    /// Bytes of history over all streams.
+    history_total: AtomicUsize,
 }
 
 impl MemoryEngine {
-    pub fn new(max_channels: usize) -> Self {
+    pub fn new(max_channels: usize, history: HistoryLimits) -> Self {
         MemoryEngine {
+            history,
+            history_total: AtomicUsize::new(0),
             streams: Mutex::default(),
             next_stream: AtomicU64::new(1),
             max_channels,
@@ -87,6 +115,8 @@ impl MemoryEngine {
             owner: None,
             interested: false,
             dead: false,
+            history: VecDeque::new(),
+            history_bytes: 0,
         }));
         map.insert(channel.into(), stream.clone());
         Ok(stream)
@@ -115,6 +145,39 @@ impl MemoryEngine {
         }
     }
 
+    /// Adds a publication to its stream's history and enforces the limits (the total by giving up this
+    /// stream's own oldest: the channel that publishes pays).
+    fn remember(&self, s: &mut Stream, p: &Arc<Publication>) {
+        let limits = &self.history;
+        if limits.messages == 0 {
+            return;
+        }
+        let size = footprint(p);
+        s.history.push_back(p.clone());
+        s.history_bytes += size;
+        let mut total = self.history_total.fetch_add(size, Ordering::Relaxed) + size;
+        while s.history.len() > limits.messages
+            || s.history_bytes > limits.bytes
+            || total > limits.total_bytes
+        {
+            let Some(freed) = s.drop_oldest() else { break };
+            total = self.history_total.fetch_sub(freed, Ordering::Relaxed) - freed;
+        }
+    }
+
+    /// Drops publications older than the age limit.
+    fn expire(&self, s: &mut Stream, now: Instant) {
+        while s
+            .history
+            .front()
+            .is_some_and(|p| now.saturating_duration_since(p.at) > self.history.max_age)
+        {
+            if let Some(freed) = s.drop_oldest() {
+                self.history_total.fetch_sub(freed, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn forget_if_idle(&self, channel: &str) {
         let mut map = lock(&self.streams);
         let Some(stream) = map.get(channel).cloned() else {
@@ -126,6 +189,35 @@ impl MemoryEngine {
             map.remove(channel);
         }
     }
+}
+
+/// The publications after `offset` of epoch `epoch`, if the history holds every one of them.
+fn recover(s: &Stream, offset: u64, epoch: &str) -> Result<Vec<Arc<Publication>>, String> {
+    if epoch != &*s.epoch {
+        return Err(format!(
+            "epoch changed ({epoch} → {}): the channel was recreated, e.g. by a relay restart",
+            s.epoch
+        ));
+    }
+    if offset > s.offset {
+        return Err(format!(
+            "offset {offset} is ahead of the channel's {}",
+            s.offset
+        ));
+    }
+    if offset == s.offset {
+        return Ok(Vec::new());
+    }
+    // History holds offsets first..=s.offset (consecutive); everything after `offset` must be in it.
+    let first = s.history.front().map_or(s.offset + 1, |p| p.offset);
+    if offset + 1 < first {
+        return Err(format!(
+            "too far behind: {} publications missed, history starts at offset {first}",
+            s.offset - offset
+        ));
+    }
+    let skip = (offset + 1 - first) as usize;
+    Ok(s.history.iter().skip(skip).cloned().collect())
 }
 
 impl Broker for MemoryEngine {
@@ -161,18 +253,60 @@ impl Broker for MemoryEngine {
                 at: Instant::now(),
             });
             delivery.deliver(&publication);
+            self.remember(s, &publication);
             Ok(publication)
         })?
     }
 
-    fn subscribe(&self, channel: &str, f: &mut dyn FnMut(&Position)) -> Result<(), EngineError> {
+    fn subscribe(
+        &self,
+        channel: &str,
+        since: Since<'_>,
+        f: &mut dyn FnMut(Joined<'_>),
+    ) -> Result<(), EngineError> {
         self.with_stream(channel, false, |s| {
             s.interested = true;
-            f(&Position {
+            self.expire(s, Instant::now());
+            let position = Position {
                 offset: s.offset,
                 epoch: s.epoch.clone(),
+            };
+            let (replay, recovery) = match since {
+                Since::Live => (Vec::new(), None),
+                Since::Retained => (s.history.iter().cloned().collect(), None),
+                Since::Position { offset, epoch } => match recover(s, offset, epoch) {
+                    Ok(replay) => (replay, Some(Ok(()))),
+                    Err(why) => (Vec::new(), Some(Err(why))),
+                },
+            };
+            f(Joined {
+                position: &position,
+                replay,
+                recovery,
             })
         })
+    }
+
+    fn maintain(&self) {
+        let streams: Vec<(Arc<str>, Arc<Mutex<Stream>>)> = lock(&self.streams)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let now = Instant::now();
+        for (name, stream) in streams {
+            let idle = {
+                let mut s = lock(&stream);
+                self.expire(&mut s, now);
+                s.idle()
+            };
+            if idle {
+                self.forget_if_idle(&name);
+            }
+        }
+    }
+
+    fn history_bytes(&self) -> usize {
+        self.history_total.load(Ordering::Relaxed)
     }
 
     fn unsubscribe(&self, channel: &str, f: &mut dyn FnMut() -> bool) {
@@ -245,6 +379,18 @@ mod tests {
 
     use super::*;
     use crate::engine::Kind;
+    use std::time::Duration;
+
+    const LIMITS: HistoryLimits = HistoryLimits {
+        messages: 4,
+        bytes: 1 << 20,
+        max_age: Duration::from_secs(3600),
+        total_bytes: 1 << 20,
+    };
+    const NO_HISTORY: HistoryLimits = HistoryLimits {
+        messages: 0,
+        ..LIMITS
+    };
 
     #[derive(Default)]
     struct Collect(StdMutex<Vec<(String, u64)>>);
@@ -270,10 +416,10 @@ mod tests {
 
     #[test]
     fn offsets_count_per_channel_and_epochs_differ() {
-        let e = MemoryEngine::new(16);
+        let e = MemoryEngine::new(16, LIMITS);
         let d = Collect::default();
-        e.subscribe("topics/a", &mut |_| {}).unwrap();
-        e.subscribe("topics/b", &mut |_| {}).unwrap();
+        e.subscribe("topics/a", Since::Live, &mut |_| {}).unwrap();
+        e.subscribe("topics/b", Since::Live, &mut |_| {}).unwrap();
         for ch in ["topics/a", "topics/a", "topics/b", "topics/a"] {
             e.publish(req(ch, None), &d).unwrap();
         }
@@ -290,8 +436,10 @@ mod tests {
         assert_eq!(got, want);
         let mut epochs = Vec::new();
         for ch in ["topics/a", "topics/b"] {
-            e.subscribe(ch, &mut |p| epochs.push(p.epoch.clone()))
-                .unwrap();
+            e.subscribe(ch, Since::Live, &mut |j| {
+                epochs.push(j.position.epoch.clone())
+            })
+            .unwrap();
         }
         assert_ne!(epochs[0], epochs[1]);
         let p = e.publish(req("topics/a", None), &d).unwrap();
@@ -300,7 +448,7 @@ mod tests {
 
     #[test]
     fn only_the_owner_publishes_and_a_claim_takes_over() {
-        let e = MemoryEngine::new(16);
+        let e = MemoryEngine::new(16, NO_HISTORY);
         let d = Collect::default();
         assert_eq!(e.claim("sessions/s", 1).unwrap(), None);
         assert!(e.publish(req("sessions/s", Some(1)), &d).is_ok());
@@ -324,10 +472,12 @@ mod tests {
 
     #[test]
     fn idle_channels_are_forgotten_and_come_back_with_a_new_epoch() {
-        let e = MemoryEngine::new(2);
+        let e = MemoryEngine::new(2, NO_HISTORY);
         let d = Collect::default();
-        e.subscribe("topics/a", &mut |p| assert_eq!(p.offset, 0))
-            .unwrap();
+        e.subscribe("topics/a", Since::Live, &mut |j| {
+            assert_eq!(j.position.offset, 0)
+        })
+        .unwrap();
         let first = e.publish(req("topics/a", None), &d).unwrap();
         e.unsubscribe("topics/a", &mut || false);
         assert_eq!(e.channel_count(), 0);
@@ -339,8 +489,8 @@ mod tests {
             e.publish(req(&format!("topics/n{i}"), None), &d).unwrap();
         }
         assert_eq!(e.channel_count(), 0);
-        e.subscribe("topics/x", &mut |_| {}).unwrap();
-        e.subscribe("topics/y", &mut |_| {}).unwrap();
+        e.subscribe("topics/x", Since::Live, &mut |_| {}).unwrap();
+        e.subscribe("topics/y", Since::Live, &mut |_| {}).unwrap();
         assert_eq!(
             e.publish(req("topics/z", None), &d).unwrap_err(),
             EngineError::TooManyChannels(2)
@@ -353,7 +503,7 @@ mod tests {
 
     #[test]
     fn presence_lists_in_arrival_order() {
-        let e = MemoryEngine::new(4);
+        let e = MemoryEngine::new(4, LIMITS);
         let info = |id: &str| PresenceInfo {
             kind: devrelay_protocol::v2::PresenceKind::Session,
             id: id.into(),
@@ -372,5 +522,124 @@ mod tests {
         let ids: Vec<String> = e.presence("global").into_iter().map(|p| p.id).collect();
         assert_eq!(ids, ["b", "c"]);
         assert_eq!(e.presence_count("global"), 2);
+    }
+
+    fn offsets(replay: &[Arc<Publication>]) -> Vec<u64> {
+        replay.iter().map(|p| p.offset).collect()
+    }
+
+    #[test]
+    fn recovery_replays_exactly_what_was_missed_or_says_why_not() {
+        let e = MemoryEngine::new(16, LIMITS);
+        let d = Collect::default();
+        let mut epoch = None;
+        e.subscribe("topics/r", Since::Live, &mut |j| {
+            epoch = Some(j.position.epoch.to_string())
+        })
+        .unwrap();
+        let epoch = epoch.unwrap();
+        for _ in 0..6 {
+            e.publish(req("topics/r", None), &d).unwrap();
+        }
+        let mut got = None;
+        let mut join = |since| {
+            e.subscribe("topics/r", since, &mut |j| {
+                got = Some((j.position.offset, offsets(&j.replay), j.recovery.clone()))
+            })
+            .unwrap();
+            got.take().unwrap()
+        };
+        // History keeps the last 4 (3..=6).
+        assert_eq!(
+            join(Since::Position {
+                offset: 6,
+                epoch: &epoch
+            }),
+            (6, vec![], Some(Ok(())))
+        );
+        assert_eq!(
+            join(Since::Position {
+                offset: 2,
+                epoch: &epoch
+            }),
+            (6, vec![3, 4, 5, 6], Some(Ok(())))
+        );
+        assert_eq!(
+            join(Since::Position {
+                offset: 4,
+                epoch: &epoch
+            }),
+            (6, vec![5, 6], Some(Ok(())))
+        );
+        let (_, replay, recovery) = join(Since::Position {
+            offset: 1,
+            epoch: &epoch,
+        });
+        assert!(replay.is_empty(), "never a partial replay");
+        assert!(recovery.unwrap().unwrap_err().contains("too far behind"));
+        let (_, _, recovery) = join(Since::Position {
+            offset: 4,
+            epoch: "other",
+        });
+        assert!(recovery.unwrap().unwrap_err().contains("epoch changed"));
+        let (_, _, recovery) = join(Since::Position {
+            offset: 9,
+            epoch: &epoch,
+        });
+        assert!(recovery.unwrap().unwrap_err().contains("ahead"));
+        assert_eq!(join(Since::Retained), (6, vec![3, 4, 5, 6], None));
+    }
+
+    #[test]
+    fn history_is_bounded_per_channel_in_bytes_and_in_total_and_by_age() {
+        let frame_len = {
+            let e = MemoryEngine::new(16, LIMITS);
+            e.publish(req("topics/x", None), &Collect::default())
+                .unwrap()
+                .frame
+                .len()
+        };
+        let limits = HistoryLimits {
+            messages: 100,
+            // Room for three frames (offsets of two digits are one byte longer).
+            bytes: frame_len * 3 + 8,
+            max_age: Duration::from_secs(3600),
+            total_bytes: frame_len * 5 + 8,
+        };
+        let e = MemoryEngine::new(16, limits);
+        let d = Collect::default();
+        for _ in 0..10 {
+            e.publish(req("topics/a", None), &d).unwrap();
+        }
+        let held = e.history_bytes();
+        assert!(
+            (frame_len * 3..=frame_len * 3 + 8).contains(&held),
+            "per-channel byte cap: {held}"
+        );
+        for _ in 0..10 {
+            e.publish(req("topics/b", None), &d).unwrap();
+        }
+        assert!(
+            e.history_bytes() <= frame_len * 5 + 8,
+            "total cap: {}",
+            e.history_bytes()
+        );
+        // Channels with history outlive their subscribers: a late subscriber can still recover.
+        assert_eq!(e.channel_count(), 2);
+        let aged = MemoryEngine::new(
+            16,
+            HistoryLimits {
+                max_age: Duration::ZERO,
+                ..limits
+            },
+        );
+        aged.publish(req("topics/old", None), &d).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        aged.maintain();
+        assert_eq!(
+            (aged.history_bytes(), aged.channel_count()),
+            (0, 0),
+            "expired, then forgotten"
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! connected, split the way centrifugal/centrifuge splits it.
 //!
 //! - [`Broker`]: streams. It stamps every publication with its channel's next offset and epoch (once, under the
-//!   channel's own lock), keeps channel ownership (`sessions/{id}` belongs to one connection), and hands each
-//!   stamped [`Publication`] to the node's [`Delivery`] handler in offset order. History (recovery) lives here
-//!   too.
+//!   channel's own lock), keeps channel ownership (`sessions/{id}` belongs to one connection), hands each
+//!   stamped [`Publication`] to the node's [`Delivery`] handler in offset order, and keeps a bounded history
+//!   per channel from which a subscriber that names its last position is replayed (recovery).
 //! - [`Presence`]: who is connected (SDK sessions, agents), per channel.
 //!
 //! The hub (`hub.rs`) does node-local delivery only: it keeps the subscription index and the peers' queues.
@@ -72,6 +72,42 @@ pub struct Publication {
     pub at: Instant,
 }
 
+/// What a new subscriber wants replayed before the live publications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since<'a> {
+    /// Nothing: live publications after the current position.
+    Live,
+    /// Everything after this position, if history still holds all of it (recovery).
+    Position { offset: u64, epoch: &'a str },
+    /// Everything history still holds (an agent's scrollback, a chart's recent points).
+    Retained,
+}
+
+/// What `Broker::subscribe` tells the subscriber, under the channel's lock.
+#[derive(Debug)]
+pub struct Joined<'a> {
+    /// The channel's position before the replay and the live publications.
+    pub position: &'a Position,
+    /// Publications to deliver before any live one, oldest first.
+    pub replay: Vec<Arc<Publication>>,
+    /// For `Since::Position`: `Ok` if `replay` is everything after it, else why not (the subscriber must
+    /// resynchronise). `None` for the other modes.
+    pub recovery: Option<Result<(), String>>,
+}
+
+/// How much history each channel keeps, and all of them together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Publications per channel (0 keeps none).
+    pub messages: usize,
+    /// Bytes of frames per channel.
+    pub bytes: usize,
+    /// Publications older than this are dropped.
+    pub max_age: std::time::Duration,
+    /// Bytes of frames over all channels: beyond it a publishing channel gives up its own oldest first.
+    pub total_bytes: usize,
+}
+
 /// Why the engine refused a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
@@ -98,10 +134,23 @@ pub trait Broker: Send + Sync + fmt::Debug {
         delivery: &dyn Delivery,
     ) -> Result<Arc<Publication>, EngineError>;
 
-    /// Adds a node-local subscriber: runs `f` with the channel's current position (creating the channel)
-    /// while none of its publications can be delivered, so a subscriber that `f` adds to the hub misses
-    /// nothing after that position and gets nothing before it.
-    fn subscribe(&self, channel: &str, f: &mut dyn FnMut(&Position)) -> Result<(), EngineError>;
+    /// Adds a node-local subscriber: runs `f` with the channel's current position (creating the channel) and,
+    /// as `since` asks, the publications to replay first, while none of the channel's publications can be
+    /// delivered — so a subscriber that `f` adds to the hub and hands the replay to misses nothing and gets
+    /// nothing twice.
+    fn subscribe(
+        &self,
+        channel: &str,
+        since: Since<'_>,
+        f: &mut dyn FnMut(Joined<'_>),
+    ) -> Result<(), EngineError>;
+
+    /// Drops history older than its age limit and forgets channels nobody owns, watches or keeps history for.
+    /// Called periodically.
+    fn maintain(&self);
+
+    /// History held, in bytes of frames, over all channels.
+    fn history_bytes(&self) -> usize;
 
     /// Removes a node-local subscriber: runs `f` (which removes it from the hub and says whether this node
     /// still has subscribers of the channel) under the same exclusion as `subscribe`. A channel nobody owns or
