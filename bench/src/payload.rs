@@ -193,6 +193,7 @@ pub fn subscribe(channel: &str, id: u64, since: Option<StreamPosition>) -> Vec<u
         channel: channel.to_string(),
         id: Some(RequestId::Num(id)),
         since,
+        history: false,
     }))
 }
 
