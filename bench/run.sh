@@ -13,6 +13,8 @@
 #   BENCH_DURATION_SECS=N             measured seconds per fan-out scenario (default: each scenario's own)
 #   BENCH_WORKERS=1                   load generator worker threads
 #   BENCH_CONNECTIONS=10000           connections of scenario d
+#   BENCH_CALLGRIND=1                 also count instructions per delivery in scenario a under callgrind
+#                                     (bench/callgrind.sh; devrelay and bun; 0 = skip)
 #   BENCH_OUT=target/bench-results    where JSON results and relay logs go
 #   BENCH_REPORT=BENCHMARKS.md        the file to update
 # Takes about 15 minutes with the defaults. Loopback only.
@@ -148,6 +150,15 @@ for run in $(seq 1 "$RUNS"); do
     done
   done
 done
+
+if [ "${BENCH_CALLGRIND:-1}" = 1 ]; then
+  if command -v valgrind >/dev/null; then
+    log "instruction counts under callgrind (scenario a)"
+    BENCH_OUT=$OUT bench/callgrind.sh a || log "callgrind run failed"
+  else
+    log "valgrind not installed: no instruction counts (apt-get install valgrind)"
+  fi
+fi
 
 FINISHED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -14,10 +14,10 @@ use devrelay_bench::scenario::{self, Options};
 #[derive(Debug, Parser)]
 #[command(
     name = "devrelay-bench",
-    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator."
+    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n  a2 a over v2: SDKs publish, batched dashboards on sessions/*\n  g  100 sessions × 50 v2 dashboards following 2 each × 100 msg/s\n  h  reconnect storm: a's load over v2, every dashboard away 5 s, back with since\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator."
 )]
 struct RunArgs {
-    /// Scenario name: a, b, c, d, e or f.
+    /// Scenario name: a, a2, b, c, d, e, f, g or h.
     scenario: String,
     /// Relay WebSocket URL (loopback, numeric): ws://127.0.0.1:PORT[/PATH].
     #[arg(long)]
@@ -49,6 +49,16 @@ struct RunArgs {
     /// Override the number of SDKs of a fan-out scenario.
     #[arg(long)]
     sdks: Option<u32>,
+    /// Override the messages per second per SDK of a fixed-rate scenario (e.g. a lower rate for a relay
+    /// running under valgrind).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Reconnect storm (h): seconds of steady load before every dashboard drops.
+    #[arg(long)]
+    storm_warmup_secs: Option<f64>,
+    /// Reconnect storm (h): seconds the dashboards stay away.
+    #[arg(long)]
+    storm_outage_secs: Option<f64>,
     /// Write the result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -78,7 +88,7 @@ fn main() -> anyhow::Result<()> {
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let Some(sc) = scenario::by_name(&args.scenario) else {
         bail!(
-            "unknown scenario {:?} (expected a, b, c, d, e or f)",
+            "unknown scenario {:?} (expected a, a2, b, c, d, e, f, g or h)",
             args.scenario
         );
     };
@@ -92,6 +102,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     opts.connections = args.connections;
     opts.dashboards = args.dashboards;
     opts.sdks = args.sdks;
+    opts.rate = args.rate;
+    opts.storm_warmup = args.storm_warmup_secs.map(Duration::from_secs_f64);
+    opts.storm_outage = args.storm_outage_secs.map(Duration::from_secs_f64);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.workers)
         .enable_all()
@@ -117,9 +130,20 @@ fn write_report(args: ReportArgs) -> anyhow::Result<()> {
     entries.sort();
     for path in entries {
         let text = std::fs::read_to_string(&path)?;
-        if path.file_name().is_some_and(|n| n == "meta.json") {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name == "meta.json" {
+            let callgrind = std::mem::take(&mut meta.callgrind);
             meta = serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", path.display()))?;
+            meta.callgrind.extend(callgrind);
+        } else if name.starts_with("callgrind-") {
+            meta.callgrind.push(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            );
         } else {
             results.push(
                 serde_json::from_str(&text)
@@ -131,7 +155,7 @@ fn write_report(args: ReportArgs) -> anyhow::Result<()> {
     let existing = std::fs::read_to_string(&args.out).unwrap_or_default();
     std::fs::write(&args.out, report::splice_section(&existing, &section))
         .with_context(|| format!("writing {}", args.out.display()))?;
-    for t in report::check_targets(&results) {
+    for t in report::check_targets(&results, &meta) {
         println!(
             "{}: {} — {} — {}",
             t.scenario,

@@ -278,6 +278,8 @@ pub struct Options {
     /// Override of the dashboard count / SDK count of fan-out scenarios (for quick runs and tests).
     pub dashboards: Option<u32>,
     pub sdks: Option<u32>,
+    /// Override of the messages per second per SDK of fixed-rate scenarios.
+    pub rate: Option<f64>,
     /// Overrides of a storm's warm-up and outage.
     pub storm_warmup: Option<Duration>,
     pub storm_outage: Option<Duration>,
@@ -298,6 +300,7 @@ impl Options {
             connections: None,
             dashboards: None,
             sdks: None,
+            rate: None,
             storm_warmup: None,
             storm_outage: None,
             setup_timeout: Duration::from_secs(120),
@@ -330,6 +333,9 @@ pub async fn run(scenario: &Scenario, opts: &Options) -> Result<ScenarioReport, 
             let mut f = f.clone();
             f.dashboards = opts.dashboards.unwrap_or(f.dashboards);
             f.sdks = opts.sdks.unwrap_or(f.sdks);
+            if f.rate.is_some() {
+                f.rate = opts.rate.or(f.rate);
+            }
             if let Some(s) = &mut f.storm {
                 s.warmup = opts.storm_warmup.unwrap_or(s.warmup);
                 s.outage = opts.storm_outage.unwrap_or(s.outage);
