@@ -172,13 +172,33 @@ impl HistoryReport {
             .map(|(_, b)| *b)
             .collect();
         let total: u64 = sessions.iter().sum();
+        if sessions.is_empty() {
+            // Only a relay-wide figure: spread it over the session channels `/stats` lists.
+            let channels = doc
+                .get("channels")
+                .and_then(Value::as_array)
+                .map_or(0, |a| {
+                    a.iter()
+                        .filter_map(|c| c.get("channel").and_then(Value::as_str))
+                        .filter(|n| n.starts_with("sessions/") && !n.ends_with('*'))
+                        .count()
+                });
+            return HistoryReport {
+                total_bytes: top,
+                session_channels: channels as u64,
+                session_channel_bytes: 0,
+                max_channel_bytes: None,
+                mean_channel_bytes: top
+                    .filter(|_| channels > 0)
+                    .map(|t| t as f64 / channels as f64),
+            };
+        }
         HistoryReport {
             total_bytes: top,
             session_channels: sessions.len() as u64,
             session_channel_bytes: total,
             max_channel_bytes: sessions.iter().copied().max(),
-            mean_channel_bytes: (!sessions.is_empty())
-                .then(|| total as f64 / sessions.len() as f64),
+            mean_channel_bytes: Some(total as f64 / sessions.len() as f64),
         }
     }
 }
@@ -399,6 +419,14 @@ fn storm_line(st: &StormReport) -> String {
 fn history_line(h: &HistoryReport) -> String {
     if h.session_channels == 0 && h.total_bytes.is_none() {
         return "not reported by the relay (no historyBytes in /stats)".into();
+    }
+    if h.session_channel_bytes == 0 {
+        return format!(
+            "{} relay-wide over {} session channels ({} per channel)",
+            kib_bytes(h.total_bytes.unwrap_or(0) as f64),
+            h.session_channels,
+            h.mean_channel_bytes.map_or("n/a".into(), kib_bytes)
+        );
     }
     format!(
         "{} in {} session channels (mean {} per channel, largest {}){}",
@@ -1379,6 +1407,29 @@ mod tests {
         );
         assert!(t[1].measured.contains("p99 1.40 ms"), "{}", t[1].measured);
         assert!(t[3].measured.contains("bun 250,000/s"), "{}", t[3].measured);
+    }
+
+    #[test]
+    fn history_figures_are_read_per_channel_or_spread_from_the_relay_wide_one() {
+        let wide = serde_json::json!({"historyBytes": 3000, "channels": [
+            {"channel": "sessions/a"}, {"channel": "sessions/b"}, {"channel": "sessions/*"}, {"channel": "global"}]});
+        let h = HistoryReport::from_stats(&wide);
+        assert_eq!(
+            (h.total_bytes, h.session_channels, h.mean_channel_bytes),
+            (Some(3000), 2, Some(1500.0))
+        );
+        let per = serde_json::json!({"channels": [
+            {"channel": "sessions/a", "historyBytes": 100}, {"channel": "sessions/b", "historyBytes": 300}]});
+        let h = HistoryReport::from_stats(&per);
+        assert_eq!(
+            (
+                h.session_channels,
+                h.max_channel_bytes,
+                h.mean_channel_bytes
+            ),
+            (2, Some(300), Some(200.0))
+        );
+        assert!(history_line(&HistoryReport::default()).contains("not reported"));
     }
 
     #[test]
