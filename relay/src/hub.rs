@@ -178,6 +178,9 @@ pub struct Hub {
     request_snapshot: Utf8Bytes,
     /// Bytes of cached snapshots (see `cache_snapshot`).
     snapshot_cache: AtomicUsize,
+    /// Every open connection's queue, read only by the queue-depth gauges (`queue_depth`): walking them at
+    /// scrape time costs the hot path nothing, where a shared counter would be bumped on every delivery.
+    queues: Mutex<HashMap<ConnId, Peer>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -197,6 +200,20 @@ pub struct Gauges {
     pub agents: usize,
     pub dashboards: usize,
     pub active_channels: usize,
+}
+
+/// Outbound queue depth over all connections, for `/stats` and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    /// Frames queued, summed over connections.
+    pub frames: usize,
+    /// Bytes queued, summed over connections.
+    pub bytes: usize,
+    /// The longest queue, in frames.
+    pub max_frames: usize,
+    /// The largest queue, in bytes.
+    pub max_bytes: usize,
 }
 
 /// One channel's numbers for `/health` and `/stats`.
@@ -247,7 +264,31 @@ impl Hub {
             next_id: AtomicU64::new(0),
             request_snapshot: encode(&RelayToSdk::RequestSnapshot),
             snapshot_cache: AtomicUsize::new(0),
+            queues: Mutex::default(),
         }
+    }
+
+    /// Lists a new connection's queue for the queue-depth gauges while the returned mark lives.
+    pub fn track_queue(self: &Arc<Self>, peer: &Peer) -> QueueMark {
+        lock_queues(&self.queues).insert(peer.id, peer.clone());
+        QueueMark {
+            hub: self.clone(),
+            conn: peer.id,
+        }
+    }
+
+    /// What is waiting in the outbound queues now, over every open connection.
+    pub fn queue_depth(&self) -> QueueDepth {
+        let queues = lock_queues(&self.queues);
+        let mut d = QueueDepth::default();
+        for peer in queues.values() {
+            let (frames, bytes) = peer.depth();
+            d.frames += frames;
+            d.bytes += bytes;
+            d.max_frames = d.max_frames.max(frames);
+            d.max_bytes = d.max_bytes.max(bytes);
+        }
+        d
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -937,6 +978,24 @@ pub struct Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.unsubscribe(&self.channel, self.conn, self.format);
+    }
+}
+
+fn lock_queues(m: &Mutex<HashMap<ConnId, Peer>>) -> MutexGuard<'_, HashMap<ConnId, Peer>> {
+    // Inserts and removes cannot leave the map inconsistent: recover from a poisoned lock.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps a connection's queue in the queue-depth gauges while it lives.
+#[derive(Debug)]
+pub struct QueueMark {
+    hub: Arc<Hub>,
+    conn: ConnId,
+}
+
+impl Drop for QueueMark {
+    fn drop(&mut self) {
+        lock_queues(&self.hub.queues).remove(&self.conn);
     }
 }
 

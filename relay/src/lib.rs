@@ -14,6 +14,7 @@ mod hub;
 mod listener;
 mod metrics;
 mod outbox;
+mod prometheus;
 mod publish;
 mod read_ahead;
 mod routes;

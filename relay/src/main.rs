@@ -23,6 +23,22 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Log lines on stderr: `text` for people, `json` (one object per line: timestamp, level, target,
+    /// message and the event's fields) for log collectors. The filter is RUST_LOG's (default devrelay=info).
+    #[arg(
+        long,
+        global = true,
+        env = "DEVRELAY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once at start: the size of the largest variant costs nothing.
@@ -166,13 +182,17 @@ impl ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "devrelay=info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // `message` and the fields at the top level, as log collectors (Loki, Vector, jq) expect them.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let args = match cli.command {
         None => cli.serve,
         Some(Command::Serve(args)) => args,

@@ -1,4 +1,6 @@
-//! Counters behind `GET /stats` and `GET /health`: lock-free atomics, updated on the hot path.
+//! Counters behind `GET /stats`, `GET /health` and `GET /metrics`: lock-free atomics, updated on the hot path.
+//! They are the one source of the relay's numbers: `/stats` (JSON), `/metrics` (Prometheus, `prometheus.rs`) and
+//! the `metrics` channel (`telemetry.rs`) all read them; none keeps counters of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
@@ -39,6 +41,36 @@ impl ByKind {
                 .collect::<Map<_, _>>(),
         )
     }
+    /// (kind, messages, bytes) for every kind, in the fixed order.
+    fn read(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        self.0
+            .iter()
+            .map(|(k, c)| (*k, c.messages.load(Relaxed), c.bytes.load(Relaxed)))
+    }
+}
+
+/// Why a WebSocket upgrade was refused before it became a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// `Host` is not a loopback name or an allowed host (DNS-rebinding defence).
+    Host,
+    /// `Origin` is not allowed.
+    Origin,
+    /// Not a valid WebSocket upgrade (no `Connection: Upgrade`, wrong version, no key).
+    BadRequest,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 3] = [Rejection::Host, Rejection::Origin, Rejection::BadRequest];
+
+    /// The `reason` label on `/metrics` and the key in `/stats`' `rejectedUpgradesByReason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Host => "host",
+            Rejection::Origin => "origin",
+            Rejection::BadRequest => "bad_request",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -70,7 +102,8 @@ pub struct Metrics {
     pub identify_timeouts: AtomicU64,
     pub oversize_closes: AtomicU64,
     pub sessions_replaced: AtomicU64,
-    pub rejected_upgrades: AtomicU64,
+    /// Refused upgrades, by `Rejection` (indexed by its position in `Rejection::ALL`).
+    rejected: [AtomicU64; Rejection::ALL.len()],
     pub connections_total: AtomicU64,
     /// Snapshots replaced in a queue by a newer one of the same channel before they were sent.
     pub conflated: AtomicU64,
@@ -108,7 +141,7 @@ impl Default for Metrics {
             identify_timeouts: AtomicU64::new(0),
             oversize_closes: AtomicU64::new(0),
             sessions_replaced: AtomicU64::new(0),
-            rejected_upgrades: AtomicU64::new(0),
+            rejected: Default::default(),
             connections_total: AtomicU64::new(0),
             conflated: AtomicU64::new(0),
             deltas_coalesced: AtomicU64::new(0),
@@ -142,6 +175,24 @@ impl Metrics {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
+    /// Counts a refused upgrade.
+    pub fn reject(&self, why: Rejection) {
+        Self::bump(&self.rejected[why as usize]);
+    }
+    /// Refused upgrades by reason, in `Rejection::ALL` order.
+    pub fn rejections(&self) -> impl Iterator<Item = (Rejection, u64)> + '_ {
+        Rejection::ALL
+            .into_iter()
+            .map(|r| (r, self.rejected[r as usize].load(Relaxed)))
+    }
+    /// Inbound (kind, messages, bytes), every kind the relay counts (zeros included).
+    pub fn inbound_by_kind(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        self.inbound.read()
+    }
+    /// Outbound (kind, messages queued for peers, bytes), every kind.
+    pub fn outbound_by_kind(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        self.outbound.read()
+    }
 
     /// The `/stats` document.
     pub fn to_json(&self) -> Value {
@@ -155,7 +206,11 @@ impl Metrics {
             "identifyTimeouts": self.identify_timeouts.load(Relaxed),
             "oversizeCloses": self.oversize_closes.load(Relaxed),
             "sessionsReplaced": self.sessions_replaced.load(Relaxed),
-            "rejectedUpgrades": self.rejected_upgrades.load(Relaxed),
+            "rejectedUpgrades": self.rejections().map(|(_, n)| n).sum::<u64>(),
+            "rejectedUpgradesByReason": self
+                .rejections()
+                .map(|(r, n)| (r.as_str().to_string(), Value::from(n)))
+                .collect::<Map<_, _>>(),
             "connectionsTotal": self.connections_total.load(Relaxed),
             "conflated": self.conflated.load(Relaxed),
             "deltasCoalesced": self.deltas_coalesced.load(Relaxed),
@@ -171,10 +226,13 @@ impl Metrics {
 }
 
 /// A lock-free latency histogram: quarter-octave buckets from 1 µs to ~2^32 µs, so any quantile is within
-/// 19 % of the true value. Writers add; a reader takes (and resets) a window with `take`.
+/// 19 % of the true value. Cumulative (never reset): `/metrics` exposes it as a Prometheus histogram, and the
+/// `metrics` channel takes its quantiles over an interval from the difference of two snapshots.
 #[derive(Debug)]
 pub struct Histogram {
     buckets: Vec<AtomicU64>,
+    /// Sum of every recorded value, in µs (a u64 of µs lasts 584,000 years).
+    sum_us: AtomicU64,
 }
 
 const SUB_BUCKETS: u32 = 4;
@@ -186,6 +244,7 @@ impl Default for Histogram {
             buckets: (0..(SUB_BUCKETS * OCTAVES) as usize)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -214,27 +273,78 @@ impl Histogram {
     pub fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.buckets[Self::bucket(us)].fetch_add(1, Relaxed);
+        // Clamped so that one absurd value (a clock jump) cannot wrap the sum.
+        self.sum_us.fetch_add(us.min(1 << 40), Relaxed);
     }
 
-    /// The window since the last `take`: (p50, p99) in µs, and the sample count. Resets the histogram.
-    pub fn take(&self) -> (u64, u64, u64) {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.swap(0, Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        let quantile = |q: f64| {
-            if total == 0 {
-                return 0;
+    /// Every count so far.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            sum_us: self.sum_us.load(Relaxed),
+        }
+    }
+}
+
+/// The counts of a [`Histogram`] at one moment (or, from [`HistogramSnapshot::since`], over a window).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    counts: Vec<u64>,
+    sum_us: u64,
+}
+
+impl HistogramSnapshot {
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
+
+    /// What was recorded between `earlier` and `self`.
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: self
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c.saturating_sub(earlier.counts.get(i).copied().unwrap_or(0)))
+                .collect(),
+            sum_us: self.sum_us.saturating_sub(earlier.sum_us),
+        }
+    }
+
+    /// The `q` quantile (0..=1) in µs: the lower bound of its bucket (0 when empty).
+    pub fn quantile(&self, q: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Histogram::floor(i);
             }
-            let want = ((total as f64) * q).ceil().max(1.0) as u64;
-            let mut seen = 0;
-            for (i, c) in counts.iter().enumerate() {
-                seen += c;
-                if seen >= want {
-                    return Self::floor(i);
-                }
-            }
-            0
-        };
-        (quantile(0.5), quantile(0.99), total)
+        }
+        0
+    }
+
+    /// Cumulative counts at every octave boundary: (`upper` µs, samples below `upper`), for `upper` = 2, 4, 8 …
+    /// 2^32 µs; samples beyond the last boundary are only in [`count`](Self::count) (Prometheus' `+Inf`).
+    pub fn octaves(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut below = 0u64;
+        // The last octave's top bucket also holds everything beyond it: that one is only in `+Inf`.
+        self.counts
+            .chunks(SUB_BUCKETS as usize)
+            .take(OCTAVES as usize - 1)
+            .enumerate()
+            .map(move |(octave, quarters)| {
+                below += quarters.iter().sum::<u64>();
+                (1u64 << (octave + 1), below)
+            })
     }
 }
 
@@ -276,17 +386,60 @@ mod tests {
     }
 
     #[test]
+    fn octave_boundaries_count_the_samples_below_them() {
+        let h = Histogram::default();
+        for us in [0, 1, 2, 3, 4, 7, 8, 1000, 1023, 1024, 1 << 40] {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.snapshot();
+        let at = |upper: u64| s.octaves().find(|&(u, _)| u == upper).unwrap().1;
+        // Below 2 µs: 0 and 1; below 4: +2, 3; below 8: +4, 7; below 1024: +8, 1000, 1023.
+        assert_eq!((at(2), at(4), at(8), at(1024), at(2048)), (2, 4, 6, 9, 10));
+        // The top bucket holds 2^32 µs and beyond: past the last boundary, only in the total.
+        let (last, below) = s.octaves().last().unwrap();
+        assert_eq!((last, below, s.count()), (1 << 32, 10, 11));
+        let mut prev = 0;
+        for (_, below) in s.octaves() {
+            assert!(below >= prev);
+            prev = below;
+        }
+    }
+
+    #[test]
+    fn rejections_count_by_reason_and_in_total() {
+        let m = Metrics::default();
+        m.reject(Rejection::Origin);
+        m.reject(Rejection::Origin);
+        m.reject(Rejection::Host);
+        let doc = m.to_json();
+        assert_eq!(doc["rejectedUpgrades"], 3);
+        assert_eq!(
+            doc["rejectedUpgradesByReason"],
+            json!({"host": 1, "origin": 2, "bad_request": 0})
+        );
+    }
+
+    #[test]
     fn histogram_quantiles_land_in_the_right_bucket() {
         let h = Histogram::default();
         for us in 1..=1000u64 {
             h.record(Duration::from_micros(us));
         }
-        let (p50, p99, n) = h.take();
-        assert_eq!(n, 1000);
+        let all = h.snapshot();
+        assert_eq!(all.count(), 1000);
+        assert_eq!(all.sum_us(), 500_500);
+        let (p50, p99) = (all.quantile(0.5), all.quantile(0.99));
         // Quarter-octave buckets: the floor is within 19 % below the true quantile.
         assert!((405..=500).contains(&p50), "{p50}");
         assert!((802..=990).contains(&p99), "{p99}");
-        assert_eq!(h.take(), (0, 0, 0), "take resets");
+        // A window is the difference of two snapshots.
+        for _ in 0..10 {
+            h.record(Duration::from_micros(5000));
+        }
+        let window = h.snapshot().since(&all);
+        assert_eq!((window.count(), window.sum_us()), (10, 50_000));
+        assert!((4096..=5000).contains(&window.quantile(0.5)));
+        assert_eq!(HistogramSnapshot::default().quantile(0.5), 0);
         for us in [0, 1, 2, 3, 4, 5, 7, 8, u64::MAX] {
             let b = Histogram::bucket(us);
             assert!(Histogram::floor(b) <= us.max(1), "{us}");

@@ -187,6 +187,12 @@ impl Peer {
         Delivery::Queued
     }
 
+    /// Frames and bytes waiting in this connection's queue now (the queue-depth gauges).
+    pub fn depth(&self) -> (usize, usize) {
+        let s = self.mailbox.lock();
+        (s.live, s.bytes)
+    }
+
     /// Waits until a close is requested; returns its code.
     pub async fn close_requested(&self) -> CloseCode {
         loop {

@@ -1,4 +1,4 @@
-//! HTTP on the relay's port: the WebSocket upgrade (`/` and `/ws`), `GET /health`, `GET /stats`,
+//! HTTP on the relay's port: the WebSocket upgrade (`/` and `/ws`), `GET /health`, `GET /stats`, `GET /metrics`,
 //! `POST /api/publish`, the dashboard (`/` without an upgrade, and every other page path), and the Host /
 //! Origin checks in front of all of them.
 
@@ -23,7 +23,8 @@ use crate::access::{check_host, check_origin};
 use crate::connection::ConnectParams;
 use crate::engine::{EngineError, PublishRequest};
 use crate::hub::Hub;
-use crate::metrics::Metrics;
+use crate::metrics::Rejection;
+use crate::prometheus;
 use crate::publish::{self, Refusal};
 use crate::read_ahead::ReadAhead;
 use devrelay_protocol::channel::Publisher;
@@ -38,7 +39,7 @@ pub struct AppState {
 
 /// Paths the relay keeps for its own endpoints, today's and future ones (`/api/…`): a miss under them is an API
 /// 404, never the dashboard page.
-const API_PREFIXES: &[&str] = &["/api", "/ws", "/health", "/stats"];
+const API_PREFIXES: &[&str] = &["/api", "/ws", "/health", "/stats", "/metrics"];
 /// Room in a `POST /api/publish` body beyond `max_publish_bytes` of data, for the channel, event and JSON.
 const PUBLISH_ENVELOPE_BYTES: usize = 64 << 10;
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(websocket))
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .route(
             "/api/publish",
             post(api_publish).layer(DefaultBodyLimit::max(body_limit)),
@@ -102,9 +104,9 @@ async fn dashboard(
     app.hub.config.dashboard.respond(path, &headers)
 }
 
-fn forbidden(hub: &Hub, headers: &HeaderMap, reason: String) -> Response {
+fn forbidden(hub: &Hub, headers: &HeaderMap, why: Rejection, reason: String) -> Response {
     if is_upgrade(headers) {
-        Metrics::bump(&hub.metrics.rejected_upgrades);
+        hub.metrics.reject(why);
     }
     tracing::warn!(%reason, "request refused");
     (StatusCode::FORBIDDEN, reason).into_response()
@@ -117,7 +119,12 @@ async fn host_guard(State(app): State<AppState>, req: Request, next: Next) -> Re
         .map(|h| h.to_str().unwrap_or("<non-ascii>"));
     match check_host(host, &app.hub.config) {
         Ok(()) => next.run(req).await,
-        Err(refusal) => forbidden(&app.hub, req.headers(), refusal.to_string()),
+        Err(refusal) => forbidden(
+            &app.hub,
+            req.headers(),
+            Rejection::Host,
+            refusal.to_string(),
+        ),
     }
 }
 
@@ -152,13 +159,14 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     // Already checked by `host_guard`; the Origin check needs it to recognise the relay's own pages.
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     if let Err(refusal) = check_origin(origin, host, &app.hub.config) {
-        return forbidden(&app.hub, headers, refusal.to_string());
+        return forbidden(&app.hub, headers, Rejection::Origin, refusal.to_string());
     }
     if !header_has_token(headers, header::CONNECTION, "upgrade")
         || headers
             .get(header::SEC_WEBSOCKET_VERSION)
             .is_none_or(|v| v != "13")
     {
+        app.hub.metrics.reject(Rejection::BadRequest);
         return (
             StatusCode::BAD_REQUEST,
             "bad WebSocket upgrade: need Connection: Upgrade and version 13\n",
@@ -166,6 +174,7 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
             .into_response();
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        app.hub.metrics.reject(Rejection::BadRequest);
         return (
             StatusCode::BAD_REQUEST,
             "bad WebSocket upgrade: missing Sec-WebSocket-Key\n",
@@ -239,7 +248,21 @@ async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     doc["channels"] = serde_json::to_value(app.hub.channel_stats()).unwrap_or_default();
     doc["historyBytes"] = app.hub.history_bytes().into();
     doc["snapshotCacheBytes"] = app.hub.snapshot_cache_bytes().into();
+    doc["queues"] = serde_json::to_value(app.hub.queue_depth()).unwrap_or_default();
     Json(doc)
+}
+
+/// `GET /metrics`: the numbers of `/stats` for Prometheus (`prometheus.rs`).
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = prometheus::wants_openmetrics(accept);
+    let body = prometheus::render(&app.hub, openmetrics);
+    let content_type = if openmetrics {
+        prometheus::OPENMETRICS
+    } else {
+        prometheus::TEXT
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// The body of `POST /api/publish`.
@@ -270,7 +293,7 @@ async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Byte
         .get(header::HOST)
         .map(|h| h.to_str().unwrap_or("<non-ascii>"));
     if let Err(refusal) = check_origin(origin, host, &app.hub.config) {
-        return forbidden(&app.hub, &headers, refusal.to_string());
+        return forbidden(&app.hub, &headers, Rejection::Origin, refusal.to_string());
     }
     let json_body = headers
         .get(header::CONTENT_TYPE)

@@ -11,13 +11,18 @@ use devrelay_protocol::v2::{MetricsUpdate, METRIC_UPDATE};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::metrics::HistogramSnapshot;
 
 /// Publishes `metric.update` on `metrics` until `shutdown`.
 pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
     let every = hub.config.metrics_interval;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = (Instant::now(), hub.metrics.totals());
+    let mut last = (
+        Instant::now(),
+        hub.metrics.totals(),
+        hub.metrics.fanout_latency.snapshot(),
+    );
     // Housekeeping (expired history, forgotten channels) once a second, whatever the metrics period.
     let mut maintain = tokio::time::interval(std::time::Duration::from_secs(1));
     maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -32,19 +37,28 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         let now = Instant::now();
         let totals = hub.metrics.totals();
+        let latency = hub.metrics.fanout_latency.snapshot();
         let update = sample(
             &hub,
             now.duration_since(last.0).as_secs_f64(),
             last.1,
             totals,
+            &latency.since(&last.2),
         );
-        last = (now, totals);
+        last = (now, totals, latency);
         hub.publish_relay(METRICS, METRIC_UPDATE, &update);
     }
 }
 
-/// The update for an interval of `secs` seconds in which the in/out totals went from `before` to `after`.
-fn sample(hub: &Hub, secs: f64, before: (u64, u64), after: (u64, u64)) -> MetricsUpdate {
+/// The update for an interval of `secs` seconds in which the in/out totals went from `before` to `after` and
+/// `latency` was recorded.
+fn sample(
+    hub: &Hub,
+    secs: f64,
+    before: (u64, u64),
+    after: (u64, u64),
+    latency: &HistogramSnapshot,
+) -> MetricsUpdate {
     let g = hub.gauges();
     let per_minute = |a: u64, b: u64| {
         if secs > 0.0 {
@@ -53,7 +67,7 @@ fn sample(hub: &Hub, secs: f64, before: (u64, u64), after: (u64, u64)) -> Metric
             0.0
         }
     };
-    let (p50, p99, _) = hub.metrics.fanout_latency.take();
+    let (p50, p99) = (latency.quantile(0.5), latency.quantile(0.99));
     let m = &hub.metrics;
     MetricsUpdate {
         active_sessions: g.sdk_clients as u64,

@@ -148,6 +148,8 @@ pub async fn serve<S>(
     hub.connections.fetch_add(1, Ordering::Relaxed);
     Metrics::bump(&hub.metrics.connections_total);
     let (peer, mut outbox) = outbox(id, hub.config.queue_messages, hub.config.queue_bytes);
+    // Dropped after the queue's last use below: the queue-depth gauges see this queue while it exists.
+    let queue_mark = hub.track_queue(&peer);
     let mut conn = Connection {
         hub: hub.clone(),
         peer,
@@ -179,6 +181,7 @@ pub async fn serve<S>(
     // Unregisters (guards), then the queue goes.
     drop(conn);
     drop(outbox);
+    drop(queue_mark);
     hub.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
