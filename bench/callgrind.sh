@@ -39,6 +39,7 @@ stop() {
   fi
 }
 trap stop EXIT
+TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 
 # run_once RELAY SECS TAG: the relay under callgrind, one scenario run; prints "instructions deliveries".
 run_once() {
@@ -46,7 +47,7 @@ run_once() {
   local cg="$OUT/callgrind/callgrind.out.$relay-$SCENARIO-$tag" logf="$OUT/callgrind/$relay-$SCENARIO-$tag.log"
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$cg" --dump-instr=no --collect-jumps=no)
   case $relay in
-    devrelay) "${vg[@]}" "$RELAY_BIN" --host 127.0.0.1 --port 0 >"$logf" 2>&1 & ;;
+    devrelay) "${vg[@]}" "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$TOKEN" >"$logf" 2>&1 & ;;
     bun) FANOUT=publish "${vg[@]}" "$BUN" bench/baselines/bun-relay/server.ts 0 >"$logf" 2>&1 & ;;
     bun-loop) FANOUT=loop "${vg[@]}" "$BUN" bench/baselines/bun-relay/server.ts 0 >"$logf" 2>&1 & ;;
     node-ws) "${vg[@]}" node bench/baselines/node-relay/server.js 0 >"$logf" 2>&1 & ;;
@@ -60,6 +61,8 @@ run_once() {
     kill -0 "$PID" 2>/dev/null || break
     sleep 0.1
   done
+  # devrelay's dashboards need its token (baselines ignore the parameter).
+  [ "$relay" = devrelay ] && [ -n "$url" ] && url="$url/?token=$TOKEN"
   if [ -z "$url" ]; then
     log "$relay did not start under valgrind; log:"
     tail -20 "$logf" >&2

@@ -66,13 +66,16 @@ mkdir -p "$OUT/logs"
 
 RELAY_PID=""
 RELAY_URL=""
+# devrelay wants its dashboard token from dashboards (the load generator's ones pass it as ?token=, which the
+# baselines ignore); one per run, fixed so that it can be put on the URL.
+BENCH_TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 
 # start_relay LABEL RUN: starts a fresh relay on an ephemeral port; sets RELAY_PID and RELAY_URL.
 start_relay() {
   local label=$1 logf="$OUT/logs/$1-$2.log"
   case $label in
     devrelay)
-      "$RELAY_BIN" --host 127.0.0.1 --port 0 >"$logf" 2>&1 &
+      "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$BENCH_TOKEN" >"$logf" 2>&1 &
       ;;
     node-ws)
       node "$NODE_DIR/server.js" 0 >"$logf" 2>&1 &
@@ -97,7 +100,10 @@ start_relay() {
   local i
   for i in $(seq 1 200); do
     RELAY_URL=$(grep -a -m1 -o 'ws://127\.0\.0\.1:[0-9]*' "$logf" 2>/dev/null || true)
-    [ -n "$RELAY_URL" ] && return 0
+    if [ -n "$RELAY_URL" ]; then
+      [ "$label" = devrelay ] && RELAY_URL="$RELAY_URL/?token=$BENCH_TOKEN"
+      return 0
+    fi
     kill -0 "$RELAY_PID" 2>/dev/null || break
     sleep 0.1
   done
@@ -141,6 +147,7 @@ for run in $(seq 1 "$RUNS"); do
       if [ "$run" = 1 ] && [ "$relay" = devrelay ]; then
         cmd="target/release/devrelay-bench ${args[*]}"
         cmd=${cmd//$RELAY_URL/ws://127.0.0.1:PORT}
+        cmd=${cmd//$BENCH_TOKEN/TOKEN}
         cmd=${cmd//--relay-pid $RELAY_PID/--relay-pid PID}
         cmd=${cmd//--label $relay/--label RELAY}
         cmd=${cmd//$OUT\/$relay-$s-run$run.json/$OUT\/RELAY-$s-runN.json}
@@ -179,7 +186,7 @@ node -e '
   const e = process.env;
   const relays = {};
   const all = {
-    "devrelay": "target/release/devrelay --host 127.0.0.1 --port 0 (release build, default limits)",
+    "devrelay": "target/release/devrelay --host 127.0.0.1 --port 0 --token TOKEN (release build, default limits; dashboards connect with ?token=TOKEN)",
     "node-ws": "node bench/baselines/node-relay/server.js 0 (Node " + process.version + ", ws " +
       require("./bench/baselines/node-relay/node_modules/ws/package.json").version +
       "; seed-000 style: JSON.parse per frame, JSON.stringify + send per dashboard)",

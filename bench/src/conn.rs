@@ -51,6 +51,17 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The `token` query parameter of the URL, if any (devrelay's dashboard token).
+    pub fn token(&self) -> Option<&str> {
+        let (_, query) = self.path.split_once('?')?;
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .filter(|t| !t.is_empty())
+    }
+}
+
 /// Socket options for one connection.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SocketOpts {
@@ -221,8 +232,13 @@ impl FrameReader {
 /// closes the connection after the response (`Connection: close`); bounded to 16 MiB.
 pub async fn http_get(target: &Target, path: &str) -> Result<(u16, Vec<u8>), ConnError> {
     let mut stream = TcpStream::connect(target.addr).await?;
+    // devrelay's `/stats` wants the dashboard token the URL carries (`?token=`); baselines ignore the header.
+    let auth = target
+        .token()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n{auth}\r\n",
         target.addr
     );
     stream.write_all(request.as_bytes()).await?;

@@ -20,13 +20,12 @@ async fn start_relay() -> Relay {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(devrelay::run(
-        listener,
-        devrelay::Config::default(),
-        shutdown.clone(),
-    ));
+    let config = devrelay::Config::default();
+    // The dashboard token on the URL: the load generator's dashboards need it (its SDKs do not mind it).
+    let token = config.auth.dashboard_token().unwrap().expose().to_string();
+    let task = tokio::spawn(devrelay::run(listener, config, shutdown.clone()));
     Relay {
-        target: Target::parse(&format!("ws://{addr}/ws")).unwrap(),
+        target: Target::parse(&format!("ws://{addr}/ws?token={token}")).unwrap(),
         shutdown,
         task,
     }

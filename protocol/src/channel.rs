@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::auth::Role;
+
 /// Longest channel name, in bytes.
 pub const MAX_CHANNEL_BYTES: usize = 255;
 /// Longest event name (`publish.event`), in bytes.
@@ -204,8 +206,10 @@ pub enum Publisher<'a> {
     Relay,
     /// The HTTP publish API (a trusted server-side caller, like Centrifugo's server API).
     ServerApi,
-    /// A WebSocket connection, with the identities it established at connect / `hello` / `handshake`.
+    /// A WebSocket connection: its role (from its token, see [`Role`]) and the identities it established at
+    /// connect / `hello` / `handshake`.
     Connection {
+        role: Role,
         session_id: Option<&'a str>,
         agent_id: Option<&'a str>,
     },
@@ -224,9 +228,9 @@ pub struct Forbidden(pub String);
 /// | `global` | the relay and the HTTP API |
 /// | `sessions/{id}` | the connection identified as session `{id}` (seed-000 handshake, or v2 `sessionId`), the HTTP API |
 /// | `agents/{id}` | the connection identified as agent `{id}`, the HTTP API |
-/// | `topics/{name}` | any connection, the HTTP API |
+/// | `topics/{name}` | agent and dashboard connections (not SDKs: they publish their own session only), the HTTP API |
 pub fn may_publish(publisher: Publisher<'_>, channel: &Channel<'_>) -> Result<(), Forbidden> {
-    let (session_id, agent_id) = match publisher {
+    let (role, session_id, agent_id) = match publisher {
         Publisher::Relay => return Ok(()),
         Publisher::ServerApi => {
             return match channel.namespace {
@@ -235,12 +239,17 @@ pub fn may_publish(publisher: Publisher<'_>, channel: &Channel<'_>) -> Result<()
             }
         }
         Publisher::Connection {
+            role,
             session_id,
             agent_id,
-        } => (session_id, agent_id),
+        } => (role, session_id, agent_id),
     };
     match channel.namespace {
-        Namespace::Topics => Ok(()),
+        Namespace::Topics if role >= Role::Agent => Ok(()),
+        Namespace::Topics => Err(Forbidden(
+            "SDK connections publish to their own sessions/{id} only; topics/* needs the agent or dashboard token"
+                .into(),
+        )),
         Namespace::Metrics => Err(Forbidden("only the relay publishes to metrics".into())),
         Namespace::Global => Err(Forbidden(
             "only the relay and the HTTP API publish to global".into(),
@@ -314,14 +323,21 @@ mod tests {
     #[test]
     fn publish_rules() {
         let conn = |s, a| Publisher::Connection {
+            role: Role::Agent,
             session_id: s,
             agent_id: a,
+        };
+        let sdk = |s| Publisher::Connection {
+            role: Role::Sdk,
+            session_id: s,
+            agent_id: None,
         };
         let ch = |n| Channel::parse_exact(n).unwrap();
         let allowed = [
             (conn(Some("s1"), None), "sessions/s1"),
             (conn(None, Some("a1")), "agents/a1"),
             (conn(None, None), "topics/x"),
+            (sdk(Some("s1")), "sessions/s1"),
             (Publisher::ServerApi, "global"),
             (Publisher::ServerApi, "sessions/s1"),
             (Publisher::Relay, "metrics"),
@@ -337,6 +353,9 @@ mod tests {
             (conn(Some("s1"), Some("a1")), "global"),
             (conn(None, None), "metrics"),
             (Publisher::ServerApi, "metrics"),
+            (sdk(Some("s1")), "topics/x"),
+            (sdk(Some("s1")), "sessions/s2"),
+            (sdk(None), "agents/a1"),
         ];
         for (p, name) in refused {
             assert!(may_publish(p, &ch(name)).is_err(), "{p:?} {name}");

@@ -27,6 +27,19 @@ pub enum ErrorCode {
     UnknownSession,
     /// The target SDK's queue is full; the request was not delivered.
     Busy,
+    /// The connection has no token, or a wrong one, for what it asked (the message says which token).
+    Unauthorized,
+    /// The connection's role or Origin may not send this (e.g. an SDK asking for another session's snapshot).
+    Forbidden,
+    /// Over the connection's inbound rate limit: this message was dropped. Slow down (a connection that
+    /// keeps going is closed with 4004).
+    RateLimited,
+    /// This message is larger than the relay accepts for it (the message names the size and the limit); it
+    /// was dropped and the connection stays open.
+    TooBig,
+    /// The session id is held by another live connection that the relay keeps (two SDKs kept replacing each
+    /// other); the connection is closed with 4503.
+    IdConflict,
     /// A code from a newer relay that this build does not know.
     #[serde(other)]
     Other,

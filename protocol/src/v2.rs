@@ -94,6 +94,10 @@ pub struct Hello {
     /// Ask for batched frames: the relay may then send several messages in one frame as a JSON array.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub batch: bool,
+    /// The dashboard or agent token (seed 001's `authToken` is accepted too). Only the first message's token
+    /// counts: authentication happens once (see `crate::auth`).
+    #[serde(default, alias = "authToken", skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// `subscribe {channel, id?, since?}`.
@@ -206,6 +210,9 @@ pub struct Connected {
     pub session_id: Option<String>,
     /// Whether the relay batches frames for this connection (as asked in `hello.batch`).
     pub batch: bool,
+    /// What the connection's token (or its lack of one) lets it do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::auth::Role>,
     pub limits: Limits,
     pub timestamp: Millis,
 }
@@ -336,6 +343,17 @@ pub enum V2ErrorCode {
     TooManyChannels,
     /// The relay could not complete the request (an engine failure). Retry later.
     Internal,
+    /// No token, or a wrong one, for what the connection asked (the message says which token is needed).
+    Unauthorized,
+    /// Over the connection's inbound rate limit: this message was dropped. Slow down (a connection that keeps
+    /// going is closed with 4004).
+    RateLimited,
+    /// The message is larger than the relay accepts for it (`message` names the size and the limit); it was
+    /// dropped and the connection stays open.
+    TooBig,
+    /// The id is held by another live connection that the relay keeps (two connections kept replacing each
+    /// other); the connection is closed with 4503.
+    IdConflict,
     /// A code from a newer relay that this build does not know.
     #[serde(other)]
     Other,
@@ -343,7 +361,7 @@ pub enum V2ErrorCode {
 
 impl V2ErrorCode {
     /// Every code, for documentation tables and tests.
-    pub const ALL: [V2ErrorCode; 17] = [
+    pub const ALL: [V2ErrorCode; 21] = [
         V2ErrorCode::BadJson,
         V2ErrorCode::BinaryNotSupported,
         V2ErrorCode::InvalidMessage,
@@ -361,6 +379,10 @@ impl V2ErrorCode {
         V2ErrorCode::Busy,
         V2ErrorCode::TooManyChannels,
         V2ErrorCode::Internal,
+        V2ErrorCode::Unauthorized,
+        V2ErrorCode::RateLimited,
+        V2ErrorCode::TooBig,
+        V2ErrorCode::IdConflict,
     ];
 }
 
@@ -404,6 +426,10 @@ pub struct PresenceInfo {
     /// `"v1"` for a seed-000 SDK, `"v2"` otherwise.
     pub protocol: String,
     pub connected_at: Millis,
+    /// The `Origin` of the page the connection came from, when it is not one the relay serves or allows (an
+    /// SDK inside an app on `http://myapp.test:3000`): shown so that a stray page is recognisable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// What a presence entry is.

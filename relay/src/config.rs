@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use devrelay_protocol::limits;
 
+use crate::auth::Auth;
 use crate::Assets;
 
 /// Relay settings. `Config::default()` is what `devrelay` runs with when given no flags. [`Config::validate`]
@@ -96,6 +97,9 @@ pub struct Config {
     /// Bytes of cached latest snapshots (one per connected session) over all sessions; a snapshot that would
     /// go beyond is not cached. Range: [`Config::SNAPSHOT_CACHE_BYTES`].
     pub snapshot_cache_bytes: usize,
+    /// Which tokens the relay accepts (`auth.rs`): by default a random dashboard token per `Config`, i.e. per
+    /// launch; [`Auth::Disabled`] for `--no-auth`.
+    pub auth: Auth,
 }
 
 impl Default for Config {
@@ -129,6 +133,7 @@ impl Default for Config {
             history_max_age: Duration::from_secs(300),
             history_total_bytes: 256 << 20,
             snapshot_cache_bytes: 256 << 20,
+            auth: Auth::default(),
         }
     }
 }

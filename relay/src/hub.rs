@@ -1040,6 +1040,7 @@ mod tests {
             metadata: None,
             protocol: "v1".into(),
             connected_at: Millis(1.0),
+            origin: None,
         }
     }
 

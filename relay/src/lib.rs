@@ -5,6 +5,7 @@
 
 mod access;
 mod assets;
+pub mod auth;
 mod coalesce;
 pub mod config;
 mod connection;
@@ -19,6 +20,8 @@ mod publish;
 mod read_ahead;
 mod routes;
 mod telemetry;
+pub mod token_file;
+mod transport;
 
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use assets::{Assets, AssetsError};
+pub use auth::{Auth, Token};
 pub use config::{Config, ConfigError};
 
 /// The relay's version, reported in `handshake_ack.serverVersion` and `/health`.

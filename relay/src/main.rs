@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use devrelay::{Assets, Config};
+use devrelay::{Assets, Auth, Config, Token};
 use devrelay_protocol::limits;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +46,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the relay (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run simulated SDK clients against a relay: demo traffic for the dashboard.
     Demo(devrelay::demo::DemoConfig),
 }
@@ -145,13 +145,53 @@ struct ServeArgs {
     /// of the one built into the binary.
     #[arg(long, env = "DEVRELAY_DASHBOARD_DIR", value_name = "DIR")]
     dashboard_dir: Option<PathBuf>,
+    /// The dashboard token (16-256 of A-Z a-z 0-9 - _ . ~), instead of a random one per launch. It opens
+    /// dashboards, /stats and POST /api/publish, and agents may use it too.
+    #[arg(
+        long,
+        visible_alias = "dashboard-token",
+        env = "DEVRELAY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// A separate token for agents (`devrelay run`, the agent library): it makes agents and sessions, not
+    /// dashboards.
+    #[arg(
+        long,
+        env = "DEVRELAY_AGENT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    agent_token: Option<String>,
+    /// No tokens at all: every connection may read every session and command agents (pages from Origins that
+    /// are not allowed still only publish their own session). Only on a machine and network you trust.
+    #[arg(long, env = "DEVRELAY_NO_AUTH", conflicts_with_all = ["token", "agent_token"])]
+    no_auth: bool,
 }
 
 impl ServeArgs {
-    fn config(&self) -> Config {
+    fn auth(&self) -> anyhow::Result<Auth> {
+        if self.no_auth {
+            return Ok(Auth::Disabled);
+        }
+        let token = |flag: &str, value: &Option<String>| {
+            value
+                .clone()
+                .map(Token::new)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        };
+        Ok(Auth::Tokens {
+            dashboard: token("--token", &self.token)?.unwrap_or_else(Token::random),
+            agent: token("--agent-token", &self.agent_token)?,
+        })
+    }
+
+    fn config(&self) -> anyhow::Result<Config> {
         let mut allowed_hosts = self.allow_host.clone();
         allowed_hosts.push(self.host.clone());
-        Config {
+        Ok(Config {
             allowed_hosts,
             allowed_origins: self.allow_origin.clone(),
             max_message_bytes: self.max_message_bytes,
@@ -175,8 +215,9 @@ impl ServeArgs {
             history_max_age: Duration::from_secs(self.history_max_age_secs),
             history_total_bytes: self.history_total_bytes,
             snapshot_cache_bytes: self.snapshot_cache_bytes,
+            auth: self.auth()?,
             ..Config::default()
-        }
+        })
     }
 }
 
@@ -195,14 +236,14 @@ fn main() -> anyhow::Result<()> {
     }
     let args = match cli.command {
         None => cli.serve,
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => *args,
         Some(Command::Demo(cfg)) => {
             cfg.validate()?;
             return runtime(None)?.block_on(demo(cfg));
         }
     };
     // Every setting is checked before anything starts: a bad flag is an error naming it, never a panic later.
-    let mut config = args.config();
+    let mut config = args.config()?;
     config.validate()?;
     if let Some(dir) = &args.dashboard_dir {
         config.dashboard = Assets::from_dir(dir)?;
@@ -229,15 +270,34 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr: SocketAddr = listener.local_addr()?;
+    // For local tools (demo, `devrelay run`, scripts): the token in a file only this user can read, removed at
+    // exit (dropped when `serve` returns).
+    let _token_file = match config.auth.dashboard_token() {
+        Some(token) => match devrelay::token_file::TokenFile::write(addr.port(), token.expose()) {
+            Ok(file) => {
+                tracing::info!(path = %file.path().display(), "dashboard token written (mode 0600)");
+                Some(file)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write the token file; local tools need --token");
+                None
+            }
+        },
+        None => {
+            devrelay::token_file::TokenFile::remove_stale(addr.port());
+            tracing::warn!(
+                "authentication is OFF (--no-auth): anyone who can reach {addr} can read every session and command agents"
+            );
+            None
+        }
+    };
+    let url = dashboard_url(addr, config.auth.dashboard_token());
     // First line: what SDKs connect to (tests and scripts read it). Second: what a person opens. A reader that
     // stopped listening (`devrelay | head -1`) must not take the relay down: write errors are ignored.
     let dashboard = if config.dashboard.has_dashboard() {
-        format!("dashboard {}", dashboard_url(addr))
+        format!("dashboard {url}")
     } else {
-        format!(
-            "dashboard not built into this binary: {} says how to build it",
-            dashboard_url(addr)
-        )
+        format!("dashboard not built into this binary: {url} says how to build it")
     };
     let mut out = std::io::stdout().lock();
     let _ =
@@ -249,10 +309,13 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The address to open in a browser. The dashboard's access token (security issue) belongs in its fragment,
-/// `http://host:port/#token=…`: a fragment never leaves the browser, in requests or in Referer headers.
-fn dashboard_url(addr: SocketAddr) -> String {
-    format!("http://{addr}/")
+/// The address to open in a browser, with the dashboard token in its fragment (`http://host:port/#token=…`): a
+/// fragment never leaves the browser, in requests or in Referer headers, so it reaches no server log.
+fn dashboard_url(addr: SocketAddr, token: Option<&Token>) -> String {
+    match token {
+        Some(t) => format!("http://{addr}/#token={}", t.expose()),
+        None => format!("http://{addr}/"),
+    }
 }
 
 async fn demo(cfg: devrelay::demo::DemoConfig) -> anyhow::Result<()> {

@@ -113,6 +113,24 @@ pub struct Metrics {
     pub snapshots_not_cached: AtomicU64,
     /// Publication stamped → written to the socket.
     pub fanout_latency: Histogram,
+    /// Requests and connections refused for a missing or wrong token, or a role / Origin that may not.
+    pub auth_failures: AtomicU64,
+    /// Inbound messages dropped over a connection's rate limit.
+    pub rate_limited: AtomicU64,
+    /// Connections closed for staying over their rate limit (4004).
+    pub rate_limit_closes: AtomicU64,
+    /// Messages refused as larger than their limit (`too_big`), the connection kept.
+    pub too_big: AtomicU64,
+    /// Connections closed for sending no message for the idle timeout (4005).
+    pub idle_timeouts: AtomicU64,
+    /// Upgrades refused because the relay had `max_connections` open (503).
+    pub refused_connections_full: AtomicU64,
+    /// Upgrades refused over the relay's connection rate (429).
+    pub refused_connections_rate: AtomicU64,
+    /// Connections refused because their session / agent id was contested (4503).
+    pub takeovers_refused: AtomicU64,
+    /// Sessions and agents that stopped answering pings and were shown as stale.
+    pub stale: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -147,6 +165,15 @@ impl Default for Metrics {
             deltas_coalesced: AtomicU64::new(0),
             snapshots_not_cached: AtomicU64::new(0),
             fanout_latency: Histogram::default(),
+            auth_failures: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            rate_limit_closes: AtomicU64::new(0),
+            too_big: AtomicU64::new(0),
+            idle_timeouts: AtomicU64::new(0),
+            refused_connections_full: AtomicU64::new(0),
+            refused_connections_rate: AtomicU64::new(0),
+            takeovers_refused: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
         }
     }
 }
@@ -215,6 +242,15 @@ impl Metrics {
             "conflated": self.conflated.load(Relaxed),
             "deltasCoalesced": self.deltas_coalesced.load(Relaxed),
             "snapshotsNotCached": self.snapshots_not_cached.load(Relaxed),
+            "authFailures": self.auth_failures.load(Relaxed),
+            "rateLimited": self.rate_limited.load(Relaxed),
+            "rateLimitCloses": self.rate_limit_closes.load(Relaxed),
+            "tooBig": self.too_big.load(Relaxed),
+            "idleTimeouts": self.idle_timeouts.load(Relaxed),
+            "refusedConnectionsFull": self.refused_connections_full.load(Relaxed),
+            "refusedConnectionsRate": self.refused_connections_rate.load(Relaxed),
+            "takeoversRefused": self.takeovers_refused.load(Relaxed),
+            "stale": self.stale.load(Relaxed),
         })
     }
 

@@ -136,6 +136,7 @@ mod tests {
 
     fn conn<'a>(session: Option<&'a str>, agent: Option<&'a str>) -> Publisher<'a> {
         Publisher::Connection {
+            role: devrelay_protocol::auth::Role::Agent,
             session_id: session,
             agent_id: agent,
         }

@@ -29,12 +29,18 @@ pub struct ReadAhead<S> {
 }
 
 impl<S> ReadAhead<S> {
-    pub fn new(inner: S) -> Self {
+    /// A reader that first serves `prefix` (bytes already read from the socket by someone else: hyper, past
+    /// the upgrade request).
+    pub fn with_prefix(inner: S, prefix: &[u8]) -> Self {
         ReadAhead {
             inner,
-            ahead: Vec::new(),
+            ahead: prefix.to_vec(),
             pos: 0,
         }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 
     fn serve_ahead(&mut self, buf: &mut ReadBuf<'_>) {
@@ -125,7 +131,7 @@ mod tests {
                 }
             })
         };
-        let mut r = ReadAhead::new(rx);
+        let mut r = ReadAhead::with_prefix(rx, b"");
         let mut got = Vec::new();
         let mut small = [0u8; 300];
         loop {

@@ -11,7 +11,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -20,13 +19,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access::{check_host, check_origin};
+use crate::auth::{Denied, Principal, Source};
 use crate::connection::ConnectParams;
 use crate::engine::{EngineError, PublishRequest};
 use crate::hub::Hub;
-use crate::metrics::Rejection;
+use crate::metrics::{Metrics, Rejection};
 use crate::prometheus;
 use crate::publish::{self, Refusal};
 use crate::read_ahead::ReadAhead;
+use crate::transport::Transport;
 use devrelay_protocol::channel::Publisher;
 use devrelay_protocol::v2::V2ErrorCode;
 
@@ -158,9 +159,17 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
         .map(|o| o.to_str().unwrap_or("<non-ascii>"));
     // Already checked by `host_guard`; the Origin check needs it to recognise the relay's own pages.
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if let Err(refusal) = check_origin(origin, host, &app.hub.config) {
-        return forbidden(&app.hub, headers, Rejection::Origin, refusal.to_string());
-    }
+    // Every Origin may open a socket: an SDK runs inside its app's page, whatever that page's origin. One the
+    // relay does not allow caps the connection's role at `sdk` (auth.rs), so such a page can publish its own
+    // session and nothing else — never watch, command, or be an agent.
+    let foreign_origin = check_origin(origin, host, &app.hub.config)
+        .err()
+        .map(|_| origin.unwrap_or_default().to_string());
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(devrelay_protocol::auth::bearer)
+        .map(str::to_string);
     if !header_has_token(headers, header::CONNECTION, "upgrade")
         || headers
             .get(header::SEC_WEBSOCKET_VERSION)
@@ -199,12 +208,19 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     let hub = app.hub.clone();
     let shutdown = app.shutdown.clone();
     let params = ConnectParams::from_query(req.uri().query());
+    let token = params.token.clone().or(bearer);
     app.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = ReadAhead::new(TokioIo::new(upgraded));
+                let (transport, prefix) = Transport::from_upgraded(upgraded);
+                let source = Source {
+                    loopback: transport.peer_is_loopback(),
+                    foreign_origin,
+                };
+                let admitted = Principal::admit(&hub.config.auth, token.as_deref(), source);
+                let io = ReadAhead::with_prefix(transport, &prefix);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                crate::connection::serve(ws, hub, shutdown, params).await;
+                crate::connection::serve(ws, hub, shutdown, params, admitted).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -220,16 +236,12 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     res
 }
 
-async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
+/// `GET /health`: open to anyone (monitors, `curl`), so it shows counts only. Channel names carry session and
+/// agent ids, so `channelStats` (seed 002's channel → subscribers) comes with the dashboard token only.
+async fn health(State(app): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
     let g = app.hub.gauges();
-    // Seed 002's shape: channel → local subscribers, busiest first, at most `channel_stats_limit`.
-    let channel_stats: serde_json::Map<String, serde_json::Value> = app
-        .hub
-        .channel_stats()
-        .into_iter()
-        .map(|c| (c.channel, c.subscribers.into()))
-        .collect();
-    Json(json!({
+    let authorized = app.hub.config.auth.check_bearer(&headers, "").is_ok();
+    let mut doc = json!({
         "status": "ok",
         "version": crate::VERSION,
         "uptimeSecs": app.hub.metrics.started.elapsed().as_secs(),
@@ -238,18 +250,44 @@ async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
         "agents": g.agents,
         "dashboards": g.dashboards,
         "activeChannels": g.active_channels,
-        "channelStats": channel_stats,
-    }))
+    });
+    if authorized {
+        // Busiest first, at most `channel_stats_limit`.
+        let channel_stats: serde_json::Map<String, serde_json::Value> = app
+            .hub
+            .channel_stats()
+            .into_iter()
+            .map(|c| (c.channel, c.subscribers.into()))
+            .collect();
+        doc["channelStats"] = channel_stats.into();
+    }
+    Json(doc)
 }
 
-async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
+/// A 401 / 403 for an HTTP endpoint that needs the dashboard token.
+fn denied(hub: &Hub, d: Denied) -> Response {
+    Metrics::bump(&hub.metrics.auth_failures);
+    let body = json!({ "error": { "code": d.v2_code(), "message": d.message } });
+    let mut res = (d.http_status(), Json(body)).into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"devrelay\""),
+    );
+    res
+}
+
+/// `GET /stats`: every counter, and per-channel numbers (which name sessions and agents): dashboard token only.
+async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(d) = app.hub.config.auth.check_bearer(&headers, "GET /stats") {
+        return denied(&app.hub, d);
+    }
     let mut doc = app.hub.metrics.to_json();
     doc["gauges"] = serde_json::to_value(app.hub.gauges()).unwrap_or_default();
     doc["channels"] = serde_json::to_value(app.hub.channel_stats()).unwrap_or_default();
     doc["historyBytes"] = app.hub.history_bytes().into();
     doc["snapshotCacheBytes"] = app.hub.snapshot_cache_bytes().into();
     doc["queues"] = serde_json::to_value(app.hub.queue_depth()).unwrap_or_default();
-    Json(doc)
+    Json(doc).into_response()
 }
 
 /// `GET /metrics`: the numbers of `/stats` for Prometheus (`prometheus.rs`).
@@ -282,8 +320,8 @@ fn api_error(status: StatusCode, r: Refusal) -> Response {
 }
 
 /// `POST /api/publish {channel, event, data}`: publish without holding a socket (a CI job, a script, a
-/// database bridge), with the rules of the HTTP API (`channel::may_publish`). Answers `{channel, offset,
-/// epoch}`. Browsers cannot use it from another site: a foreign `Origin` is refused, and the JSON content
+/// database bridge), with the rules of the HTTP API (`channel::may_publish`), given `Authorization: Bearer
+/// <dashboard token>`. Answers `{channel, offset, epoch}`. Browsers cannot use it from another site: a foreign `Origin` is refused, and the JSON content
 /// type a cross-site page would need triggers a CORS preflight this relay does not grant.
 async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let origin = headers
@@ -294,6 +332,14 @@ async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Byte
         .map(|h| h.to_str().unwrap_or("<non-ascii>"));
     if let Err(refusal) = check_origin(origin, host, &app.hub.config) {
         return forbidden(&app.hub, &headers, Rejection::Origin, refusal.to_string());
+    }
+    if let Err(d) = app
+        .hub
+        .config
+        .auth
+        .check_bearer(&headers, "POST /api/publish")
+    {
+        return denied(&app.hub, d);
     }
     let json_body = headers
         .get(header::CONTENT_TYPE)

@@ -32,6 +32,17 @@ async fn post(relay: &Relay, path: &str, headers: &[(&str, &str)], body: &str) -
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    // The dashboard token, unless the test sends its own Authorization (or none: "Authorization: -").
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        for (k, v) in relay.bearer() {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    let req = req.replace("Authorization: -\r\n", "");
+    let mut req = req;
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     s.write_all(body.as_bytes()).await.unwrap();
@@ -61,13 +72,15 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 #[tokio::test]
 async fn connect_parameters_identify_an_agent_and_presence_follows_it() {
     let relay = Relay::start(Default::default()).await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     let ack = dash.subscribe("global").await;
     assert_eq!(ack["presence"], json!([]), "{ack}");
     assert!(ack["epoch"].is_string() && ack["offset"].is_u64(), "{ack}");
 
     // Seed 002's way in: query parameters, then subscribe as the very first message.
-    let mut agent = V2::connect(&format!("{}/?agent_id=builder&session_id=s1", relay.url())).await;
+    let mut agent =
+        V2::connect(&relay.with_token(&format!("{}/?agent_id=builder&session_id=s1", relay.url())))
+            .await;
     let connected = agent.next().await;
     assert_eq!(connected["type"], "connected");
     assert_eq!(
@@ -103,7 +116,7 @@ async fn connect_parameters_identify_an_agent_and_presence_follows_it() {
     );
 
     // A second dashboard sees both in its presence list.
-    let mut late = V2::dashboard(&relay.url()).await;
+    let mut late = V2::dashboard(&relay.dash()).await;
     let ack = late.subscribe("global").await;
     let mut ids: Vec<&str> = ack["presence"]
         .as_array()
@@ -128,6 +141,12 @@ async fn connect_parameters_identify_an_agent_and_presence_follows_it() {
         (Some(1), Some(1)),
         "{h}"
     );
+    // Channel names carry session and agent ids: only the dashboard token sees them.
+    assert!(h.get("channelStats").is_none(), "{h}");
+    let bearer = relay.bearer();
+    let (s, h) = relay.get("/health", &[(bearer[0].0, &bearer[0].1)]).await;
+    assert_eq!(s, 200);
+    let h: Value = serde_json::from_str(&h).unwrap();
     assert_eq!(h["channelStats"]["global"], 2, "{h}");
     assert!(h["activeChannels"].as_u64().unwrap() >= 3, "{h}");
 
@@ -148,7 +167,7 @@ async fn subscribe_unsubscribe_and_their_errors() {
         ..Default::default()
     })
     .await;
-    let mut c = V2::connect(&relay.url()).await;
+    let mut c = V2::connect(&relay.dash()).await;
     // The first v2 message gets `connected` first.
     c.send(json!({"type": "subscribe", "channel": "topics/a", "id": 1}))
         .await;
@@ -245,10 +264,11 @@ async fn ping_answers_pong() {
 #[tokio::test]
 async fn publish_rules_are_enforced_and_offsets_count_per_channel() {
     let relay = Relay::start(Default::default()).await;
-    let mut watcher = V2::dashboard(&relay.url()).await;
+    let mut watcher = V2::dashboard(&relay.dash()).await;
     watcher.subscribe("topics/deploys").await;
-    let (mut agent, _) = V2::hello(&relay.url(), json!({"agentId": "a1", "sessionId": "s1"})).await;
-    let (mut anon, _) = V2::hello(&relay.url(), json!({})).await;
+    let (mut agent, _) =
+        V2::hello(&relay.dash(), json!({"agentId": "a1", "sessionId": "s1"})).await;
+    let (mut anon, _) = V2::hello(&relay.dash(), json!({})).await;
     let code = |v: &Value| v["code"].as_str().unwrap_or_default().to_string();
 
     let publish = |channel: &str, event: &str, data: Value| json!({"type": "publish", "channel": channel, "event": event, "data": data});
@@ -336,7 +356,7 @@ async fn publish_rules_are_enforced_and_offsets_count_per_channel() {
         ..Default::default()
     })
     .await;
-    let (mut c, _) = V2::hello(&big.url(), json!({})).await;
+    let (mut c, _) = V2::hello(&big.dash(), json!({})).await;
     let e = c
         .request(publish("topics/a", "x", json!("y".repeat(200))), "big")
         .await;
@@ -348,7 +368,7 @@ async fn a_dashboard_subscribed_to_one_session_never_receives_a_byte_of_another(
     let relay = Relay::start(Default::default()).await;
     let mut a = Client::sdk(&relay.url(), "sess-A").await;
     let mut b = Client::sdk(&relay.url(), "sess-B").await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     let ack = dash.subscribe("sessions/sess-A").await;
     assert_eq!(ack["offset"], 0);
     for seq in 1..=200 {
@@ -424,8 +444,8 @@ async fn a_dashboard_subscribed_to_one_session_never_receives_a_byte_of_another(
 #[tokio::test]
 async fn seed_000_and_v2_sessions_reach_both_kinds_of_dashboard() {
     let relay = Relay::start(Default::default()).await;
-    let (mut legacy, _) = Client::dashboard(&relay.url()).await;
-    let mut v2dash = V2::dashboard(&relay.url()).await;
+    let (mut legacy, _) = Client::dashboard(&relay.dash()).await;
+    let mut v2dash = V2::dashboard(&relay.dash()).await;
     v2dash.subscribe("sessions/*").await;
 
     // A v2 SDK session shows up in seed-000 dashboards: client_connected, then its snapshot as state_update.
@@ -479,9 +499,9 @@ async fn seed_000_and_v2_sessions_reach_both_kinds_of_dashboard() {
 #[tokio::test]
 async fn batched_dashboards_get_fewer_fuller_frames_and_lose_nothing() {
     let relay = Relay::start(Default::default()).await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     dash.subscribe("sessions/burst").await;
-    let mut plain = V2::connect(&relay.url()).await;
+    let mut plain = V2::connect(&relay.dash()).await;
     plain.subscribe("sessions/burst").await;
     let plain_frames_before = plain.frames;
     let mut sdk = Client::sdk(&relay.url(), "burst").await;
@@ -517,7 +537,7 @@ async fn batches_are_capped_in_messages() {
         ..Default::default()
     })
     .await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     dash.subscribe("sessions/s").await;
     // Make the dashboard's queue build up: stop reading while the SDK floods, then read.
     let mut sdk = Client::sdk(&relay.url(), "s").await;
@@ -543,7 +563,7 @@ async fn text_deltas_merge_without_loss_or_reordering() {
         ..Default::default()
     })
     .await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     dash.subscribe("sessions/llm").await;
     let (mut sdk, _) = V2::hello(&relay.url(), json!({"sessionId": "llm"})).await;
     let words: Vec<String> = (0..100).map(|i| format!("w{i} ")).collect();
@@ -612,7 +632,7 @@ async fn a_pending_delta_is_published_when_its_session_leaves() {
         ..Default::default()
     })
     .await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     dash.subscribe("sessions/bye").await;
     let (mut sdk, _) = V2::hello(&relay.url(), json!({"sessionId": "bye"})).await;
     sdk.send(json!({"type": "publish", "channel": "sessions/bye", "event": "text_delta", "data": {"delta": "last words"}})).await;
@@ -634,7 +654,7 @@ async fn with_the_window_at_zero_every_delta_is_its_own_publication() {
         ..Default::default()
     })
     .await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     dash.subscribe("sessions/raw").await;
     let (mut sdk, _) = V2::hello(&relay.url(), json!({"sessionId": "raw"})).await;
     for i in 0..20 {
@@ -654,8 +674,8 @@ async fn queued_snapshots_conflate_but_events_never_do() {
         ..Default::default()
     })
     .await;
-    let mut dash = Client::small_window_dashboard(relay.addr).await;
-    let mut v2 = V2::dashboard(&relay.url()).await;
+    let mut dash = Client::small_window_dashboard(&relay).await;
+    let mut v2 = V2::dashboard(&relay.dash()).await;
     v2.subscribe("sessions/big").await;
     let mut sdk = Client::sdk(&relay.url(), "big").await;
     let snapshots = 40;
@@ -710,7 +730,7 @@ async fn the_metrics_channel_publishes_the_relays_numbers() {
     })
     .await;
     let _sdk = Client::sdk(&relay.url(), "m1").await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     dash.subscribe("metrics").await;
     let m = dash
         .until(|m| m["event"] == "metric.update" && m["data"]["activeSessions"] == 1)
@@ -732,7 +752,7 @@ async fn the_metrics_channel_publishes_the_relays_numbers() {
     }
     // Fan-out latency is measured once there is traffic.
     let mut sdk2 = Client::sdk(&relay.url(), "m2").await;
-    let mut watch = V2::dashboard(&relay.url()).await;
+    let mut watch = V2::dashboard(&relay.dash()).await;
     watch.subscribe("sessions/m2").await;
     sdk2.send_text(&event("m2", 1, "x")).await;
     watch.publication().await;
@@ -743,7 +763,7 @@ async fn the_metrics_channel_publishes_the_relays_numbers() {
 #[tokio::test]
 async fn the_http_publish_api() {
     let relay = Relay::start(Default::default()).await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     dash.subscribe("topics/ci").await;
     dash.subscribe("global").await;
     let body = r#"{"channel":"topics/ci","event":"build.finished","data":{"ok":true}}"#;
@@ -802,6 +822,25 @@ async fn the_http_publish_api() {
             .as_str()
             .is_some_and(|m| !m.is_empty()));
     }
+    // Without the dashboard token it answers 401, with a wrong one too; the agent token is not enough (403).
+    for (auth, want) in [
+        ("-", 401),
+        ("Bearer not-the-token-0123456789", 401),
+        ("Basic abc", 401),
+    ] {
+        let (status, reply) = post(
+            &relay,
+            "/api/publish",
+            &[JSON, ("Authorization", auth)],
+            body,
+        )
+        .await;
+        assert_eq!(
+            (status, reply["error"]["code"].as_str()),
+            (want, Some("UNAUTHORIZED")),
+            "{auth}: {reply}"
+        );
+    }
     // A page from another site cannot use it.
     let (status, _) = post(
         &relay,
@@ -839,7 +878,7 @@ async fn snapshot_requests_reach_the_sdk_once_and_concurrent_ones_join() {
     })
     .await;
     let mut sdk = Client::sdk(&relay.url(), "snap").await;
-    let (mut dash, _) = V2::hello(&relay.url(), json!({})).await;
+    let (mut dash, _) = V2::hello(&relay.dash(), json!({})).await;
     let ack = dash
         .request(
             json!({"type": "request_snapshot", "sessionId": "snap"}),
@@ -868,7 +907,7 @@ async fn snapshot_requests_reach_the_sdk_once_and_concurrent_ones_join() {
     );
     sdk.send_text(&snapshot("snap", 1)).await;
     // Answered: the next request goes out again (once the snapshot has been published).
-    let mut watcher = V2::dashboard(&relay.url()).await;
+    let mut watcher = V2::dashboard(&relay.dash()).await;
     watcher.subscribe("sessions/snap").await;
     sdk.send_text(&snapshot("snap", 2)).await;
     watcher.publication().await;
@@ -893,8 +932,8 @@ async fn snapshot_requests_reach_the_sdk_once_and_concurrent_ones_join() {
 #[tokio::test]
 async fn a_replaced_sdk_publishes_nothing_after_its_successor_is_announced() {
     let relay = Relay::start(Default::default()).await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
-    let mut v2 = V2::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
+    let mut v2 = V2::dashboard(&relay.dash()).await;
     v2.subscribe("sessions/dup").await;
     let mut old = Client::sdk(&relay.url(), "dup").await;
     assert_eq!(dash.recv_value().await["type"], "client_connected");
@@ -972,7 +1011,7 @@ async fn client_lists_and_announcements_converge_under_churn() {
     });
     let mut dashes = Vec::new();
     for _ in 0..20 {
-        dashes.push(Client::dashboard(&url).await);
+        dashes.push(Client::dashboard(&relay.dash()).await);
         tokio::task::yield_now().await;
     }
     let keep = sdks.await.unwrap();
@@ -1007,9 +1046,9 @@ async fn client_lists_and_announcements_converge_under_churn() {
 #[tokio::test]
 async fn a_second_agent_with_the_same_id_replaces_the_first() {
     let relay = Relay::start(Default::default()).await;
-    let (mut first, _) = V2::hello(&relay.url(), json!({"agentId": "twin"})).await;
-    let (mut second, _) = V2::hello(&relay.url(), json!({"agentId": "twin"})).await;
-    assert_eq!(first.c.closed().await.0, 4000);
+    let (mut first, _) = V2::hello(&relay.dash(), json!({"agentId": "twin"})).await;
+    let (mut second, _) = V2::hello(&relay.dash(), json!({"agentId": "twin"})).await;
+    assert_eq!(first.c.closed().await.0, 4500);
     let ack = second
         .request(
             json!({"type": "publish", "channel": "agents/twin", "event": "out", "data": 1}),
@@ -1022,7 +1061,7 @@ async fn a_second_agent_with_the_same_id_replaces_the_first() {
 #[tokio::test]
 async fn hello_cannot_switch_identity_and_checks_its_fields() {
     let relay = Relay::start(Default::default()).await;
-    let (mut c, _) = V2::hello(&relay.url(), json!({"agentId": "a"})).await;
+    let (mut c, _) = V2::hello(&relay.dash(), json!({"agentId": "a"})).await;
     c.send(json!({"type": "hello", "agentId": "b"})).await;
     assert_eq!(
         c.until(|m| m["type"] == "error").await["code"],
@@ -1041,7 +1080,7 @@ async fn hello_cannot_switch_identity_and_checks_its_fields() {
         json!({"name": "x".repeat(300)}),
         json!({"metadata": {"blob": "x".repeat(5000)}}),
     ] {
-        let (mut d, _) = V2::hello(&relay.url(), json!({})).await;
+        let (mut d, _) = V2::hello(&relay.dash(), json!({})).await;
         let mut msg = bad.clone();
         msg["type"] = "hello".into();
         d.send(msg).await;

@@ -362,7 +362,18 @@ async fn client_side_routes_get_the_page_and_api_paths_keep_their_404s() {
     }
     // The endpoints themselves are unchanged.
     assert_eq!(get(addr, "/health", &[]).await.status, 200);
-    assert_eq!(get(addr, "/stats", &[]).await.status, 200);
+    assert_eq!(
+        get(addr, "/stats", &[]).await.status,
+        401,
+        "the token opens it"
+    );
+    let bearer = relay.bearer();
+    assert_eq!(
+        get(addr, "/stats", &[(bearer[0].0, &bearer[0].1)])
+            .await
+            .status,
+        200
+    );
     let ws = get(addr, "/ws", &[]).await;
     assert_eq!(
         ws.status, 426,
@@ -389,7 +400,8 @@ async fn websocket_upgrades_on_slash_and_ws_still_work_next_to_the_page() {
     // Seed-000 SDKs connect to the bare address.
     let bare = format!("ws://{}", relay.addr);
     let mut sdk = Client::sdk(&bare, "bare-sdk").await;
-    let (mut dash, list) = Client::dashboard(&format!("ws://{}/ws", relay.addr)).await;
+    let (mut dash, list) =
+        Client::dashboard(&relay.with_token(&format!("ws://{}/ws", relay.addr))).await;
     assert_eq!(list.clients.len(), 1);
     sdk.send_json(serde_json::json!({
         "type": "stream_event", "sessionId": "bare-sdk", "timestamp": 1, "threadId": "t", "seq": 1,
@@ -428,7 +440,7 @@ async fn without_a_dashboard_pages_say_how_to_build_it() {
     assert_eq!(get(addr, "/api/x", &[]).await.status, 404);
     // The relay works all the same.
     let _sdk = Client::sdk(&relay.url(), "still-works").await;
-    let (_dash, list) = Client::dashboard(&relay.url()).await;
+    let (_dash, list) = Client::dashboard(&relay.dash()).await;
     assert_eq!(list.clients[0].session_id, "still-works");
     relay.shutdown.cancel();
 }
@@ -470,26 +482,47 @@ async fn the_relays_own_pages_pass_the_origin_check_and_other_origins_do_not() {
         let c = Client::connect_with(&url, &[("host", &own), ("origin", &origin)]).await;
         assert!(c.is_ok(), "{origin}");
     }
-    // Same name, other port: another site. And a rebound foreign name is stopped by the Host check.
-    for (host, origin) in [
-        (
-            own.clone(),
-            format!("http://devbox.test:{}", port.wrapping_add(1)),
-        ),
-        (own.clone(), "http://devbox.test".to_string()),
-        (
-            format!("evil.example:{port}"),
-            format!("http://evil.example:{port}"),
-        ),
+    // ... and it opens a dashboard with the token.
+    let mut own_dash = Client::connect_with(
+        &relay.dash(),
+        &[("host", &own), ("origin", &format!("http://{own}"))],
+    )
+    .await
+    .unwrap();
+    own_dash
+        .send_text(r#"{"type":"subscribe_dashboard"}"#)
+        .await;
+    assert_eq!(own_dash.recv_value().await["type"], "client_list");
+    // Same name, other port: another site. Its socket opens (an SDK inside an app page carries the app's
+    // Origin), but it is an SDK at most, whatever token it has: a dashboard is refused with 4502.
+    for origin in [
+        format!("http://devbox.test:{}", port.wrapping_add(1)),
+        "http://devbox.test".to_string(),
     ] {
-        match Client::connect_with(&url, &[("host", &host), ("origin", &origin)]).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
-                assert_eq!(res.status(), 403, "{host} {origin}")
-            }
-            other => panic!("{host} {origin}: expected 403, got {:?}", other.map(|_| ())),
-        }
+        let mut c = Client::connect_with(&relay.dash(), &[("host", &own), ("origin", &origin)])
+            .await
+            .unwrap();
+        c.send_text(r#"{"type":"subscribe_dashboard"}"#).await;
+        let e = c.recv_value().await;
+        assert_eq!(e["code"], "forbidden", "{origin}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("--allow-origin"),
+            "{e}"
+        );
+        assert_eq!(c.closed().await.0, 4502, "{origin}");
     }
-    assert_eq!(relay.stats().await["rejectedUpgrades"], 3);
+    // A rebound foreign name is stopped by the Host check before anything else.
+    let (host, origin) = (
+        format!("evil.example:{port}"),
+        format!("http://evil.example:{port}"),
+    );
+    match Client::connect_with(&url, &[("host", &host), ("origin", &origin)]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 403, "{host} {origin}")
+        }
+        other => panic!("{host} {origin}: expected 403, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(relay.stats().await["rejectedUpgrades"], 1);
     relay.shutdown.cancel();
 }
 
@@ -515,7 +548,11 @@ fn the_binary_serves_a_dashboard_dir_and_says_where() {
         .unwrap_or_else(|| panic!("{first}"))
         .parse()
         .unwrap();
-    assert_eq!(second.trim(), format!("dashboard http://{addr}/"));
+    let page = second.trim();
+    let token = page
+        .strip_prefix(&format!("dashboard http://{addr}/#token="))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(token.len(), 48, "a fresh random token: {page}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(get(addr, "/", &[])).text(), INDEX);
     assert!(Command::new("kill")

@@ -25,6 +25,7 @@ fn start_demo(url: String, sessions: usize, rate: f64, seed: u64) -> Demo {
         sessions,
         rate,
         seed: Some(seed),
+        ..DemoConfig::default()
     };
     let shutdown = CancellationToken::new();
     Demo {
@@ -83,7 +84,7 @@ fn content_types(snapshot: &Value) -> BTreeSet<String> {
 #[tokio::test]
 async fn demo_sessions_stream_realistic_traffic() {
     let relay = Relay::start(Config::default()).await;
-    let (mut dash, list) = Client::dashboard(&relay.url()).await;
+    let (mut dash, list) = Client::dashboard(&relay.dash()).await;
     assert!(list.clients.is_empty());
 
     let demo = start_demo(relay.url(), 2, 400.0, 1);
@@ -168,7 +169,7 @@ async fn demo_sessions_stream_realistic_traffic() {
 #[tokio::test]
 async fn demo_answers_request_snapshot() {
     let relay = Relay::start(Config::default()).await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     // Rate 0: no events and no run checkpoints, so the only snapshots are the one after the handshake and the
     // ones the dashboard asks for.
     let demo = start_demo(relay.url(), 1, 0.0, 2);
@@ -201,7 +202,7 @@ async fn demo_reconnects_after_the_relay_restarts() {
     let relay = Relay::start(Config::default()).await;
     let addr = relay.addr;
     let demo = start_demo(relay.url(), 2, 20.0, 3);
-    let (mut dash, list) = Client::dashboard(&relay.url()).await;
+    let (mut dash, list) = Client::dashboard(&relay.dash()).await;
     wait_for_clients(&mut dash, list, &demo.ids).await;
 
     // Stop the relay and start a new one on the same port.
@@ -209,9 +210,11 @@ async fn demo_reconnects_after_the_relay_restarts() {
     relay.task.await.unwrap().unwrap();
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(devrelay::run(listener, Config::default(), shutdown.clone()));
+    let config = Config::default();
+    let token = config.auth.dashboard_token().unwrap().expose().to_string();
+    let task = tokio::spawn(devrelay::run(listener, config, shutdown.clone()));
 
-    let (mut dash, list) = Client::dashboard(&format!("ws://{addr}")).await;
+    let (mut dash, list) = Client::dashboard(&format!("ws://{addr}/?token={token}")).await;
     wait_for_clients(&mut dash, list, &demo.ids).await;
     // And the traffic flows again.
     until(&mut dash, |v| {

@@ -40,7 +40,7 @@ fn seq_of(p: &Value) -> u64 {
 async fn a_cut_dashboard_resumes_with_every_message_exactly_once_while_publishing_goes_on() {
     let relay = Relay::start(Default::default()).await;
     let proxy = Proxy::start(relay.addr).await;
-    let mut dash = V2::dashboard(&proxy.url()).await;
+    let mut dash = V2::dashboard(&relay.with_token(&format!("{}/", proxy.url()))).await;
     let ack = dash.subscribe("sessions/live").await;
     let epoch = ack["epoch"].as_str().unwrap().to_string();
     let mut sdk = Client::sdk(&relay.url(), "live").await;
@@ -64,7 +64,7 @@ async fn a_cut_dashboard_resumes_with_every_message_exactly_once_while_publishin
     }
     proxy.cut();
     // The cut connection dies; a new one resumes from the last offset it applied.
-    let mut dash = V2::dashboard(&proxy.url()).await;
+    let mut dash = V2::dashboard(&relay.with_token(&format!("{}/", proxy.url()))).await;
     let ack = resume(&mut dash, "sessions/live", last, &epoch).await;
     assert_eq!(ack["recovered"], true, "{ack}");
     let replayed = ack["replayed"].as_u64().unwrap();
@@ -92,7 +92,7 @@ async fn too_far_behind_says_so_and_the_snapshot_comes_with_the_ack() {
     })
     .await;
     let mut sdk = Client::sdk(&relay.url(), "far").await;
-    let mut dash = V2::dashboard(&relay.url()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
     let epoch = dash.subscribe("sessions/far").await["epoch"]
         .as_str()
         .unwrap()
@@ -138,8 +138,8 @@ async fn a_replay_larger_than_the_queue_takes_is_refused_not_attempted() {
         ..Default::default()
     })
     .await;
-    let (mut pubr, _) = V2::hello(&relay.url(), json!({})).await;
-    let mut sub = V2::dashboard(&relay.url()).await;
+    let (mut pubr, _) = V2::hello(&relay.dash(), json!({})).await;
+    let mut sub = V2::dashboard(&relay.dash()).await;
     let epoch = sub.subscribe("topics/q").await["epoch"]
         .as_str()
         .unwrap()
@@ -171,7 +171,7 @@ async fn a_replay_larger_than_the_queue_takes_is_refused_not_attempted() {
 async fn a_relay_restart_changes_the_epoch() {
     let first = Relay::start(Default::default()).await;
     let addr = first.addr;
-    let mut dash = V2::dashboard(&first.url()).await;
+    let mut dash = V2::dashboard(&first.dash()).await;
     let ack = dash.subscribe("topics/r").await;
     let epoch = ack["epoch"].as_str().unwrap().to_string();
     first.shutdown.cancel();
@@ -184,12 +184,10 @@ async fn a_relay_restart_changes_the_epoch() {
         }
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let _second = tokio::spawn(devrelay::run(
-        listener,
-        Default::default(),
-        shutdown.clone(),
-    ));
-    let mut dash = V2::dashboard(&format!("ws://{addr}")).await;
+    let config = devrelay::Config::default();
+    let token = config.auth.dashboard_token().unwrap().expose().to_string();
+    let _second = tokio::spawn(devrelay::run(listener, config, shutdown.clone()));
+    let mut dash = V2::dashboard(&format!("ws://{addr}/?token={token}")).await;
     let ack = resume(&mut dash, "topics/r", 0, &epoch).await;
     assert_eq!(ack["recovered"], false);
     assert!(
@@ -205,7 +203,7 @@ async fn late_dashboards_get_the_latest_snapshot_at_once_in_both_protocols() {
     let relay = Relay::start(Default::default()).await;
     let mut sdk = Client::sdk(&relay.url(), "cached").await;
     let mut other = Client::sdk(&relay.url(), "bare").await;
-    let mut watch = V2::dashboard(&relay.url()).await;
+    let mut watch = V2::dashboard(&relay.dash()).await;
     watch.subscribe("sessions/cached").await;
     sdk.send_text(&snapshot("cached", "old")).await;
     sdk.send_text(&snapshot("cached", "newest")).await;
@@ -214,7 +212,7 @@ async fn late_dashboards_get_the_latest_snapshot_at_once_in_both_protocols() {
     other.send_text(&event("bare", 1)).await;
 
     // v2: the ack carries the newest snapshot, without a round trip to the SDK.
-    let mut late = V2::dashboard(&relay.url()).await;
+    let mut late = V2::dashboard(&relay.dash()).await;
     let ack = late.subscribe("sessions/cached").await;
     assert_eq!(
         ack["snapshot"]["data"]["threads"][0]["id"], "newest",
@@ -228,7 +226,7 @@ async fn late_dashboards_get_the_latest_snapshot_at_once_in_both_protocols() {
     );
 
     // Seed 000: the cached state_update right after client_list, before anything live.
-    let (mut legacy, list) = Client::dashboard(&relay.url()).await;
+    let (mut legacy, list) = Client::dashboard(&relay.dash()).await;
     assert_eq!(list.clients.len(), 2);
     let update = legacy.recv_value().await;
     assert_eq!(update["type"], "state_update");
@@ -262,7 +260,7 @@ async fn the_snapshot_cache_is_bounded() {
     })
     .await;
     let mut sdk = Client::sdk(&relay.url(), "huge").await;
-    let mut watch = V2::dashboard(&relay.url()).await;
+    let mut watch = V2::dashboard(&relay.dash()).await;
     watch.subscribe("sessions/huge").await;
     sdk.send_text(&snapshot("huge", &"x".repeat(5000))).await;
     watch.publication().await;
@@ -280,7 +278,7 @@ async fn the_snapshot_cache_is_bounded() {
 #[tokio::test]
 async fn retained_history_is_replayed_on_request() {
     let relay = Relay::start(Default::default()).await;
-    let (mut agent, _) = V2::hello(&relay.url(), json!({"agentId": "a"})).await;
+    let (mut agent, _) = V2::hello(&relay.dash(), json!({"agentId": "a"})).await;
     for i in 0..5 {
         agent
             .send(json!({"type": "publish", "channel": "agents/a", "event": "output", "data": i}))
@@ -292,7 +290,7 @@ async fn retained_history_is_replayed_on_request() {
             "last",
         )
         .await;
-    let mut late = V2::dashboard(&relay.url()).await;
+    let mut late = V2::dashboard(&relay.dash()).await;
     let ack = late
         .request(
             json!({"type": "subscribe", "channel": "agents/a", "history": true}),
@@ -314,7 +312,7 @@ async fn retained_history_is_replayed_on_request() {
     }
     // History outlives its subscribers and publishers, within its age limit.
     drop(agent);
-    let mut later = V2::dashboard(&relay.url()).await;
+    let mut later = V2::dashboard(&relay.dash()).await;
     let ack = later
         .request(
             json!({"type": "subscribe", "channel": "agents/a", "history": true}),

@@ -9,7 +9,7 @@ use devrelay_protocol::{ErrorCode, RelayToDashboard, RelayToSdk};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-use util::{event, half_request, until_closed, Client, Relay, PATIENCE};
+use util::{event, half_request, until_closed, Client, Ended, Relay, PATIENCE};
 
 const STATE_SNAPSHOT: &str = include_str!("../../tests/fixtures/state_snapshot.json");
 const STREAM_EVENT: &str = include_str!("../../tests/fixtures/stream_event.json");
@@ -27,7 +27,7 @@ fn expect_error(msg: RelayToDashboard, code: ErrorCode) {
 #[tokio::test]
 async fn sdk_and_dashboard_flow() {
     let relay = Relay::start(Config::default()).await;
-    let (mut dash, list) = Client::dashboard(&relay.url()).await;
+    let (mut dash, list) = Client::dashboard(&relay.dash()).await;
     assert!(list.clients.is_empty());
 
     let mut sdk = Client::sdk(&relay.url(), "sess-7f3a").await;
@@ -44,7 +44,7 @@ async fn sdk_and_dashboard_flow() {
     }
 
     // A second dashboard gets the SDK in its list.
-    let (mut dash2, list) = Client::dashboard(&relay.url()).await;
+    let (mut dash2, list) = Client::dashboard(&relay.dash()).await;
     assert_eq!(list.clients.len(), 1);
     assert_eq!(list.clients[0].session_id, "sess-7f3a");
 
@@ -104,7 +104,7 @@ async fn sdk_and_dashboard_flow() {
 #[tokio::test]
 async fn forwarded_bodies_keep_the_sdks_bytes() {
     let relay = Relay::start(Config::default()).await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     let mut sdk = Client::sdk(&relay.url(), "raw").await;
     assert!(matches!(
         dash.recv().await,
@@ -139,7 +139,7 @@ async fn forwarded_bodies_keep_the_sdks_bytes() {
 #[tokio::test]
 async fn same_session_replaces_the_old_connection_cleanly() {
     let relay = Relay::start(Config::default()).await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     let mut old = Client::sdk(&relay.url(), "dup").await;
     assert!(matches!(
         dash.recv().await,
@@ -148,7 +148,7 @@ async fn same_session_replaces_the_old_connection_cleanly() {
 
     let mut new = Client::sdk(&relay.url(), "dup").await;
     let (code, reason) = old.closed().await;
-    assert_eq!(code, 4000);
+    assert_eq!(code, 4500);
     assert!(reason.contains("replaced"), "{reason}");
     // Dashboards see the old one leave and the new one arrive, in that order.
     match dash.recv().await {
@@ -190,7 +190,7 @@ async fn silent_connections_are_closed_after_the_identify_timeout() {
     assert_eq!(code, 4001);
     assert!(reason.contains("handshake"), "{reason}");
     // An identified connection is not affected.
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     tokio::time::sleep(Duration::from_millis(600)).await; // outlive the timeout on purpose
     dash.send_text(r#"{"type":"request_client_list"}"#).await;
     assert!(matches!(dash.recv().await, RelayToDashboard::ClientList(_)));
@@ -240,7 +240,7 @@ async fn bad_frames_get_typed_errors_and_the_connection_stays_usable() {
         .await;
     expect_error(c.recv().await, ErrorCode::InvalidMessage);
 
-    let (mut dash, list) = Client::dashboard(&relay.url()).await;
+    let (mut dash, list) = Client::dashboard(&relay.dash()).await;
     assert_eq!(list.clients.len(), 1);
     dash.send_text(&event("s1", 1, 1)).await;
     expect_error(dash.recv().await, ErrorCode::WrongRole);
@@ -258,7 +258,7 @@ async fn oversized_messages_close_with_1009_and_spare_everyone_else() {
         ..Config::default()
     })
     .await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     let mut big = Client::sdk(&relay.url(), "big").await;
     let mut ok = Client::sdk(&relay.url(), "ok").await;
     for _ in 0..2 {
@@ -303,20 +303,21 @@ async fn origin_and_host_are_checked() {
             "{origin}"
         );
     }
+    // Other origins open a socket (an SDK inside its app's page), but never a dashboard, even with the token
+    // (the whole matrix is in security.rs).
     for origin in [
         "https://evil.example",
         "http://localhost.evil.example",
         "null",
     ] {
-        match Client::connect_with(&url, &[("origin", origin)]).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
-                assert_eq!(res.status(), 403);
-                let body =
-                    String::from_utf8_lossy(res.body().as_deref().unwrap_or_default()).to_string();
-                assert!(body.contains("Origin"), "{body}");
-            }
-            other => panic!("{origin}: expected 403, got {:?}", other.map(|_| ())),
-        }
+        let mut c = Client::connect_with(&relay.dash(), &[("origin", origin)])
+            .await
+            .unwrap_or_else(|e| panic!("{origin}: {e}"));
+        c.send_text(r#"{"type":"subscribe_dashboard"}"#).await;
+        let e = c.recv_value().await;
+        assert_eq!(e["code"], "forbidden", "{origin}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("Origin"), "{e}");
+        assert_eq!(c.closed().await.0, 4502);
     }
     // DNS rebinding: a browser that resolved evil.example to 127.0.0.1 still sends Host: evil.example.
     let (status, body) = relay.get("/health", &[("Host", "evil.example:8265")]).await;
@@ -324,14 +325,14 @@ async fn origin_and_host_are_checked() {
     assert!(body.contains("Host"), "{body}");
     let (status, _) = relay.get("/health", &[("Host", "localhost:8265")]).await;
     assert_eq!(status, 200);
-    assert_eq!(relay.stats().await["rejectedUpgrades"], 3);
+    assert_eq!(relay.stats().await["authFailures"], 3);
     relay.shutdown.cancel();
 }
 
 #[tokio::test]
 async fn health_and_stats() {
     let relay = Relay::start(Config::default()).await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     let mut sdk = Client::sdk(&relay.url(), "h").await;
     sdk.send_text(&event("h", 1, 10)).await;
     // Wait for the event itself: the relay orders each connection's own frames, not frames across connections
@@ -343,7 +344,7 @@ async fn health_and_stats() {
     assert!(
         matches!(dash.recv().await, RelayToDashboard::StreamEventUpdate(u) if u.event.seq == 1)
     );
-    let _probe = Client::dashboard(&relay.url()).await.0;
+    let _probe = Client::dashboard(&relay.dash()).await.0;
 
     let (status, body) = relay.get("/health", &[]).await;
     assert_eq!(status, 200);
@@ -382,7 +383,7 @@ async fn missed_pongs_terminate_and_heartbeats_count_as_liveness() {
         ..Config::default()
     })
     .await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     // Never polled after the handshake, so it never answers a ping.
     let mut mute = Client::sdk(&relay.url(), "mute").await;
     // Never reads either, but keeps sending application heartbeats.
@@ -431,8 +432,8 @@ async fn a_peer_with_a_zero_window_is_timed_out_while_a_write_to_it_is_blocked()
     })
     .await;
     // A dashboard that never reads again, advertising a zero window once its 4 KiB are full, and sending nothing.
-    let _stalled = Client::small_window_dashboard(relay.addr).await;
-    let mut sdk = blocked_writes(&relay.url(), "flood").await;
+    let _stalled = Client::small_window_dashboard(&relay).await;
+    let mut sdk = blocked_writes(&relay.url(), &relay.dash(), "flood").await;
     // The SDK stays alive the way SDKs do (heartbeats), so that only the stalled dashboard has to go.
     let beat = tokio::spawn(async move {
         for i in 0.. {
@@ -471,8 +472,8 @@ async fn a_dashboard_that_stops_reading_is_closed_without_hurting_the_others() {
         ..Config::default()
     })
     .await;
-    let (mut stalled, _) = Client::dashboard(&relay.url()).await;
-    let (mut live, _) = Client::dashboard(&relay.url()).await;
+    let (mut stalled, _) = Client::dashboard(&relay.dash()).await;
+    let (mut live, _) = Client::dashboard(&relay.dash()).await;
     let mut sdk = Client::sdk(&relay.url(), "firehose").await;
     for d in [&mut stalled, &mut live] {
         assert!(matches!(
@@ -519,10 +520,13 @@ async fn a_dashboard_that_stops_reading_is_closed_without_hurting_the_others() {
         }
     }
     assert!(closed, "the stalled dashboard was never closed");
-    // The stalled dashboard, read at last, finds a prefix of the events and then 4002.
-    let (code, reason) = stalled.closed().await;
-    assert_eq!(code, 4002);
-    assert!(reason.contains("slow consumer"), "{reason}");
+    // The stalled dashboard, read at last, learns at once that it was closed: the relay reset the connection
+    // (a close frame could not have passed the events it did not read), so its read fails — it never finds a
+    // silent, open-looking socket.
+    match stalled.ended().await {
+        Ended::Reset | Ended::Eof => {}
+        Ended::Close(code, reason) => panic!("expected a reset, got close {code} {reason}"),
+    }
     // The live dashboard saw every event, in order, and keeps receiving.
     seq += 1;
     sdk.send_text(&event("firehose", seq, 10)).await;
@@ -545,7 +549,7 @@ async fn a_dashboard_that_stops_reading_is_closed_without_hurting_the_others() {
 #[tokio::test]
 async fn shutdown_sends_1001_to_everyone_and_returns() {
     let relay = Relay::start(Config::default()).await;
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     let mut sdk = Client::sdk(&relay.url(), "bye").await;
     relay.shutdown.cancel();
     for c in [&mut dash, &mut sdk] {
@@ -566,8 +570,8 @@ const BLOCKING_BYTES: usize = 8 << 20;
 
 /// An SDK sends `BLOCKING_BYTES` of events; a reading dashboard confirms each was fanned out, so that every
 /// dashboard that does not read has a write blocked on it when this returns. Returns the SDK (still connected).
-async fn blocked_writes(url: &str, session: &str) -> Client {
-    let (mut witness, _) = Client::dashboard(url).await;
+async fn blocked_writes(url: &str, dash_url: &str, session: &str) -> Client {
+    let (mut witness, _) = Client::dashboard(dash_url).await;
     let mut sdk = Client::sdk(url, session).await;
     let pad = 64 << 10;
     let n = (BLOCKING_BYTES / pad) as u64;
@@ -601,7 +605,7 @@ async fn half_sent_and_silent_http_requests_are_cut_off_at_the_header_deadline()
     // Complete requests and upgrades are unaffected.
     let (status, _) = relay.get("/health", &[]).await;
     assert_eq!(status, 200);
-    let (mut dash, _) = Client::dashboard(&relay.url()).await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
     dash.send_text(r#"{"type":"request_client_list"}"#).await;
     assert!(matches!(dash.recv().await, RelayToDashboard::ClientList(_)));
     relay.shutdown.cancel();
@@ -616,8 +620,8 @@ async fn shutdown_returns_despite_a_half_sent_request_and_a_dashboard_that_does_
     })
     .await;
     let mut half = half_request(relay.addr).await;
-    let _stalled = Client::small_window_dashboard(relay.addr).await;
-    let _sdk = blocked_writes(&relay.url(), "flood").await;
+    let _stalled = Client::small_window_dashboard(&relay).await;
+    let _sdk = blocked_writes(&relay.url(), &relay.dash(), "flood").await;
     relay.shutdown.cancel();
     tokio::time::timeout(PATIENCE, relay.task)
         .await
@@ -638,9 +642,8 @@ fn the_binary_prints_its_url_and_exits_0_on_sigterm_within_its_bound() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
     assert!(
         line.starts_with("devrelay listening on ws://127.0.0.1:"),
         "{line}"
@@ -651,14 +654,22 @@ fn the_binary_prints_its_url_and_exits_0_on_sigterm_within_its_bound() {
         .parse()
         .unwrap();
     let url = format!("ws://{addr}");
+    // The second line is the dashboard's URL, its token in the fragment.
+    let mut page = String::new();
+    out.read_line(&mut page).unwrap();
+    let token = page
+        .split_once("#token=")
+        .and_then(|(_, t)| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no token in {page:?}"));
+    let dash_url = format!("ws://{addr}/?token={token}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Peers that would hold a graceful shutdown up for ever: half an HTTP request, and a dashboard that does not
     // read with writes blocked on it; plus a well-behaved dashboard.
     let (mut dash, _half, _stalled, _sdk) = rt.block_on(async {
         let half = half_request(addr).await;
-        let stalled = Client::small_window_dashboard(addr).await;
-        let sdk = blocked_writes(&url, "flood").await;
-        (Client::dashboard(&url).await.0, half, stalled, sdk)
+        let stalled = Client::small_window_dashboard_at(addr, &dash_url).await;
+        let sdk = blocked_writes(&url, &dash_url, "flood").await;
+        (Client::dashboard(&dash_url).await.0, half, stalled, sdk)
     });
     let started = std::time::Instant::now();
     assert!(Command::new("kill")

@@ -56,6 +56,9 @@ impl Connection {
         match (&self.role, msg) {
             (Role::Unidentified, Inbound::Sdk(SdkMessage::Handshake(h))) => self.on_handshake(h),
             (Role::Unidentified, Inbound::Dashboard(DashboardMessage::SubscribeDashboard)) => {
+                if let Err(d) = self.principal.may_watch() {
+                    return self.deny(d, false, None);
+                }
                 let sub = self.hub.subscribe_legacy_dashboard(self.peer.clone());
                 tracing::info!(conn = self.peer.id, "dashboard subscribed");
                 self.role = Role::Dashboard(Box::new((sub, DashboardMark::new(&self.hub))));
@@ -99,6 +102,9 @@ impl Connection {
     }
 
     fn on_handshake(&mut self, h: Handshake) {
+        if let Err(d) = self.principal.may_identify(PresenceKind::Session) {
+            return self.deny(d, false, None);
+        }
         if h.session_id.is_empty() || h.session_id.len() > MAX_SESSION_ID_BYTES {
             return self.reply_error(
                 ErrorCode::InvalidMessage,
@@ -127,7 +133,9 @@ impl Connection {
             metadata: None,
             protocol: "v1".into(),
             connected_at: now,
+            origin: self.principal.foreign_origin().map(Into::into),
         };
+        self.principal.identified();
         let member = self
             .hub
             .join(presence, Some(info), Protocol::V1, self.peer.clone());

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use devrelay_protocol::auth;
 use devrelay_protocol::decode::message_type;
 use devrelay_protocol::v2::ClientMessage;
 use devrelay_protocol::{CloseCode, DashboardMessage, ErrorCode, SdkMessage, Tagged};
@@ -29,24 +30,32 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Denied, DeniedKind, Principal};
 use crate::hub::{DashboardMark, Hub, Membership, Subscription};
 use crate::metrics::Metrics;
 use crate::outbox::{outbox, Item, Outbox, Peer};
+use crate::read_ahead::ReadAhead;
+use crate::transport::Transport;
+
+/// The socket a connection task serves.
+pub type Socket = WebSocketStream<ReadAhead<Transport>>;
 
 /// Frames written per flush when the queue has a backlog (seed-000 and unbatched v2 connections).
 const WRITE_BATCH: usize = 64;
 /// The write buffer keeps at most this many item slots between writes.
 const KEEP_WRITE_SLOTS: usize = 64;
 
-/// What a connection said about itself in its upgrade request (seed 002's `?agent_id=&session_id=`).
+/// What a connection said about itself in its upgrade request (seed 002's `?agent_id=&session_id=`, and
+/// `?token=` for clients that can only set a URL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectParams {
     pub agent_id: Option<String>,
     pub session_id: Option<String>,
+    pub token: Option<String>,
 }
 
 impl ConnectParams {
-    /// Reads `agent_id` / `agentId` and `session_id` / `sessionId` from a query string.
+    /// Reads `agent_id` / `agentId`, `session_id` / `sessionId` and `token` from a query string.
     pub fn from_query(query: Option<&str>) -> ConnectParams {
         let mut params = ConnectParams::default();
         for pair in query.unwrap_or_default().split('&') {
@@ -58,6 +67,7 @@ impl ConnectParams {
             match key {
                 "agent_id" | "agentId" => params.agent_id = Some(value),
                 "session_id" | "sessionId" => params.session_id = Some(value),
+                auth::TOKEN_PARAM => params.token = Some(value),
                 _ => {}
             }
         }
@@ -121,6 +131,10 @@ impl Role {
 enum End {
     /// Close with this code and reason.
     Close(CloseCode, String),
+    /// End at once with a TCP reset: the peer is not taking what it is sent (a slow consumer, a write blocked
+    /// through a whole ping period), so a close frame would sit unsent, and a FIN behind it; a reset reaches it
+    /// whatever its window, and a peer that reads later learns the connection is gone. (The code is for logs.)
+    Abort(CloseCode),
     /// The peer closed or the transport failed: nothing more to send.
     Gone,
 }
@@ -128,22 +142,39 @@ enum End {
 struct Connection {
     hub: Arc<Hub>,
     peer: Peer,
+    /// Who this connection is (`auth.rs`): every routing decision asks it.
+    principal: Principal,
     role: Role,
+    /// Set by a handler that ends the connection (a refusal): the loop returns it after that frame.
+    closing: Option<End>,
     /// v2 connections that asked for it: several messages per frame, as a JSON array.
     batch: bool,
     /// Items taken from the queue for one write; reused (and kept small) between writes.
     write_buf: Vec<Item>,
 }
 
-/// Serves one upgraded WebSocket until it closes.
-pub async fn serve<S>(
-    mut ws: WebSocketStream<S>,
+/// Serves one upgraded WebSocket until it closes. `admitted` is the principal its upgrade request made it, or
+/// why it was refused (a wrong token): then it is closed at once, with the reason.
+pub async fn serve(
+    mut ws: Socket,
     hub: Arc<Hub>,
     shutdown: CancellationToken,
     params: ConnectParams,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+    admitted: Result<Principal, Denied>,
+) {
+    let principal = match admitted {
+        Ok(p) => p,
+        Err(d) => {
+            Metrics::bump(&hub.metrics.auth_failures);
+            tracing::info!(reason = %d.message, "connection refused at the upgrade");
+            let frame = CloseFrame {
+                code: WsCloseCode::from(d.close_code().code()),
+                reason: Utf8Bytes::from(d.close_reason()),
+            };
+            close_handshake(&mut ws, frame, hub.config.shutdown_grace).await;
+            return;
+        }
+    };
     let id = hub.next_conn_id();
     hub.connections.fetch_add(1, Ordering::Relaxed);
     Metrics::bump(&hub.metrics.connections_total);
@@ -153,7 +184,9 @@ pub async fn serve<S>(
     let mut conn = Connection {
         hub: hub.clone(),
         peer,
+        principal,
         role: Role::Unidentified,
+        closing: None,
         batch: false,
         write_buf: Vec::new(),
     };
@@ -161,22 +194,39 @@ pub async fn serve<S>(
         conn.start_v2(Some(params));
     }
 
-    let Err(end) = conn.run(&mut ws, &mut outbox, &shutdown).await;
+    let end = match conn.closing.take() {
+        Some(end) => end,
+        None => {
+            let Err(end) = conn.run(&mut ws, &mut outbox, &shutdown).await;
+            end
+        }
+    };
     tracing::debug!(conn = id, role = conn.role.name(), end = ?end, "connection ended");
     // A pending merged delta is published before the session leaves: nothing it was sent is lost.
     conn.flush_coalesced();
+    let end = match end {
+        // A slow consumer is not reading: nothing more will get through to it.
+        End::Close(CloseCode::SlowConsumer, _) => End::Abort(CloseCode::SlowConsumer),
+        other => other,
+    };
+    if let End::Abort(code) = end {
+        tracing::debug!(conn = id, ?code, "closing abortively (RST)");
+        ws.get_ref().get_ref().abort_on_close();
+    }
     if let End::Close(code, reason) = end {
+        if tells_why(code) {
+            // The `error` that explains a refusal goes out before the close (a close reason is 123 bytes).
+            let _ = Box::pin(tokio::time::timeout(
+                hub.config.shutdown_grace,
+                flush_queued(&mut ws, &mut outbox),
+            ))
+            .await;
+        }
         let frame = CloseFrame {
             code: WsCloseCode::from(code.code()),
             reason: Utf8Bytes::from(reason),
         };
-        // Best effort: a peer that stopped reading may never take the close frame. Boxed: it runs once, at the
-        // end, and should not size every idle connection's task.
-        let _ = Box::pin(tokio::time::timeout(
-            hub.config.shutdown_grace,
-            ws.close(Some(frame)),
-        ))
-        .await;
+        close_handshake(&mut ws, frame, hub.config.shutdown_grace).await;
     }
     // Unregisters (guards), then the queue goes.
     drop(conn);
@@ -231,7 +281,12 @@ impl Connection {
                     beat.heard = true;
                     match msg {
                         None => return Err(End::Gone),
-                        Some(Ok(Message::Text(text))) => self.on_text(text),
+                        Some(Ok(Message::Text(text))) => {
+                            self.on_text(text);
+                            if let Some(end) = self.closing.take() {
+                                return Err(end);
+                            }
+                        }
                         Some(Ok(Message::Binary(b))) => {
                             self.hub.metrics.inbound("binary", b.len());
                             self.on_binary();
@@ -298,6 +353,14 @@ impl Connection {
                 && !DashboardMessage::TYPES.contains(&k);
             v2.then_some(matches!(k, "hello" | "auth"))
         });
+        // ... and it may carry the token, whatever its protocol: authentication happens here or at the upgrade.
+        let token = auth::first_message_token(&text);
+        if let Err(d) = self
+            .principal
+            .first_message(&self.hub.config.auth, token.as_deref())
+        {
+            return self.deny(d, first.is_some(), None);
+        }
         match first {
             Some(hello) => {
                 self.start_v2(None);
@@ -413,10 +476,78 @@ impl Connection {
             self.v2_flush_coalesced();
         }
     }
+
+    /// Refuses what the principal may not do: a typed `error` (v2 or seed 000, answering request `id`), and,
+    /// when the token is the problem (`unauthorized`: authentication happens once, so nothing this connection
+    /// sends later can fix it), the close that follows (4501). A `forbidden` request leaves a v2 connection
+    /// open; seed-000 refusals (`subscribe_dashboard`, `handshake`) always close, as seed 000 has no other
+    /// way to say it.
+    fn deny(&mut self, d: Denied, v2: bool, id: Option<devrelay_protocol::v2::RequestId>) {
+        let close = !v2 || d.kind == DeniedKind::Unauthorized;
+        self.refuse_with(d, v2, id, close)
+    }
+
+    /// [`Connection::deny`], closing in every case (a v2 connection that can be nothing it may be).
+    fn deny_and_close(&mut self, d: Denied, id: Option<devrelay_protocol::v2::RequestId>) {
+        self.refuse_with(d, true, id, true)
+    }
+
+    fn refuse_with(
+        &mut self,
+        d: Denied,
+        v2: bool,
+        id: Option<devrelay_protocol::v2::RequestId>,
+        close: bool,
+    ) {
+        Metrics::bump(&self.hub.metrics.auth_failures);
+        tracing::info!(conn = self.peer.id, reason = %d.message, "request refused");
+        if v2 {
+            self.reply_v2_error(d.v2_code(), d.message.clone(), id, None);
+        } else {
+            self.reply_error(d.legacy_code(), d.message.clone());
+        }
+        if close && self.closing.is_none() {
+            self.closing = Some(End::Close(d.close_code(), d.close_reason()));
+        }
+    }
 }
 
 fn close_with(code: CloseCode) -> End {
     End::Close(code, code.reason().into())
+}
+
+/// Closes whose cause the peer is told in an `error` message first (queued before the close).
+fn tells_why(code: CloseCode) -> bool {
+    matches!(
+        code,
+        CloseCode::Unauthorized
+            | CloseCode::Forbidden
+            | CloseCode::IdConflict
+            | CloseCode::RateLimited
+    )
+}
+
+/// Sends `frame` and reads on until the peer answers it (or the stream ends), for at most `grace`. Reading on is
+/// what gets the close through: a socket dropped with the peer's data still unread is reset, and a reset makes
+/// the peer's stack discard what it had not read yet — our close frame among it — so it would see 1006 and no
+/// reason. Best effort: a peer that stopped reading may never take the frame. Boxed: it runs once, at the end,
+/// and should not size every idle connection's task.
+async fn close_handshake(ws: &mut Socket, frame: CloseFrame, grace: std::time::Duration) {
+    let _ = Box::pin(tokio::time::timeout(grace, async {
+        if ws.close(Some(frame)).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    }))
+    .await;
+}
+
+/// Writes what is queued (a refusal's `error`), without waiting for more.
+async fn flush_queued(ws: &mut Socket, outbox: &mut Outbox) -> Result<(), WsError> {
+    while let Some(item) = outbox.try_recv() {
+        ws.feed(Message::Text(item.frame)).await?;
+    }
+    ws.flush().await
 }
 
 /// Close reasons must fit in a control frame (123 bytes).
@@ -486,8 +617,12 @@ where
             _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
             // Nothing is read while a write is in progress, and no ping can pass a blocked one: a write that stays
             // blocked through a whole period is silence (the peer is not taking what it is sent, e.g. a zero
-            // receive window), so it ends the connection like any other silent period.
-            _ = beat.ping.tick() => beat.period_ended(metrics)?,
+            // receive window), so it ends the connection like any other silent period — abortively, since a
+            // close frame could not get past the blocked write either.
+            _ = beat.ping.tick() => beat.period_ended(metrics).map_err(|end| match end {
+                End::Close(code, _) => End::Abort(code),
+                other => other,
+            })?,
         }
     }
 }

@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use devrelay_protocol::channel::{
-    agent_channel, is_valid_id, session_channel, Namespace, Publisher,
-};
+use devrelay_protocol::channel::{agent_channel, is_valid_id, session_channel, Namespace};
 use devrelay_protocol::decode::message_type;
 use devrelay_protocol::session_event::{names, TextDelta};
 use devrelay_protocol::v2::{
@@ -49,11 +47,11 @@ impl State {
         self.coalescer.deadline()
     }
 
-    fn publisher(&self) -> Publisher<'_> {
-        Publisher::Connection {
-            session_id: self.session.as_ref().map(Membership::id),
-            agent_id: self.agent.as_ref().map(Membership::id),
-        }
+    fn ids(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.session.as_ref().map(Membership::id),
+            self.agent.as_ref().map(Membership::id),
+        )
     }
 }
 
@@ -155,15 +153,57 @@ impl Connection {
         }
     }
 
+    /// This connection's session and agent ids.
+    fn ids(&self) -> (Option<&str>, Option<&str>) {
+        match &self.role {
+            Role::V2(state) => state.ids(),
+            _ => (None, None),
+        }
+    }
+
     /// `hello` / `auth` / connect parameters: takes on the identities (joining presence), and answers
-    /// `connected`.
+    /// `connected`. Each identity must be one the principal may take; a `hello` with none is a dashboard's
+    /// (the only role without one), which the principal must be.
     fn identify(&mut self, hello: Hello, id: Option<RequestId>) {
         if let Err(message) = check_hello(&hello) {
             return self.reply_v2_error(V2ErrorCode::InvalidMessage, message, id, None);
         }
+        // The first message's token was taken when it arrived; a later hello's may not change the role.
+        if let Some(token) = hello.token.as_deref() {
+            if let Err(d) = self
+                .principal
+                .first_message(&self.hub.config.auth, Some(token))
+            {
+                return self.deny(d, true, id);
+            }
+        }
+        let (has_session, has_agent) = {
+            let (s, a) = self.ids();
+            (s.is_some(), a.is_some())
+        };
+        let wants = [
+            (PresenceKind::Session, hello.session_id.is_some()),
+            (PresenceKind::Agent, hello.agent_id.is_some()),
+        ];
+        if !has_session && !has_agent && wants.iter().all(|(_, w)| !w) {
+            if let Err(d) = self.principal.may_watch() {
+                // Nothing else a connection without an identity could be: close, saying why.
+                return self.deny_and_close(d, id);
+            }
+        }
+        for (kind, _) in wants.iter().filter(|(_, w)| *w) {
+            if let Err(d) = self.principal.may_identify(*kind) {
+                // An identity it may not take: it cannot be what it came to be.
+                return self.deny_and_close(d, id);
+            }
+        }
+        if wants.iter().any(|(_, w)| *w) {
+            self.principal.identified();
+        }
         let now = Millis::now();
         let hub = self.hub.clone();
         let peer = self.peer.clone();
+        let origin = self.principal.foreign_origin().map(String::from);
         let state = self.state();
         for (kind, wanted) in [
             (PresenceKind::Session, &hello.session_id),
@@ -200,6 +240,7 @@ impl Connection {
                 metadata: hello.metadata.clone(),
                 protocol: "v2".into(),
                 connected_at: now,
+                origin: origin.clone(),
             };
             // A v2 session is a session to seed-000 dashboards too.
             let legacy = (kind == PresenceKind::Session).then(|| ClientInfo {
@@ -219,6 +260,13 @@ impl Connection {
         if hello.batch {
             self.batch = true;
         }
+        self.send_connected();
+    }
+
+    /// Answers `connected`: for `hello`, and for a connection whose first message was another v2 message.
+    pub(super) fn send_connected(&mut self) {
+        let now = Millis::now();
+        let role = self.principal.role();
         let state = self.state();
         let connected = RelayMessage::Connected(Connected {
             client_id: state.client_id.clone(),
@@ -227,15 +275,11 @@ impl Connection {
             agent_id: state.agent.as_ref().map(|m| m.id().to_string()),
             session_id: state.session.as_ref().map(|m| m.id().to_string()),
             batch: self.batch,
+            role,
             limits: self.limits(),
             timestamp: now,
         });
         self.hub.send(&self.peer, "connected", &encode(&connected));
-    }
-
-    /// Answers `connected` for a connection whose first message was not `hello`.
-    pub(super) fn send_connected(&mut self) {
-        self.identify(Hello::default(), None);
     }
 
     fn limits(&self) -> Limits {
@@ -260,6 +304,10 @@ impl Connection {
             Ok(c) => c,
             Err(r) => return self.refuse(r, id, Some(&channel)),
         };
+        let (session, agent) = self.ids();
+        if let Err(d) = self.principal.may_subscribe(&parsed, session, agent) {
+            return self.deny(d, true, id);
+        }
         let (hub, peer) = (self.hub.clone(), self.peer.clone());
         let state = self.state();
         if state.subs.contains_key(&channel) {
@@ -356,8 +404,9 @@ impl Connection {
     ) {
         let data = data.map(RawValue::get);
         let config = self.hub.config.clone();
-        let checked = match publish::check(&config, self.state().publisher(), channel, event, data)
-        {
+        let (session, agent) = self.ids();
+        let publisher = self.principal.publisher(session, agent);
+        let checked = match publish::check(&config, publisher, channel, event, data) {
             Ok(c) => c,
             Err(r) => return self.refuse(r, id, Some(channel)),
         };
@@ -474,6 +523,9 @@ impl Connection {
 
     fn v2_request_snapshot(&mut self, r: RequestSnapshot) {
         let RequestSnapshot { session_id, id } = r;
+        if let Err(d) = self.principal.may_request_snapshot() {
+            return self.deny(d, true, id);
+        }
         match self.hub.request_snapshot(&session_id) {
             Ok(outcome) => self.ack(Ack {
                 id,

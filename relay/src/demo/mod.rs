@@ -32,6 +32,19 @@ pub struct DemoConfig {
     /// demo shows up as the same clients. Random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// A token of the relay (dashboard or agent), sent as `?token=` on the URL. SDKs on the relay's own machine
+    /// need none; one on another machine does.
+    #[arg(
+        long,
+        env = "DEVRELAY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Reconnect whatever the relay's close code says, as the Tambo SDK's socket library does (to see how the
+    /// relay copes with such clients, e.g. two with one session id).
+    #[arg(long)]
+    pub reconnect_always: bool,
 }
 
 impl Default for DemoConfig {
@@ -41,6 +54,8 @@ impl Default for DemoConfig {
             sessions: 2,
             rate: 8.0,
             seed: None,
+            token: None,
+            reconnect_always: false,
         }
     }
 }
@@ -84,6 +99,45 @@ impl DemoConfig {
         Ok(())
     }
 
+    /// The URL the sessions connect to: `--url`, with `?token=` when a token was given.
+    pub fn connect_url(&self) -> String {
+        match &self.token {
+            None => self.url.clone(),
+            Some(token) => {
+                // `ws://host:port` has no path: the query needs one before it (`ws://host:port/?token=`).
+                let has_path = self
+                    .url
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| rest.contains('/'));
+                let base = if has_path {
+                    self.url.clone()
+                } else {
+                    format!("{}/", self.url)
+                };
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let token: String = percent_encoding::utf8_percent_encode(
+                    token,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .collect();
+                format!(
+                    "{base}{sep}{}={token}",
+                    devrelay_protocol::auth::TOKEN_PARAM
+                )
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn url_with(url: &str, token: Option<&str>) -> String {
+        DemoConfig {
+            url: url.into(),
+            token: token.map(Into::into),
+            ..DemoConfig::default()
+        }
+        .connect_url()
+    }
+
     fn seed(&self) -> u64 {
         // Random per process unless given; fixed once here so ids and traffic agree.
         self.seed.unwrap_or_else(|| {
@@ -107,12 +161,19 @@ pub async fn run(cfg: DemoConfig, shutdown: CancellationToken) -> anyhow::Result
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
         let agent = Agent::new(id, rng);
-        sessions.spawn(session::run(cfg.url.clone(), agent, cfg.rate, stop.clone()));
+        sessions.spawn(session::run(
+            cfg.connect_url(),
+            agent,
+            cfg.rate,
+            cfg.reconnect_always,
+            stop.clone(),
+        ));
     }
     tracing::info!(
         sessions = cfg.sessions,
         rate = cfg.rate,
         url = %cfg.url,
+        token = cfg.token.is_some(),
         "demo SDK running"
     );
     let mut result = Ok(());
@@ -126,4 +187,22 @@ pub async fn run(cfg: DemoConfig, shutdown: CancellationToken) -> anyhow::Result
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_on_the_url() {
+        assert_eq!(DemoConfig::url_with("ws://h:1", None), "ws://h:1");
+        assert_eq!(
+            DemoConfig::url_with("ws://h:1", Some("a.b-c")),
+            "ws://h:1/?token=a%2Eb%2Dc"
+        );
+        assert_eq!(
+            DemoConfig::url_with("ws://h:1/ws?x=1", Some("t")),
+            "ws://h:1/ws?x=1&token=t"
+        );
+    }
 }

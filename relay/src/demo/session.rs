@@ -50,11 +50,13 @@ enum Ended {
 }
 
 /// Runs one SDK session until `shutdown`, reconnecting whenever the relay goes away. Fails only when the relay
-/// closes the session with a code that says not to come back (e.g. the session was replaced).
+/// closes the session with a code that says not to come back (e.g. the session was replaced), unless
+/// `reconnect_always` (then it comes back whatever the code, like the Tambo SDK).
 pub async fn run(
     url: String,
     mut agent: Agent,
     rate: f64,
+    reconnect_always: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(reconnect_policy(), Rng::entropy_seed() ^ 0x5eed);
@@ -66,10 +68,10 @@ pub async fn run(
         match connected {
             Ok((ws, _)) => {
                 let opened = Instant::now();
-                tracing::info!(session = agent.session_id(), %url, "demo SDK connected");
+                tracing::info!(session = agent.session_id(), "demo SDK connected");
                 match serve(ws, &mut agent, rate, &shutdown).await {
                     Ended::Shutdown => return Ok(()),
-                    Ended::Closed(code, reason) if !should_reconnect(code) => {
+                    Ended::Closed(code, reason) if !should_reconnect(code) && !reconnect_always => {
                         bail!(
                             "relay closed session {} with {code} ({reason}); not reconnecting",
                             agent.session_id()

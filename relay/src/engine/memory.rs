@@ -514,6 +514,7 @@ mod tests {
             metadata: None,
             protocol: "v2".into(),
             connected_at: Millis(1.0),
+            origin: None,
         };
         for id in ["b", "a", "c"] {
             e.add_presence("global", id, info(id));

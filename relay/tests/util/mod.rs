@@ -23,23 +23,63 @@ pub struct Relay {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<std::io::Result<()>>,
+    /// The dashboard token (`None` with `Auth::Disabled`).
+    pub token: Option<String>,
 }
 
 impl Relay {
     pub async fn start(config: Config) -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        Relay::start_at("127.0.0.1:0", config).await
+    }
+
+    /// A relay listening on `bind` (e.g. `0.0.0.0:0`, to be reached from a non-loopback address).
+    pub async fn start_at(bind: &str, config: Config) -> Relay {
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let mut addr = listener.local_addr().unwrap();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         let shutdown = CancellationToken::new();
+        let token = config
+            .auth
+            .dashboard_token()
+            .map(|t| t.expose().to_string());
         let task = tokio::spawn(devrelay::run(listener, config, shutdown.clone()));
         Relay {
             addr,
             shutdown,
             task,
+            token,
         }
     }
 
+    /// The URL an SDK connects to (no token: the seed-000 way).
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        format!("ws://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// The URL a dashboard connects to: with `?token=` (the dashboard token).
+    pub fn dash(&self) -> String {
+        self.with_token(&format!("ws://127.0.0.1:{}/", self.addr.port()))
+    }
+
+    /// `url` with the dashboard token added as `token=` to its query.
+    pub fn with_token(&self, url: &str) -> String {
+        match &self.token {
+            None => url.to_string(),
+            Some(t) => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}token={t}")
+            }
+        }
+    }
+
+    /// `Authorization: Bearer <dashboard token>`, for the HTTP endpoints that need it.
+    pub fn bearer(&self) -> Vec<(&'static str, String)> {
+        self.token
+            .iter()
+            .map(|t| ("Authorization", format!("Bearer {t}")))
+            .collect()
     }
 
     /// A plain HTTP/1.1 GET; returns (status, body).
@@ -48,7 +88,9 @@ impl Relay {
     }
 
     pub async fn stats(&self) -> Value {
-        let (status, body) = self.get("/stats", &[]).await;
+        let bearer = self.bearer();
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = self.get("/stats", &headers).await;
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -114,6 +156,16 @@ pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
+/// How a connection ended, seen from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Close(u16, String),
+    /// A TCP reset.
+    Reset,
+    /// End of stream without a close frame.
+    Eof,
+}
+
 impl Client {
     pub async fn connect(url: &str) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -139,14 +191,18 @@ impl Client {
     /// Connects as a dashboard over a socket with a 4 KiB receive buffer, and returns after its `client_list`. A
     /// test that then stops reading it has a peer advertising a (nearly) zero window: the relay's writes to it
     /// block as soon as its own buffers are full.
-    pub async fn small_window_dashboard(addr: SocketAddr) -> Client {
+    pub async fn small_window_dashboard(relay: &Relay) -> Client {
+        Client::small_window_dashboard_at(relay.addr, &relay.dash()).await
+    }
+
+    /// [`Client::small_window_dashboard`] for the relay at `addr`, connecting to `url` (with its token).
+    pub async fn small_window_dashboard_at(addr: SocketAddr, url: &str) -> Client {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let tcp = socket.connect(addr).await.unwrap();
-        let (ws, _) =
-            tokio_tungstenite::client_async(format!("ws://{addr}/"), MaybeTlsStream::Plain(tcp))
-                .await
-                .unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
         let mut c = Client { ws };
         c.send_text(r#"{"type":"subscribe_dashboard"}"#).await;
         match c.recv::<RelayToDashboard>().await {
@@ -212,6 +268,33 @@ impl Client {
         serde_json::from_str(&self.recv_text().await).unwrap()
     }
 
+    /// Reads (and drops) frames until the connection ends, however it ends; fails the test after `PATIENCE`.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the connection is still open and silent");
+            match msg {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map_or(Ended::Close(1005, String::new()), |f| {
+                        Ended::Close(f.code.into(), f.reason.to_string())
+                    })
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(tokio_tungstenite::tungstenite::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::ConnectionReset =>
+                {
+                    return Ended::Reset
+                }
+                Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(
+                    tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                ))) => return Ended::Reset,
+                Some(Err(e)) => panic!("unexpected error: {e}"),
+                None => return Ended::Eof,
+            }
+        }
+    }
+
     /// Reads until the relay closes the connection; returns the close code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
         loop {
@@ -239,14 +322,20 @@ pub struct V2 {
     pub frames: usize,
 }
 
-impl V2 {
-    /// Connects to `url` (which may carry `?agent_id=` / `?session_id=`) without sending anything.
-    pub async fn connect(url: &str) -> V2 {
+impl From<Client> for V2 {
+    fn from(c: Client) -> V2 {
         V2 {
-            c: Client::connect(url).await,
+            c,
             queue: Default::default(),
             frames: 0,
         }
+    }
+}
+
+impl V2 {
+    /// Connects to `url` (which may carry `?agent_id=` / `?session_id=`) without sending anything.
+    pub async fn connect(url: &str) -> V2 {
+        V2::from(Client::connect(url).await)
     }
 
     /// Connects and sends `hello` with these fields; returns the client and its `connected`.
