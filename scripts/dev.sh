@@ -61,11 +61,14 @@ if ! IFS= read -r -t 30 line <&3 || [[ $line != "devrelay listening on ws://"* ]
   exit 1
 fi
 relay_url=${line#devrelay listening on }
-IFS= read -r -t 5 _dashboard_line <&3 || true
+# The second line is the page to open, with the relay's dashboard token in its fragment (#token=…).
+page_url="http://${relay_url#ws://}/"
+if IFS= read -r -t 5 dashboard_line <&3 && [[ $dashboard_line == "dashboard http"* ]]; then
+  page_url=${dashboard_line#dashboard }
+fi
 # Keep draining its stdout so the relay never blocks on a full pipe.
 cat <&3 >/dev/null &
 pids+=($!)
-page_url="http://${relay_url#ws://}/"
 
 if [ "$demo" = 1 ]; then
   target/release/devrelay demo --url "$relay_url" --sessions "$sessions" --rate "$rate" &
@@ -73,6 +76,7 @@ if [ "$demo" = 1 ]; then
 fi
 
 printf '\n\033[1;32m  devrelay  %s\033[0m\n' "$page_url"
+printf '  (the #token=… part is the dashboard token: the page keeps it for the tab; a fresh one per start)\n'
 printf '  SDKs connect to %s' "$relay_url"
 if [ "$demo" = 1 ]; then
   printf '; the demo SDK runs %s sessions at %s events/s each (--no-demo to skip)' "$sessions" "$rate"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DevtoolsConnection in headless Chromium (wasm-pack test) against a real relay. The relay runs under
 # client-wasm/tests/relay-control.mjs, which lets the tests kill it and restart it on the same port; both URLs
-# reach the tests at compile time (option_env! RELAY_URL / RELAY_CONTROL_URL). Then the TypeScript check of the
+# reach the tests at compile time (option_env! RELAY_URL / RELAY_CONTROL_URL / RELAY_TOKEN, its dashboard token). Then the TypeScript check of the
 # package's .d.ts files (tsc --noEmit over client-wasm/tests/api-check.ts, which uses the whole API).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +14,12 @@ ctl_pid=$CTL_PID
 trap 'kill "$ctl_pid" 2>/dev/null || true; wait "$ctl_pid" 2>/dev/null || true' EXIT
 read -r relay_line <&"${CTL[0]}" || true
 read -r control_line <&"${CTL[0]}" || true
-if [[ $relay_line != RELAY_URL=* || $control_line != RELAY_CONTROL_URL=* ]]; then
+read -r token_line <&"${CTL[0]}" || true
+if [[ $relay_line != RELAY_URL=* || $control_line != RELAY_CONTROL_URL=* || $token_line != RELAY_TOKEN=* ]]; then
   echo "test-wasm: the relay did not start (see above)" >&2
   exit 1
 fi
-export "$relay_line" "$control_line"
+export "$relay_line" "$control_line" "$token_line"
 echo "relay: $RELAY_URL, control: $RELAY_CONTROL_URL"
 
 WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome --mode no-install client-wasm

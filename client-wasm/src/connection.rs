@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use devrelay_protocol::close::should_reconnect;
+use devrelay_protocol::DashboardMessage;
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function};
 use wasm_bindgen::closure::Closure;
@@ -44,6 +45,8 @@ struct Inner {
     view: View,
     backoff: Backoff,
     url: String,
+    /// The dashboard token, sent with the first message of each socket.
+    token: Option<String>,
     socket: Option<Socket>,
     /// Increases with every socket; a task driving an older socket stops.
     socket_id: u64,
@@ -67,6 +70,7 @@ impl Connection {
                 view: View::default(),
                 backoff: Backoff::new(options.reconnect, seed),
                 url: options.url,
+                token: options.token,
                 socket: None,
                 socket_id: 0,
                 opened_at: None,
@@ -132,7 +136,18 @@ impl Inner {
         let outbox = self.store.take_outbox();
         if let Some(socket) = self.socket.as_ref() {
             for message in outbox {
-                socket.send(&message.to_json());
+                match (&message, &self.token) {
+                    // The relay takes the token from a connection's first message: it never travels in the URL
+                    // (which proxies and logs keep).
+                    (DashboardMessage::SubscribeDashboard, Some(token)) => {
+                        let mut json = String::from(r#"{"type":"subscribe_dashboard","token":"#);
+                        // Escaping a &str into a String cannot fail.
+                        json.push_str(&serde_json::to_string(token).unwrap_or_default());
+                        json.push('}');
+                        socket.send(&json);
+                    }
+                    _ => socket.send(&message.to_json()),
+                }
             }
         }
         if self.store.version() != self.notified_version {

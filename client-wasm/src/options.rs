@@ -28,6 +28,8 @@ pub struct Options {
     pub reconnect: ReconnectPolicy,
     /// Events kept per session (ring buffer); older ones are dropped and counted.
     pub event_capacity: usize,
+    /// The relay's dashboard token, sent in the first message of every socket (never in the URL).
+    pub token: Option<String>,
 }
 
 impl Default for Options {
@@ -36,9 +38,13 @@ impl Default for Options {
             url: format!("ws://localhost:{DEFAULT_PORT}"),
             reconnect: ReconnectPolicy::default(),
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            token: None,
         }
     }
 }
+
+/// Longest `token`, bytes.
+pub const MAX_TOKEN_BYTES: usize = 1024;
 
 /// One value of the page's options object, as JavaScript typed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,11 +315,25 @@ impl Options {
         };
         let capacity = fields.number(&EVENT_CAPACITY, d.event_capacity as f64)?;
         let reconnect = reconnect(fields.take("reconnect"), d.reconnect)?;
-        fields.finish("url, reconnect, eventCapacity")?;
+        let token = match fields.take("token") {
+            OptionValue::Absent => None,
+            // An empty token is no token (a page passing `sessionStorage.getItem(...) ?? ""`).
+            OptionValue::Text(t) if t.is_empty() => None,
+            OptionValue::Text(t) if t.len() <= MAX_TOKEN_BYTES => Some(t),
+            other => {
+                return Err(fields.error(
+                    "token",
+                    "a string of at most 1024 bytes (the relay's dashboard token)",
+                    other.describe(),
+                ))
+            }
+        };
+        fields.finish("url, reconnect, eventCapacity, token")?;
         Ok(Options {
             url,
             reconnect,
             event_capacity: capacity.value as usize,
+            token,
         })
     }
 }

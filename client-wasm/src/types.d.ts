@@ -4,7 +4,8 @@ export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed"
 /** Reconnect policy: exponential backoff with jitter. Durations in milliseconds. `undefined` or `null`: the
  * default; anything out of range makes the constructor throw a `DevtoolsOptionsError`. */
 export interface ReconnectOptions {
-  /** Reconnect at all. Default true. Close codes 1000, 1008 and 4000 never reconnect. */
+  /** Reconnect at all. Default true. Close codes 4500-4999 (e.g. 4500 replaced, 4501 token missing or wrong),
+   *  1000 and 1008 never reconnect; 4000-4499 always do, with backoff (see docs/protocol.md, close codes). */
   enabled?: boolean | null;
   /** Delay before the first retry, 0..=3_600_000 (one hour). Default 500. */
   initialDelayMs?: number | null;
@@ -28,6 +29,10 @@ export interface DevtoolsConnectionOptions {
   /** Events kept per session (ring buffer), an integer 0..=1_000_000; older ones are dropped and counted.
    *  Default 5_000. */
   eventCapacity?: number | null;
+  /** The relay's dashboard token (from the `#token=` of the URL the relay prints), sent in the first message of
+   *  every socket, never in the URL. A relay refuses a dashboard without it: the connection ends `closed` with
+   *  close code 4501 in `error` (4502: this page's Origin may not open a dashboard). Empty or absent: none. */
+  token?: string | null;
 }
 
 /** What `new DevtoolsConnection(options)` throws for invalid options: a `TypeError` whose `name` is

@@ -32,6 +32,14 @@ fn relay_url() -> &'static str {
     }
 }
 
+/// The relay's dashboard token (relay-control.mjs keeps one across restarts).
+fn relay_token() -> &'static str {
+    match option_env!("RELAY_TOKEN") {
+        Some(token) => token,
+        None => panic!("RELAY_TOKEN unset: run scripts/test-wasm.sh"),
+    }
+}
+
 fn control_url() -> &'static str {
     match option_env!("RELAY_CONTROL_URL") {
         Some(url) => url,
@@ -42,8 +50,8 @@ fn control_url() -> &'static str {
 // --- the dashboard side ------------------------------------------------------------------------------------
 
 fn connection(extra: Value) -> DevtoolsConnection {
-    let mut options =
-        json!({"url": relay_url(), "reconnect": {"initialDelayMs": 100, "maxDelayMs": 1000}});
+    let mut options = json!({"url": relay_url(), "token": relay_token(),
+        "reconnect": {"initialDelayMs": 100, "maxDelayMs": 1000}});
     if let (Some(o), Value::Object(extra)) = (options.as_object_mut(), extra) {
         o.extend(extra);
     }
@@ -511,6 +519,24 @@ async fn reconnects_after_relay_restart_and_rebuilds_the_list() {
 }
 
 #[wasm_bindgen_test]
+async fn a_missing_or_wrong_token_ends_in_closed_with_4501_and_no_retry() {
+    for token in [Value::Null, json!("not-the-token-0123456789")] {
+        let conn = connection(json!({ "token": token }));
+        let closed = wait_for(&conn, "closed", |s| status(s) == "closed").await;
+        let error = get(&closed, "error").as_string().unwrap_or_default();
+        assert!(error.contains("(code 4501: "), "{token}: {error}");
+        assert!(
+            !next_change(&conn, 300.0).await,
+            "a 4501 is final: no reconnect"
+        );
+        conn.close();
+    }
+    let good = connection(json!({}));
+    wait_for(&good, "open", |s| status(s) == "open").await;
+    good.close();
+}
+
+#[wasm_bindgen_test]
 async fn close_stops_reconnecting() {
     let conn =
         connection(json!({"reconnect": {"initialDelayMs": 20, "maxDelayMs": 50, "jitter": 0}}));
@@ -772,7 +798,7 @@ async fn invalid_options_throw_a_typed_error_naming_the_field() {
 
     // http(s) is the relay's HTTP address: mapped to ws(s), it connects.
     let http = relay_url().replacen("ws://", "http://", 1);
-    let conn = DevtoolsConnection::new(Some(option("url", http.into()).unchecked_into())).unwrap();
+    let conn = connection(json!({ "url": http }));
     wait_for(&conn, "open through an http: URL", |s| status(s) == "open").await;
     conn.close();
 }

@@ -3,19 +3,24 @@
 //   POST /kill   -> SIGKILL the relay (sockets die without a close frame, like a crash); waits for exit
 //   POST /start  -> start it again on the same port; answers once it is listening
 //   GET  /health -> the relay's /health, proxied (the relay itself sends no CORS headers)
-// Prints `RELAY_URL=ws://...` and `RELAY_CONTROL_URL=http://...` lines on stdout once ready.
+// Prints `RELAY_URL=ws://...`, `RELAY_CONTROL_URL=http://...` and `RELAY_TOKEN=...` lines on stdout once ready.
+// The relay keeps one dashboard token across restarts (--token), as a relay started with --token does.
 // Usage: node relay-control.mjs <path to devrelay binary> [extra relay args...]
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import http from "node:http";
 import readline from "node:readline";
 
 const [bin, ...extraArgs] = process.argv.slice(2);
 let relay = null;
 let port = 0;
+const token = randomBytes(24).toString("hex");
 
 function startRelay() {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, ["--port", String(port), ...extraArgs], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(bin, ["--port", String(port), "--token", token, ...extraArgs], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     const lines = readline.createInterface({ input: child.stdout });
     let ready = false;
     lines.on("line", (line) => {
@@ -94,6 +99,7 @@ await startWithRetry();
 server.listen(0, "127.0.0.1", () => {
   console.log(`RELAY_URL=ws://127.0.0.1:${port}`);
   console.log(`RELAY_CONTROL_URL=http://127.0.0.1:${server.address().port}`);
+  console.log(`RELAY_TOKEN=${token}`);
 });
 
 const shutdown = async () => {

@@ -53,7 +53,7 @@ describe("devrelay dashboard", () => {
     });
     // The relay's own address, no ?relay=: the page connects back to where it came from.
     // A page-lifetime marker: if the page reloaded, it would be gone.
-    await page.goto(relay.page);
+    await page.goto(relay.open());
     await page.evaluate(() => {
       window.__devrelayPageId = "first-load";
     });
@@ -75,8 +75,12 @@ describe("devrelay dashboard", () => {
     assert.deepEqual(
       sockets.map((u) => u.replace(/\/$/, "")),
       [relay.url],
-      "one WebSocket, to the relay that served the page",
+      "one WebSocket, to the relay that served the page (the token is not in its URL)",
     );
+    // The token came in the page's fragment, went into the first message, and left the address bar.
+    assert.ok(relay.token, "the relay printed a token");
+    assert.equal(new URL(page.url()).hash, "", "the fragment is gone from the address bar");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("devrelay.token")), relay.token);
     assert.ok(loaded.length >= 5, `the page loaded its assets: ${loaded.map((r) => r.url())}`);
     for (const r of loaded) {
       assert.ok(r.url().startsWith(relay.page), `from the relay: ${r.url()}`);
@@ -257,7 +261,7 @@ describe("devrelay dashboard", () => {
       const other = await page.context().newPage();
       other.setDefaultTimeout(PATIENCE_MS);
       // The snapshot is only sent when asked: the dashboard asks when it opens a client it has none for.
-      await other.goto(`${relay.page}?clientId=sess-fixture`);
+      await other.goto(relay.open(`clientId=sess-fixture`));
       await withTimeout(answered, "the dashboard's request for a snapshot");
       await other.locator("[data-testid=thread-item][data-thread-id=thr_1]").click();
       await other.locator("[data-testid=messages] [data-testid=message]").first().waitFor();
@@ -347,7 +351,7 @@ describe("devrelay dashboard", () => {
     // With a small buffer (?buffer=30) old events are dropped, and the dashboard says how many.
     const small = await page.context().newPage();
     small.setDefaultTimeout(PATIENCE_MS);
-    await small.goto(`${relay.page}?clientId=${selected}&buffer=30`);
+    await small.goto(relay.open(`clientId=${selected}&buffer=30`));
     await small.getByTestId("dropped-count").waitFor();
     assert.match(await small.getByTestId("dropped-count").innerText(), /^\d+ dropped$/);
     assert.ok(Number(await small.getByTestId("timeline-count").innerText()) <= 30);
@@ -360,7 +364,7 @@ describe("devrelay dashboard", () => {
     const other = await page.context().newPage();
     other.setDefaultTimeout(PATIENCE_MS);
     try {
-      await other.goto(`${relay.page}?clientId=${fastId}`);
+      await other.goto(relay.open(`clientId=${fastId}`));
       await other.waitForFunction(
         () => Number(document.querySelector("[data-testid=timeline-count]")?.textContent) >= 3000,
         null,
@@ -411,7 +415,9 @@ describe("devrelay dashboard", () => {
     await page.getByTestId("offline-banner").waitFor();
     await view(page, "05-relay-reconnecting");
 
-    relay = await startRelay(port);
+    // The same token (a relay started with --token keeps it across restarts; a fresh random one is another
+    // test: the page then says its token is wrong).
+    relay = await startRelay(port, ["--token", relay.token]);
     await page.locator("[data-testid=connection-status][data-state=open]").waitFor();
     for (const id of IDS) await card(id).and(page.locator("[data-state=live]")).waitFor();
     await page.locator(`[data-testid=client-view][data-session-id="${selected}"]`).waitFor();
@@ -420,7 +426,7 @@ describe("devrelay dashboard", () => {
     assert.equal(await page.evaluate(() => window.__devrelayPageId), "first-load", "the page was not reloaded");
   });
 
-  test("a page from another origin cannot connect to the relay", async () => {
+  test("a page from another origin is never a dashboard, and its SDK sockets can only publish their session", async () => {
     // The relay will not even serve its page under a foreign name (DNS rebinding: Host is checked first)...
     const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
     const foreign = await context.newPage();
@@ -430,39 +436,106 @@ describe("devrelay dashboard", () => {
     assert.match(await rebound.text(), /forbidden Host/);
 
     // ...so the foreign page comes from another relay told to answer to that name: same dashboard, foreign
-    // origin. Pointed at our relay, it must be refused (its Origin is neither loopback nor our own).
+    // origin, even with our token in its fragment. Pointed at our relay, its dashboard is refused (4502: its
+    // Origin is neither loopback nor our own), once, and it does not retry.
     const elsewhere = await startRelay(0, ["--allow-host", FOREIGN_HOST], "foreign-site");
     try {
-      const before = await relayStats(relay.port);
-      let received = 0;
+      const before = await relayStats(relay);
+      const received = [];
       let opened = 0;
       foreign.on("websocket", (ws) => {
         opened++;
-        ws.on("framereceived", () => received++);
+        ws.on("framereceived", (f) => received.push(String(f.payload)));
       });
-      await foreign.goto(`http://${FOREIGN_HOST}:${elsewhere.port}/?relay=${encodeURIComponent(relay.url)}`);
+      await foreign.goto(
+        `http://${FOREIGN_HOST}:${elsewhere.port}/?relay=${encodeURIComponent(relay.url)}#token=${relay.token}`,
+      );
       assert.equal(await foreign.evaluate(() => location.origin), `http://${FOREIGN_HOST}:${elsewhere.port}`);
-      // It keeps trying and keeps being refused: never connected, not one frame from the relay.
-      await foreign.waitForFunction(() =>
-        /Reconnecting \(attempt [2-9]/.test(document.querySelector("[data-testid=connection-status]")?.textContent ?? ""),
-      );
-      assert.ok(opened >= 2, `the browser did try (${opened} attempts)`);
-      assert.equal(received, 0, "no frame ever came from the relay");
-      assert.equal(await foreign.locator("[data-testid=client-card]").count(), 0);
-      // The page explains the likely cause (a browser only sees "closed 1006").
+      const refused = foreign.locator("[data-testid=access-refused][data-code='4502']");
+      await refused.waitFor();
+      assert.match(await refused.innerText(), /may not open a dashboard/);
       assert.match(await foreign.getByTestId("origin-hint").innerText(), /--allow-origin http:\/\/devrelay-evil\.test:\d+/);
-      const afterStats = await relayStats(relay.port);
+      assert.equal(await foreign.getByTestId("connection-status").getAttribute("data-state"), "closed");
+      assert.equal(opened, 1, "a refusal is final: no reconnect");
       assert.ok(
-        afterStats.rejectedUpgrades >= before.rejectedUpgrades + 2,
-        `the relay refused the upgrades: ${JSON.stringify(afterStats)}`,
+        received.every((f) => JSON.parse(f).type === "error"),
+        `nothing but the refusal came from the relay: ${received}`,
       );
+      assert.equal(await foreign.locator("[data-testid=client-card]").count(), 0);
       await view(foreign, "06-foreign-origin-refused");
+
+      // What a script on that page can do: open a socket as an SDK (it runs in an app's page) and publish its
+      // own session — shown to our dashboard — but neither watch nor ask anything of other sessions.
+      const outcome = await foreign.evaluate(async (url) => {
+        const ws = new WebSocket(url);
+        const frames = [];
+        const next = () => new Promise((ok) => (ws.onmessage = (e) => ok(JSON.parse(e.data))));
+        await new Promise((ok) => (ws.onopen = ok));
+        ws.send(JSON.stringify({ type: "handshake", protocolVersion: 1, sdkVersion: "x", sessionId: "cross-site" }));
+        frames.push(await next());
+        ws.send(JSON.stringify({ type: "request_client_snapshot", sessionId: "anyone" }));
+        frames.push(await next());
+        ws.send(JSON.stringify({ type: "subscribe_dashboard" }));
+        frames.push(await next());
+        const watcher = new WebSocket(url);
+        await new Promise((ok) => (watcher.onopen = ok));
+        watcher.send(JSON.stringify({ type: "hello", batch: true }));
+        const closed = await new Promise((ok) => (watcher.onclose = (e) => ok([e.code, e.reason])));
+        window.__crossSiteSdk = ws; // kept open: our dashboard shows it until this page goes
+        return { frames: frames.map((f) => (f.type === "error" ? f.code : f.type)), closed };
+      }, relay.url);
+      assert.deepEqual(outcome.frames, ["handshake_ack", "wrong_role", "wrong_role"]);
+      assert.equal(outcome.closed[0], 4502, `a v2 dashboard hello is refused too: ${outcome.closed}`);
+      await card("cross-site").waitFor();
+      const afterStats = await relayStats(relay);
+      assert.ok(afterStats.authFailures >= before.authFailures + 2, `refusals counted: ${JSON.stringify(afterStats)}`);
     } finally {
       await context.close();
       await elsewhere.stop();
     }
+    await card("cross-site").and(page.locator("[data-state=disconnected]")).waitFor();
 
     // Control: the same dashboard from a localhost origin is connected to the same relay right now.
     assert.equal(await status().getAttribute("data-state"), "open");
+  });
+
+  test("without the token the dashboard says so and takes one; a restarted relay's new token is asked for", async () => {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const bare = await context.newPage();
+    bare.setDefaultTimeout(PATIENCE_MS);
+    try {
+      // The page without its fragment (a bookmark, a copied link): refused, and told what to do.
+      await bare.goto(relay.page);
+      const refused = bare.locator("[data-testid=access-refused][data-code='4501']");
+      await refused.waitFor();
+      assert.match(await refused.innerText(), /token is missing/);
+      assert.match(await refused.innerText(), new RegExp(`token-${relay.port}`));
+      assert.equal(await bare.getByTestId("connection-status").getAttribute("data-state"), "closed");
+      await view(bare, "07-token-missing");
+      // A wrong one: "wrong".
+      await bare.getByTestId("token-input").fill("not-the-token-0123456789");
+      await bare.getByTestId("token-submit").click();
+      await bare.locator("[data-testid=access-refused][data-code='4501']").filter({ hasText: "token is wrong" }).waitFor();
+      await view(bare, "08-token-wrong");
+      // The right one, pasted: connected, and kept for the tab (a reload needs no fragment).
+      await bare.getByTestId("token-input").fill(relay.token);
+      await bare.getByTestId("token-submit").click();
+      await bare.locator("[data-testid=connection-status][data-state=open]").waitFor();
+      await bare.reload();
+      await bare.locator("[data-testid=connection-status][data-state=open]").waitFor();
+      assert.equal(await bare.getByTestId("access-refused").count(), 0);
+
+      // The relay restarts with a fresh random token: the open page learns its token is now wrong.
+      const port = relay.port;
+      await relay.stop();
+      relay = await startRelay(port);
+      await bare.locator("[data-testid=access-refused][data-code='4501']").filter({ hasText: "token is wrong" }).waitFor();
+      assert.match(await bare.getByTestId("access-refused").innerText(), /restarted with a new one/);
+      // Its new URL works.
+      await bare.goto(relay.open());
+      await bare.locator("[data-testid=connection-status][data-state=open]").waitFor();
+    } finally {
+      await context.close();
+    }
   });
 });

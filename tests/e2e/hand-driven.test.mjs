@@ -125,13 +125,13 @@ describe("dashboard against hand-driven SDKs", () => {
         throw new Error(`unhandled rejection: ${e.reason}`);
       }),
     );
-    await page.goto(`${relay.page}?${query}`);
+    await page.goto(relay.open(`${query}`));
     return page;
   }
 
   const card = (page, id) => page.locator(`[data-testid=client-card][data-session-id="${CSS.escape(id)}"]`);
   const counts = (page) => page.evaluate(() => ({ ...window.__devrelayRenders }));
-  const requestsSeen = async () => (await relayStats(relay.port)).in.request_client_snapshot.messages;
+  const requestsSeen = async () => (await relayStats(relay)).in.request_client_snapshot.messages;
 
   // `CSS.escape` for Node (ids here are plain, but __proto__ & co. must not become selectors' syntax).
   const CSS = { escape: (s) => s.replace(/["\\]/g, "\\$&") };
@@ -379,7 +379,7 @@ describe("dashboard against hand-driven SDKs", () => {
       const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
       page.setDefaultTimeout(PATIENCE_MS);
       page.on("pageerror", (e) => pageErrors.push(String(e)));
-      await page.goto(`${relay.page}?${query}`);
+      await page.goto(relay.open(`${query}`));
       const problem = page.locator(`[data-testid=options-error][data-field="${field}"]`);
       await problem.waitFor();
       const text = await problem.innerText();

@@ -99,7 +99,9 @@ export async function withTimeout(promise, what, detail = () => "") {
   }
 }
 
-/** The relay binary on `port` (0: any free one): `url` is its WebSocket address, `page` its dashboard. */
+/** The relay binary on `port` (0: any free one): `url` is its WebSocket address, `page` its dashboard (without
+ * the token), `token` the dashboard token it printed, and `open(query)` the page's URL with `?query` and the
+ * token in the fragment, as the relay prints it. */
 export async function startRelay(port = 0, args = [], name = "relay") {
   const p = new Proc(name, RELAY_BIN, ["--port", String(port), ...args], {
     env: { ...process.env, RUST_LOG: "devrelay=info" },
@@ -113,7 +115,12 @@ export async function startRelay(port = 0, args = [], name = "relay") {
   p.port = Number(m[1]);
   p.url = `ws://127.0.0.1:${p.port}`;
   p.page = `http://127.0.0.1:${p.port}/`;
-  if (d[1] !== p.page) throw new Error(`${name}: expected "dashboard ${p.page}", got "${d[0]}"\n${p.tail()}`);
+  const printed = /^(http:\/\/[^#\s]+)(?:#token=([A-Za-z0-9._~-]+))?$/.exec(d[1]);
+  if (!printed || printed[1] !== p.page) {
+    throw new Error(`${name}: expected "dashboard ${p.page}#token=…", got "${d[0]}"\n${p.tail()}`);
+  }
+  p.token = printed[2] ?? null;
+  p.open = (query = "") => `${p.page}${query ? `?${query}` : ""}${p.token ? `#token=${p.token}` : ""}`;
   return p;
 }
 
@@ -137,8 +144,10 @@ export function demoSessionIds(seed, sessions) {
   return Array.from({ length: sessions }, (_, i) => `demo-${tag}-${i + 1}`);
 }
 
-export async function relayStats(port) {
-  const res = await fetch(`http://127.0.0.1:${port}/stats`);
+/** `GET /stats` of `relay` (from `startRelay`), with its dashboard token. */
+export async function relayStats(relay) {
+  const headers = relay.token ? { Authorization: `Bearer ${relay.token}` } : {};
+  const res = await fetch(`http://127.0.0.1:${relay.port}/stats`, { headers });
   if (!res.ok) throw new Error(`/stats: ${res.status}`);
   return res.json();
 }

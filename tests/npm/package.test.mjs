@@ -108,7 +108,11 @@ async function started(proc) {
     proc.line(/^dashboard (.*)$/m),
   ]);
   const port = Number(m[1]);
-  assert.equal(d[1], `http://127.0.0.1:${port}/`, "a binary with the dashboard inside");
+  assert.match(
+    d[1],
+    new RegExp(`^http://127\\.0\\.0\\.1:${port}/#token=[0-9a-f]{48}$`),
+    "a binary with the dashboard inside, its URL carrying the launch's token",
+  );
   return port;
 }
 

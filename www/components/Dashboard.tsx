@@ -13,7 +13,7 @@ import type { DevtoolsConnection, DevtoolsOptionsError, Snapshot, SessionEvents 
 import { useDevtoolsConnection } from "devrelay-client/react";
 import { useKnownClients } from "@/lib/knownClients";
 import { errorsOf, registryOf, threadsOf } from "@/lib/model";
-import { relayAddress } from "@/lib/relayAddress";
+import { accessRefusal, dashboardToken, relayAddress } from "@/lib/relayAddress";
 import { useRenderCount } from "@/lib/renderCount";
 import { clock } from "@/lib/time";
 import { Ago } from "./Ago";
@@ -22,7 +22,7 @@ import { ClientList } from "./ClientList";
 import { ThreadsPanel } from "./ThreadsPanel";
 import { RegistryPanel } from "./RegistryPanel";
 import { Timeline } from "./Timeline";
-import { NoClients, OptionsProblem, RelayUnreachable } from "./EmptyState";
+import { AccessRefused, NoClients, OptionsProblem, RelayUnreachable } from "./EmptyState";
 
 const NO_EVENTS: SessionEvents = { events: [], droppedCount: 0 };
 
@@ -37,7 +37,10 @@ export function Dashboard() {
   // NaN included) so that a bad value is reported by the package, naming the option, rather than ignored.
   const bufferParam = params.get("buffer");
   const buffer = bufferParam === null || bufferParam.trim() === "" ? undefined : Number(bufferParam);
-  const dt = useDevtoolsConnection({ url: relayUrl, eventCapacity: buffer });
+  // The token the relay printed in this page's URL fragment (kept for the tab): sent in the first message.
+  const [token] = useState(dashboardToken);
+  const dt = useDevtoolsConnection({ url: relayUrl, eventCapacity: buffer, token: token ?? undefined });
+  const refused = accessRefusal(dt.status, dt.error);
   const { known, forget } = useKnownClients(dt.clients, dt.status);
 
   const setParam = useCallback(
@@ -82,6 +85,8 @@ export function Dashboard() {
   let main: React.ReactNode;
   if (dt.optionsError) {
     main = <OptionsProblem error={dt.optionsError} param={pageParameter(dt.optionsError)} />;
+  } else if (refused) {
+    main = <AccessRefused code={refused.code} reason={refused.reason} relayUrl={relayUrl} hadToken={token !== null} />;
   } else if (selectedId && live && connection) {
     main = (
       <ClientView

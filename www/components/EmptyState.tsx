@@ -1,8 +1,9 @@
 "use client";
 // Empty states that teach: how to start the relay, and how to connect a client (the demo, or your own SDK).
 
-import { useSyncExternalStore } from "react";
+import { useId, useState, useSyncExternalStore } from "react";
 import type { DevtoolsOptionsError } from "devrelay-client";
+import { saveTokenAndReload } from "@/lib/relayAddress";
 
 export function RelayUnreachable({ relayUrl, attempt, error }: { relayUrl: string; attempt: number; error: string | null }) {
   return (
@@ -30,18 +31,18 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
  * that the relay's Origin check is the likely reason. */
 const noSubscription = () => () => {};
 
-function ForeignOriginHint() {
+function ForeignOriginHint({ always = false }: { always?: boolean }) {
   // The page's host never changes while it is open; null while rendering on the server.
   const host = useSyncExternalStore(
     noSubscription,
     () => window.location.hostname,
     () => null,
   );
-  if (host === null || LOOPBACK.has(host)) return null;
+  if (host === null || (LOOPBACK.has(host) && !always)) return null;
   return (
     <p className="warn" data-testid="origin-hint">
-      This page is served from <code>{host}</code>. The relay only accepts the dashboard it serves itself and
-      pages on localhost, 127.0.0.1 or [::1] (a defence against other websites reading your sessions); if this
+      This page is served from <code>{host}</code>. The relay opens dashboards only for the page it serves itself
+      and pages on localhost, 127.0.0.1 or [::1] (a defence against other websites reading your sessions); if this
       origin is yours, start the relay with <code>--allow-origin {typeof window === "undefined" ? "" : window.location.origin}</code>.
     </p>
   );
@@ -111,4 +112,88 @@ export function OptionsProblem({ error, param }: { error: DevtoolsOptionsError; 
       </p>
     </div>
   );
+}
+
+/** The relay refused this dashboard: its token is missing or wrong (4501), or this page's Origin may not open a
+ * dashboard (4502). Says what happened and what to do, and takes a token by hand. */
+export function AccessRefused({
+  code,
+  reason,
+  relayUrl,
+  hadToken,
+}: {
+  code: 4501 | 4502;
+  reason: string;
+  relayUrl: string;
+  hadToken: boolean;
+}) {
+  const inputId = useId();
+  const [token, setToken] = useState("");
+  const port = portOf(relayUrl);
+  if (code === 4502) {
+    return (
+      <div className="teach gone" data-testid="access-refused" data-code={code} role="alert">
+        <h2>This page may not open a dashboard on this relay</h2>
+        <p>
+          The relay said: <q>{reason}</q>
+        </p>
+        <ForeignOriginHint always />
+      </div>
+    );
+  }
+  return (
+    <div className="teach gone" data-testid="access-refused" data-code={code} role="alert">
+      <h2>{hadToken ? "The dashboard token is wrong" : "The dashboard token is missing"}</h2>
+      <p>
+        The relay at <code>{relayUrl}</code> only shows sessions to dashboards that present its token
+        {hadToken ? ", and this one is not it (the relay may have restarted with a new one)" : ""}. It said:{" "}
+        <q>{reason}</q>
+      </p>
+      <h3>What to do</h3>
+      <ul>
+        <li>
+          Open the dashboard URL the relay printed when it started: the line{" "}
+          <code>dashboard http://…/#token=…</code> (<code>scripts/dev.sh</code> prints it too).
+        </li>
+        <li>
+          Or take the token from the relay&apos;s token file, <code>$XDG_RUNTIME_DIR/devrelay/token-{port}</code>{" "}
+          (without a runtime directory: <code>~/.devrelay/token-{port}</code>), and paste it here:
+        </li>
+      </ul>
+      <form
+        className="token-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (token.trim()) saveTokenAndReload(token.trim());
+        }}
+      >
+        <label htmlFor={inputId}>Dashboard token</label>
+        <input
+          id={inputId}
+          type="password"
+          autoComplete="off"
+          spellCheck={false}
+          value={token}
+          onChange={(e) => setToken(e.target.value)}
+          data-testid="token-input"
+        />
+        <button type="submit" data-testid="token-submit">
+          Connect
+        </button>
+      </form>
+      <p className="muted">
+        A relay you started with <code>--token</code> (or <code>DEVRELAY_TOKEN</code>) takes that one. The token
+        stays in this tab only; closing the tab forgets it.
+      </p>
+    </div>
+  );
+}
+
+function portOf(url: string): string {
+  try {
+    const u = new URL(url.replace(/^ws/, "http"));
+    return u.port || (u.protocol === "https:" ? "443" : "80");
+  } catch {
+    return "PORT";
+  }
 }

@@ -265,7 +265,7 @@ fn unknown_options_and_non_objects_are_rejected() {
     assert_eq!(e.field, "eventCapcity");
     assert_eq!(
         e.expected,
-        "no such option (known: url, reconnect, eventCapacity)"
+        "no such option (known: url, reconnect, eventCapacity, token)"
     );
     let e = parse(json!({"reconnect": {"maxDelay": 10}})).unwrap_err();
     assert_eq!(e.field, "reconnect.maxDelay");
@@ -291,4 +291,19 @@ fn unknown_options_and_non_objects_are_rejected() {
         (e.field.as_str(), e.received.as_str()),
         ("url", "a function")
     );
+}
+
+#[test]
+fn the_token_is_a_string_and_never_leaks_into_messages() {
+    assert_eq!(
+        parse(json!({"token": "abc"})).unwrap().token.as_deref(),
+        Some("abc")
+    );
+    assert_eq!(parse(json!({"token": ""})).unwrap().token, None);
+    assert_eq!(parse(json!({"token": null})).unwrap().token, None);
+    let (field, received) = rejected(json!({"token": 5}));
+    assert_eq!((field.as_str(), received.as_str()), ("token", "5"));
+    let long = "t".repeat(MAX_TOKEN_BYTES + 1);
+    let e = parse(json!({ "token": long })).unwrap_err();
+    assert_eq!(e.field, "token");
 }
