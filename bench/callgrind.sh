@@ -47,7 +47,7 @@ run_once() {
   local cg="$OUT/callgrind/callgrind.out.$relay-$SCENARIO-$tag" logf="$OUT/callgrind/$relay-$SCENARIO-$tag.log"
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$cg" --dump-instr=no --collect-jumps=no)
   case $relay in
-    devrelay) "${vg[@]}" "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$TOKEN" >"$logf" 2>&1 & ;;
+    devrelay) "${vg[@]}" "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$TOKEN" --max-inbound-messages-per-sec 10000000 --max-inbound-bytes-per-sec 17179869184 --max-connections 1048576 --max-connections-per-sec 1000000 >"$logf" 2>&1 & ;;
     bun) FANOUT=publish "${vg[@]}" "$BUN" bench/baselines/bun-relay/server.ts 0 >"$logf" 2>&1 & ;;
     bun-loop) FANOUT=loop "${vg[@]}" "$BUN" bench/baselines/bun-relay/server.ts 0 >"$logf" 2>&1 & ;;
     node-ws) "${vg[@]}" node bench/baselines/node-relay/server.js 0 >"$logf" 2>&1 & ;;

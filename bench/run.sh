@@ -69,13 +69,15 @@ RELAY_URL=""
 # devrelay wants its dashboard token from dashboards (the load generator's ones pass it as ?token=, which the
 # baselines ignore); one per run, fixed so that it can be put on the URL.
 BENCH_TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+LIMITS_LIFTED="--max-inbound-messages-per-sec 10000000 --max-inbound-bytes-per-sec 17179869184 --max-connections 1048576 --max-connections-per-sec 1000000"
 
 # start_relay LABEL RUN: starts a fresh relay on an ephemeral port; sets RELAY_PID and RELAY_URL.
 start_relay() {
   local label=$1 logf="$OUT/logs/$1-$2.log"
   case $label in
     devrelay)
-      "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$BENCH_TOKEN" >"$logf" 2>&1 &
+      # The load scenarios go past the per-connection rate and connection limits on purpose: lifted.
+      "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$BENCH_TOKEN" $LIMITS_LIFTED >"$logf" 2>&1 &
       ;;
     node-ws)
       node "$NODE_DIR/server.js" 0 >"$logf" 2>&1 &
@@ -186,7 +188,7 @@ node -e '
   const e = process.env;
   const relays = {};
   const all = {
-    "devrelay": "target/release/devrelay --host 127.0.0.1 --port 0 --token TOKEN (release build, default limits; dashboards connect with ?token=TOKEN)",
+    "devrelay": "target/release/devrelay --host 127.0.0.1 --port 0 --token TOKEN (release build; rate and connection limits lifted with --max-inbound-messages-per-sec 10000000 --max-inbound-bytes-per-sec 17179869184 --max-connections 1048576 --max-connections-per-sec 1000000; dashboards connect with ?token=TOKEN)",
     "node-ws": "node bench/baselines/node-relay/server.js 0 (Node " + process.version + ", ws " +
       require("./bench/baselines/node-relay/node_modules/ws/package.json").version +
       "; seed-000 style: JSON.parse per frame, JSON.stringify + send per dashboard)",

@@ -20,7 +20,13 @@ async fn start_relay() -> Relay {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let config = devrelay::Config::default();
+    // Load tests: past the per-connection rate and connection limits on purpose.
+    let config = devrelay::Config {
+        max_inbound_messages_per_sec: 10_000_000,
+        max_inbound_bytes_per_sec: 16 << 30,
+        max_connections_per_sec: 1_000_000,
+        ..devrelay::Config::default()
+    };
     // The dashboard token on the URL: the load generator's dashboards need it (its SDKs do not mind it).
     let token = config.auth.dashboard_token().unwrap().expose().to_string();
     let task = tokio::spawn(devrelay::run(listener, config, shutdown.clone()));

@@ -100,6 +100,25 @@ pub struct Config {
     /// Which tokens the relay accepts (`auth.rs`): by default a random dashboard token per `Config`, i.e. per
     /// launch; [`Auth::Disabled`] for `--no-auth`.
     pub auth: Auth,
+    /// Messages per second one connection may send (a token bucket holding one second's worth); beyond it they
+    /// are dropped with `rate_limited`. Range: [`Config::INBOUND_MESSAGES_PER_SEC`].
+    pub max_inbound_messages_per_sec: u32,
+    /// Bytes per second (of message text) one connection may send (a bucket of one second's worth, and never
+    /// less than the largest accepted message); beyond it: `rate_limited`. Range: [`Config::INBOUND_BYTES_PER_SEC`].
+    pub max_inbound_bytes_per_sec: u64,
+    /// How long a connection may keep going over its rate limit (messages being dropped) before it is closed
+    /// with 4004. Range: [`Config::RATE_LIMIT_GRACE`].
+    pub rate_limit_grace: Duration,
+    /// A connection that sends no message (pongs do not count) for this long is closed with 4005; zero: never
+    /// (the default: a dashboard may watch a quiet relay for days, and the heartbeat already ends dead peers).
+    /// Range: [`Config::IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// WebSocket connections open at once; one more is refused at the upgrade (HTTP 503 with the reason).
+    /// Range: [`Config::MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// New WebSocket connections per second over the whole relay (a bucket of one second's worth); beyond it
+    /// they are refused at the upgrade (HTTP 429, `Retry-After`). Range: [`Config::CONNECTIONS_PER_SEC`].
+    pub max_connections_per_sec: u32,
 }
 
 impl Default for Config {
@@ -134,6 +153,12 @@ impl Default for Config {
             history_total_bytes: 256 << 20,
             snapshot_cache_bytes: 256 << 20,
             auth: Auth::default(),
+            max_inbound_messages_per_sec: 10_000,
+            max_inbound_bytes_per_sec: 64 << 20,
+            rate_limit_grace: Duration::from_secs(5),
+            idle_timeout: Duration::ZERO,
+            max_connections: 16_384,
+            max_connections_per_sec: 2_000,
         }
     }
 }
@@ -221,6 +246,20 @@ impl Config {
     pub const HISTORY_TOTAL_BYTES: RangeInclusive<usize> = 0..=64 << 30;
     /// `snapshot_cache_bytes`: 0 (no cache) to 64 GiB.
     pub const SNAPSHOT_CACHE_BYTES: RangeInclusive<usize> = 0..=64 << 30;
+    /// `max_inbound_messages_per_sec`: 1 to 10,000,000 messages per second.
+    pub const INBOUND_MESSAGES_PER_SEC: RangeInclusive<u32> = 1..=10_000_000;
+    /// `max_inbound_bytes_per_sec`: 1 KiB to 16 GiB per second.
+    pub const INBOUND_BYTES_PER_SEC: RangeInclusive<u64> = 1 << 10..=16 << 30;
+    /// `rate_limit_grace`: 0 (close at the second dropped message) to 1 h.
+    pub const RATE_LIMIT_GRACE: RangeInclusive<Duration> =
+        Duration::ZERO..=Duration::from_secs(3_600);
+    /// `idle_timeout`: 0 (never) to 7 days.
+    pub const IDLE_TIMEOUT: RangeInclusive<Duration> =
+        Duration::ZERO..=Duration::from_secs(7 * 86_400);
+    /// `max_connections`: 1 to 1,048,576.
+    pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1 << 20;
+    /// `max_connections_per_sec`: 1 to 1,000,000 per second.
+    pub const CONNECTIONS_PER_SEC: RangeInclusive<u32> = 1..=1_000_000;
     /// Runtime worker threads of the `devrelay` binary (`--worker-threads`): 1 to 1024.
     pub const WORKER_THREADS: RangeInclusive<usize> = 1..=1024;
 
@@ -384,6 +423,7 @@ impl Config {
         for (field, flag, value, range) in durations {
             in_range(field, flag, "seconds", &Secs(value), &secs(range))?;
         }
+        self.validate_limits()?;
         if let Some(bad) = c.allowed_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::BadOrigin(bad.clone()));
         }
@@ -401,6 +441,53 @@ impl Config {
             max_age: self.history_max_age,
             total_bytes: self.history_total_bytes,
         }
+    }
+
+    /// The rate, idle and connection limits (`validate`'s part for them).
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let c = self;
+        in_range(
+            "max_inbound_messages_per_sec",
+            "--max-inbound-messages-per-sec",
+            "messages per second",
+            &c.max_inbound_messages_per_sec,
+            &Self::INBOUND_MESSAGES_PER_SEC,
+        )?;
+        in_range(
+            "max_inbound_bytes_per_sec",
+            "--max-inbound-bytes-per-sec",
+            "bytes per second",
+            &c.max_inbound_bytes_per_sec,
+            &Self::INBOUND_BYTES_PER_SEC,
+        )?;
+        in_range(
+            "rate_limit_grace",
+            "--rate-limit-grace-secs",
+            "seconds",
+            &Secs(c.rate_limit_grace),
+            &secs(&Self::RATE_LIMIT_GRACE),
+        )?;
+        in_range(
+            "idle_timeout",
+            "--idle-timeout-secs",
+            "seconds",
+            &Secs(c.idle_timeout),
+            &secs(&Self::IDLE_TIMEOUT),
+        )?;
+        in_range(
+            "max_connections",
+            "--max-connections",
+            "connections",
+            &c.max_connections,
+            &Self::MAX_CONNECTIONS,
+        )?;
+        in_range(
+            "max_connections_per_sec",
+            "--max-connections-per-sec",
+            "connections per second",
+            &c.max_connections_per_sec,
+            &Self::CONNECTIONS_PER_SEC,
+        )
     }
 
     /// Checks a `--worker-threads` value (the runtime is the binary's, not [`crate::run`]'s, so it is not a field).
@@ -594,6 +681,57 @@ mod tests {
         assert_eq!(
             msg,
             "--ping-interval-secs (ping_interval) must be from 0.01 to 86400 seconds, got 18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn the_rate_idle_and_connection_limits_are_held_to_their_ranges() {
+        let bad = [
+            Config {
+                max_inbound_messages_per_sec: 0,
+                ..Config::default()
+            },
+            Config {
+                max_inbound_bytes_per_sec: 10,
+                ..Config::default()
+            },
+            Config {
+                rate_limit_grace: Duration::from_secs(3_601),
+                ..Config::default()
+            },
+            Config {
+                idle_timeout: Duration::from_secs(u64::MAX),
+                ..Config::default()
+            },
+            Config {
+                max_connections: 0,
+                ..Config::default()
+            },
+            Config {
+                max_connections_per_sec: 2_000_000,
+                ..Config::default()
+            },
+        ];
+        let flags = [
+            "--max-inbound-messages-per-sec (max_inbound_messages_per_sec) must be from 1 to 10000000",
+            "--max-inbound-bytes-per-sec (max_inbound_bytes_per_sec) must be from 1024 to",
+            "--rate-limit-grace-secs (rate_limit_grace) must be from 0 to 3600 seconds",
+            "--idle-timeout-secs (idle_timeout) must be from 0 to 604800 seconds",
+            "--max-connections (max_connections) must be from 1 to 1048576",
+            "--max-connections-per-sec (max_connections_per_sec) must be from 1 to 1000000",
+        ];
+        for (c, want) in bad.iter().zip(flags) {
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.starts_with(want), "{msg}");
+        }
+        assert_eq!(
+            Config {
+                idle_timeout: Duration::from_secs(7 * 86_400),
+                rate_limit_grace: Duration::ZERO,
+                ..Config::default()
+            }
+            .validate(),
+            Ok(())
         );
     }
 

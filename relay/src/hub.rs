@@ -32,6 +32,7 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::engine::{self, Engine, EngineError, Kind, Position, PublishRequest};
+use crate::limiter::TokenBucket;
 use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Delivery, Item, Peer};
 use crate::Config;
@@ -170,8 +171,10 @@ pub struct Hub {
     index: RwLock<Index>,
     pub metrics: Metrics,
     pub config: Arc<Config>,
-    /// Open WebSocket connections, identified or not.
+    /// Open WebSocket connections, identified or not (each holds a [`ConnectionSlot`]).
     pub connections: AtomicUsize,
+    /// New connections per second (`max_connections_per_sec`).
+    connection_rate: Mutex<TokenBucket>,
     /// Connections watching (seed-000 dashboards, and v2 connections that subscribe without an identity).
     pub dashboards: AtomicUsize,
     next_id: AtomicU64,
@@ -253,6 +256,7 @@ fn write(l: &RwLock<Index>) -> RwLockWriteGuard<'_, Index> {
 
 impl Hub {
     pub fn new(config: Arc<Config>, engine: Arc<dyn Engine>) -> Self {
+        let connections_per_sec = f64::from(config.max_connections_per_sec);
         Hub {
             engine,
             registry: Mutex::default(),
@@ -260,6 +264,11 @@ impl Hub {
             metrics: Metrics::default(),
             config,
             connections: AtomicUsize::new(0),
+            connection_rate: Mutex::new(TokenBucket::new(
+                connections_per_sec,
+                connections_per_sec,
+                std::time::Instant::now(),
+            )),
             dashboards: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             request_snapshot: encode(&RelayToSdk::RequestSnapshot),
@@ -289,6 +298,27 @@ impl Hub {
             d.max_bytes = d.max_bytes.max(bytes);
         }
         d
+    }
+
+    /// A slot for one more WebSocket connection, or why there is none: `max_connections` are open, or more than
+    /// `max_connections_per_sec` arrived in the last second. Checked at the upgrade, before anything is spent on
+    /// the connection; the slot is given back when it is dropped.
+    pub fn admit_connection(self: &Arc<Self>) -> Result<ConnectionSlot, ConnectionRefused> {
+        let max = self.config.max_connections;
+        if self.connections.fetch_add(1, Ordering::AcqRel) >= max {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err(ConnectionRefused::Full(max));
+        }
+        let slot = ConnectionSlot(self.clone());
+        let admitted = self
+            .connection_rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_take(1.0, std::time::Instant::now());
+        if !admitted {
+            return Err(ConnectionRefused::Rate(self.config.max_connections_per_sec));
+        }
+        Ok(slot)
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -997,6 +1027,28 @@ impl Drop for QueueMark {
     fn drop(&mut self) {
         lock_queues(&self.hub.queues).remove(&self.conn);
     }
+}
+
+/// One open WebSocket connection, for the `connections` count and `max_connections`; dropping it gives the slot
+/// back.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<Hub>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a new connection was refused at the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionRefused {
+    #[error(
+        "{0} connections are open, the most this relay takes (--max-connections); retry later"
+    )]
+    Full(usize),
+    #[error("more than {0} new connections arrived in the last second (--max-connections-per-sec); retry in a second")]
+    Rate(u32),
 }
 
 /// Marks a connection as a dashboard for the `dashboards` gauge while it lives.

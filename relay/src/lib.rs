@@ -12,6 +12,7 @@ mod connection;
 pub mod demo;
 pub mod engine;
 mod hub;
+mod limiter;
 mod listener;
 mod metrics;
 mod outbox;

@@ -145,6 +145,24 @@ struct ServeArgs {
     /// of the one built into the binary.
     #[arg(long, env = "DEVRELAY_DASHBOARD_DIR", value_name = "DIR")]
     dashboard_dir: Option<PathBuf>,
+    /// Messages per second one connection may send; beyond: dropped with rate_limited (then closed, 4004).
+    #[arg(long, env = "DEVRELAY_MAX_INBOUND_MESSAGES_PER_SEC", default_value_t = Config::default().max_inbound_messages_per_sec)]
+    max_inbound_messages_per_sec: u32,
+    /// Bytes per second one connection may send; beyond: dropped with rate_limited (then closed, 4004).
+    #[arg(long, env = "DEVRELAY_MAX_INBOUND_BYTES_PER_SEC", default_value_t = Config::default().max_inbound_bytes_per_sec)]
+    max_inbound_bytes_per_sec: u64,
+    /// Seconds a connection may keep going over its rate limit before it is closed (4004).
+    #[arg(long, env = "DEVRELAY_RATE_LIMIT_GRACE_SECS", default_value_t = Config::default().rate_limit_grace.as_secs())]
+    rate_limit_grace_secs: u64,
+    /// Close a connection that sends no message for this many seconds (4005); 0: never.
+    #[arg(long, env = "DEVRELAY_IDLE_TIMEOUT_SECS", default_value_t = 0)]
+    idle_timeout_secs: u64,
+    /// WebSocket connections open at once; more are refused at the upgrade (503).
+    #[arg(long, env = "DEVRELAY_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// New WebSocket connections per second; more are refused at the upgrade (429).
+    #[arg(long, env = "DEVRELAY_MAX_CONNECTIONS_PER_SEC", default_value_t = Config::default().max_connections_per_sec)]
+    max_connections_per_sec: u32,
     /// The dashboard token (16-256 of A-Z a-z 0-9 - _ . ~), instead of a random one per launch. It opens
     /// dashboards, /stats and POST /api/publish, and agents may use it too.
     #[arg(
@@ -216,6 +234,12 @@ impl ServeArgs {
             history_total_bytes: self.history_total_bytes,
             snapshot_cache_bytes: self.snapshot_cache_bytes,
             auth: self.auth()?,
+            max_inbound_messages_per_sec: self.max_inbound_messages_per_sec,
+            max_inbound_bytes_per_sec: self.max_inbound_bytes_per_sec,
+            rate_limit_grace: Duration::from_secs(self.rate_limit_grace_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_sec: self.max_connections_per_sec,
             ..Config::default()
         })
     }

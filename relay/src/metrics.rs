@@ -58,10 +58,20 @@ pub enum Rejection {
     Origin,
     /// Not a valid WebSocket upgrade (no `Connection: Upgrade`, wrong version, no key).
     BadRequest,
+    /// `max_connections` were open (503).
+    Full,
+    /// Over `max_connections_per_sec` (429).
+    Rate,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 3] = [Rejection::Host, Rejection::Origin, Rejection::BadRequest];
+    pub const ALL: [Rejection; 5] = [
+        Rejection::Host,
+        Rejection::Origin,
+        Rejection::BadRequest,
+        Rejection::Full,
+        Rejection::Rate,
+    ];
 
     /// The `reason` label on `/metrics` and the key in `/stats`' `rejectedUpgradesByReason`.
     pub fn as_str(self) -> &'static str {
@@ -69,6 +79,8 @@ impl Rejection {
             Rejection::Host => "host",
             Rejection::Origin => "origin",
             Rejection::BadRequest => "bad_request",
+            Rejection::Full => "full",
+            Rejection::Rate => "rate",
         }
     }
 }
@@ -123,10 +135,6 @@ pub struct Metrics {
     pub too_big: AtomicU64,
     /// Connections closed for sending no message for the idle timeout (4005).
     pub idle_timeouts: AtomicU64,
-    /// Upgrades refused because the relay had `max_connections` open (503).
-    pub refused_connections_full: AtomicU64,
-    /// Upgrades refused over the relay's connection rate (429).
-    pub refused_connections_rate: AtomicU64,
     /// Connections refused because their session / agent id was contested (4503).
     pub takeovers_refused: AtomicU64,
     /// Sessions and agents that stopped answering pings and were shown as stale.
@@ -170,8 +178,6 @@ impl Default for Metrics {
             rate_limit_closes: AtomicU64::new(0),
             too_big: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
-            refused_connections_full: AtomicU64::new(0),
-            refused_connections_rate: AtomicU64::new(0),
             takeovers_refused: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
@@ -247,8 +253,6 @@ impl Metrics {
             "rateLimitCloses": self.rate_limit_closes.load(Relaxed),
             "tooBig": self.too_big.load(Relaxed),
             "idleTimeouts": self.idle_timeouts.load(Relaxed),
-            "refusedConnectionsFull": self.refused_connections_full.load(Relaxed),
-            "refusedConnectionsRate": self.refused_connections_rate.load(Relaxed),
             "takeoversRefused": self.takeovers_refused.load(Relaxed),
             "stale": self.stale.load(Relaxed),
         })
@@ -451,7 +455,7 @@ mod tests {
         assert_eq!(doc["rejectedUpgrades"], 3);
         assert_eq!(
             doc["rejectedUpgradesByReason"],
-            json!({"host": 1, "origin": 2, "bad_request": 0})
+            json!({"host": 1, "origin": 2, "bad_request": 0, "full": 0, "rate": 0})
         );
     }
 

@@ -22,7 +22,7 @@ use crate::access::{check_host, check_origin};
 use crate::auth::{Denied, Principal, Source};
 use crate::connection::ConnectParams;
 use crate::engine::{EngineError, PublishRequest};
-use crate::hub::Hub;
+use crate::hub::{ConnectionRefused, Hub};
 use crate::metrics::{Metrics, Rejection};
 use crate::prometheus;
 use crate::publish::{self, Refusal};
@@ -190,6 +190,24 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
         )
             .into_response();
     };
+    // Capacity last: only a valid upgrade takes a slot (and spends the connection rate).
+    let slot = match app.hub.admit_connection() {
+        Ok(slot) => slot,
+        Err(refused) => {
+            let (status, why) = match refused {
+                ConnectionRefused::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, Rejection::Full),
+                ConnectionRefused::Rate(_) => (StatusCode::TOO_MANY_REQUESTS, Rejection::Rate),
+            };
+            app.hub.metrics.reject(why);
+            tracing::warn!(reason = %refused, "upgrade refused");
+            return (
+                status,
+                [(header::RETRY_AFTER, "1")],
+                format!("devrelay: {refused}\n"),
+            )
+                .into_response();
+        }
+    };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
 
@@ -220,7 +238,7 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
                 let admitted = Principal::admit(&hub.config.auth, token.as_deref(), source);
                 let io = ReadAhead::with_prefix(transport, &prefix);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                crate::connection::serve(ws, hub, shutdown, params, admitted).await;
+                crate::connection::serve(ws, hub, shutdown, params, admitted, slot).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

@@ -526,15 +526,17 @@ async fn rejected_upgrades_are_counted_by_reason() {
         by_reason,
         BTreeMap::from([
             ("bad_request".to_string(), 1.0),
+            ("full".to_string(), 0.0),
             ("host".to_string(), 2.0),
             ("origin".to_string(), 0.0),
+            ("rate".to_string(), 0.0),
         ])
     );
     let stats = relay.stats().await;
     assert_eq!(stats["rejectedUpgrades"], 3);
     assert_eq!(
         stats["rejectedUpgradesByReason"],
-        serde_json::json!({"host": 2, "origin": 0, "bad_request": 1})
+        serde_json::json!({"host": 2, "origin": 0, "bad_request": 1, "full": 0, "rate": 0})
     );
     relay.shutdown.cancel();
 }

@@ -469,6 +469,9 @@ async fn a_dashboard_that_stops_reading_is_closed_without_hurting_the_others() {
     let relay = Relay::start(Config {
         queue_messages: 64,
         queue_bytes: 256 << 10,
+        // A firehose on purpose (up to 200 MiB): past the default inbound rate limit.
+        max_inbound_messages_per_sec: 10_000_000,
+        max_inbound_bytes_per_sec: 16 << 30,
         ..Config::default()
     })
     .await;

@@ -31,7 +31,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Denied, DeniedKind, Principal};
-use crate::hub::{DashboardMark, Hub, Membership, Subscription};
+use crate::hub::{ConnectionSlot, DashboardMark, Hub, Membership, Subscription};
+use crate::limiter::{Admit, InboundLimit};
 use crate::metrics::Metrics;
 use crate::outbox::{outbox, Item, Outbox, Peer};
 use crate::read_ahead::ReadAhead;
@@ -144,6 +145,8 @@ struct Connection {
     peer: Peer,
     /// Who this connection is (`auth.rs`): every routing decision asks it.
     principal: Principal,
+    /// What it may send per second.
+    inbound: InboundLimit,
     role: Role,
     /// Set by a handler that ends the connection (a refusal): the loop returns it after that frame.
     closing: Option<End>,
@@ -161,6 +164,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     params: ConnectParams,
     admitted: Result<Principal, Denied>,
+    // Held until the connection is gone: it is what `connections` and `max_connections` count.
+    _slot: ConnectionSlot,
 ) {
     let principal = match admitted {
         Ok(p) => p,
@@ -176,15 +181,23 @@ pub async fn serve(
         }
     };
     let id = hub.next_conn_id();
-    hub.connections.fetch_add(1, Ordering::Relaxed);
     Metrics::bump(&hub.metrics.connections_total);
     let (peer, mut outbox) = outbox(id, hub.config.queue_messages, hub.config.queue_bytes);
     // Dropped after the queue's last use below: the queue-depth gauges see this queue while it exists.
     let queue_mark = hub.track_queue(&peer);
+    let c = &hub.config;
+    let inbound = InboundLimit::new(
+        c.max_inbound_messages_per_sec,
+        c.max_inbound_bytes_per_sec,
+        c.max_message_bytes,
+        c.rate_limit_grace,
+        std::time::Instant::now(),
+    );
     let mut conn = Connection {
         hub: hub.clone(),
         peer,
         principal,
+        inbound,
         role: Role::Unidentified,
         closing: None,
         batch: false,
@@ -232,7 +245,6 @@ pub async fn serve(
     drop(conn);
     drop(outbox);
     drop(queue_mark);
-    hub.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 impl Connection {
@@ -251,6 +263,11 @@ impl Connection {
         let mut beat = Heartbeat::new(config.ping_interval);
         // Boxed and dropped once identified: an idle connection's task stays small.
         let mut identify = Some(Box::pin(tokio::time::sleep(config.identify_timeout)));
+        // The idle timeout (if any): checked when it fires, against the last message, so that messages do not
+        // have to reset a timer each.
+        let mut last_message = Instant::now();
+        let mut idle = (!config.idle_timeout.is_zero())
+            .then(|| Box::pin(tokio::time::sleep(config.idle_timeout)));
         // The coalesced text delta's deadline, while one is pending.
         let mut flush_at: Option<Pin<Box<Sleep>>> = None;
         // A handle of our own for the close request, so `self` stays free for the handlers.
@@ -282,14 +299,20 @@ impl Connection {
                     match msg {
                         None => return Err(End::Gone),
                         Some(Ok(Message::Text(text))) => {
-                            self.on_text(text);
+                            last_message = Instant::now();
+                            if self.admit(text.len(), last_message)? {
+                                self.on_text(text);
+                            }
                             if let Some(end) = self.closing.take() {
                                 return Err(end);
                             }
                         }
                         Some(Ok(Message::Binary(b))) => {
+                            last_message = Instant::now();
                             self.hub.metrics.inbound("binary", b.len());
-                            self.on_binary();
+                            if self.admit(b.len(), last_message)? {
+                                self.on_binary();
+                            }
                         }
                         Some(Ok(Message::Close(_))) => {
                             // tungstenite queued the close reply; push it out, then we are done.
@@ -312,6 +335,16 @@ impl Connection {
                     }
                 }
                 _ = beat.ping.tick() => beat.period_ended(metrics)?,
+                _ = async { if let Some(t) = idle.as_mut() { t.await } }, if idle.is_some() => {
+                    let due = last_message + config.idle_timeout;
+                    if Instant::now() >= due {
+                        Metrics::bump(&self.hub.metrics.idle_timeouts);
+                        return Err(close_with(CloseCode::IdleTimeout));
+                    }
+                    if let Some(t) = idle.as_mut() {
+                        t.as_mut().reset(due);
+                    }
+                }
                 _ = async { if let Some(t) = identify.as_mut() { t.await } }, if identify.is_some() => {
                     Metrics::bump(&self.hub.metrics.identify_timeouts);
                     return Err(close_with(CloseCode::IdentifyTimeout));
@@ -320,6 +353,41 @@ impl Connection {
                     flush_at = None;
                     self.flush_coalesced();
                 }
+            }
+        }
+    }
+
+    /// Counts one inbound message against the connection's rate limit: `Ok(true)` to handle it, `Ok(false)` to
+    /// drop it (the peer is told, at most once a second, how many were dropped), `Err` to close the connection
+    /// (4004) once it has kept going over the limit for `rate_limit_grace`.
+    fn admit(&mut self, len: usize, now: Instant) -> Result<bool, End> {
+        match self.inbound.admit(len, now.into_std()) {
+            Admit::Yes => Ok(true),
+            Admit::Dropped { tell } => {
+                Metrics::bump(&self.hub.metrics.rate_limited);
+                if let Some(dropped) = tell {
+                    let c = &self.hub.config;
+                    let message = format!(
+                        "{dropped} message(s) dropped: over this connection's limit of {} messages and {} bytes per second (--max-inbound-messages-per-sec, --max-inbound-bytes-per-sec); slow down, or it is closed (4004) after {} s",
+                        c.max_inbound_messages_per_sec,
+                        c.max_inbound_bytes_per_sec,
+                        c.rate_limit_grace.as_secs_f64()
+                    );
+                    match self.role {
+                        Role::V2(_) => self.reply_v2_error(
+                            devrelay_protocol::v2::V2ErrorCode::RateLimited,
+                            message,
+                            None,
+                            None,
+                        ),
+                        _ => self.reply_error(ErrorCode::RateLimited, message),
+                    }
+                }
+                Ok(false)
+            }
+            Admit::Close => {
+                Metrics::bump(&self.hub.metrics.rate_limit_closes);
+                Err(close_with(CloseCode::RateLimited))
             }
         }
     }
