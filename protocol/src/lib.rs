@@ -23,6 +23,7 @@ pub mod rng;
 pub mod session_event;
 pub mod splice;
 pub mod v2;
+pub mod v2_view;
 pub mod view;
 
 pub use close::CloseCode;

@@ -1,0 +1,376 @@
+//! The wasm client's borrowed v2 decoder (`v2_view`) against the owned serde one (`v2::decode_relay_frame`):
+//! over the golden fixtures and every mutation of them (each member removed or given a wrong type), both accept
+//! and reject the same frames, with the same kind of error, and agree on every value they read.
+
+use devrelay_protocol::decode::DecodeError;
+use devrelay_protocol::v2::{
+    decode_relay_frame, Ack, Connected, PresenceInfo, PresenceRef, Publication, RelayInbound,
+    RelayMessage, RequestId, V2Error,
+};
+use devrelay_protocol::v2_view::{
+    read_data, split_batch, AckRef, ConnectedRef, ErrorRef, PresenceInfoRef, PresenceLeftRef,
+    PublicationRef, RelayMessageRef, RequestIdRef,
+};
+use serde_json::{json, Value};
+
+macro_rules! fixture {
+    ($path:literal) => {
+        include_str!(concat!("../../tests/fixtures/v2/", $path, ".json"))
+    };
+}
+
+const FIXTURES: &[&str] = &[
+    fixture!("relay/connected"),
+    fixture!("relay/ack"),
+    fixture!("relay/error"),
+    fixture!("relay/pong"),
+    fixture!("relay/request_snapshot"),
+    fixture!("relay/publication"),
+    fixture!("relay/batch"),
+    fixture!("events/session.connected"),
+    fixture!("events/agent.disconnected"),
+    fixture!("events/metric.update"),
+];
+
+/// What kind of failure, for comparing verdicts (the detail texts differ by design: the view's carry none).
+fn kind(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::BadJson(_) => "bad_json",
+        DecodeError::MissingType => "missing_type",
+        DecodeError::UnknownType(_) => "unknown_type",
+        DecodeError::Invalid { .. } => "invalid",
+    }
+}
+
+/// `base` with each member (at `path`, a JSON pointer to an object) removed, and replaced by each wrong value.
+fn mutations(base: &Value, path: &str, wrongs: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(Value::Object(obj)) = base.pointer(path) else {
+        return out;
+    };
+    for key in obj.keys() {
+        let mut removed = base.clone();
+        if let Some(Value::Object(o)) = removed.pointer_mut(path) {
+            o.remove(key);
+        }
+        out.push(removed.to_string());
+        for wrong in wrongs {
+            let mut changed = base.clone();
+            if let Some(Value::Object(o)) = changed.pointer_mut(path) {
+                o.insert(key.clone(), wrong.clone());
+            }
+            out.push(changed.to_string());
+        }
+    }
+    out
+}
+
+fn corpus() -> Vec<String> {
+    let wrongs = [
+        json!(null),
+        json!("s"),
+        json!(1.5),
+        json!([]),
+        json!({}),
+        json!(-1),
+        json!(true),
+        json!("agent"),
+    ];
+    let mut corpus: Vec<String> = FIXTURES.iter().map(|t| t.to_string()).collect();
+    for text in FIXTURES {
+        let base: Value = serde_json::from_str(text).unwrap();
+        let singles = match &base {
+            Value::Array(items) => items.clone(),
+            one => vec![one.clone()],
+        };
+        for one in &singles {
+            for path in ["", "/limits", "/presence/0", "/presence/1", "/data"] {
+                corpus.extend(mutations(one, path, &wrongs));
+            }
+        }
+    }
+    corpus.extend(
+        [
+            "",
+            "[",
+            "[]",
+            " [ ] ",
+            "[1]",
+            "[null]",
+            "null",
+            "{}",
+            "[{}]",
+            r#"{"type":null,"channel":"c","event":"e","data":1,"offset":1,"epoch":"e","timestamp":1}"#,
+            r#"{"channel":"c","event":"e","offset":1,"epoch":"e","timestamp":1}"#,
+            r#"{"channel":"c","event":"e","data":null,"offset":1,"epoch":"e","timestamp":1.5}"#,
+            r#"{"channel":"c","event":"e","data":{"a":[1,"\""]},"offset":18446744073709551615,"epoch":"e","timestamp":1}"#,
+            r#"{"channel":"c","event":"e","data":1,"offset":18446744073709551616,"epoch":"e","timestamp":1}"#,
+            r#"{"channel":"c\u0041","event":"e","data":1,"offset":1,"epoch":"e","timestamp":1,"x":[]}"#,
+            r#"{"channel":"c","channel":"d","event":"e","data":1,"offset":1,"epoch":"e","timestamp":1}"#,
+            r#"{"type":"nope","timestamp":1}"#,
+            r#"{"type":"pong"}"#,
+            r#"{"type":"pong","timestamp":"1"}"#,
+            r#"{"type":"ack","success":true,"timestamp":1}"#,
+            r#"{"type":"ack","id":"s\n1","success":true,"timestamp":1,"coalesced":true}"#,
+            r#"{"type":"ack","id":7,"success":false,"channel":"x","offset":0,"epoch":"e","recovered":false,"reason":"r","replayed":0,"timestamp":1}"#,
+            r#"{"type":"ack","id":7,"success":true,"presence":[],"timestamp":1}"#,
+            r#"{"type":"ack","id":7,"success":true,"presence":null,"timestamp":1}"#,
+            r#"{"type":"error","code":"FROM_THE_FUTURE","message":"m","timestamp":1}"#,
+            r#"{"type":"error","code":"unknown_type","message":"m"}"#,
+            r#"{"type":"error","code":"BUSY","message":"m","id":null,"channel":null,"timestamp":1}"#,
+        ]
+        .map(String::from),
+    );
+    corpus
+}
+
+fn id_eq(owned: &Option<RequestId>, view: &Option<RequestIdRef<'_>>) -> bool {
+    match (owned, view) {
+        (None, None) => true,
+        (Some(RequestId::Num(a)), Some(RequestIdRef::Num(b))) => a == b,
+        (Some(RequestId::Str(a)), Some(RequestIdRef::Str(b))) => a == b,
+        _ => false,
+    }
+}
+
+fn raw(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+fn same_publication(a: &Publication, b: &PublicationRef<'_>) {
+    assert_eq!(
+        (
+            a.channel.as_str(),
+            a.event.as_str(),
+            a.offset,
+            a.epoch.as_str(),
+            a.timestamp
+        ),
+        (
+            b.channel.as_ref(),
+            b.event.as_ref(),
+            b.offset,
+            b.epoch.as_ref(),
+            b.timestamp
+        )
+    );
+    assert_eq!(a.data, raw(b.data.0));
+}
+
+fn same_presence(a: &PresenceInfo, b: &PresenceInfoRef<'_>) {
+    assert_eq!(a.kind, b.kind.0);
+    assert_eq!(
+        (
+            a.id.as_str(),
+            a.channel.as_str(),
+            a.protocol.as_str(),
+            a.connected_at
+        ),
+        (
+            b.id.as_ref(),
+            b.channel.as_ref(),
+            b.protocol.as_ref(),
+            b.connected_at
+        )
+    );
+    assert_eq!(a.name.as_deref(), b.name.as_deref());
+    assert_eq!(a.sdk_version.as_deref(), b.sdk_version.as_deref());
+    assert_eq!(a.project_id.as_deref(), b.project_id.as_deref());
+    assert_eq!(
+        a.metadata.clone().map(Value::Object),
+        b.metadata.map(|m| raw(m.0))
+    );
+}
+
+fn same_connected(a: &Connected, b: &ConnectedRef) {
+    assert_eq!(
+        (
+            &a.client_id,
+            a.protocol_version,
+            &a.agent_id,
+            &a.session_id,
+            a.batch,
+            a.timestamp
+        ),
+        (
+            &b.client_id,
+            b.protocol_version,
+            &b.agent_id,
+            &b.session_id,
+            b.batch,
+            b.timestamp
+        )
+    );
+    let l = &a.limits;
+    assert_eq!(
+        (
+            l.max_subscriptions,
+            l.max_channel_bytes,
+            l.max_publish_bytes,
+            l.max_message_bytes
+        ),
+        (
+            b.limits.max_subscriptions,
+            b.limits.max_channel_bytes,
+            b.limits.max_publish_bytes,
+            b.limits.max_message_bytes
+        )
+    );
+}
+
+fn same_ack(a: &Ack, b: &AckRef<'_>) {
+    assert!(id_eq(&a.id, &b.id));
+    assert_eq!(
+        (
+            a.success,
+            a.channel.as_deref(),
+            a.offset,
+            a.epoch.as_deref()
+        ),
+        (
+            b.success,
+            b.channel.as_deref(),
+            b.offset,
+            b.epoch.as_deref()
+        )
+    );
+    assert_eq!(
+        (
+            a.recovered,
+            a.reason.as_deref(),
+            a.replayed,
+            a.coalesced,
+            a.timestamp
+        ),
+        (
+            b.recovered,
+            b.reason.as_deref(),
+            b.replayed,
+            b.coalesced,
+            b.timestamp
+        )
+    );
+    match (&a.presence, &b.presence) {
+        (None, None) => {}
+        (Some(x), Some(y)) => {
+            assert_eq!(x.len(), y.len());
+            for (p, q) in x.iter().zip(y) {
+                same_presence(p, q);
+            }
+        }
+        other => panic!("presence differs: {other:?}"),
+    }
+}
+
+fn same_error(a: &V2Error, b: &ErrorRef<'_>, text: &str) {
+    assert!(id_eq(&a.id, &b.id));
+    assert_eq!(
+        (a.message.as_str(), a.channel.as_deref(), a.timestamp),
+        (b.message.as_ref(), b.channel.as_deref(), b.timestamp)
+    );
+    // The view keeps the code as sent; the owned decoder folds codes it does not know into `Other`.
+    let sent = raw(text);
+    assert_eq!(json!(b.code), sent["code"]);
+    assert_eq!(
+        a.code,
+        serde_json::from_value(json!(b.code)).unwrap(),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_clients_view_agrees_with_the_owned_decoder() {
+    let mut accepted = 0;
+    for text in corpus() {
+        let owned = decode_relay_frame(&text);
+        let view: Result<Vec<(&str, RelayMessageRef<'_>)>, DecodeError> = split_batch(&text)
+            .and_then(|items| {
+                items
+                    .into_iter()
+                    .map(|item| RelayMessageRef::decode(item).map(|m| (item, m)))
+                    .collect()
+            });
+        let (owned, view) = match (owned, view) {
+            (Ok(o), Ok(v)) => (o, v),
+            (Err(a), Err(b)) => {
+                assert_eq!(kind(&a), kind(&b), "{text}: {a:?} vs {b:?}");
+                continue;
+            }
+            (a, b) => panic!("decoders disagree on {text}: owned {a:?}, view {b:?}"),
+        };
+        accepted += 1;
+        assert_eq!(owned.len(), view.len(), "{text}");
+        for (a, (item, b)) in owned.iter().zip(&view) {
+            match (a, b) {
+                (RelayInbound::Publication(a), RelayMessageRef::Publication(b)) => {
+                    same_publication(a, b)
+                }
+                (
+                    RelayInbound::Message(RelayMessage::Connected(a)),
+                    RelayMessageRef::Connected(b),
+                ) => same_connected(a, b),
+                (RelayInbound::Message(RelayMessage::Ack(a)), RelayMessageRef::Ack(b)) => {
+                    same_ack(a, b)
+                }
+                (RelayInbound::Message(RelayMessage::Error(a)), RelayMessageRef::Error(b)) => {
+                    same_error(a, b, item)
+                }
+                (
+                    RelayInbound::Message(RelayMessage::Pong(a)),
+                    RelayMessageRef::Pong { timestamp },
+                ) => assert_eq!(a.timestamp, *timestamp),
+                (
+                    RelayInbound::Message(RelayMessage::RequestSnapshot(a)),
+                    RelayMessageRef::RequestSnapshot { timestamp },
+                ) => assert_eq!(a.timestamp, *timestamp),
+                (a, b) => panic!("different messages for {text}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+    assert!(
+        accepted > 30,
+        "the corpus must exercise accepted frames too ({accepted})"
+    );
+}
+
+#[test]
+fn presence_data_reads_like_the_owned_types() {
+    let mut corpus = Vec::new();
+    for text in [
+        fixture!("events/session.connected"),
+        fixture!("events/agent.disconnected"),
+    ] {
+        let data = raw(text)["data"].clone();
+        corpus.push(data.to_string());
+        corpus.extend(mutations(
+            &data,
+            "",
+            &[json!(null), json!(3), json!("x"), json!([]), json!({})],
+        ));
+    }
+    let ack = raw(fixture!("relay/ack"));
+    for p in ack["presence"].as_array().unwrap() {
+        corpus.push(p.to_string());
+    }
+    for text in &corpus {
+        let owned = serde_json::from_str::<PresenceInfo>(text);
+        let view = read_data::<PresenceInfoRef<'_>>(text);
+        match (&owned, &view) {
+            (Ok(a), Ok(b)) => same_presence(a, b),
+            (Err(_), Err(_)) => {}
+            _ => panic!("PresenceInfo: decoders disagree on {text}: {owned:?} vs {view:?}"),
+        }
+        let owned = serde_json::from_str::<PresenceRef>(text);
+        let view = read_data::<PresenceLeftRef<'_>>(text);
+        match (&owned, &view) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    (a.kind, a.id.as_str(), a.timestamp),
+                    (b.kind.0, b.id.as_ref(), b.timestamp)
+                )
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("PresenceRef: decoders disagree on {text}: {owned:?} vs {view:?}"),
+        }
+    }
+}
