@@ -47,9 +47,10 @@ pub enum RelayToDashboardRef<'a> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamEventRef<'a> {
-    /// Must be `"stream_event"` (checked by [`RelayToDashboardRef::decode`]).
-    #[serde(rename = "type", borrow)]
-    tag: Cow<'a, str>,
+    /// Must be `"stream_event"` in a `stream_event_update` (checked by [`RelayToDashboardRef::decode`]); may be
+    /// absent in a v2 `stream_event` publication's `data` (see `v2_view::stream_event_data`).
+    #[serde(rename = "type", default, borrow)]
+    pub(crate) tag: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub session_id: Cow<'a, str>,
     pub timestamp: Millis,
@@ -150,7 +151,7 @@ impl<'a> RelayToDashboardRef<'a> {
     fn stream_event_update(text: &'a str) -> Result<RelayToDashboardRef<'a>, &'static str> {
         let m: StreamEventUpdateRef<'a> =
             json_reader::from_str(text).map_err(|_| "invalid stream_event_update")?;
-        if m.event.0.tag != "stream_event" {
+        if m.event.0.tag.as_deref() != Some("stream_event") {
             return Err("event is not a stream_event");
         }
         Ok(Self::StreamEventUpdate {

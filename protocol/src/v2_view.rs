@@ -14,9 +14,11 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::dashboard_view::StreamEventRef;
 use crate::decode::DecodeError;
 use crate::json_reader::{self, RawJson, ReadError};
 use crate::v2::PresenceKind;
+use crate::view::SnapshotCheck;
 use crate::Millis;
 
 /// One message of a relay → client frame.
@@ -217,10 +219,28 @@ pub fn split_batch(text: &str) -> Result<Vec<&str>, DecodeError> {
         .map_err(|e| DecodeError::BadJson(e.to_string()))
 }
 
-/// Reads a `state_snapshot` / `stream_event` publication's `data`, or any other typed `data`, with the same
-/// reader (errors carry no text).
+/// Reads a publication's typed `data` (presence, metrics) with the same reader (errors carry no text).
 pub fn read_data<'a, T: Deserialize<'a>>(data: &'a str) -> Result<T, ReadError> {
     json_reader::from_str(data)
+}
+
+/// Checks a `state_snapshot` publication's `data` (a seed-000 snapshot, `type` optional) as the relay does
+/// (`view::check_snapshot`); the text itself is what the page parses.
+pub fn snapshot_data(data: &str) -> Result<(), ReadError> {
+    if !data.starts_with('{') {
+        return Err(ReadError::Data);
+    }
+    json_reader::from_str::<SnapshotCheck<'_>>(data).map(drop)
+}
+
+/// Reads a `stream_event` publication's `data` (a seed-000 `stream_event` message; its `type`, if present,
+/// must be `stream_event`), its AG-UI body raw.
+pub fn stream_event_data(data: &str) -> Result<StreamEventRef<'_>, ReadError> {
+    let event: StreamEventRef<'_> = json_reader::from_str(data)?;
+    match event.tag.as_deref() {
+        None | Some("stream_event") => Ok(event),
+        Some(_) => Err(ReadError::Data),
+    }
 }
 
 #[derive(Deserialize)]

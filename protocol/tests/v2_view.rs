@@ -374,3 +374,52 @@ fn presence_data_reads_like_the_owned_types() {
         }
     }
 }
+
+#[test]
+fn session_data_is_checked_like_the_relay_checks_it() {
+    use devrelay_protocol::v2_view::{snapshot_data, stream_event_data};
+    use devrelay_protocol::view::{check_snapshot, check_stream_event};
+    let snapshot = raw(include_str!("../../tests/fixtures/state_snapshot.json"));
+    let event = raw(include_str!("../../tests/fixtures/stream_event.json"));
+    let wrongs = [
+        json!(null),
+        json!("s"),
+        json!(1.5),
+        json!([]),
+        json!({}),
+        json!(-1),
+    ];
+    let mut snapshots = vec![snapshot.to_string(), "[]".into(), "1".into(), "".into()];
+    let mut events = vec![event.to_string(), "[]".into(), "null".into()];
+    for path in ["", "/registry"] {
+        snapshots.extend(mutations(&snapshot, path, &wrongs));
+    }
+    for path in ["", "/event"] {
+        events.extend(mutations(&event, path, &wrongs));
+    }
+    for text in &snapshots {
+        assert_eq!(
+            snapshot_data(text).is_ok(),
+            check_snapshot(text).is_ok(),
+            "{text}"
+        );
+    }
+    for text in &events {
+        let tag = serde_json::from_str::<Value>(text)
+            .ok()
+            .map(|v| v.get("type").cloned());
+        // Absent or null reads as "no type"; a present one must be right.
+        let tag_ok = matches!(&tag, Some(None | Some(Value::Null)))
+            || matches!(&tag, Some(Some(t)) if t == "stream_event");
+        assert_eq!(
+            stream_event_data(text).is_ok(),
+            check_stream_event(text).is_ok() && tag_ok,
+            "{text}"
+        );
+        if let Ok(e) = stream_event_data(text) {
+            let v = raw(text);
+            assert_eq!(e.seq, v["seq"].as_u64().unwrap());
+            assert_eq!(raw(e.event.raw.0), v["event"]);
+        }
+    }
+}
