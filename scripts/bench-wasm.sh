@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Browser benchmark (not a test): COUNT (default 100,000) stream_event messages from an SDK (Node, outside the page)
-# through a real release-build relay into (a) a plain-JS implementation of the seed-000 dashboard hook's update
-# pattern (copy the session's array on every event) and (b) DevtoolsConnection with the 5,000-event cap, in the
-# same page of headless Chromium, same run, two rounds each after a warm-up. Prints a table and writes the raw
-# JSON to target/bench-wasm.json. Figures go into BENCHMARKS.md ("Dashboard client (wasm) benchmark").
+# through a real release-build relay into, in the same page of headless Chromium, same run, ROUNDS rounds (default
+# 3) after a warm-up: the floors (raw WebSocket + JSON.parse, seed 000 and v2 batched); a plain-JS implementation of
+# the seed-000 dashboard hook's update pattern (copy the session's array on every event, one message per frame);
+# DevtoolsConnection with the 5,000-event cap over seed 000 (one message per frame) and over v2 (batched frames).
+# Prints a table with medians and writes the raw JSON to target/bench-wasm.json. Figures go into BENCHMARKS.md
+# ("Dashboard client (wasm) benchmark", "Dashboard client: v2 batched frames").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 COUNT=${1:-100000}
+ROUNDS=${2:-3}
 
 scripts/build-wasm.sh
 cargo build --release -p devrelay
@@ -20,20 +23,27 @@ trap 'kill "$relay_pid" 2>/dev/null || true; wait "$relay_pid" 2>/dev/null || tr
 read -r line <&"${RELAY[0]}"
 url=${line#devrelay listening on }
 
-node --experimental-websocket --no-warnings client-wasm/bench/run.mjs "$url" "$COUNT" 2 >target/bench-wasm.json
+node --experimental-websocket --no-warnings client-wasm/bench/run.mjs "$url" "$COUNT" "$ROUNDS" >target/bench-wasm.json
 node - <<'JS'
 const r = JSON.parse(require("fs").readFileSync("target/bench-wasm.json", "utf8"));
-const avg = (kind, key) => {
-  const xs = r.results.filter((x) => x.kind === kind).map((x) => x[key]);
-  return xs.reduce((a, b) => a + b, 0) / xs.length;
+const median = (kind, key) => {
+  const xs = r.results.filter((x) => x.kind === kind).map((x) => x[key]).sort((a, b) => a - b);
+  const mid = Math.floor(xs.length / 2);
+  return xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
 };
-console.log(`${r.count} stream events, cap ${r.capacity}, ${r.chromiumVersion}`);
-console.log("impl   round  elapsed ms  events/s  main-thread ms  notifications  kept");
+console.log(`${r.count} stream events, cap ${r.capacity}, ${r.rounds} rounds, ${r.chromiumVersion}`);
+console.log("impl      round  elapsed ms  events/s  main-thread ms  notifications  kept  frames");
 for (const x of r.results)
-  console.log(`${x.kind.padEnd(6)} ${String(x.round).padStart(5)} ${x.elapsedMs.toFixed(0).padStart(11)} ` +
+  console.log(`${x.kind.padEnd(9)} ${String(x.round).padStart(5)} ${x.elapsedMs.toFixed(0).padStart(11)} ` +
     `${x.eventsPerSec.toFixed(0).padStart(9)} ${x.mainThreadMs.toFixed(0).padStart(15)} ` +
-    `${String(x.notifications).padStart(14)} ${String(x.kept).padStart(5)}`);
-const speed = avg("wasm", "eventsPerSec") / avg("js", "eventsPerSec");
-const cpu = avg("js", "mainThreadMs") / avg("wasm", "mainThreadMs");
-console.log(`ratio (means): throughput wasm/js ${speed.toFixed(2)}x, main-thread time js/wasm ${cpu.toFixed(2)}x`);
+    `${String(x.notifications).padStart(14)} ${String(x.kept).padStart(5)} ${String(x.frames ?? "").padStart(7)}`);
+console.log("medians:");
+for (const kind of ["floor", "js", "wasm", "floor-v2", "v2"])
+  console.log(`  ${kind.padEnd(9)} ${median(kind, "eventsPerSec").toFixed(0).padStart(9)} events/s  ` +
+    `${median(kind, "mainThreadMs").toFixed(0).padStart(7)} ms main thread`);
+const ratio = (a, b, key) => median(a, key) / median(b, key);
+console.log(`v2 vs the seed-000 hook pattern (js): throughput ${ratio("v2", "js", "eventsPerSec").toFixed(2)}x ` +
+  `(target >= 5x), main-thread time ${(1 / ratio("js", "v2", "mainThreadMs")).toFixed(3)} of it (target <= 0.2)`);
+console.log(`seed 000, wasm vs js: throughput ${ratio("wasm", "js", "eventsPerSec").toFixed(2)}x, ` +
+  `main-thread time js/wasm ${ratio("js", "wasm", "mainThreadMs").toFixed(2)}x`);
 JS

@@ -43,11 +43,15 @@ JS
 
 wasm_gz=$(gzip -9 -c pkg/devrelay_client_bg.wasm | wc -c)
 glue_gz=$(cat pkg/devrelay_client.js $(find pkg/snippets -name '*.js' 2>/dev/null) | gzip -9 | wc -c)
-printf 'pkg/: devrelay_client_bg.wasm %d B raw, %d B gzip; JS glue %d B gzip; total %d B gzip (budget 61440)\n' \
+printf 'pkg/: devrelay_client_bg.wasm %d B raw, %d B gzip; JS glue %d B gzip; total %d B gzip (budget 81920)\n' \
   "$(wc -c <pkg/devrelay_client_bg.wasm)" "$wasm_gz" "$glue_gz" "$((wasm_gz + glue_gz))"
-# The size budget (issue 5): .wasm + JS glue <= 60 KB gzipped. Fatal, so test.sh (via test-wasm.sh) catches any
-# change that grows the package past it; docs/client-api.md ("Size") says where the bytes go and what to avoid.
-if [ $((wasm_gz + glue_gz)) -gt 61440 ]; then
-  echo "build-wasm: FAIL: $((wasm_gz + glue_gz)) B gzip is over the 60 KB (61440 B) budget" >&2
+# The size budget: .wasm + JS glue <= 80 KiB gzipped. Fatal, so test.sh (via test-wasm.sh) catches any change that
+# grows the package past it; docs/client-api.md ("Size") says where the bytes go and what to avoid. It was 60 KB
+# (issue 5) until the client learnt v2 (issue 9), measured +21.0 KB gzip over main at the time (57,757 B ->
+# 78,803 B): a second decoder, channel subscriptions, publish promises and follow mode, while the seed-000 path
+# stays for the fallback; see docs/client-api.md for the breakdown.
+budget=81920
+if [ $((wasm_gz + glue_gz)) -gt $budget ]; then
+  echo "build-wasm: FAIL: $((wasm_gz + glue_gz)) B gzip is over the 80 KiB ($budget B) budget" >&2
   exit 1
 fi

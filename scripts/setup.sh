@@ -37,6 +37,12 @@ if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ] || [ scripts/tools/package-
   (cd scripts/tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The seed-000 Node relay (bench/baselines/node-relay): the wasm tests check the client's fallback against it.
+if [ ! -f bench/baselines/node-relay/node_modules/.package-lock.json ] || [ bench/baselines/node-relay/package-lock.json -nt bench/baselines/node-relay/node_modules/.package-lock.json ]; then
+  log "npm ci in bench/baselines/node-relay"
+  (cd bench/baselines/node-relay && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # --- www (issue 3): the dashboard's npm dependencies -------------------------------------------------------------
 # `npm ci`: installs exactly what www/package-lock.json says and never rewrites it, so every machine gets the same
 # packages and a test run leaves the tree clean. The lock is complete (it lists the optional platform packages of

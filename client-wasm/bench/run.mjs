@@ -1,8 +1,10 @@
 // Browser benchmark driver: serves pkg/ and this directory, opens the page in headless Chromium (playwright-core,
 // Debian's chromium), and for each phase acts as the SDK itself (Node's WebSocket, outside the browser, so the
 // page's main thread only does dashboard work) sending `count` stream events through the relay given as argv[2]
-// to the seed-pattern JS baseline or to DevtoolsConnection. Prints a JSON report. Main-thread time is
-// Chromium's own TaskDuration metric (CDP Performance) over the phase. Needs node --experimental-websocket.
+// to one dashboard implementation (page.html: the floors, the seed-pattern JS baseline, DevtoolsConnection over
+// seed 000 and over v2 batched frames). Prints a JSON report. Main-thread time is Chromium's own TaskDuration
+// metric (CDP Performance) over the phase. Needs node --experimental-websocket.
+// Usage: node run.mjs <relay ws url> [count=100000] [rounds=3]
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
@@ -14,7 +16,8 @@ const { chromium } = require("playwright-core");
 
 const relayUrl = process.argv[2];
 const count = Number(process.argv[3] ?? 100_000);
-const rounds = Number(process.argv[4] ?? 2);
+const rounds = Number(process.argv[4] ?? 3);
+const KINDS = ["floor", "js", "wasm", "floor-v2", "v2"];
 
 const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
 const server = http.createServer((req, res) => {
@@ -70,20 +73,21 @@ try {
   }
 
   // Warm-up: JIT, wasm tier-up, socket paths.
-  for (const kind of ["floor", "js", "wasm"]) await phase(kind, 2000, `warm-${kind}`);
+  for (const kind of KINDS) await phase(kind, 2000, `warm-${kind}`);
 
   const results = [];
   for (let round = 1; round <= rounds; round++) {
-    for (const kind of ["floor", "js", "wasm"]) {
+    for (const kind of KINDS) {
       const r = await phase(kind, count, `bench-${kind}-${round}`);
       r.round = round;
       results.push(r);
       console.error(`${kind} round ${round}: ${r.elapsedMs.toFixed(0)} ms, ${r.eventsPerSec.toFixed(0)} ev/s, ` +
-        `main thread ${r.mainThreadMs.toFixed(0)} ms, ${r.notifications} notifications, kept ${r.kept}`);
+        `main thread ${r.mainThreadMs.toFixed(0)} ms, ${r.notifications} notifications, kept ${r.kept}` +
+        (r.frames === null ? "" : `, ${r.messages} messages in ${r.frames} frames`));
     }
   }
   const chromiumVersion = browser.version();
-  console.log(JSON.stringify({ count, capacity: 5000, chromiumVersion, results }, null, 2));
+  console.log(JSON.stringify({ count, rounds, capacity: 5000, chromiumVersion, results }, null, 2));
 } finally {
   await browser.close();
   server.close();

@@ -1,8 +1,18 @@
 "use client";
-// useDevtoolsConnection: the DevtoolsConnection as React state (useSyncExternalStore).
+// useDevtoolsConnection: the DevtoolsConnection as React state (useSyncExternalStore); DevtoolsProvider /
+// useDevtools share one connection with a subtree; useChannel / useMetrics: a channel's recent messages and the
+// relay's metrics (seed 002's useRealtimeEvents / useRealtimeMetrics).
 // The wasm module is loaded with a dynamic import inside an effect, so importing this file is safe during
 // server rendering: nothing touches the wasm or WebSocket until the component mounts in the browser.
-import { useEffect, useMemo, useState, useSyncExternalStore } from "react";
+import {
+  createContext,
+  createElement,
+  useContext,
+  useEffect,
+  useMemo,
+  useState,
+  useSyncExternalStore,
+} from "react";
 
 /** State shown before the connection exists (server render, first client render, while wasm loads). The session
  * maps have no prototype, like the connection's own (see docs/client-api.md). */
@@ -111,4 +121,156 @@ export function useDevtoolsConnection(options) {
     }
     return { ...state, connection, optionsError: null };
   }, [state, connection, loadError, optionsError]);
+}
+
+/** The connection state `DevtoolsProvider` shares (what `useDevtoolsConnection` returns); null outside one. */
+const DevtoolsContext = createContext(null);
+
+/** One connection for a subtree: `useDevtools()`, `useChannel()` and `useMetrics()` below it use it. */
+export function DevtoolsProvider({ options, children }) {
+  const value = useDevtoolsConnection(options);
+  return createElement(DevtoolsContext.Provider, { value }, children);
+}
+
+/** The nearest `DevtoolsProvider`'s state and connection. */
+export function useDevtools() {
+  const value = useContext(DevtoolsContext);
+  if (value === null) throw new Error("useDevtools() needs a <DevtoolsProvider> above it");
+  return value;
+}
+
+/** `options.connection` when given (null: not loaded yet), else the provider's. */
+function useConnectionOf(options) {
+  const context = useContext(DevtoolsContext);
+  if (options?.connection !== undefined) return options.connection;
+  if (context === null) {
+    throw new Error("useChannel() / useMetrics() need a <DevtoolsProvider> above them, or options.connection");
+  }
+  return context.connection;
+}
+
+/** Largest `limit` / `history`: messages kept per hook. */
+const MAX_KEPT = 100_000;
+const EMPTY_FEED = Object.freeze({ messages: Object.freeze([]), total: 0, dropped: 0, error: null, receivedAt: null });
+
+function keptCount(value, fallback, name) {
+  if (value === undefined || value === null) return fallback;
+  if (!Number.isInteger(value) || value < 1 || value > MAX_KEPT) {
+    throw new RangeError(`${name} must be an integer from 1 to ${MAX_KEPT}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Calls `flush` once on the next animation frame (a zero-delay timer where frames do not run). */
+function frameScheduler(flush) {
+  let pending = null;
+  return {
+    schedule() {
+      if (pending !== null) return;
+      const visible = typeof document === "undefined" || document.visibilityState === "visible";
+      if (visible && typeof requestAnimationFrame === "function") {
+        const id = requestAnimationFrame(() => ((pending = null), flush()));
+        pending = () => cancelAnimationFrame(id);
+      } else {
+        const id = setTimeout(() => ((pending = null), flush()), 0);
+        pending = () => clearTimeout(id);
+      }
+    },
+    cancel() {
+      pending?.();
+      pending = null;
+    },
+  };
+}
+
+/** A bounded ring of a channel's messages, as an external store: one new snapshot (and one render) per frame. */
+function createFeed(limit) {
+  const ring = new Array(limit);
+  let start = 0;
+  let size = 0;
+  let total = 0;
+  let error = null;
+  let receivedAt = null;
+  let snapshot = EMPTY_FEED;
+  const listeners = new Set();
+  const scheduler = frameScheduler(() => {
+    const messages = new Array(size);
+    for (let i = 0; i < size; i++) messages[i] = ring[(start + i) % limit];
+    snapshot = Object.freeze({ messages: Object.freeze(messages), total, dropped: total - size, error, receivedAt });
+    listeners.forEach((l) => l());
+  });
+  return {
+    push(message) {
+      if (size < limit) {
+        ring[(start + size) % limit] = message;
+        size++;
+      } else {
+        ring[start] = message;
+        start = (start + 1) % limit;
+      }
+      total++;
+      receivedAt = Date.now();
+      scheduler.schedule();
+    },
+    fail(e) {
+      error = e;
+      scheduler.schedule();
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    getSnapshot: () => snapshot,
+    stop: () => scheduler.cancel(),
+  };
+}
+
+const initialFeed = () => EMPTY_FEED;
+
+/**
+ * The recent messages of a channel (or of several, merged in arrival order): at most `limit` (default 200),
+ * oldest first, with how many arrived in all (`total`) and were let go (`dropped`), the relay's refusal if any
+ * (`error`) and when the last one arrived here (`receivedAt`, ms). Re-renders at most once per animation frame.
+ * `channel` null: nothing. Subscribes while mounted; the connection renews it after reconnects.
+ */
+export function useChannel(channel, options) {
+  const connection = useConnectionOf(options);
+  const limit = keptCount(options?.limit, 200, "useChannel limit");
+  const channels = channel === null || channel === undefined ? [] : typeof channel === "string" ? [channel] : [...channel];
+  // Keyed by content: an inline array literal must not resubscribe on every render.
+  const key = JSON.stringify(channels);
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const feed = useMemo(() => createFeed(limit), [connection, key, limit]);
+  useEffect(() => {
+    if (!connection) return undefined;
+    const unsubscribes = JSON.parse(key).map((name) =>
+      connection.subscribe(name, (m) => feed.push(m), (e) => feed.fail(e)),
+    );
+    return () => {
+      for (const unsubscribe of unsubscribes) unsubscribe();
+      feed.stop();
+    };
+  }, [connection, key, feed]);
+  return useSyncExternalStore(feed.subscribe, feed.getSnapshot, initialFeed);
+}
+
+/**
+ * The relay's `metric.update` on the `metrics` channel: the latest (`metrics`, null until the first), the last
+ * `history` of them (default 120: ten minutes at the relay's default 5 s) with their `timestamp` for charts,
+ * when the relay published the latest (`updatedAt`) and when it arrived here (`receivedAt`).
+ */
+export function useMetrics(options) {
+  const history = keptCount(options?.history, 120, "useMetrics history");
+  const feed = useChannel("metrics", { limit: history, connection: options?.connection });
+  return useMemo(() => {
+    const updates = feed.messages.filter((m) => m.event === "metric.update" && m.data !== null && typeof m.data === "object");
+    const last = updates.length > 0 ? updates[updates.length - 1] : null;
+    return {
+      metrics: last ? last.data : null,
+      history: updates.map((m) => ({ ...m.data, timestamp: m.timestamp })),
+      updatedAt: last ? last.timestamp : null,
+      receivedAt: feed.receivedAt,
+      error: feed.error,
+    };
+  }, [feed]);
 }

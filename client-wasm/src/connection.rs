@@ -1,23 +1,29 @@
-//! The live relay connection: socket lifecycle, reconnect timer, listeners. Owns every JS closure it
-//! creates (socket callbacks via `Socket`, the retry timer, the notification callback) and drops them on
-//! `close()` / `free()`; nothing is leaked with `.forget()`.
+//! The live relay connection: socket lifecycle, reconnect and hello timers, listeners (state, channels,
+//! publish promises). Owns every JS closure it creates (socket callbacks via `Socket`, the timers, the
+//! notification callback, the channel-unsubscribe callback) and drops them on `close()` / `free()`; nothing is
+//! leaked with `.forget()`.
+//!
+//! Page code runs only after every borrow is released: a store change yields [`Effects`] (channel messages,
+//! settled publishes, refused subscriptions) that are run once the `RefCell` borrow is gone, so a callback may
+//! call any method. Channel messages are delivered per relay frame, with one `JSON.parse` for all of a frame's
+//! deliveries; state listeners are coalesced per animation frame (`notify.rs`).
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use devrelay_protocol::close::should_reconnect;
-use devrelay_protocol::DashboardMessage;
 use gloo_timers::callback::Timeout;
-use js_sys::{Array, Function};
+use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::backoff::Backoff;
+use crate::channels::covers;
 use crate::notify::Notifier;
 use crate::options::Options;
 use crate::socket::{Socket, SocketEvent};
-use crate::store::Store;
+use crate::store::{Failure, Notice, Store};
 use crate::timer::timer_ms;
 use crate::view::View;
 
@@ -29,10 +35,56 @@ use crate::view::View;
         const i = listeners.indexOf(listener);
         if (i >= 0) listeners.splice(i, 1);
     };
+}
+export function channelUnsubscriber(connection, remove, token, handle) {
+    return () => {
+        if (handle.done) return;
+        handle.done = true;
+        if (connection.alive) remove(token);
+    };
+}
+export function deferCall(handle, f, arg) {
+    queueMicrotask(() => {
+        if (!handle.done) f(arg);
+    });
+}
+export function requestError(message, code, channel) {
+    const error = new Error(message);
+    error.name = 'DevtoolsRequestError';
+    error.code = code;
+    error.channel = channel;
+    return error;
 }")]
 extern "C" {
     /// `() => void` that removes `listener` from `listeners` once. Plain JS: no Rust closure to own or leak.
     fn unsubscriber(listeners: &Array, listener: &Function) -> Function;
+    /// `() => void` that calls `remove(token)` once, and never after the connection is freed
+    /// (`connection.alive` false); marks `handle.done` so deferred calls to that listener are skipped.
+    #[wasm_bindgen(js_name = channelUnsubscriber)]
+    fn channel_unsubscriber(
+        connection: &Object,
+        remove: &JsValue,
+        token: u32,
+        handle: &Object,
+    ) -> Function;
+    /// Calls `f(arg)` in a microtask unless `handle.done` by then: a callback never runs inside the call that
+    /// registered it.
+    #[wasm_bindgen(js_name = deferCall)]
+    fn defer_call(handle: &Object, f: &Function, arg: &JsValue);
+    /// The `DevtoolsRequestError` a publish rejects with (and channel `onError` gets): an `Error` named
+    /// `DevtoolsRequestError` with `code` and `channel`.
+    #[wasm_bindgen(js_name = requestError)]
+    fn request_error(message: &str, code: &str, channel: &JsValue) -> JsValue;
+}
+
+/// A page listener of one channel (`subscribe(channel, onMessage, onError)`).
+struct ChannelListener {
+    token: u32,
+    channel: String,
+    on_message: Function,
+    on_error: Option<Function>,
+    /// `{done}`: set by the unsubscribe function.
+    handle: Object,
 }
 
 /// Everything one `DevtoolsConnection` owns. Async tasks and JS callbacks hold only `Weak` references.
@@ -41,22 +93,92 @@ pub(crate) struct Connection {
 }
 
 struct Inner {
+    me: Weak<Connection>,
     store: Store,
     view: View,
     backoff: Backoff,
     url: String,
     /// The dashboard token, sent with the first message of each socket.
     token: Option<String>,
+    hello_timeout_ms: f64,
     socket: Option<Socket>,
     /// Increases with every socket; a task driving an older socket stops.
     socket_id: u64,
     /// `Date.now()` when the current socket opened.
     opened_at: Option<f64>,
     retry: Option<Timeout>,
+    /// Running while the store waits for the relay's answer to `hello`.
+    hello_timer: Option<Timeout>,
     closed_by_user: bool,
     listeners: Array,
+    channel_listeners: Vec<ChannelListener>,
+    next_token: u32,
+    /// `{alive}`: false once the connection is freed (the unsubscribe callback is gone then).
+    alive: Object,
+    remove_listener: Option<Closure<dyn FnMut(u32)>>,
+    /// `(id, resolve, reject)` of each publish waiting for its answer, oldest first (bounded by the store's
+    /// in-flight limit; answers come in order, so the search ends at the front). A list, not a map: one hash
+    /// table instance less in the wasm.
+    publishes: Vec<(u64, Function, Function)>,
     notifier: Option<Notifier>,
     notified_version: u64,
+}
+
+/// Page code to run once the connection is no longer borrowed.
+#[derive(Default)]
+struct Effects {
+    calls: Vec<Call>,
+}
+
+enum Call {
+    /// A channel message for listener `token` (skipped if it unsubscribed meanwhile).
+    Message(u32, Function, JsValue),
+    /// Settle a publish.
+    Settle(Function, JsValue),
+    /// A refused subscription, told in a microtask.
+    Refused(Object, Function, JsValue),
+}
+
+impl Effects {
+    fn run(self, conn: &Connection) {
+        for call in self.calls {
+            let result = match call {
+                Call::Message(token, f, message) => {
+                    let live = conn
+                        .inner
+                        .borrow()
+                        .channel_listeners
+                        .iter()
+                        .any(|l| l.token == token);
+                    if !live {
+                        continue;
+                    }
+                    f.call1(&JsValue::UNDEFINED, &message)
+                }
+                Call::Settle(f, value) => f.call1(&JsValue::UNDEFINED, &value),
+                Call::Refused(handle, f, error) => {
+                    defer_call(&handle, &f, &error);
+                    Ok(JsValue::UNDEFINED)
+                }
+            };
+            if let Err(e) = result {
+                // One throwing listener must not starve the others; surface it as an unhandled rejection.
+                let _ = Promise::reject(&e);
+            }
+        }
+    }
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+fn failure_error(f: &Failure) -> JsValue {
+    let channel = f
+        .channel
+        .as_deref()
+        .map_or(JsValue::NULL, JsValue::from_str);
+    request_error(&f.message, &f.code, &channel)
 }
 
 impl Connection {
@@ -64,26 +186,47 @@ impl Connection {
     /// rejects the URL: retrying could never help, so the constructor reports it instead.
     pub fn start(options: Options) -> Result<Rc<Connection>, String> {
         let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
+        let alive = Object::new();
+        set(&alive, "alive", &JsValue::TRUE);
         let conn = Rc::new(Connection {
             inner: RefCell::new(Inner {
-                store: Store::new(options.event_capacity),
+                me: Weak::new(),
+                store: Store::new(options.store()),
                 view: View::default(),
                 backoff: Backoff::new(options.reconnect, seed),
                 url: options.url,
                 token: options.token,
+                hello_timeout_ms: options.hello_timeout_ms,
                 socket: None,
                 socket_id: 0,
                 opened_at: None,
                 retry: None,
+                hello_timer: None,
                 closed_by_user: false,
                 listeners: Array::new(),
+                channel_listeners: Vec::new(),
+                next_token: 1,
+                alive,
+                remove_listener: None,
+                publishes: Vec::new(),
                 notifier: None,
                 notified_version: 0,
             }),
         });
         let weak = Rc::downgrade(&conn);
         let flush = Closure::<dyn FnMut()>::new(move || flush(&weak));
-        conn.inner.borrow_mut().notifier = Some(Notifier::new(flush));
+        let weak = Rc::downgrade(&conn);
+        let remove = Closure::<dyn FnMut(u32)>::new(move |token| {
+            if let Some(conn) = weak.upgrade() {
+                conn.remove_channel_listener(token);
+            }
+        });
+        {
+            let mut inner = conn.inner.borrow_mut();
+            inner.me = Rc::downgrade(&conn);
+            inner.notifier = Some(Notifier::new(flush));
+            inner.remove_listener = Some(remove);
+        }
         connect(&conn)?;
         Ok(conn)
     }
@@ -100,61 +243,247 @@ impl Connection {
         unsubscriber(&inner.listeners, &listener)
     }
 
-    /// Runs a store action, sends what it queued and schedules a notification if the state changed.
-    pub fn act(&self, action: impl FnOnce(&mut Store)) {
-        let mut inner = self.inner.borrow_mut();
-        action(&mut inner.store);
-        inner.after_change();
+    /// Adds a page listener of `channel`; the relay subscription is shared by every listener of the channel.
+    pub fn listen(
+        &self,
+        channel: String,
+        on_message: Function,
+        on_error: Option<Function>,
+    ) -> Function {
+        let handle = Object::new();
+        let (effects, unsubscribe) = {
+            let mut inner = self.inner.borrow_mut();
+            let token = inner.next_token;
+            inner.next_token += 1;
+            inner.store.add_listener(&channel);
+            inner.channel_listeners.push(ChannelListener {
+                token,
+                channel,
+                on_message,
+                on_error,
+                handle: handle.clone(),
+            });
+            let remove: JsValue = inner
+                .remove_listener
+                .as_ref()
+                .map_or(JsValue::UNDEFINED, |c| c.as_ref().clone());
+            let unsubscribe = channel_unsubscriber(&inner.alive, &remove, token, &handle);
+            (inner.after_change(), unsubscribe)
+        };
+        effects.run(self);
+        unsubscribe
     }
 
-    /// Stops for good: closes the socket, cancels the retry timer, drops their closures. Listeners still get
-    /// the final `closed` state.
+    fn remove_channel_listener(&self, token: u32) {
+        let effects = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(at) = inner
+                .channel_listeners
+                .iter()
+                .position(|l| l.token == token)
+            else {
+                return;
+            };
+            let listener = inner.channel_listeners.remove(at);
+            inner.store.remove_listener(&listener.channel);
+            inner.after_change()
+        };
+        effects.run(self);
+    }
+
+    /// Publishes; the promise settles with the relay's answer (or at once when refused locally).
+    pub fn publish(&self, channel: &str, event: &str, data: Result<String, String>) -> Promise {
+        let mut slot = None;
+        let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
+        let Some((resolve, reject)) = slot else {
+            return promise;
+        };
+        let effects = {
+            let mut inner = self.inner.borrow_mut();
+            let outcome = match data {
+                Ok(data) => inner.store.publish(channel, event, data),
+                Err(why) => Err(Failure::new(
+                    crate::store::codes::INVALID_DATA,
+                    &why,
+                    Some(channel),
+                )),
+            };
+            match outcome {
+                Ok(id) => {
+                    inner.publishes.push((id, resolve, reject));
+                }
+                Err(failure) => {
+                    let _ = reject.call1(&JsValue::UNDEFINED, &failure_error(&failure));
+                }
+            }
+            inner.after_change()
+        };
+        effects.run(self);
+        promise
+    }
+
+    /// Runs a store action, sends what it queued and schedules a notification if the state changed.
+    pub fn act(&self, action: impl FnOnce(&mut Store)) {
+        let effects = {
+            let mut inner = self.inner.borrow_mut();
+            action(&mut inner.store);
+            inner.after_change()
+        };
+        effects.run(self);
+    }
+
+    /// Stops for good: closes the socket, cancels the timers, drops their closures. Listeners still get the
+    /// final `closed` state; publishes in flight are rejected (`DISCONNECTED`).
     pub fn close(&self) {
-        let mut inner = self.inner.borrow_mut();
-        inner.closed_by_user = true;
-        inner.retry = None;
-        inner.opened_at = None;
-        if let Some(socket) = inner.socket.take() {
-            // Dropping the socket removes its listeners; 1000 tells the relay it was on purpose.
-            socket.close(1000, "dashboard closed");
-        }
-        inner.store.closed_by_user();
-        inner.after_change();
+        let effects = {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed_by_user = true;
+            inner.retry = None;
+            inner.hello_timer = None;
+            inner.opened_at = None;
+            if let Some(socket) = inner.socket.take() {
+                // Dropping the socket removes its listeners; 1000 tells the relay it was on purpose.
+                socket.close(1000, "dashboard closed");
+            }
+            inner.store.closed_by_user();
+            inner.after_change()
+        };
+        effects.run(self);
     }
 
     /// `close()`, then drop the pending notification and every listener (the object is being freed).
     pub fn dispose(&self) {
         self.close();
         let mut inner = self.inner.borrow_mut();
+        set(&inner.alive, "alive", &JsValue::FALSE);
+        inner.remove_listener = None;
         inner.notifier = None;
         inner.listeners = Array::new();
+        inner.channel_listeners.clear();
+        inner.publishes.clear();
     }
 }
 
 impl Inner {
-    fn after_change(&mut self) {
+    /// Sends what the store queued, keeps the hello timer in step, schedules a notification if the state
+    /// changed, and collects the page code the change calls for.
+    fn after_change(&mut self) -> Effects {
         let outbox = self.store.take_outbox();
         if let Some(socket) = self.socket.as_ref() {
             for message in outbox {
-                match (&message, &self.token) {
-                    // The relay takes the token from a connection's first message: it never travels in the URL
-                    // (which proxies and logs keep).
-                    (DashboardMessage::SubscribeDashboard, Some(token)) => {
-                        let mut json = String::from(r#"{"type":"subscribe_dashboard","token":"#);
-                        // Escaping a &str into a String cannot fail.
-                        json.push_str(&serde_json::to_string(token).unwrap_or_default());
-                        json.push('}');
-                        socket.send(&json);
-                    }
-                    _ => socket.send(&message.to_json()),
-                }
+                // The relay takes the token from a connection's first message (`hello`, or `subscribe_dashboard`
+                // when speaking seed 000): it never travels in the URL, which proxies and logs keep.
+                socket.send(&message.to_json_with_token(self.token.as_deref()));
             }
+        }
+        self.sync_hello_timer();
+        let mut effects = Effects::default();
+        let notices = self.store.take_notices();
+        if !notices.is_empty() {
+            self.collect(notices, &mut effects);
         }
         if self.store.version() != self.notified_version {
             if let Some(n) = self.notifier.as_mut() {
                 n.schedule();
             }
         }
+        effects
+    }
+
+    /// The calls for the store's notices, in order. Channel messages are parsed with one `JSON.parse` for the
+    /// lot, then each goes to every listener whose channel covers it.
+    fn collect(&mut self, notices: Vec<Notice>, effects: &mut Effects) {
+        let mut text = String::from("[");
+        for n in &notices {
+            if let Notice::Delivery { raw, .. } = n {
+                if text.len() > 1 {
+                    text.push(',');
+                }
+                text.push_str(raw);
+            }
+        }
+        text.push(']');
+        // The relay's own JSON, already read once by the store: it parses.
+        let messages: Array = if text.len() > 2 {
+            JSON::parse(&text).map_or_else(|_| Array::new(), JsCast::unchecked_into)
+        } else {
+            Array::new()
+        };
+        let mut next = 0;
+        for n in notices {
+            match n {
+                Notice::Delivery { channel, .. } => {
+                    let message = messages.get(next);
+                    next += 1;
+                    for l in &self.channel_listeners {
+                        if covers(&l.channel, &channel) {
+                            effects.calls.push(Call::Message(
+                                l.token,
+                                l.on_message.clone(),
+                                message.clone(),
+                            ));
+                        }
+                    }
+                }
+                Notice::Settled { id, outcome } => {
+                    let Some(at) = self.publishes.iter().position(|p| p.0 == id) else {
+                        continue;
+                    };
+                    let (_, resolve, reject) = self.publishes.remove(at);
+                    effects.calls.push(match outcome {
+                        Ok(ack) => {
+                            let value = Object::new();
+                            set(&value, "channel", &JsValue::from_str(&ack.channel));
+                            set(&value, "offset", &JsValue::from(ack.offset as f64));
+                            set(&value, "epoch", &JsValue::from_str(&ack.epoch));
+                            Call::Settle(resolve, value.into())
+                        }
+                        Err(failure) => Call::Settle(reject, failure_error(&failure)),
+                    });
+                }
+                Notice::ChannelFailed { channel, failure } => {
+                    let error = failure_error(&failure);
+                    for l in self
+                        .channel_listeners
+                        .iter()
+                        .filter(|l| l.channel == channel)
+                    {
+                        if let Some(on_error) = &l.on_error {
+                            effects.calls.push(Call::Refused(
+                                l.handle.clone(),
+                                on_error.clone(),
+                                error.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The hello timer runs exactly while the store waits for `connected` on the current socket.
+    fn sync_hello_timer(&mut self) {
+        if !self.store.negotiating() || self.socket.is_none() {
+            self.hello_timer = None;
+            return;
+        }
+        if self.hello_timer.is_some() {
+            return;
+        }
+        let (weak, id) = (self.me.clone(), self.socket_id);
+        self.hello_timer = Some(Timeout::new(timer_ms(self.hello_timeout_ms), move || {
+            let Some(conn) = weak.upgrade() else { return };
+            let effects = {
+                let mut inner = conn.inner.borrow_mut();
+                inner.hello_timer = None;
+                if inner.socket_id != id || inner.socket.is_none() {
+                    return;
+                }
+                inner.store.hello_timed_out();
+                inner.after_change()
+            };
+            effects.run(&conn);
+        }));
     }
 }
 
@@ -177,7 +506,7 @@ fn flush(weak: &Weak<Connection>) {
         if let Ok(f) = listener.dyn_into::<Function>() {
             if let Err(e) = f.call0(&JsValue::UNDEFINED) {
                 // One throwing listener must not starve the others; surface it as an unhandled rejection.
-                let _ = js_sys::Promise::reject(&e);
+                let _ = Promise::reject(&e);
             }
         }
     }
@@ -186,54 +515,59 @@ fn flush(weak: &Weak<Connection>) {
 /// Opens a new socket; its events go to `socket_event` until it is replaced or the connection closed. A URL the
 /// browser rejects ends the connection (`closed`, with the error) and is returned.
 fn connect(conn: &Rc<Connection>) -> Result<(), String> {
-    let mut inner = conn.inner.borrow_mut();
-    if inner.closed_by_user {
-        return Ok(());
-    }
-    inner.socket_id += 1;
-    inner.opened_at = None;
-    let (weak, id) = (Rc::downgrade(conn), inner.socket_id);
-    match Socket::open(&inner.url, move |event| socket_event(&weak, id, event)) {
-        Ok(socket) => {
-            inner.socket = Some(socket);
-            Ok(())
+    let (effects, result) = {
+        let mut inner = conn.inner.borrow_mut();
+        if inner.closed_by_user {
+            return Ok(());
         }
-        Err(e) => {
-            // An invalid URL: retrying cannot help.
-            let reason = format!("cannot connect to {}: {e}", inner.url);
-            inner.store.connection_lost(reason, None);
-            inner.after_change();
-            Err(e)
+        inner.socket_id += 1;
+        inner.opened_at = None;
+        let (weak, id) = (Rc::downgrade(conn), inner.socket_id);
+        match Socket::open(&inner.url, move |event| socket_event(&weak, id, event)) {
+            Ok(socket) => {
+                inner.socket = Some(socket);
+                return Ok(());
+            }
+            Err(e) => {
+                // An invalid URL: retrying cannot help.
+                let reason = format!("cannot connect to {}: {e}", inner.url);
+                inner.store.connection_lost(reason, None);
+                (inner.after_change(), Err(e))
+            }
         }
-    }
+    };
+    effects.run(conn);
+    result
 }
 
 /// One event of socket `id`: open, a frame, or the close that ends it (then reconnect with backoff, or give up).
 fn socket_event(weak: &Weak<Connection>, id: u64, event: SocketEvent) {
     let Some(conn) = weak.upgrade() else { return };
-    let mut inner = conn.inner.borrow_mut();
-    if inner.socket_id != id || inner.socket.is_none() || inner.closed_by_user {
-        return; // an old socket's late event
-    }
-    let (close_code, close_reason) = match event {
-        SocketEvent::Open => {
-            inner.opened_at = Some(js_sys::Date::now());
-            inner.store.opened();
-            return inner.after_change();
+    let effects = {
+        let mut inner = conn.inner.borrow_mut();
+        if inner.socket_id != id || inner.socket.is_none() || inner.closed_by_user {
+            return; // an old socket's late event
         }
-        SocketEvent::Text(text) => {
-            inner.store.receive(&text);
-            return inner.after_change();
+        match event {
+            SocketEvent::Open => {
+                inner.opened_at = Some(js_sys::Date::now());
+                inner.store.opened();
+            }
+            SocketEvent::Text(text) => inner.store.receive(&text),
+            // The protocol is JSON text only.
+            SocketEvent::Binary => inner.store.ignore_frame(),
+            SocketEvent::Closed { code, reason } => socket_closed(&mut inner, weak, code, &reason),
         }
-        SocketEvent::Binary => {
-            inner.store.ignore_frame(); // the protocol is JSON text only
-            return inner.after_change();
-        }
-        SocketEvent::Closed { code, reason } => (code, reason),
+        inner.after_change()
     };
+    effects.run(&conn);
+}
 
+/// The socket ended: reconnect with backoff, or give up (close code, `reconnect.enabled`).
+fn socket_closed(inner: &mut Inner, weak: &Weak<Connection>, close_code: u16, close_reason: &str) {
     // Dropping the socket frees the closure running this (wasm-bindgen defers that until it returns).
     inner.socket = None;
+    inner.hello_timer = None;
     let open_for = inner.opened_at.take().map(|t| js_sys::Date::now() - t);
     inner.backoff.connection_ended(open_for);
     let mut reason = match open_for {
@@ -242,7 +576,7 @@ fn socket_event(weak: &Weak<Connection>, id: u64, event: SocketEvent) {
     };
     if !close_reason.is_empty() {
         reason.push_str(": ");
-        reason.push_str(&close_reason);
+        reason.push_str(close_reason);
     }
     reason.push(')');
     let delay = if should_reconnect(close_code) {
@@ -265,5 +599,4 @@ fn socket_event(weak: &Weak<Connection>, id: u64, event: SocketEvent) {
         }
         None => inner.store.connection_lost(reason, None),
     }
-    inner.after_change();
 }

@@ -3,9 +3,11 @@
 //! this file is the `#[wasm_bindgen]` surface of the `DevtoolsConnection` class and its TypeScript types.
 
 pub mod backoff;
+pub mod channels;
 pub mod event;
 mod json_writer;
 pub mod options;
+pub mod outgoing;
 pub mod store;
 pub mod timer;
 
@@ -25,6 +27,7 @@ pub use wasm::{DevtoolsConnection, JsCallback, JsOptions, JsState};
 mod wasm {
     use std::rc::Rc;
 
+    use js_sys::JSON;
     use wasm_bindgen::prelude::*;
 
     use crate::connection::Connection;
@@ -78,11 +81,82 @@ mod wasm {
             self.conn.snapshot().unchecked_into()
         }
 
-        /// Calls `listener` (coalesced: once per burst of changes) until the returned function is called.
-        pub fn subscribe(&self, listener: JsCallback) -> JsCallback {
-            self.conn
-                .subscribe(listener.unchecked_into())
-                .unchecked_into()
+        /// `subscribe(listener)`: calls `listener` (coalesced: once per burst of changes) until the returned
+        /// function is called. `subscribe(channel, onMessage, onError?)`: calls `onMessage` with every message
+        /// published on `channel` (a `ns/*` pattern covers its namespace), `onError` if the relay refuses the
+        /// subscription, until the returned function is called. Typed as overloads in types.d.ts.
+        #[wasm_bindgen(skip_typescript)]
+        pub fn subscribe(
+            &self,
+            target: JsValue,
+            on_message: JsValue,
+            on_error: JsValue,
+        ) -> Result<JsCallback, JsValue> {
+            if let Some(channel) = target.as_string() {
+                // Checked now: a non-function would only fail when the first message comes.
+                let Ok(on_message) = on_message.dyn_into::<js_sys::Function>() else {
+                    return Err(js_sys::TypeError::new(
+                        "subscribe(channel, onMessage, onError?): onMessage must be a function",
+                    )
+                    .into());
+                };
+                let on_error = if on_error.is_undefined() || on_error.is_null() {
+                    None
+                } else {
+                    match on_error.dyn_into::<js_sys::Function>() {
+                        Ok(f) => Some(f),
+                        Err(_) => return Err(js_sys::TypeError::new(
+                            "subscribe(channel, onMessage, onError?): onError must be a function",
+                        )
+                        .into()),
+                    }
+                };
+                return Ok(self
+                    .conn
+                    .listen(channel, on_message, on_error)
+                    .unchecked_into());
+            }
+            match target.dyn_into::<js_sys::Function>() {
+                Ok(listener) => Ok(self.conn.subscribe(listener).unchecked_into()),
+                Err(_) => Err(js_sys::TypeError::new(
+                    "subscribe(listener) takes a function; subscribe(channel, onMessage) a channel name",
+                )
+                .into()),
+            }
+        }
+
+        /// Publishes `data` (any JSON value; `undefined` is `null`) as `event` on `channel`. The promise
+        /// resolves with the publication's `{channel, offset, epoch}` when the relay acknowledges it, and
+        /// rejects with a `DevtoolsRequestError` (its `code`: the relay's, or the client's own) otherwise.
+        #[wasm_bindgen(skip_typescript)]
+        pub fn publish(&self, channel: &str, event: &str, data: JsValue) -> js_sys::Promise {
+            let text = match JSON::stringify(&data) {
+                Ok(text) => Ok(text.as_string().unwrap_or_else(|| "null".to_owned())),
+                Err(e) => {
+                    let mut why = String::from("data cannot be written as JSON: ");
+                    why.push_str(
+                        &e.dyn_ref::<js_sys::Error>()
+                            .map_or_else(String::new, |e| e.message().into()),
+                    );
+                    Err(why)
+                }
+            };
+            self.conn.publish(channel, event, text)
+        }
+
+        /// Follow mode on or off: subscribe to the selected session (and `followSessions`) only, instead of
+        /// every session (`sessions/*`).
+        #[wasm_bindgen(js_name = setFollowSelected)]
+        pub fn set_follow_selected(&self, on: bool) {
+            self.conn.act(|s| s.set_follow_selected(on));
+        }
+
+        /// In follow mode, sessions to follow besides the selected one.
+        #[wasm_bindgen(js_name = followSessions)]
+        // camelCase: the parameter name is what TypeScript users see.
+        #[allow(non_snake_case)]
+        pub fn follow_sessions(&self, sessionIds: Vec<String>) {
+            self.conn.act(|s| s.follow_sessions(sessionIds));
         }
 
         /// Asks the relay for the client list again.

@@ -10,7 +10,9 @@
 use devrelay_protocol::limits::DEFAULT_PORT;
 
 use crate::backoff::ReconnectPolicy;
-use crate::store::DEFAULT_EVENT_CAPACITY;
+use crate::store::{
+    ProtocolChoice, StoreOptions, DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_IN_FLIGHT_PUBLISHES,
+};
 
 /// Largest `eventCapacity`, events per session: the ring is memory the page keeps per connected client.
 pub const MAX_EVENT_CAPACITY: usize = 1_000_000;
@@ -19,6 +21,13 @@ pub const MAX_EVENT_CAPACITY: usize = 1_000_000;
 /// signed 32-bit milliseconds (~24.8 days) and fire at once beyond that; an hour between attempts is already a
 /// dashboard nobody is watching.
 pub const MAX_RECONNECT_DELAY_MS: f64 = 3_600_000.0;
+
+/// Default `helloTimeoutMs`: how long a new socket waits for the relay's answer to `hello` before speaking seed
+/// 000 (a seed-000 server ignores unknown types and never answers). A v2 relay answers in one round trip.
+pub const DEFAULT_HELLO_TIMEOUT_MS: f64 = 2_000.0;
+
+/// Largest `maxInFlightPublishes`.
+pub const MAX_IN_FLIGHT_PUBLISHES: usize = 65_536;
 
 /// Options of `new DevtoolsConnection(options)`; every field is optional.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +39,14 @@ pub struct Options {
     pub event_capacity: usize,
     /// The relay's dashboard token, sent in the first message of every socket (never in the URL).
     pub token: Option<String>,
+    /// `"auto"` (v2, falling back to seed 000), `"v2"` or `"legacy"`.
+    pub protocol: ProtocolChoice,
+    /// Wait for `connected` this long before falling back to seed 000 (`"auto"` only), ms.
+    pub hello_timeout_ms: f64,
+    /// Subscribe to the selected sessions only instead of `sessions/*`.
+    pub follow_selected: bool,
+    /// Publishes waiting for their answer at most; more are refused at once (`TOO_MANY_IN_FLIGHT`).
+    pub max_in_flight_publishes: usize,
 }
 
 impl Default for Options {
@@ -39,6 +56,22 @@ impl Default for Options {
             reconnect: ReconnectPolicy::default(),
             event_capacity: DEFAULT_EVENT_CAPACITY,
             token: None,
+            protocol: ProtocolChoice::Auto,
+            hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+            follow_selected: false,
+            max_in_flight_publishes: DEFAULT_MAX_IN_FLIGHT_PUBLISHES,
+        }
+    }
+}
+
+impl Options {
+    /// What the store needs of them.
+    pub fn store(&self) -> StoreOptions {
+        StoreOptions {
+            event_capacity: self.event_capacity,
+            protocol: self.protocol,
+            follow_selected: self.follow_selected,
+            max_in_flight_publishes: self.max_in_flight_publishes,
         }
     }
 }
@@ -203,6 +236,22 @@ const EVENT_CAPACITY: NumberRule = NumberRule {
     expected: "an integer from 0 to 1000000 (events kept per session)",
 };
 
+const HELLO_TIMEOUT: NumberRule = NumberRule {
+    name: "helloTimeoutMs",
+    min: 100.0,
+    max: 60_000.0,
+    whole: false,
+    expected: "a number of ms from 100 to 60000",
+};
+
+const MAX_IN_FLIGHT: NumberRule = NumberRule {
+    name: "maxInFlightPublishes",
+    min: 1.0,
+    max: MAX_IN_FLIGHT_PUBLISHES as f64,
+    whole: true,
+    expected: "an integer from 1 to 65536 (publishes waiting for their answer)",
+};
+
 const DELAY: &str = "a number of ms from 0 to 3600000";
 
 /// `reconnect`'s numbers, in `ReconnectPolicy` order: checked in one loop (a table is smaller wasm than five
@@ -328,12 +377,34 @@ impl Options {
                 ))
             }
         };
-        fields.finish("url, reconnect, eventCapacity, token")?;
+        let protocol = match fields.take("protocol") {
+            OptionValue::Absent => d.protocol,
+            OptionValue::Text(t) if t == "auto" => ProtocolChoice::Auto,
+            OptionValue::Text(t) if t == "v2" => ProtocolChoice::V2,
+            OptionValue::Text(t) if t == "legacy" => ProtocolChoice::Legacy,
+            other => {
+                return Err(fields.error(
+                    "protocol",
+                    "\"auto\", \"v2\" or \"legacy\"",
+                    other.describe(),
+                ))
+            }
+        };
+        let hello_timeout = fields.number(&HELLO_TIMEOUT, d.hello_timeout_ms)?;
+        let follow_selected = fields.bool("followSelected", d.follow_selected)?;
+        let in_flight = fields.number(&MAX_IN_FLIGHT, d.max_in_flight_publishes as f64)?;
+        fields.finish(
+            "url, reconnect, eventCapacity, token, protocol, helloTimeoutMs, followSelected, maxInFlightPublishes",
+        )?;
         Ok(Options {
             url,
             reconnect,
             event_capacity: capacity.value as usize,
             token,
+            protocol,
+            hello_timeout_ms: hello_timeout.value,
+            follow_selected,
+            max_in_flight_publishes: in_flight.value as usize,
         })
     }
 }

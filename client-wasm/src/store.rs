@@ -4,18 +4,160 @@
 //! dashboard sees advances a logical clock; each part of the state (clients, each snapshot, each event ring)
 //! remembers the clock value of its last change. The wasm view uses those stamps to rebuild only the JS
 //! objects that changed, and `version()` tells it whether anything changed at all.
+//!
+//! Protocols: on every socket the store first speaks v2 (`hello {batch: true}`, answered by `connected`) and
+//! builds the same state from channels: the client list from `global` (the subscribe `ack`'s presence, then
+//! `session.connected` / `session.disconnected`), snapshots and events from `sessions/*` (or only the followed
+//! `sessions/{id}`). A relay that answers `hello` with an `error` (an older devrelay), or says nothing within the
+//! hello timeout (a seed-000 server ignores unknown types), gets the seed-000 protocol on the same socket
+//! (`subscribe_dashboard`). The connection shell owns the timer and calls [`Store::hello_timed_out`].
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 
+use devrelay_protocol::channel::session_channel;
 use devrelay_protocol::dashboard_view::StreamEventRef;
+use devrelay_protocol::v2::PresenceKind;
+use devrelay_protocol::v2_view::{
+    self, AckRef, ConnectedRef, ErrorRef, LimitsRef, PresenceInfoRef, PublicationRef,
+    RelayMessageRef, RequestIdRef,
+};
 use devrelay_protocol::{ClientInfo, DashboardMessage, RelayToDashboardRef, SessionRef};
 use serde::Serialize;
 
+use crate::channels::{Channels, RelayState};
 use crate::event::EventEntry;
+use crate::outgoing::Outgoing;
 
 /// Default per-session event capacity.
 pub const DEFAULT_EVENT_CAPACITY: usize = 5_000;
+/// Default `maxInFlightPublishes`: publishes sent and not yet answered; more are refused at once.
+pub const DEFAULT_MAX_IN_FLIGHT_PUBLISHES: usize = 256;
+/// Subscribe / unsubscribe / snapshot requests remembered while their answer is outstanding; beyond that the
+/// oldest is forgotten (its answer then changes nothing). Publishes are bounded by `maxInFlightPublishes`.
+pub const MAX_PENDING_REQUESTS: usize = 1_024;
+
+/// Error codes the client itself gives (`DevtoolsRequestError.code`), beside the relay's v2 codes.
+pub mod codes {
+    /// No v2 connection is open right now (connecting, reconnecting, closed).
+    pub const NOT_CONNECTED: &str = "NOT_CONNECTED";
+    /// The connection ended before the relay answered.
+    pub const DISCONNECTED: &str = "DISCONNECTED";
+    /// The relay speaks seed 000 only: no channels, no publish.
+    pub const LEGACY_RELAY: &str = "LEGACY_RELAY";
+    /// `maxInFlightPublishes` publishes are waiting for their answer.
+    pub const TOO_MANY_IN_FLIGHT: &str = "TOO_MANY_IN_FLIGHT";
+    /// `data` is over the relay's `maxPublishBytes`, or the message over its `maxMessageBytes` (which would
+    /// close the socket with 1009): refused before sending. The relay's own code for the first case too.
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// `data` cannot be written as JSON (`JSON.stringify` threw: a BigInt, a cycle).
+    pub const INVALID_DATA: &str = "INVALID_DATA";
+}
+
+/// Which protocol to speak (option `protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolChoice {
+    /// v2, falling back to seed 000 when the relay does not speak it (the default).
+    #[default]
+    Auto,
+    /// v2 only: never fall back.
+    V2,
+    /// Seed 000 only (`subscribe_dashboard` at once, no hello).
+    Legacy,
+}
+
+/// The protocol the open connection settled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V2,
+    Legacy,
+}
+
+/// Where the current socket is in choosing its protocol.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// No open socket.
+    Down,
+    /// `hello` sent, waiting for `connected` (or an error, or the timeout).
+    Negotiating,
+    V2(LimitsRef),
+    /// Seed 000. `maybe_late` while a timeout fallback could still meet a late `connected` (until the first
+    /// seed-000 answer).
+    Legacy {
+        maybe_late: bool,
+    },
+}
+
+/// The store's part of the options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    pub event_capacity: usize,
+    pub protocol: ProtocolChoice,
+    /// Subscribe to the selected (and `followSessions`) sessions only, instead of `sessions/*`.
+    pub follow_selected: bool,
+    pub max_in_flight_publishes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            protocol: ProtocolChoice::Auto,
+            follow_selected: false,
+            max_in_flight_publishes: DEFAULT_MAX_IN_FLIGHT_PUBLISHES,
+        }
+    }
+}
+
+/// A request waiting for its `ack` / `error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Request {
+    Subscribe(String),
+    Unsubscribe,
+    Publish,
+    Snapshot,
+}
+
+/// Why a request failed: a relay v2 code or one of [`codes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    pub channel: Option<String>,
+}
+
+impl Failure {
+    pub fn new(code: &str, message: &str, channel: Option<&str>) -> Self {
+        Failure {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            channel: channel.map(str::to_owned),
+        }
+    }
+}
+
+/// A publish's position, from its `ack`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishAck {
+    pub channel: String,
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// What the page must hear of, in order (drained by the shell after every change): one list, not three, keeps
+/// a `Vec` instance per kind out of the wasm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A publication for the page's channel listeners: its channel and its text as the relay sent it.
+    Delivery { channel: String, raw: String },
+    /// How publish request `id` ended.
+    Settled {
+        id: u64,
+        outcome: Result<PublishAck, Failure>,
+    },
+    /// The listeners of `channel` must hear of a refusal (or of a seed-000 relay).
+    ChannelFailed { channel: String, failure: Failure },
+}
 
 /// Connection status as the dashboard shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,6 +277,8 @@ impl Session {
 #[derive(Debug, Clone)]
 pub struct Store {
     event_capacity: usize,
+    choice: ProtocolChoice,
+    phase: Phase,
     status: Status,
     error: Option<String>,
     reconnect_attempt: u32,
@@ -144,18 +288,35 @@ pub struct Store {
     sessions: HashMap<String, Session>,
     selected: Option<String>,
     ignored_frames: u64,
+    frames_received: u64,
+    messages_received: u64,
     next_entry_id: u64,
-    outbox: Vec<DashboardMessage>,
+    outbox: Vec<Outgoing>,
+    follow_selected: bool,
+    /// Sessions followed besides the selected one (`followSessions`), in follow mode.
+    follow_extra: Vec<String>,
+    /// The sessions whose data the store keeps: `None` = all.
+    followed: Option<Vec<String>>,
+    channels: Channels,
+    next_request_id: u64,
+    pending: Vec<(u64, Request)>,
+    in_flight: usize,
+    max_in_flight: usize,
+    notices: Vec<Notice>,
     clock: u64,
     clients_stamp: u64,
     snapshots_stamp: u64,
     events_stamp: u64,
+    channels_stamp: u64,
+    positions_stamp: u64,
 }
 
 impl Store {
-    pub fn new(event_capacity: usize) -> Self {
-        Store {
-            event_capacity,
+    pub fn new(options: StoreOptions) -> Self {
+        let mut store = Store {
+            event_capacity: options.event_capacity,
+            choice: options.protocol,
+            phase: Phase::Down,
             status: Status::Connecting,
             error: None,
             reconnect_attempt: 0,
@@ -163,13 +324,28 @@ impl Store {
             sessions: HashMap::new(),
             selected: None,
             ignored_frames: 0,
+            frames_received: 0,
+            messages_received: 0,
             next_entry_id: 1,
             outbox: Vec::new(),
+            follow_selected: options.follow_selected,
+            follow_extra: Vec::new(),
+            followed: None,
+            channels: Channels::default(),
+            next_request_id: 1,
+            pending: Vec::new(),
+            in_flight: 0,
+            max_in_flight: options.max_in_flight_publishes,
+            notices: Vec::new(),
             clock: 0,
             clients_stamp: 0,
             snapshots_stamp: 0,
             events_stamp: 0,
-        }
+            channels_stamp: 0,
+            positions_stamp: 0,
+        };
+        store.followed = store.compute_followed();
+        store
     }
 
     // --- reading -------------------------------------------------------------------------------------------
@@ -206,6 +382,41 @@ impl Store {
     pub fn event_capacity(&self) -> usize {
         self.event_capacity
     }
+    /// The protocol of the open connection (`None` while not open, or still choosing).
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self.phase {
+            Phase::V2(_) => Some(Protocol::V2),
+            Phase::Legacy { .. } => Some(Protocol::Legacy),
+            Phase::Down | Phase::Negotiating => None,
+        }
+    }
+    /// Waiting for the relay's answer to `hello` (the shell runs the hello timer meanwhile).
+    pub fn negotiating(&self) -> bool {
+        self.phase == Phase::Negotiating && self.choice == ProtocolChoice::Auto
+    }
+    /// The sessions whose snapshots and events are kept (`None`: every session).
+    pub fn following(&self) -> Option<&[String]> {
+        self.followed.as_deref()
+    }
+    pub fn channels(&self) -> &Channels {
+        &self.channels
+    }
+    /// Text frames received (over every connection).
+    pub fn frames_received(&self) -> u64 {
+        self.frames_received
+    }
+    /// Messages received: a batch counts its elements.
+    pub fn messages_received(&self) -> u64 {
+        self.messages_received
+    }
+    /// Clock value of the last change to the channel subscriptions.
+    pub fn channels_stamp(&self) -> u64 {
+        self.channels_stamp
+    }
+    /// Clock value of the last change to any channel position.
+    pub fn positions_stamp(&self) -> u64 {
+        self.positions_stamp
+    }
     /// Clock value of the last change to the client list.
     pub fn clients_stamp(&self) -> u64 {
         self.clients_stamp
@@ -221,23 +432,72 @@ impl Store {
 
     /// Messages to send to the relay, in order. Queued only while the connection is open: on (re)connect the
     /// store re-subscribes and re-requests what it needs anyway.
-    pub fn take_outbox(&mut self) -> Vec<DashboardMessage> {
+    pub fn take_outbox(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.outbox)
+    }
+
+    /// What the page must hear of since the last call: channel messages, settled publishes, refusals.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     // --- connection events ---------------------------------------------------------------------------------
 
-    /// The socket opened: subscribe as a dashboard (the relay answers with the authoritative `client_list`).
+    /// The socket opened: say `hello` (v2), or subscribe as a seed-000 dashboard when told to. The connection
+    /// counts as open once the protocol is settled.
     pub fn opened(&mut self) {
-        self.status = Status::Open;
-        self.error = None;
-        self.reconnect_attempt = 0;
         self.outbox.clear();
-        self.outbox.push(DashboardMessage::SubscribeDashboard);
-        // Requests sent on the old socket may never be answered: ask again once the new client_list is in.
+        // Requests sent on the old socket may never be answered: ask again once the new client list is in.
         for s in self.sessions.values_mut() {
             s.snapshot_requested = false;
         }
+        if self.choice == ProtocolChoice::Legacy {
+            self.start_legacy(false);
+        } else {
+            self.phase = Phase::Negotiating;
+            self.outbox.push(Outgoing::Hello { batch: true });
+        }
+        self.tick();
+    }
+
+    /// The relay did not answer `hello` in time: a seed-000 relay (it ignores unknown types). Speak seed 000 on
+    /// this socket. (A v2 relay that answers late is still recognised; see `Phase::Legacy`.)
+    pub fn hello_timed_out(&mut self) {
+        if self.negotiating() {
+            self.start_legacy(true);
+        }
+    }
+
+    /// The protocol is settled: the connection is open.
+    fn settled_open(&mut self) {
+        self.status = Status::Open;
+        self.error = None;
+        self.reconnect_attempt = 0;
+    }
+
+    fn start_legacy(&mut self, maybe_late: bool) {
+        self.phase = Phase::Legacy { maybe_late };
+        self.settled_open();
+        self.outbox
+            .push(Outgoing::Dashboard(DashboardMessage::SubscribeDashboard));
+        for channel in self.channels.unsupported() {
+            let failure = Failure::new(
+                codes::LEGACY_RELAY,
+                "this relay speaks the seed-000 protocol only: it has no channels",
+                Some(&channel),
+            );
+            self.notices
+                .push(Notice::ChannelFailed { channel, failure });
+        }
+        let clock = self.tick();
+        self.channels_stamp = clock;
+    }
+
+    /// `connected`: a v2 relay. Subscribe to what the store and the page want, the store's channels first.
+    fn connected(&mut self, c: &ConnectedRef) {
+        self.phase = Phase::V2(c.limits);
+        self.settled_open();
+        self.sync_channels();
         self.tick();
     }
 
@@ -256,6 +516,7 @@ impl Store {
         }
         self.error = Some(reason);
         self.outbox.clear();
+        self.socket_gone("the connection ended before the relay answered");
         self.tick();
     }
 
@@ -266,6 +527,25 @@ impl Store {
             self.reconnect_attempt = 0;
             self.outbox.clear();
             self.tick();
+        }
+        self.socket_gone("the connection was closed");
+    }
+
+    /// The socket is gone: nothing is subscribed any more and no request will be answered.
+    fn socket_gone(&mut self, why: &str) {
+        self.phase = Phase::Down;
+        let changed = self.channels.disconnected();
+        for (id, request) in std::mem::take(&mut self.pending) {
+            if request == Request::Publish {
+                self.notices.push(Notice::Settled {
+                    id,
+                    outcome: Err(Failure::new(codes::DISCONNECTED, why, None)),
+                });
+            }
+        }
+        self.in_flight = 0;
+        if changed {
+            self.channels_stamp = self.tick();
         }
     }
 
@@ -282,10 +562,256 @@ impl Store {
     /// Applies one text frame. Frames the dashboard cannot use (not JSON, `null`, missing fields, unknown
     /// types, events of sessions it does not know) are counted in `ignored_frames` and otherwise ignored.
     pub fn receive(&mut self, frame: &str) {
+        self.frames_received += 1;
+        match self.phase {
+            Phase::V2(_) => self.receive_v2(frame),
+            Phase::Negotiating => self.receive_hello_answer(frame),
+            Phase::Legacy { maybe_late } => match RelayToDashboardRef::decode(frame) {
+                Ok(message) => {
+                    self.messages_received += 1;
+                    self.phase = Phase::Legacy { maybe_late: false };
+                    self.apply(message)
+                }
+                Err(_) if maybe_late => self.receive_hello_answer(frame),
+                Err(_) => {
+                    self.messages_received += 1;
+                    self.ignore()
+                }
+            },
+            // A frame of a socket already given up (cannot happen with the shell's checks): not ours.
+            Phase::Down => self.ignore(),
+        }
+    }
+
+    /// A frame while waiting for `connected`: `connected` settles v2 (and the rest of a batch is applied);
+    /// an `error` means an older relay that does not know `hello` (unless v2 was required).
+    fn receive_hello_answer(&mut self, frame: &str) {
+        if let Ok(items) = v2_view::split_batch(frame) {
+            if let Some(at) = items.iter().position(|item| {
+                matches!(
+                    RelayMessageRef::decode(item),
+                    Ok(RelayMessageRef::Connected(_))
+                )
+            }) {
+                self.messages_received += items.len() as u64;
+                if let Ok(RelayMessageRef::Connected(c)) = RelayMessageRef::decode(items[at]) {
+                    self.connected(&c);
+                }
+                for item in &items[at + 1..] {
+                    self.receive_v2_item(item);
+                }
+                return;
+            }
+        }
+        self.messages_received += 1;
+        // A v2 relay's own error (it has a `timestamp` and a v2 code: `UNAUTHORIZED` for a missing token, say):
+        // this relay speaks v2 and refused; falling back would only send it a message it refuses too.
+        if let Ok(RelayMessageRef::Error(e)) = RelayMessageRef::decode(frame) {
+            return self.relay_error(&e.code, &e.message);
+        }
         match RelayToDashboardRef::decode(frame) {
-            Ok(message) => self.apply(message),
+            Ok(RelayToDashboardRef::Error { .. }) if self.negotiating() => {
+                // An older devrelay: `{"type":"error","code":"unknown_type",...}`. Seed 000 it is.
+                self.start_legacy(false);
+            }
+            Ok(RelayToDashboardRef::Error { code, message }) => {
+                self.relay_error(&code, &message);
+            }
+            _ => self.ignore(),
+        }
+    }
+
+    fn receive_v2(&mut self, frame: &str) {
+        match v2_view::split_batch(frame) {
+            Ok(items) => {
+                self.messages_received += items.len() as u64;
+                for item in items {
+                    self.receive_v2_item(item);
+                }
+            }
+            Err(_) => {
+                self.messages_received += 1;
+                self.ignore();
+            }
+        }
+    }
+
+    fn receive_v2_item(&mut self, item: &str) {
+        match RelayMessageRef::decode(item) {
+            Ok(RelayMessageRef::Publication(p)) => self.publication(&p, item),
+            Ok(RelayMessageRef::Ack(a)) => self.ack(&a),
+            Ok(RelayMessageRef::Error(e)) => self.v2_error(&e),
+            // A repeated `connected`, `pong` (we send no `ping`), `request_snapshot` (we are no session).
+            Ok(_) => {}
             Err(_) => self.ignore(),
         }
+    }
+
+    /// A publication: dropped if already seen (two subscriptions covering its channel), else applied to the
+    /// state (presence on `global`, a followed session's snapshot or event) and handed to page listeners.
+    fn publication(&mut self, p: &PublicationRef<'_>, raw: &str) {
+        let channel = p.channel.as_ref();
+        let clock = self.clock + 1;
+        if !self.channels.advance(channel, &p.epoch, p.offset, clock) {
+            return;
+        }
+        self.tick();
+        self.positions_stamp = clock;
+        if channel == "global" {
+            self.presence_event(&p.event, p.data.0);
+        } else if let Some(id) = channel.strip_prefix("sessions/") {
+            if self.follows(id) {
+                match p.event.as_ref() {
+                    "state_snapshot" => match v2_view::snapshot_data(p.data.0) {
+                        Ok(()) => self.snapshot(id, p.data.0),
+                        Err(_) => self.ignore(),
+                    },
+                    "stream_event" => match v2_view::stream_event_data(p.data.0) {
+                        Ok(event) => self.stream_event(id, event),
+                        Err(_) => self.ignore(),
+                    },
+                    // Seed-004 events (text_delta, tool_start, ...) reach page listeners only.
+                    _ => {}
+                }
+            }
+        }
+        if self.channels.has_listener_for(channel) {
+            self.notices.push(Notice::Delivery {
+                channel: channel.to_owned(),
+                raw: raw.to_owned(),
+            });
+        }
+    }
+
+    /// `global`: sessions joining and leaving keep the client list (agents are the page's business).
+    fn presence_event(&mut self, event: &str, data: &str) {
+        match event {
+            "session.connected" => match v2_view::presence_info(data) {
+                Ok(p) if p.kind.0 == PresenceKind::Session => {
+                    self.client_connected(client_info(&p))
+                }
+                Ok(_) => {}
+                Err(_) => self.ignore(),
+            },
+            "session.disconnected" => match v2_view::presence_left(data) {
+                Ok(p) => {
+                    let id = p.id.into_owned();
+                    if self.channels.forget(&session_channel(&id)) {
+                        self.positions_stamp = self.tick();
+                    }
+                    self.client_disconnected(&id);
+                }
+                Err(_) => self.ignore(),
+            },
+            _ => {}
+        }
+    }
+
+    fn take_request(&mut self, id: &Option<RequestIdRef<'_>>) -> Option<(u64, Request)> {
+        let Some(RequestIdRef::Num(id)) = id else {
+            return None;
+        };
+        let at = self.pending.iter().position(|(n, _)| n == id)?;
+        Some(self.pending.remove(at))
+    }
+
+    fn ack(&mut self, a: &AckRef<'_>) {
+        let Some((id, request)) = self.take_request(&a.id) else {
+            return; // not ours (or forgotten): nothing waits for it
+        };
+        match request {
+            Request::Subscribe(channel) => {
+                if !self.channels.subscribed(&channel, id) {
+                    return;
+                }
+                let clock = self.tick();
+                self.channels_stamp = clock;
+                if let (Some(offset), Some(epoch)) = (a.offset, &a.epoch) {
+                    self.channels.start_at(&channel, epoch, offset, clock);
+                    self.positions_stamp = clock;
+                }
+                if let Some(id) = channel.strip_prefix("sessions/") {
+                    // The relay's cached latest snapshot of the session (exact `sessions/{id}` only): the state at
+                    // once, without asking the SDK. Applied as is: it is older than the ack's position, which the
+                    // publications that follow continue from.
+                    if let Some(p) = &a.snapshot {
+                        if p.event == "state_snapshot" && self.follows(id) {
+                            match v2_view::snapshot_data(p.data.0) {
+                                Ok(()) => self.snapshot(id, p.data.0),
+                                Err(_) => self.ignore(),
+                            }
+                        }
+                    }
+                    // Followed sessions wait for this ack before their snapshot is asked for.
+                    self.request_selected_snapshot();
+                }
+                if channel == "global" {
+                    if let Some(presence) = &a.presence {
+                        let clients = presence
+                            .iter()
+                            .filter(|p| p.kind.0 == PresenceKind::Session)
+                            .map(client_info)
+                            .collect();
+                        self.client_list(clients);
+                    }
+                }
+            }
+            Request::Publish => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.notices.push(Notice::Settled {
+                    id,
+                    outcome: Ok(PublishAck {
+                        channel: a.channel.as_deref().unwrap_or_default().to_owned(),
+                        offset: a.offset.unwrap_or_default(),
+                        epoch: a.epoch.as_deref().unwrap_or_default().to_owned(),
+                    }),
+                });
+            }
+            Request::Unsubscribe | Request::Snapshot => {}
+        }
+    }
+
+    fn v2_error(&mut self, e: &ErrorRef<'_>) {
+        let Some((id, request)) = self.take_request(&e.id) else {
+            return self.relay_error(&e.code, &e.message);
+        };
+        let failure = Failure::new(&e.code, &e.message, e.channel.as_deref());
+        match request {
+            Request::Subscribe(channel) => {
+                let Some(entry) = self.channels.failed(&channel, id, &e.code, &e.message) else {
+                    return;
+                };
+                let (listeners, internal) = (entry.listeners, entry.internal);
+                self.channels_stamp = self.tick();
+                if listeners > 0 {
+                    self.notices.push(Notice::ChannelFailed {
+                        channel: channel.clone(),
+                        failure,
+                    });
+                }
+                if internal {
+                    self.relay_error(&e.code, &e.message);
+                }
+            }
+            Request::Publish => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.notices.push(Notice::Settled {
+                    id,
+                    outcome: Err(failure),
+                });
+            }
+            // An unsubscribe the relay did not know of changes nothing; a refused snapshot request is shown.
+            Request::Unsubscribe => {}
+            Request::Snapshot => self.relay_error(&e.code, &e.message),
+        }
+    }
+
+    fn relay_error(&mut self, code: &str, message: &str) {
+        let mut error = String::from("relay error ");
+        error.push_str(code);
+        error.push_str(": ");
+        error.push_str(message);
+        self.set_error(error);
     }
 
     /// Applies one decoded message.
@@ -303,13 +829,7 @@ impl Store {
             RelayToDashboardRef::StreamEventUpdate { session_id, event } => {
                 self.stream_event(&session_id, event)
             }
-            RelayToDashboardRef::Error { code, message } => {
-                let mut error = String::from("relay error ");
-                error.push_str(&code);
-                error.push_str(": ");
-                error.push_str(&message);
-                self.set_error(error);
-            }
+            RelayToDashboardRef::Error { code, message } => self.relay_error(&code, &message),
         }
     }
 
@@ -410,6 +930,9 @@ impl Store {
         if !self.sessions.contains_key(session_id) {
             return self.ignore();
         }
+        if !self.follows(session_id) {
+            return; // a seed-000 relay sends every session; the followed ones are kept
+        }
         let clock = self.tick();
         if let Some(s) = self.sessions.get_mut(session_id) {
             s.snapshot = Some((snapshot.into(), clock));
@@ -420,6 +943,9 @@ impl Store {
     fn stream_event(&mut self, session_id: &str, event: StreamEventRef<'_>) {
         if !self.sessions.contains_key(session_id) {
             return self.ignore();
+        }
+        if !self.follows(session_id) {
+            return;
         }
         let clock = self.tick();
         let id = self.next_entry_id;
@@ -432,22 +958,137 @@ impl Store {
 
     // --- actions -------------------------------------------------------------------------------------------
 
+    /// Asks for the client list again: seed 000 `request_client_list`; v2 subscribes to `global` anew (its
+    /// `ack` lists who is present).
     pub fn request_client_list(&mut self) {
-        if self.is_connected() {
-            self.outbox.push(DashboardMessage::RequestClientList);
+        match self.phase {
+            Phase::Legacy { .. } => self
+                .outbox
+                .push(Outgoing::Dashboard(DashboardMessage::RequestClientList)),
+            Phase::V2(_) => {
+                let Some(entry) = self.channels.get("global") else {
+                    return;
+                };
+                if entry.state == RelayState::Subscribed {
+                    let id = self.request(Request::Unsubscribe);
+                    self.outbox.push(Outgoing::Unsubscribe {
+                        channel: "global".into(),
+                        id,
+                    });
+                    self.channels.disconnected_one("global");
+                    self.sync_channels();
+                }
+            }
+            Phase::Down | Phase::Negotiating => {}
         }
     }
 
     /// Asks the session's SDK for a fresh snapshot (always: the caller wants a new one even if one is cached).
     pub fn request_snapshot(&mut self, session_id: &str) {
-        if self.is_connected() {
-            self.outbox
-                .push(DashboardMessage::RequestClientSnapshot(SessionRef {
+        let message = match self.phase {
+            Phase::Legacy { .. } => {
+                Outgoing::Dashboard(DashboardMessage::RequestClientSnapshot(SessionRef {
                     session_id: session_id.to_owned(),
-                }));
-            if let Some(s) = self.sessions.get_mut(session_id) {
-                s.snapshot_requested = true;
+                }))
             }
+            Phase::V2(_) => Outgoing::RequestSnapshot {
+                session_id: session_id.to_owned(),
+                id: self.request(Request::Snapshot),
+            },
+            Phase::Down | Phase::Negotiating => return,
+        };
+        self.outbox.push(message);
+        if let Some(s) = self.sessions.get_mut(session_id) {
+            s.snapshot_requested = true;
+        }
+    }
+
+    /// Publishes `data` (JSON text) as `event` on `channel`; the answer comes as a [`Settled`] with the
+    /// returned id. Refused at once (nothing sent) when there is no v2 connection, too many publishes are in
+    /// flight, or the message is over the relay's limits.
+    pub fn publish(&mut self, channel: &str, event: &str, data: String) -> Result<u64, Failure> {
+        let refuse = |code: &str, message: &str| Err(Failure::new(code, message, Some(channel)));
+        let limits = match self.phase {
+            Phase::V2(limits) => limits,
+            Phase::Legacy { .. } => {
+                return refuse(
+                    codes::LEGACY_RELAY,
+                    "this relay speaks the seed-000 protocol only: it has no channels",
+                )
+            }
+            Phase::Down | Phase::Negotiating => {
+                return refuse(codes::NOT_CONNECTED, "not connected to the relay")
+            }
+        };
+        if self.in_flight >= self.max_in_flight {
+            return refuse(
+                codes::TOO_MANY_IN_FLIGHT,
+                "maxInFlightPublishes publishes are waiting for the relay's answer",
+            );
+        }
+        if data.len() > limits.max_publish_bytes {
+            return refuse(
+                codes::PAYLOAD_TOO_LARGE,
+                "data is larger than the relay's maxPublishBytes",
+            );
+        }
+        let id = self.next_request_id;
+        let message = Outgoing::Publish {
+            channel: channel.to_owned(),
+            event: event.to_owned(),
+            data,
+            id,
+        };
+        if message.to_json().len() > limits.max_message_bytes {
+            return refuse(
+                codes::PAYLOAD_TOO_LARGE,
+                "the message is larger than the relay's maxMessageBytes",
+            );
+        }
+        let id = self.request(Request::Publish);
+        self.in_flight += 1;
+        self.outbox.push(message);
+        Ok(id)
+    }
+
+    /// A page listener wants `channel` (subscribed on the relay with the first one).
+    pub fn add_listener(&mut self, channel: &str) {
+        self.channels.add_listener(channel);
+        if let Phase::Legacy { .. } = self.phase {
+            for channel in self.channels.unsupported() {
+                let failure = Failure::new(
+                    codes::LEGACY_RELAY,
+                    "this relay speaks the seed-000 protocol only: it has no channels",
+                    Some(&channel),
+                );
+                self.notices
+                    .push(Notice::ChannelFailed { channel, failure });
+            }
+        }
+        self.sync_channels();
+        self.channels_stamp = self.tick();
+    }
+
+    /// A page listener of `channel` left (unsubscribed on the relay with the last one).
+    pub fn remove_listener(&mut self, channel: &str) {
+        self.channels.remove_listener(channel);
+        self.sync_channels();
+        self.channels_stamp = self.tick();
+    }
+
+    /// Follow mode on or off: subscribe to the selected (and `follow_sessions`) sessions only, or to all.
+    pub fn set_follow_selected(&mut self, on: bool) {
+        if self.follow_selected != on {
+            self.follow_selected = on;
+            self.follow_changed();
+        }
+    }
+
+    /// Sessions to follow besides the selected one, in follow mode.
+    pub fn follow_sessions(&mut self, ids: Vec<String>) {
+        if self.follow_extra != ids {
+            self.follow_extra = ids;
+            self.follow_changed();
         }
     }
 
@@ -472,6 +1113,7 @@ impl Store {
         if self.selected != session_id {
             self.selected = session_id;
             self.tick();
+            self.follow_changed();
         }
         self.request_selected_snapshot();
     }
@@ -481,6 +1123,125 @@ impl Store {
     fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
+    }
+
+    /// Allocates a request id and remembers what it is for (bounded: see [`MAX_PENDING_REQUESTS`]).
+    fn request(&mut self, request: Request) -> u64 {
+        new_request(&mut self.pending, &mut self.next_request_id, request)
+    }
+
+    fn compute_followed(&self) -> Option<Vec<String>> {
+        if !self.follow_selected {
+            return None;
+        }
+        let mut ids: Vec<String> = self.selected.iter().cloned().collect();
+        for id in &self.follow_extra {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        Some(ids)
+    }
+
+    /// Whether the store keeps `session_id`'s snapshot and events.
+    fn follows(&self, session_id: &str) -> bool {
+        self.followed
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id == session_id))
+    }
+
+    /// The followed set may have changed: sessions no longer followed lose their data (it would go stale with
+    /// gaps), newly followed ones are subscribed to and get their snapshot asked for.
+    fn follow_changed(&mut self) {
+        let followed = self.compute_followed();
+        if followed == self.followed {
+            return;
+        }
+        let clock = self.tick();
+        if let Some(now) = &followed {
+            let dropped: Vec<String> = self
+                .sessions
+                .keys()
+                .filter(|id| !now.contains(id) && self.follows(id))
+                .cloned()
+                .collect();
+            for id in dropped {
+                let capacity = self.event_capacity;
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    if s.snapshot.take().is_some() {
+                        self.snapshots_stamp = clock;
+                    }
+                    s.events = EventRing::new(capacity, clock);
+                    s.snapshot_requested = false;
+                }
+                self.events_stamp = clock;
+            }
+        }
+        self.followed = followed;
+        self.sync_channels();
+        self.request_followed_snapshots();
+    }
+
+    /// The store's channels (`global`, then `sessions/*` or each followed session), then the relay brought in
+    /// line with what everyone wants.
+    fn sync_channels(&mut self) {
+        let mut internal = vec!["global".to_owned()];
+        match &self.followed {
+            None => internal.push("sessions/*".into()),
+            Some(ids) => internal.extend(ids.iter().map(|id| session_channel(id))),
+        }
+        self.channels.set_internal(&internal);
+        let live = matches!(self.phase, Phase::V2(_));
+        let Store {
+            channels,
+            pending,
+            next_request_id,
+            outbox,
+            ..
+        } = self;
+        let changed = channels.sync(live, outbox, |name, subscribe| {
+            let request = if subscribe {
+                Request::Subscribe(name.to_owned())
+            } else {
+                Request::Unsubscribe
+            };
+            new_request(pending, next_request_id, request)
+        });
+        if changed {
+            self.channels_stamp = self.tick();
+        }
+    }
+
+    /// In follow mode, every followed session without a snapshot gets one asked for (once per connection).
+    fn request_followed_snapshots(&mut self) {
+        let Some(ids) = self.followed.clone() else {
+            return;
+        };
+        for id in ids {
+            if self.snapshot_wanted(&id) {
+                self.request_snapshot(&id);
+            }
+        }
+    }
+
+    /// Whether to ask `session_id`'s SDK for a snapshot: it is listed, has none, none was asked for on this
+    /// connection, and (following it over v2) its `sessions/{id}` subscription is in: the relay's `ack` may carry
+    /// its cached latest snapshot, which spares the SDK the request.
+    fn snapshot_wanted(&self, session_id: &str) -> bool {
+        let missing = self
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| s.snapshot.is_none() && !s.snapshot_requested);
+        if !missing {
+            return false;
+        }
+        match (&self.followed, self.phase) {
+            (Some(_), Phase::V2(_)) => self
+                .channels
+                .get(&session_channel(session_id))
+                .is_some_and(|e| e.state == RelayState::Subscribed),
+            _ => true,
+        }
     }
 
     /// Counts a frame that is not usable at all (e.g. a binary frame).
@@ -505,14 +1266,42 @@ impl Store {
 
     /// The selected session has no snapshot and none was asked for on this socket: ask once.
     fn request_selected_snapshot(&mut self) {
-        let wanted = self.selected.as_ref().filter(|id| {
-            self.sessions
-                .get(*id)
-                .is_some_and(|s| s.snapshot.is_none() && !s.snapshot_requested)
-        });
+        let wanted = self.selected.as_ref().filter(|id| self.snapshot_wanted(id));
         if let Some(id) = wanted.cloned() {
             self.request_snapshot(&id);
         }
+        self.request_followed_snapshots();
+    }
+}
+
+/// Allocates a request id and remembers what it is for. Beyond [`MAX_PENDING_REQUESTS`] non-publish requests
+/// the oldest is forgotten (publishes are bounded by the in-flight limit and never forgotten).
+fn new_request(pending: &mut Vec<(u64, Request)>, next_id: &mut u64, request: Request) -> u64 {
+    let id = *next_id;
+    *next_id += 1;
+    if request != Request::Publish {
+        let others = pending
+            .iter()
+            .filter(|(_, r)| *r != Request::Publish)
+            .count();
+        if others >= MAX_PENDING_REQUESTS {
+            if let Some(at) = pending.iter().position(|(_, r)| *r != Request::Publish) {
+                pending.remove(at);
+            }
+        }
+    }
+    pending.push((id, request));
+    id
+}
+
+/// A session's presence as a client-list row (the relay's own mapping for seed-000 lists: a v2 session that
+/// gave no `sdkVersion` is "v2").
+fn client_info(p: &PresenceInfoRef<'_>) -> ClientInfo {
+    ClientInfo {
+        session_id: p.id.to_string(),
+        sdk_version: p.sdk_version.as_deref().unwrap_or("v2").to_owned(),
+        project_id: p.project_id.as_ref().map(|s| s.to_string()),
+        connected_at: p.connected_at,
     }
 }
 
@@ -525,3 +1314,5 @@ fn insert_client(clients: &mut Vec<ClientInfo>, client: ClientInfo) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v2_tests;

@@ -19,6 +19,10 @@ export interface ReconnectOptions {
   stableAfterMs?: number | null;
 }
 
+/** Which protocol to speak: "auto" (v2, falling back to seed 000 when the relay does not speak it), "v2" (never
+ *  fall back) or "legacy" (seed 000 only, no hello). */
+export type ProtocolChoice = "auto" | "v2" | "legacy";
+
 /** Options of `new DevtoolsConnection(options)`. `undefined` or `null`: the default. Unknown options and values
  * of the wrong type or out of range make the constructor throw a `DevtoolsOptionsError`. */
 export interface DevtoolsConnectionOptions {
@@ -33,6 +37,17 @@ export interface DevtoolsConnectionOptions {
    *  every socket, never in the URL. A relay refuses a dashboard without it: the connection ends `closed` with
    *  close code 4501 in `error` (4502: this page's Origin may not open a dashboard). Empty or absent: none. */
   token?: string | null;
+  /** Default "auto". */
+  protocol?: ProtocolChoice | null;
+  /** With "auto": how long a new socket waits for the relay's answer to `hello` before speaking seed 000
+   *  (a seed-000 server never answers it), 100..=60_000 ms. Default 2_000. */
+  helloTimeoutMs?: number | null;
+  /** Follow mode: subscribe to the selected session (and those given to `followSessions`) only, instead of
+   *  every session. Default false. */
+  followSelected?: boolean | null;
+  /** Publishes waiting for the relay's answer at most, an integer 1..=65_536; more are rejected at once
+   *  (`TOO_MANY_IN_FLIGHT`). Default 256. */
+  maxInFlightPublishes?: number | null;
 }
 
 /** What `new DevtoolsConnection(options)` throws for invalid options: a `TypeError` whose `name` is
@@ -165,6 +180,99 @@ export interface SessionEvents {
  *  `hasOwn`; it has no methods of its own (`map.hasOwnProperty(id)` throws: use `Object.hasOwn(map, id)`). */
 export type SessionMap<T> = { readonly [sessionId: string]: T | undefined };
 
+/** Values keyed by channel name, in an object with a null prototype (like `SessionMap`). */
+export type ChannelMap<T> = { readonly [channel: string]: T | undefined };
+
+/** Where a subscribed channel stands: waiting for the relay's answer (or for a connection), subscribed, refused
+ *  by the relay (`error` says why; retried on the next connection), or impossible (a seed-000 relay). */
+export type ChannelStatus = "pending" | "subscribed" | "failed" | "unsupported";
+
+export interface ChannelState {
+  status: ChannelStatus;
+  /** Page listeners (`subscribe(channel, onMessage)`); 0 for the connection's own channels. */
+  listeners: number;
+  error: { code: string; message: string } | null;
+}
+
+/** The last position seen on a channel: the offset of its last publication, and the channel's epoch. */
+export interface ChannelPosition {
+  offset: number;
+  epoch: string;
+}
+
+/** A message published on a channel, as `subscribe(channel, onMessage)` delivers it. */
+export interface ChannelMessage<T = unknown> {
+  channel: string;
+  event: string;
+  data: T;
+  /** The channel's offset of this message (1, 2, ...). */
+  offset: number;
+  /** The channel's epoch: a new one means the channel was recreated (e.g. a relay restart). */
+  epoch: string;
+  /** ms since the epoch, when the relay published it. */
+  timestamp: number;
+}
+
+/** `metric.update` on the `metrics` channel (every `--metrics-interval-secs`, 5 s by default). */
+export interface MetricsUpdate {
+  activeSessions: number;
+  activeAgents: number;
+  dashboards: number;
+  connections: number;
+  channels: number;
+  messagesInPerMinute: number;
+  messagesOutPerMinute: number;
+  /** Messages not delivered since the relay started (a full queue). */
+  dropped: number;
+  /** Snapshots replaced in a queue by a newer one since start. */
+  conflated: number;
+  slowConsumerCloses: number;
+  /** Publication to socket write over the last interval, µs (0 when nothing was delivered). */
+  fanoutLatencyP50Us: number;
+  fanoutLatencyP99Us: number;
+  /** Bytes of publications held in channel histories (recovery). */
+  historyBytes: number;
+  uptimeSecs: number;
+}
+
+/** Who is connected (`data` of `session.connected` / `agent.connected` on `global`). */
+export interface PresenceInfo {
+  kind: "session" | "agent";
+  id: string;
+  channel: string;
+  name?: string;
+  sdkVersion?: string;
+  projectId?: string;
+  metadata?: { [key: string]: unknown };
+  protocol: "v1" | "v2";
+  connectedAt: number;
+}
+
+/** The relay's v2 error codes, and the client's own (`NOT_CONNECTED`, `DISCONNECTED`, `LEGACY_RELAY`,
+ *  `TOO_MANY_IN_FLIGHT`, `INVALID_DATA`; `PAYLOAD_TOO_LARGE` is both). A newer relay may send others. */
+export type RequestErrorCode =
+  | "BAD_JSON" | "BINARY_NOT_SUPPORTED" | "INVALID_MESSAGE" | "UNKNOWN_TYPE" | "INVALID_CHANNEL"
+  | "NOT_SUBSCRIBED" | "ALREADY_SUBSCRIBED" | "FORBIDDEN" | "TOO_MANY_SUBSCRIPTIONS" | "PAYLOAD_TOO_LARGE"
+  | "INVALID_PAYLOAD" | "ALREADY_IDENTIFIED" | "WRONG_PROTOCOL" | "UNKNOWN_SESSION" | "BUSY"
+  | "TOO_MANY_CHANNELS" | "INTERNAL"
+  | "NOT_CONNECTED" | "DISCONNECTED" | "LEGACY_RELAY" | "TOO_MANY_IN_FLIGHT" | "INVALID_DATA"
+  | (string & {});
+
+/** What `publish` rejects with, and a channel's `onError` gets: an `Error` named "DevtoolsRequestError". */
+export interface DevtoolsRequestError extends Error {
+  name: "DevtoolsRequestError";
+  code: RequestErrorCode;
+  /** The channel of the request, when it had one. */
+  channel: string | null;
+}
+
+/** What `publish` resolves with: the publication's position. */
+export interface PublishAck {
+  channel: string;
+  offset: number;
+  epoch: string;
+}
+
 /** The whole state. Immutable by convention: a change produces a new object; unchanged parts keep identity. */
 export interface DevtoolsState {
   status: ConnectionStatus;
@@ -182,4 +290,40 @@ export interface DevtoolsState {
   selectedSessionId: string | null;
   /** Frames that were not usable (bad JSON, unknown type, missing fields, unknown session, binary). */
   ignoredFrames: number;
+  /** The protocol of the open connection; null while not open or still choosing. */
+  protocol: "v2" | "legacy" | null;
+  /** Follow mode: the sessions whose snapshots and events are kept (and subscribed to); null: every session. */
+  following: string[] | null;
+  /** Every channel subscribed (the connection's own: `global`, `sessions/*` or the followed sessions; and the
+   *  page's). */
+  channels: ChannelMap<ChannelState>;
+  /** The last position seen per channel publications came from (at most 4096 channels, least recent forgotten
+   *  first). */
+  positions: ChannelMap<ChannelPosition>;
+  /** Text frames received, over every connection of this object. */
+  framesReceived: number;
+  /** Messages received (a batched frame counts each of its messages). */
+  messagesReceived: number;
+}
+
+/** `DevtoolsConnection`'s channel and publish methods (declared here because `subscribe` is overloaded). */
+export interface DevtoolsConnection {
+  /** Calls `listener` (coalesced: once per burst of state changes, never synchronously) until the returned
+   *  function is called. */
+  subscribe(listener: () => void): () => void;
+  /** Calls `onMessage` with every message published on `channel` (`sessions/*`, `agents/*`, `topics/*` cover
+   *  their namespace), in order, once per message even when two subscriptions cover it; `onError` if the relay
+   *  refuses the subscription (or speaks seed 000 only). Listeners of one channel share one relay
+   *  subscription; it is renewed after every reconnect. Returns the function that ends this listener. */
+  subscribe<T = unknown>(
+    channel: string,
+    onMessage: (message: ChannelMessage<T>) => void,
+    onError?: (error: DevtoolsRequestError) => void,
+  ): () => void;
+  /** Publishes `data` (any JSON value; `undefined` is `null`) as `event` on `channel`. Resolves with its
+   *  position when the relay acknowledges it; rejects with a `DevtoolsRequestError` when the relay refuses it
+   *  (`FORBIDDEN`, `INVALID_CHANNEL`, ...), when the connection ends first (`DISCONNECTED`), or at once when
+   *  it cannot be sent (`NOT_CONNECTED`, `LEGACY_RELAY`, `TOO_MANY_IN_FLIGHT`, `PAYLOAD_TOO_LARGE`,
+   *  `INVALID_DATA`). */
+  publish(channel: string, event: string, data?: unknown): Promise<PublishAck>;
 }

@@ -12,7 +12,7 @@ use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::json_writer::{self, ObjectWriter};
-use crate::store::{EventRing, Status, Store};
+use crate::store::{EventRing, Protocol, Status, Store};
 
 /// The converted events of one session and what they were built from.
 struct RingView {
@@ -35,6 +35,10 @@ pub(crate) struct View {
     snapshot_cache: HashMap<String, (u64, JsValue)>,
     events: Option<(u64, JsValue)>,
     ring_cache: HashMap<String, RingView>,
+    channels: Option<(u64, JsValue)>,
+    positions: Option<(u64, JsValue)>,
+    /// `following`, rebuilt with the channels (it changes only with them).
+    following: JsValue,
 }
 
 /// An object with no prototype, for maps keyed by session id. Session ids are chosen by SDKs: on a plain object
@@ -98,6 +102,26 @@ impl View {
             "ignoredFrames",
             &JsValue::from(store.ignored_frames() as f64),
         );
+        let protocol = match store.protocol() {
+            Some(Protocol::V2) => JsValue::from_str("v2"),
+            Some(Protocol::Legacy) => JsValue::from_str("legacy"),
+            None => JsValue::NULL,
+        };
+        set(&state, "protocol", &protocol);
+        let channels = self.channels(store);
+        set(&state, "following", &self.following);
+        set(&state, "channels", &channels);
+        set(&state, "positions", &self.positions(store));
+        set(
+            &state,
+            "framesReceived",
+            &JsValue::from(store.frames_received() as f64),
+        );
+        set(
+            &state,
+            "messagesReceived",
+            &JsValue::from(store.messages_received() as f64),
+        );
         self.version = Some(store.version());
         self.state = state.into();
         self.state.clone()
@@ -139,8 +163,19 @@ impl View {
             };
             let js = match self.snapshot_cache.remove(id) {
                 Some((cached_stamp, js)) if cached_stamp == stamp => js,
-                // Kept as the JSON text the relay sent: the page parses it.
-                _ => JSON::parse(snapshot).unwrap_or(JsValue::NULL),
+                // Kept as the JSON text the relay sent: the page parses it. A v2 publication's data is the SDK's
+                // whole message: its `type` goes, so both protocols give the same object (seed 000's
+                // `state_update` already has none).
+                _ => {
+                    let js = JSON::parse(snapshot).unwrap_or(JsValue::NULL);
+                    if js.is_object() {
+                        let _ = Reflect::delete_property(
+                            js.unchecked_ref::<Object>(),
+                            &JsValue::from_str("type"),
+                        );
+                    }
+                    js
+                }
             };
             set(&obj, id, &js);
             cache.insert(id.clone(), (stamp, js));
@@ -148,6 +183,62 @@ impl View {
         self.snapshot_cache = cache;
         let js: JsValue = obj.into();
         self.snapshots = Some((store.snapshots_stamp(), js.clone()));
+        js
+    }
+
+    /// `channels` (and `following`): what is subscribed and how it stands.
+    fn channels(&mut self, store: &Store) -> JsValue {
+        if let Some((stamp, js)) = &self.channels {
+            if *stamp == store.channels_stamp() {
+                return js.clone();
+            }
+        }
+        let obj = dictionary();
+        for e in store.channels().entries() {
+            let entry = Object::new();
+            set(&entry, "status", &JsValue::from_str(e.state.as_str()));
+            set(&entry, "listeners", &JsValue::from(e.listeners));
+            let error = match &e.error {
+                Some((code, message)) => {
+                    let error = Object::new();
+                    set(&error, "code", &JsValue::from_str(code));
+                    set(&error, "message", &JsValue::from_str(message));
+                    error.into()
+                }
+                None => JsValue::NULL,
+            };
+            set(&entry, "error", &error);
+            set(&obj, &e.name, &entry);
+        }
+        self.following = match store.following() {
+            Some(ids) => ids
+                .iter()
+                .map(|id| JsValue::from_str(id))
+                .collect::<Array>()
+                .into(),
+            None => JsValue::NULL,
+        };
+        let js: JsValue = obj.into();
+        self.channels = Some((store.channels_stamp(), js.clone()));
+        js
+    }
+
+    /// `positions`: the last `{offset, epoch}` seen per channel.
+    fn positions(&mut self, store: &Store) -> JsValue {
+        if let Some((stamp, js)) = &self.positions {
+            if *stamp == store.positions_stamp() {
+                return js.clone();
+            }
+        }
+        let obj = dictionary();
+        for (name, p) in store.channels().positions() {
+            let entry = Object::new();
+            set(&entry, "offset", &JsValue::from(p.offset as f64));
+            set(&entry, "epoch", &JsValue::from_str(&p.epoch));
+            set(&obj, name, &entry);
+        }
+        let js: JsValue = obj.into();
+        self.positions = Some((store.positions_stamp(), js.clone()));
         js
     }
 

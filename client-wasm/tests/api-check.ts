@@ -3,6 +3,17 @@
 import init, {
   DevtoolsConnection,
   type AgUiEvent,
+  type ChannelMap,
+  type ChannelMessage,
+  type ChannelPosition,
+  type ChannelState,
+  type ChannelStatus,
+  type DevtoolsRequestError,
+  type MetricsUpdate,
+  type PresenceInfo,
+  type ProtocolChoice,
+  type PublishAck,
+  type RequestErrorCode,
   type ClientInfo,
   type ConnectionStatus,
   type DevtoolsConnectionOptions,
@@ -17,7 +28,18 @@ import init, {
   type Thread,
   type Registry,
 } from "devrelay-client";
-import { useDevtoolsConnection } from "devrelay-client/react";
+import {
+  DevtoolsProvider,
+  useChannel,
+  useDevtools,
+  useDevtoolsConnection,
+  useMetrics,
+  type ChannelFeed,
+  type DevtoolsConnectionState,
+  type MetricsSample,
+  type RealtimeMetrics,
+} from "devrelay-client/react";
+import { createElement, type ReactElement } from "react";
 
 type IsAny<T> = 0 extends 1 & T ? true : false;
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -37,8 +59,22 @@ assertTrue<Equals<IsAny<Snapshot["threads"][number]>, false>>();
 assertTrue<Equals<IsAny<Snapshot["registry"]["tools"][number]>, false>>();
 // The class is typed with our types, not `any`.
 assertTrue<Equals<ReturnType<DevtoolsConnection["getSnapshot"]>, DevtoolsState>>();
-assertTrue<Equals<Parameters<DevtoolsConnection["subscribe"]>[0], () => void>>();
+// `subscribe` is overloaded (state listener / channel listener); both return the unsubscribe function.
 assertTrue<Equals<ReturnType<DevtoolsConnection["subscribe"]>, () => void>>();
+assertTrue<Equals<ReturnType<DevtoolsConnection["publish"]>, Promise<PublishAck>>>();
+assertTrue<Equals<IsAny<ChannelMessage["data"]>, false>>();
+assertTrue<Equals<ChannelMessage["data"], unknown>>();
+assertTrue<Equals<ChannelMessage<MetricsUpdate>["data"], MetricsUpdate>>();
+assertTrue<Equals<IsAny<DevtoolsRequestError["code"]>, false>>();
+assertTrue<Equals<DevtoolsState["protocol"], "v2" | "legacy" | null>>();
+assertTrue<Equals<DevtoolsState["channels"], ChannelMap<ChannelState>>>();
+assertTrue<Equals<DevtoolsState["positions"][string], ChannelPosition | undefined>>();
+assertTrue<Equals<ChannelStatus, "pending" | "subscribed" | "failed" | "unsupported">>();
+assertTrue<Equals<ProtocolChoice, "auto" | "v2" | "legacy">>();
+assertTrue<Equals<IsAny<ChannelFeed["messages"][number]>, false>>();
+assertTrue<Equals<IsAny<RealtimeMetrics["history"][number]>, false>>();
+assertTrue<Equals<RealtimeMetrics["metrics"], MetricsUpdate | null>>();
+assertTrue<Equals<IsAny<PresenceInfo["metadata"]>, false>>();
 assertTrue<Equals<ConnectionStatus, "connecting" | "open" | "reconnecting" | "closed">>();
 assertTrue<Equals<EventCategory, "run" | "text" | "tool" | "component" | "thinking" | "other">>();
 
@@ -51,6 +87,16 @@ function describe(state: DevtoolsState): string[] {
   const ignored: number = state.ignoredFrames;
   const selected: string | null = state.selectedSessionId;
   lines.push(`${status} ${connected} ${error ?? ""} ${attempt} ${ignored} ${selected ?? "-"}`);
+  const protocol: "v2" | "legacy" | null = state.protocol;
+  const following: string[] | null = state.following;
+  lines.push(`${protocol ?? "-"} ${following?.join(",") ?? "all"} ${state.framesReceived} ${state.messagesReceived}`);
+  for (const [name, channel] of Object.entries(state.channels)) {
+    const s: ChannelState | undefined = channel;
+    lines.push(`${name} ${s?.status} ${s?.listeners} ${s?.error?.code ?? ""} ${s?.error?.message ?? ""}`);
+  }
+  for (const [name, position] of Object.entries(state.positions)) {
+    lines.push(`${name} ${position?.offset} ${position?.epoch}`);
+  }
   for (const client of state.clients) {
     const c: ClientInfo = client;
     const project: string | undefined = c.projectId;
@@ -87,7 +133,16 @@ export async function useWholeApi(): Promise<string[]> {
     jitter: 0.2,
     stableAfterMs: 5_000,
   };
-  const options: DevtoolsConnectionOptions = { url: "ws://localhost:8265", reconnect, eventCapacity: 5_000 };
+  const protocol: ProtocolChoice = "auto";
+  const options: DevtoolsConnectionOptions = {
+    url: "ws://localhost:8265",
+    reconnect,
+    eventCapacity: 5_000,
+    protocol,
+    helloTimeoutMs: 2_000,
+    followSelected: false,
+    maxInFlightPublishes: 256,
+  };
   const conn = new DevtoolsConnection(options);
   const defaults = new DevtoolsConnection();
   const lines: string[] = [];
@@ -99,6 +154,38 @@ export async function useWholeApi(): Promise<string[]> {
   conn.clearStreamEvents("sess-1");
   conn.selectSession("sess-1");
   conn.selectSession(null);
+  conn.setFollowSelected(true);
+  conn.followSessions(["sess-2", "sess-3"]);
+  const stopMetrics: () => void = conn.subscribe<MetricsUpdate>(
+    "metrics",
+    (m: ChannelMessage<MetricsUpdate>) => {
+      const n: number = m.data.activeSessions + m.data.fanoutLatencyP99Us;
+      const where: string = `${m.channel} ${m.event} ${m.offset} ${m.epoch} ${m.timestamp} ${n}`;
+      lines.push(where);
+    },
+    (e: DevtoolsRequestError) => {
+      const c: RequestErrorCode = e.code;
+      lines.push(`${e.name} ${c} ${e.channel ?? ""} ${e.message}`);
+    },
+  );
+  const stopTopics = conn.subscribe("topics/*", (m) => {
+    const data: unknown = m.data;
+    lines.push(String(data));
+  });
+  try {
+    const ack: PublishAck = await conn.publish("topics/deploys", "deploy.finished", { ok: true });
+    lines.push(`${ack.channel} ${ack.offset} ${ack.epoch}`);
+    await conn.publish("topics/deploys", "ping");
+  } catch (e) {
+    const error = e as DevtoolsRequestError;
+    lines.push(error.code);
+  }
+  stopMetrics();
+  stopTopics();
+  // @ts-expect-error a channel listener needs its onMessage
+  conn.subscribe("metrics");
+  // @ts-expect-error publish takes a channel and an event
+  conn.publish("topics/x");
   // @ts-expect-error options are typed
   new DevtoolsConnection({ url: 8265 });
   // @ts-expect-error listeners are functions
@@ -120,6 +207,25 @@ export async function useWholeApi(): Promise<string[]> {
   conn.free();
   defaults[Symbol.dispose]();
   return lines;
+}
+
+export function Hooks(): ReactElement {
+  const dt: DevtoolsConnectionState = useDevtools();
+  const feed: ChannelFeed<{ ok: boolean }> = useChannel<{ ok: boolean }>("topics/deploys", { limit: 50 });
+  const merged = useChannel(["global", "sessions/*"], { limit: 1000, connection: dt.connection });
+  const none = useChannel(null);
+  const { metrics, history, updatedAt, receivedAt, error }: RealtimeMetrics = useMetrics({ history: 60 });
+  const points: number[] = history.map((s: MetricsSample) => s.timestamp + s.messagesInPerMinute);
+  const ok: boolean | undefined = feed.messages[0]?.data.ok;
+  const text = `${feed.total} ${feed.dropped} ${feed.error?.code ?? ""} ${feed.receivedAt ?? 0} ${merged.total} ${none.total}
+    ${metrics?.activeSessions ?? 0} ${points.length} ${updatedAt ?? 0} ${receivedAt ?? 0} ${error?.code ?? ""} ${ok}`;
+  // @ts-expect-error limit is a number
+  useChannel("metrics", { limit: "10" });
+  return createElement("pre", null, text);
+}
+
+export function App(): ReactElement {
+  return createElement(DevtoolsProvider, { options: { url: "ws://127.0.0.1:8265", followSelected: true } }, createElement(Hooks));
 }
 
 export function useHook(): string[] {

@@ -49,8 +49,20 @@ fn control_url() -> &'static str {
 
 // --- the dashboard side ------------------------------------------------------------------------------------
 
+fn seed_relay_url() -> &'static str {
+    match option_env!("SEED_RELAY_URL") {
+        Some(url) => url,
+        None => panic!("SEED_RELAY_URL unset: run scripts/test-wasm.sh"),
+    }
+}
+
 fn connection(extra: Value) -> DevtoolsConnection {
-    let mut options = json!({"url": relay_url(), "token": relay_token(),
+    connection_to(relay_url(), extra)
+}
+
+fn connection_to(url: &str, extra: Value) -> DevtoolsConnection {
+    // The relay's dashboard token (the seed-000 relay ignores it).
+    let mut options = json!({"url": url, "token": relay_token(),
         "reconnect": {"initialDelayMs": 100, "maxDelayMs": 1000}});
     if let (Some(o), Value::Object(extra)) = (options.as_object_mut(), extra) {
         o.extend(extra);
@@ -117,7 +129,10 @@ async fn next_change(conn: &DevtoolsConnection, ms: f64) -> bool {
     let on_timeout: Function = resolve
         .bind1(&JsValue::NULL, &JsValue::FALSE)
         .unchecked_into();
-    let unsubscribe: Function = conn.subscribe(on_change.unchecked_into()).unchecked_into();
+    let unsubscribe: Function = conn
+        .subscribe(on_change.into(), JsValue::UNDEFINED, JsValue::UNDEFINED)
+        .unwrap()
+        .unchecked_into();
     let timer = window()
         .set_timeout_with_callback_and_timeout_and_arguments_0(&on_timeout, ms.max(0.0) as i32)
         .unwrap();
@@ -197,7 +212,11 @@ struct Sdk {
 impl Sdk {
     /// Connects, sends the handshake and waits for `handshake_ack`.
     async fn connect(session_id: &str) -> Sdk {
-        let mut ws = WebSocket::open(relay_url()).unwrap();
+        Sdk::connect_to(relay_url(), session_id).await
+    }
+
+    async fn connect_to(url: &str, session_id: &str) -> Sdk {
+        let mut ws = WebSocket::open(url).unwrap();
         poll_fn(|cx| Pin::new(&mut ws).poll_ready(cx))
             .await
             .unwrap();
@@ -424,7 +443,12 @@ async fn one_notification_per_burst() {
         Closure::<dyn FnMut()>::new(move || calls.set(calls.get() + 1))
     };
     let unsubscribe: Function = conn
-        .subscribe(counter.as_ref().clone().unchecked_into())
+        .subscribe(
+            counter.as_ref().clone(),
+            JsValue::UNDEFINED,
+            JsValue::UNDEFINED,
+        )
+        .unwrap()
         .unchecked_into();
 
     // A synchronous burst of 200 state changes: exactly one listener call, after the burst.
@@ -800,5 +824,555 @@ async fn invalid_options_throw_a_typed_error_naming_the_field() {
     let http = relay_url().replacen("ws://", "http://", 1);
     let conn = connection(json!({ "url": http }));
     wait_for(&conn, "open through an http: URL", |s| status(s) == "open").await;
+    conn.close();
+}
+
+// --- v2: channels, publish, follow mode, fallback --------------------------------------------------------------
+
+/// Messages a channel listener received, and the errors its `onError` got; owns its closures.
+struct Listener {
+    messages: Rc<std::cell::RefCell<Vec<JsValue>>>,
+    errors: Rc<std::cell::RefCell<Vec<JsValue>>>,
+    _on_message: Closure<dyn FnMut(JsValue)>,
+    _on_error: Closure<dyn FnMut(JsValue)>,
+    unsubscribe: Function,
+}
+
+impl Listener {
+    fn new(conn: &DevtoolsConnection, channel: &str) -> Listener {
+        let messages = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let errors = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let on_message = {
+            let messages = messages.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |m| messages.borrow_mut().push(m))
+        };
+        let on_error = {
+            let errors = errors.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |e| errors.borrow_mut().push(e))
+        };
+        let unsubscribe: Function = conn
+            .subscribe(
+                channel.into(),
+                on_message.as_ref().clone(),
+                on_error.as_ref().clone(),
+            )
+            .unwrap()
+            .unchecked_into();
+        Listener {
+            messages,
+            errors,
+            _on_message: on_message,
+            _on_error: on_error,
+            unsubscribe,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.messages.borrow().len()
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.messages
+            .borrow()
+            .iter()
+            .filter_map(|m| get(m, "event").as_string())
+            .collect()
+    }
+
+    fn error_codes(&self) -> Vec<String> {
+        self.errors
+            .borrow()
+            .iter()
+            .filter_map(|e| get(e, "code").as_string())
+            .collect()
+    }
+
+    fn unsubscribe(&self) {
+        self.unsubscribe.call0(&JsValue::NULL).unwrap();
+    }
+}
+
+/// Waits (on the connection's notifications, or a microtask turn for `onError`) until `cond` holds.
+async fn wait_until(conn: &DevtoolsConnection, what: &str, cond: impl Fn() -> bool) {
+    let deadline = now() + DEADLINE_MS;
+    while !cond() {
+        let left = deadline - now();
+        assert!(left > 0.0, "timed out waiting for {what}");
+        // Channel messages change the state too (positions), so a notification follows each frame.
+        next_change(conn, left.min(50.0)).await;
+    }
+}
+
+/// `{channel, offset, epoch}` of a publish, or the `DevtoolsRequestError` it was rejected with.
+async fn publish(
+    conn: &DevtoolsConnection,
+    channel: &str,
+    event: &str,
+    data: Value,
+) -> Result<JsValue, JsValue> {
+    let data = JSON::parse(&data.to_string()).unwrap();
+    JsFuture::from(conn.publish(channel, event, data)).await
+}
+
+fn code(error: &JsValue) -> String {
+    assert_eq!(
+        get(error, "name").as_string().as_deref(),
+        Some("DevtoolsRequestError"),
+        "{error:?}"
+    );
+    assert!(error.is_instance_of::<js_sys::Error>());
+    get(error, "code").as_string().unwrap_or_default()
+}
+
+fn channel_status(s: &JsValue, channel: &str) -> Option<String> {
+    let entry = Reflect::get(&get(s, "channels"), &channel.into()).ok()?;
+    get(&entry, "status").as_string()
+}
+
+#[wasm_bindgen_test]
+async fn v2_builds_the_state_from_channels_in_batched_frames() {
+    let mut sdk = Sdk::connect("v2-a").await;
+    let conn = connection(json!({}));
+    let s = wait_for(&conn, "v2, open, v2-a listed, sessions/* subscribed", |s| {
+        get(s, "protocol").as_string().as_deref() == Some("v2")
+            && has_client(s, "v2-a")
+            && channel_status(s, "sessions/*").as_deref() == Some("subscribed")
+    })
+    .await;
+    assert_eq!(status(&s), "open");
+    for channel in ["global", "sessions/*"] {
+        assert_eq!(
+            channel_status(&s, channel).as_deref(),
+            Some("subscribed"),
+            "{channel}"
+        );
+    }
+    assert!(get(&s, "following").is_null(), "every session");
+    sdk.snapshot(777);
+    wait_for(&conn, "the snapshot through sessions/*", |s| {
+        get(s, "snapshots.v2-a.timestamp").as_f64() == Some(777.0)
+    })
+    .await;
+    let snapshot = get(&state(&conn), "snapshots.v2-a");
+    assert!(
+        !has_key(&snapshot, "type"),
+        "the same snapshot object as seed 000 gives"
+    );
+    // A burst: the relay batches what is queued, and every event lands in order.
+    let (frames, messages) = {
+        let s = state(&conn);
+        (
+            get(&s, "framesReceived").as_f64().unwrap(),
+            get(&s, "messagesReceived").as_f64().unwrap(),
+        )
+    };
+    for i in 0..2000 {
+        sdk.event(
+            json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": format!("{i}")}),
+        );
+    }
+    let s = wait_for(&conn, "2000 events", |s| {
+        get(s, "events.v2-a.droppedCount").as_f64().unwrap_or(0.0)
+            + session_events(s, "v2-a").length() as f64
+            >= 2000.0
+    })
+    .await;
+    let events = session_events(&s, "v2-a");
+    let seqs: Vec<f64> = events
+        .iter()
+        .map(|e| get(&e, "seq").as_f64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1.0),
+        "in order, none missing"
+    );
+    let frames = get(&s, "framesReceived").as_f64().unwrap() - frames;
+    let messages = get(&s, "messagesReceived").as_f64().unwrap() - messages;
+    assert!(messages >= 2000.0, "{messages}");
+    assert!(
+        frames < messages,
+        "batched: {messages} messages in {frames} frames"
+    );
+    assert!(get(&get(&get(&s, "positions"), "sessions/v2-a"), "offset").as_f64() >= Some(2001.0));
+    assert_eq!(get(&s, "ignoredFrames").as_f64(), Some(0.0));
+    sdk.close();
+    wait_for(&conn, "v2-a gone (session.disconnected)", |s| {
+        !has_client(s, "v2-a")
+    })
+    .await;
+    conn.close();
+}
+
+#[wasm_bindgen_test]
+async fn channels_subscribe_publish_ack_and_errors() {
+    let a = connection(json!({}));
+    let b = connection(json!({"maxInFlightPublishes": 2}));
+    let first = Listener::new(&a, "topics/t1");
+    let second = Listener::new(&a, "topics/t1");
+    let marker = Listener::new(&a, "topics/t2");
+    let bogus = Listener::new(&a, "bogus");
+    // Bad arguments are TypeErrors at once, not failures when the first message comes.
+    for (target, on_message, on_error) in [
+        (
+            JsValue::from("topics/t1"),
+            JsValue::from(5),
+            JsValue::UNDEFINED,
+        ),
+        (
+            JsValue::from("topics/t1"),
+            JsValue::UNDEFINED,
+            JsValue::UNDEFINED,
+        ),
+        (
+            JsValue::from("topics/t1"),
+            Function::new_no_args("").into(),
+            JsValue::from("no"),
+        ),
+        (JsValue::from(7), JsValue::UNDEFINED, JsValue::UNDEFINED),
+    ] {
+        let Err(e) = a.subscribe(target, on_message, on_error) else {
+            panic!("bad subscribe arguments must throw");
+        };
+        assert!(e.is_instance_of::<js_sys::TypeError>(), "{e:?}");
+    }
+    let s = wait_for(&a, "topics/t1 subscribed, bogus refused", |s| {
+        channel_status(s, "topics/t1").as_deref() == Some("subscribed")
+            && channel_status(s, "bogus").as_deref() == Some("failed")
+    })
+    .await;
+    let entry = Reflect::get(&get(&s, "channels"), &"topics/t1".into()).unwrap();
+    assert_eq!(
+        get(&entry, "listeners").as_f64(),
+        Some(2.0),
+        "one relay subscription for both"
+    );
+    wait_until(&a, "bogus's onError", || !bogus.errors.borrow().is_empty()).await;
+    assert_eq!(bogus.error_codes(), ["INVALID_CHANNEL"]);
+    wait_for(&b, "b open", |s| status(s) == "open").await;
+
+    // Publish: the promise resolves with the position; both listeners get the message.
+    let ack = publish(
+        &b,
+        "topics/t1",
+        "deploy.finished",
+        json!({"ok": true, "n": 1}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        get(&ack, "channel").as_string().as_deref(),
+        Some("topics/t1")
+    );
+    assert_eq!(get(&ack, "offset").as_f64(), Some(1.0));
+    assert!(get(&ack, "epoch").is_string());
+    wait_until(&a, "both listeners got it", || {
+        first.count() == 1 && second.count() == 1
+    })
+    .await;
+    let m = first.messages.borrow()[0].clone();
+    assert_eq!(
+        get(&m, "event").as_string().as_deref(),
+        Some("deploy.finished")
+    );
+    assert_eq!(get(&m, "data.n").as_f64(), Some(1.0));
+    assert_eq!(get(&m, "offset").as_f64(), Some(1.0));
+    assert_eq!(get(&m, "epoch").as_string(), get(&ack, "epoch").as_string());
+
+    // Refused by the relay: rejected with its code.
+    let e = publish(&b, "global", "x", json!(1)).await.unwrap_err();
+    assert_eq!(code(&e), "FORBIDDEN");
+    assert_eq!(get(&e, "channel").as_string().as_deref(), Some("global"));
+    let e = publish(&b, "sessions/someone-else", "x", json!(1))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "FORBIDDEN");
+    let e = publish(&b, "topics/t1", "text_delta", json!({"delta": 5}))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "INVALID_PAYLOAD");
+
+    // Bounded in flight: the third of three synchronous publishes is refused at once.
+    let p1 = b.publish("topics/t1", "n", 1.into());
+    let p2 = b.publish("topics/t1", "n", 2.into());
+    let p3 = b.publish("topics/t1", "n", 3.into());
+    assert_eq!(
+        code(&JsFuture::from(p3).await.unwrap_err()),
+        "TOO_MANY_IN_FLIGHT"
+    );
+    JsFuture::from(p1).await.unwrap();
+    JsFuture::from(p2).await.unwrap();
+    // Data JSON cannot write, and a connection that closes with a publish in flight.
+    let cyclic = Object::new();
+    Reflect::set(&cyclic, &"me".into(), &cyclic).unwrap();
+    assert_eq!(
+        code(
+            &JsFuture::from(b.publish("topics/t1", "x", cyclic.into()))
+                .await
+                .unwrap_err()
+        ),
+        "INVALID_DATA"
+    );
+    let pending = b.publish("topics/nobody-listens", "late", JsValue::UNDEFINED);
+    b.close();
+    assert_eq!(
+        code(&JsFuture::from(pending).await.unwrap_err()),
+        "DISCONNECTED"
+    );
+    assert_eq!(
+        code(
+            &JsFuture::from(b.publish("topics/t1", "x", 1.into()))
+                .await
+                .unwrap_err()
+        ),
+        "NOT_CONNECTED"
+    );
+
+    // Unsubscribed listeners get nothing more; the relay subscription goes with the last one. (First both get
+    // the two "n" publications above.)
+    wait_until(&a, "the two n messages", || {
+        first.count() == 3 && second.count() == 3
+    })
+    .await;
+    first.unsubscribe();
+    first.unsubscribe(); // idempotent
+    let c = connection(json!({}));
+    wait_for(&c, "c open", |s| status(s) == "open").await;
+    publish(&c, "topics/t1", "after", json!(null))
+        .await
+        .unwrap();
+    publish(&c, "topics/t2", "marker", json!(null))
+        .await
+        .unwrap();
+    wait_until(&a, "the marker after the t1 message", || {
+        marker.count() == 1
+    })
+    .await;
+    assert_eq!(
+        first.events(),
+        ["deploy.finished", "n", "n"],
+        "nothing after unsubscribing"
+    );
+    assert_eq!(second.events().last().map(String::as_str), Some("after"));
+    second.unsubscribe();
+    wait_for(&a, "topics/t1 unsubscribed", |s| {
+        channel_status(s, "topics/t1").is_none()
+    })
+    .await;
+    publish(&c, "topics/t1", "unheard", json!(null))
+        .await
+        .unwrap();
+    publish(&c, "topics/t2", "marker", json!(null))
+        .await
+        .unwrap();
+    wait_until(&a, "the second marker", || marker.count() == 2).await;
+    assert!(!second.events().iter().any(|e| e == "unheard"));
+    marker.unsubscribe();
+    bogus.unsubscribe();
+    a.close();
+    c.close();
+}
+
+#[wasm_bindgen_test]
+async fn metrics_and_presence_reach_channel_listeners() {
+    let conn = connection(json!({}));
+    let metrics = Listener::new(&conn, "metrics");
+    let global = Listener::new(&conn, "global");
+    // The relay under test publishes metric.update every second (scripts/test-wasm.sh).
+    wait_until(&conn, "a metric.update", || metrics.count() >= 1).await;
+    let m = metrics.messages.borrow()[0].clone();
+    assert_eq!(
+        get(&m, "event").as_string().as_deref(),
+        Some("metric.update")
+    );
+    for field in [
+        "activeSessions",
+        "dashboards",
+        "messagesInPerMinute",
+        "fanoutLatencyP99Us",
+    ] {
+        assert!(get(&get(&m, "data"), field).as_f64().is_some(), "{field}");
+    }
+    let sdk = Sdk::connect("v2-presence").await;
+    wait_until(&conn, "session.connected", || {
+        global.events().iter().any(|e| e == "session.connected")
+    })
+    .await;
+    sdk.close();
+    wait_until(&conn, "session.disconnected", || {
+        global.events().iter().any(|e| e == "session.disconnected")
+    })
+    .await;
+    conn.close();
+}
+
+#[wasm_bindgen_test]
+async fn following_one_session_receives_nothing_of_another() {
+    let mut a = Sdk::connect("follow-a").await;
+    let mut b = Sdk::connect("follow-b").await;
+    let watcher = connection(json!({})); // follows everything: tells when b's burst went through the relay
+    let conn = connection(json!({"followSelected": true}));
+    conn.select_session(Some("follow-a".into()));
+    let request = a.next_message().await;
+    assert_eq!(
+        request["type"], "request_snapshot",
+        "the followed session's snapshot is asked for"
+    );
+    a.snapshot(1);
+    let s = wait_for(&conn, "following a, its snapshot in", |s| {
+        get(s, "snapshots.follow-a.timestamp").as_f64() == Some(1.0) && has_client(s, "follow-b")
+    })
+    .await;
+    assert_eq!(
+        Array::from(&get(&s, "following"))
+            .iter()
+            .filter_map(|x| x.as_string())
+            .collect::<Vec<_>>(),
+        ["follow-a"]
+    );
+    assert_eq!(
+        channel_status(&s, "sessions/follow-a").as_deref(),
+        Some("subscribed")
+    );
+    assert!(
+        channel_status(&s, "sessions/*").is_none(),
+        "no sessions/* subscription"
+    );
+    let before = get(&s, "messagesReceived").as_f64().unwrap();
+
+    // b's traffic: 200 events and a snapshot, through the relay (the watcher sees all of it).
+    for i in 0..200 {
+        b.event(
+            json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": format!("b-{i}")}),
+        );
+    }
+    b.snapshot(2);
+    wait_for(&watcher, "b's burst at the watcher", |s| {
+        session_events(s, "follow-b").length() == 200
+            && get(s, "snapshots.follow-b.timestamp").as_f64() == Some(2.0)
+    })
+    .await;
+    // Then one event of a: it reaches the follower after anything of b's could have.
+    a.event(json!({"type": "RUN_STARTED", "runId": "r1"}));
+    let s = wait_for(&conn, "a's event", |s| {
+        session_events(s, "follow-a").length() == 1
+    })
+    .await;
+    assert_eq!(
+        get(&s, "messagesReceived").as_f64().unwrap() - before,
+        1.0,
+        "exactly one message since: a's event; nothing of b"
+    );
+    assert!(
+        !has_key(&get(&s, "positions"), "sessions/follow-b"),
+        "no publication of b ever arrived"
+    );
+    assert_eq!(session_events(&s, "follow-b").length(), 0);
+    assert!(!has_key(&get(&s, "snapshots"), "follow-b"));
+
+    // Switching follows b instead: a's data goes, and b's state is there at once: the subscribe ack carries
+    // the relay's cached latest snapshot of b (the one it sent above), so b is not asked for one.
+    conn.select_session(Some("follow-b".into()));
+    let s = wait_for(&conn, "b followed, its cached snapshot in", |s| {
+        get(s, "snapshots.follow-b.timestamp").as_f64() == Some(2.0)
+    })
+    .await;
+    b.snapshot(3);
+    wait_for(&conn, "b's next snapshot, live", |s| {
+        get(s, "snapshots.follow-b.timestamp").as_f64() == Some(3.0)
+    })
+    .await;
+    assert!(!has_key(&get(&s, "snapshots"), "follow-a"));
+    assert!(channel_status(&s, "sessions/follow-a").is_none());
+    conn.close();
+    watcher.close();
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_reconnect_renews_every_subscription() {
+    let conn = connection(json!({}));
+    let listener = Listener::new(&conn, "topics/renewed");
+    wait_for(&conn, "subscribed", |s| {
+        channel_status(s, "topics/renewed").as_deref() == Some("subscribed")
+    })
+    .await;
+    control("POST", "/kill").await;
+    let s = wait_for(&conn, "reconnecting", |s| status(s) == "reconnecting").await;
+    assert_eq!(
+        channel_status(&s, "topics/renewed").as_deref(),
+        Some("pending")
+    );
+    control("POST", "/start").await;
+    wait_for(&conn, "subscribed again", |s| {
+        status(s) == "open" && channel_status(s, "topics/renewed").as_deref() == Some("subscribed")
+    })
+    .await;
+    let other = connection(json!({}));
+    wait_for(&other, "other open", |s| status(s) == "open").await;
+    publish(&other, "topics/renewed", "after-restart", json!(1))
+        .await
+        .unwrap();
+    wait_until(&conn, "the message after the restart", || {
+        listener.count() == 1
+    })
+    .await;
+    assert_eq!(listener.events(), ["after-restart"]);
+    listener.unsubscribe();
+    other.close();
+    conn.close();
+}
+
+#[wasm_bindgen_test]
+async fn falls_back_to_seed_000_against_a_seed_000_relay() {
+    // The seed-000 Node relay (bench/baselines/node-relay) ignores `hello`: after the timeout the client speaks
+    // seed 000 on the same socket.
+    let mut sdk = Sdk::connect_to(seed_relay_url(), "seed-a").await;
+    let conn = connection_to(seed_relay_url(), json!({"helloTimeoutMs": 300}));
+    let listener = Listener::new(&conn, "metrics");
+    let s = wait_for(&conn, "seed 000, seed-a listed", |s| {
+        get(s, "protocol").as_string().as_deref() == Some("legacy") && has_client(s, "seed-a")
+    })
+    .await;
+    assert_eq!(status(&s), "open");
+    assert!(get(&s, "error").is_null());
+    sdk.snapshot(5);
+    sdk.event(json!({"type": "RUN_STARTED", "runId": "r1"}));
+    wait_for(&conn, "snapshot and event over seed 000", |s| {
+        get(s, "snapshots.seed-a.timestamp").as_f64() == Some(5.0)
+            && session_events(s, "seed-a").length() == 1
+    })
+    .await;
+    // Selecting asks for a snapshot with the seed-000 message.
+    conn.select_session(Some("seed-a".into()));
+    conn.request_snapshot("seed-a");
+    assert_eq!(sdk.next_message().await["type"], "request_snapshot");
+    // No channels on a seed-000 relay: said, not silently ignored.
+    wait_until(&conn, "onError LEGACY_RELAY", || {
+        !listener.errors.borrow().is_empty()
+    })
+    .await;
+    assert_eq!(listener.error_codes(), ["LEGACY_RELAY"]);
+    assert_eq!(
+        channel_status(&state(&conn), "metrics").as_deref(),
+        Some("unsupported")
+    );
+    assert_eq!(
+        code(&publish(&conn, "topics/x", "e", json!(1)).await.unwrap_err()),
+        "LEGACY_RELAY"
+    );
+    listener.unsubscribe();
+    sdk.close();
+    conn.close();
+
+    // protocol: "legacy" skips the hello (and its timeout) altogether.
+    let conn = connection_to(
+        seed_relay_url(),
+        json!({"protocol": "legacy", "helloTimeoutMs": 60000}),
+    );
+    wait_for(&conn, "seed 000 at once", |s| {
+        get(s, "protocol").as_string().as_deref() == Some("legacy")
+    })
+    .await;
     conn.close();
 }

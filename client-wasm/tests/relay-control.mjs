@@ -5,6 +5,8 @@
 //   GET  /health -> the relay's /health, proxied (the relay itself sends no CORS headers)
 // Prints `RELAY_URL=ws://...`, `RELAY_CONTROL_URL=http://...` and `RELAY_TOKEN=...` lines on stdout once ready.
 // The relay keeps one dashboard token across restarts (--token), as a relay started with --token does.
+// With SEED_RELAY=<path to bench/baselines/node-relay/server.js> it also runs that seed-000 Node relay (the one the
+// client falls back to seed 000 against), for the whole run, and prints `SEED_RELAY_URL=ws://...` after them.
 // Usage: node relay-control.mjs <path to devrelay binary> [extra relay args...]
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -95,14 +97,32 @@ const server = http.createServer(async (req, res) => {
   }
 });
 
+/** The seed-000 Node relay: started once, on a free port; resolves with its URL once it listens. */
+let seedRelay = null;
+function startSeedRelay(script) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, "0"], { stdio: ["ignore", "pipe", "inherit"] });
+    const lines = readline.createInterface({ input: child.stdout });
+    lines.on("line", (line) => {
+      const m = /^listening on (ws:\/\/127\.0\.0\.1:\d+)$/.exec(line);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code, signal) => reject(new Error(`seed relay exited (code ${code}, signal ${signal})`)));
+    seedRelay = child;
+  });
+}
+
 await startWithRetry();
+const seedUrl = process.env.SEED_RELAY ? await startSeedRelay(process.env.SEED_RELAY) : null;
 server.listen(0, "127.0.0.1", () => {
   console.log(`RELAY_URL=ws://127.0.0.1:${port}`);
   console.log(`RELAY_CONTROL_URL=http://127.0.0.1:${server.address().port}`);
   console.log(`RELAY_TOKEN=${token}`);
+  if (seedUrl) console.log(`SEED_RELAY_URL=${seedUrl}`);
 });
 
 const shutdown = async () => {
+  seedRelay?.kill("SIGKILL");
   await killRelay();
   process.exit(0);
 };

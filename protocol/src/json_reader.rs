@@ -635,6 +635,156 @@ impl<'de> MapAccess<'de> for Items<'_, 'de> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Raw reading without serde: for decoders that read a few members of many message shapes (`v2_view`). A serde
+// visitor per shape instantiates the reader's generic entry points once per shape (~2 KB of wasm each); these are
+// one non-generic pass each.
+
+/// The members of a JSON object text, in order: keys decoded, values as their raw text (each validated). `Data`
+/// for a JSON text that is not an object, `Syntax` for one that is not JSON.
+pub fn members(text: &str) -> Result<Vec<(Cow<'_, str>, &str)>, ReadError> {
+    let mut r = Reader {
+        text,
+        pos: 0,
+        depth: 0,
+    };
+    if r.peek_value()? != b'{' {
+        r.skip()?;
+        r.end()?;
+        return Err(ReadError::Data);
+    }
+    r.enter()?;
+    let mut out = Vec::new();
+    if r.peek_value()? == b'}' {
+        r.pos += 1;
+    } else {
+        loop {
+            if r.peek_value()? != b'"' {
+                return Err(ReadError::Syntax);
+            }
+            let key = r.string()?;
+            r.expect(b':')?;
+            r.skip_ws();
+            let start = r.pos;
+            r.skip()?;
+            out.push((key, text.get(start..r.pos).ok_or(ReadError::Syntax)?));
+            match r.peek_value()? {
+                b',' => r.pos += 1,
+                b'}' => {
+                    r.pos += 1;
+                    break;
+                }
+                _ => return Err(ReadError::Syntax),
+            }
+        }
+    }
+    r.end()?;
+    Ok(out)
+}
+
+/// The elements of a JSON array text, as their raw text (each validated). `Data` for a JSON text that is not an
+/// array.
+pub fn elements(text: &str) -> Result<Vec<&str>, ReadError> {
+    let mut r = Reader {
+        text,
+        pos: 0,
+        depth: 0,
+    };
+    if r.peek_value()? != b'[' {
+        r.skip()?;
+        r.end()?;
+        return Err(ReadError::Data);
+    }
+    r.enter()?;
+    let mut out = Vec::new();
+    if r.peek_value()? == b']' {
+        r.pos += 1;
+    } else {
+        loop {
+            r.skip_ws();
+            let start = r.pos;
+            r.skip()?;
+            out.push(text.get(start..r.pos).ok_or(ReadError::Syntax)?);
+            match r.peek_value()? {
+                b',' => r.pos += 1,
+                b']' => {
+                    r.pos += 1;
+                    break;
+                }
+                _ => return Err(ReadError::Syntax),
+            }
+        }
+    }
+    r.end()?;
+    Ok(out)
+}
+
+/// A raw value (from [`members`] / [`elements`]) read as a string: what serde reads into a `String`.
+pub fn read_str(raw: &str) -> Result<Cow<'_, str>, ReadError> {
+    let mut r = Reader {
+        text: raw,
+        pos: 0,
+        depth: 0,
+    };
+    let s = r.string_value()?;
+    r.end()?;
+    Ok(s)
+}
+
+/// A raw value as a `u64` (non-negative integers only, as serde).
+pub fn read_u64(raw: &str) -> Result<u64, ReadError> {
+    match read_number(raw)? {
+        Number::U64(v) => Ok(v),
+        Number::I64(_) | Number::F64(_) => Err(ReadError::Data),
+    }
+}
+
+/// A raw value as an `f64` (any number, as serde).
+pub fn read_f64(raw: &str) -> Result<f64, ReadError> {
+    Ok(match read_number(raw)? {
+        Number::U64(v) => v as f64,
+        Number::I64(v) => v as f64,
+        Number::F64(v) => v,
+    })
+}
+
+/// A raw value as a `bool`.
+pub fn read_bool(raw: &str) -> Result<bool, ReadError> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ReadError::Data),
+    }
+}
+
+/// Whether a raw value is `null`.
+pub fn is_null(raw: &str) -> bool {
+    raw == "null"
+}
+
+fn read_number(raw: &str) -> Result<Number, ReadError> {
+    let mut r = Reader {
+        text: raw,
+        pos: 0,
+        depth: 0,
+    };
+    let n = r.number_value()?;
+    r.end()?;
+    Ok(n)
+}
+
+impl Reader<'_> {
+    /// Nothing but whitespace may follow the value.
+    fn end(&mut self) -> Result<(), ReadError> {
+        self.skip_ws();
+        if self.pos == self.text.len() {
+            Ok(())
+        } else {
+            Err(ReadError::Syntax)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

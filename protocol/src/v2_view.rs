@@ -1,18 +1,14 @@
 //! Borrowed decoding of what a v2 relay sends a client, for the wasm dashboard client: batches split into
-//! their messages, each message read in one pass with `json_reader`, publication `data` and presence
-//! `metadata` left as raw JSON text.
+//! their messages, each message's members read in one pass with `json_reader` (no serde visitor per message
+//! shape: each would cost ~2 KB of wasm), publication `data` and presence `metadata` left as raw JSON text.
 //!
 //! The owned types are in `v2.rs` (serde, used by the relay and native clients). Decoding them in the browser
 //! would link serde_json's error formatting and `Value` maps, most of the client's size (see `dashboard_view`
-//! for the seed-000 counterpart and the measurements). The tests (protocol/tests/v2_fixtures.rs) hold this
-//! view to the owned decoder: `split_batch` + [`RelayMessageRef::decode`] accept and reject exactly what
+//! for the seed-000 counterpart and the measurements). The tests (protocol/tests/v2_view.rs) hold this view
+//! to the owned decoder: `split_batch` + [`RelayMessageRef::decode`] accept and reject what
 //! `v2::decode_relay_frame` does, and agree on every value.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
 
 use crate::dashboard_view::StreamEventRef;
 use crate::decode::DecodeError;
@@ -39,31 +35,22 @@ pub enum RelayMessageRef<'a> {
 }
 
 /// `{channel, event, data, offset, epoch, timestamp}`; `data` raw.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PublicationRef<'a> {
-    #[serde(borrow)]
     pub channel: Cow<'a, str>,
-    #[serde(borrow)]
     pub event: Cow<'a, str>,
-    #[serde(borrow)]
     pub data: RawJson<'a>,
     pub offset: u64,
-    #[serde(borrow)]
     pub epoch: Cow<'a, str>,
     pub timestamp: Millis,
 }
 
-/// `connected`: what the client needs of it (the other required members are checked, not kept).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `connected`: what the client needs of it (`serverVersion` is checked, not kept).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectedRef {
     pub client_id: String,
-    #[serde(rename = "serverVersion")]
-    _server_version: IgnoredString,
     pub protocol_version: u32,
-    #[serde(default)]
     pub agent_id: Option<String>,
-    #[serde(default)]
     pub session_id: Option<String>,
     pub batch: bool,
     pub limits: LimitsRef,
@@ -71,8 +58,7 @@ pub struct ConnectedRef {
 }
 
 /// `connected.limits`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsRef {
     pub max_subscriptions: usize,
     pub max_channel_bytes: usize,
@@ -81,40 +67,30 @@ pub struct LimitsRef {
 }
 
 /// `ack`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AckRef<'a> {
-    #[serde(default)]
     pub id: Option<RequestIdRef<'a>>,
     pub success: bool,
-    #[serde(default, borrow)]
     pub channel: Option<Cow<'a, str>>,
-    #[serde(default)]
     pub offset: Option<u64>,
-    #[serde(default, borrow)]
     pub epoch: Option<Cow<'a, str>>,
-    #[serde(default)]
     pub recovered: Option<bool>,
-    #[serde(default, borrow)]
     pub reason: Option<Cow<'a, str>>,
-    #[serde(default)]
     pub replayed: Option<u64>,
-    #[serde(default, borrow)]
     pub presence: Option<Vec<PresenceInfoRef<'a>>>,
-    #[serde(default)]
     pub coalesced: Option<bool>,
+    /// `subscribe` to `sessions/{id}`: the session's latest `state_snapshot` publication, from the relay's cache.
+    pub snapshot: Option<PublicationRef<'a>>,
+    pub snapshot_age_ms: Option<u64>,
     pub timestamp: Millis,
 }
 
 /// `error {code, message, id?, channel?, timestamp}`; `code` as sent (codes from a newer relay included).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ErrorRef<'a> {
-    #[serde(borrow)]
     pub code: Cow<'a, str>,
-    #[serde(borrow)]
     pub message: Cow<'a, str>,
-    #[serde(default)]
     pub id: Option<RequestIdRef<'a>>,
-    #[serde(default, borrow)]
     pub channel: Option<Cow<'a, str>>,
     pub timestamp: Millis,
 }
@@ -127,38 +103,29 @@ pub enum RequestIdRef<'a> {
 }
 
 /// One `ack.presence` entry, and the `data` of `session.connected` / `agent.connected`; `metadata` raw.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PresenceInfoRef<'a> {
     pub kind: KindRef,
-    #[serde(borrow)]
     pub id: Cow<'a, str>,
-    #[serde(borrow)]
     pub channel: Cow<'a, str>,
-    #[serde(default, borrow)]
     pub name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     pub sdk_version: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     pub project_id: Option<Cow<'a, str>>,
     /// A JSON object, as text.
-    #[serde(default, borrow)]
     pub metadata: Option<ObjectRef<'a>>,
-    #[serde(borrow)]
     pub protocol: Cow<'a, str>,
     pub connected_at: Millis,
 }
 
 /// The `data` of `session.disconnected` / `agent.disconnected` / `*.heartbeat` (`v2::PresenceRef`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PresenceLeftRef<'a> {
     pub kind: KindRef,
-    #[serde(borrow)]
     pub id: Cow<'a, str>,
     pub timestamp: Millis,
 }
 
-/// A `PresenceKind`, read without serde's enum machinery (which `json_reader` leaves to `deserialize_any`).
+/// A `PresenceKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KindRef(pub PresenceKind);
 
@@ -166,43 +133,211 @@ pub struct KindRef(pub PresenceKind);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectRef<'a>(pub &'a str);
 
+/// An object's members, read the way serde's derive reads a struct: a member this type knows may appear once
+/// (a repeat is an error), `null` or absent is `None` for an optional one, and unknown members are ignored.
+struct Object<'a>(Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'a> Object<'a> {
+    fn parse(text: &'a str) -> Result<Object<'a>, ReadError> {
+        json_reader::members(text).map(Object)
+    }
+
+    /// The raw value of member `name`, if present.
+    fn raw(&self, name: &str) -> Result<Option<&'a str>, ReadError> {
+        let mut found = None;
+        for (key, value) in &self.0 {
+            if key == name {
+                if found.is_some() {
+                    return Err(ReadError::Data);
+                }
+                found = Some(*value);
+            }
+        }
+        Ok(found)
+    }
+
+    fn req<T>(
+        &self,
+        name: &str,
+        read: fn(&'a str) -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
+        read(self.raw(name)?.ok_or(ReadError::Data)?)
+    }
+
+    fn opt<T>(
+        &self,
+        name: &str,
+        read: fn(&'a str) -> Result<T, ReadError>,
+    ) -> Result<Option<T>, ReadError> {
+        match self.raw(name)? {
+            None => Ok(None),
+            Some(raw) if json_reader::is_null(raw) => Ok(None),
+            Some(raw) => read(raw).map(Some),
+        }
+    }
+}
+
+fn string(raw: &str) -> Result<String, ReadError> {
+    json_reader::read_str(raw).map(Cow::into_owned)
+}
+
+fn millis(raw: &str) -> Result<Millis, ReadError> {
+    json_reader::read_f64(raw).map(Millis)
+}
+
+fn size(raw: &str) -> Result<usize, ReadError> {
+    usize::try_from(json_reader::read_u64(raw)?).map_err(|_| ReadError::Data)
+}
+
+fn request_id(raw: &str) -> Result<RequestIdRef<'_>, ReadError> {
+    if raw.starts_with('"') {
+        json_reader::read_str(raw).map(RequestIdRef::Str)
+    } else {
+        json_reader::read_u64(raw).map(RequestIdRef::Num)
+    }
+}
+
+fn kind(raw: &str) -> Result<KindRef, ReadError> {
+    match json_reader::read_str(raw)?.as_ref() {
+        "session" => Ok(KindRef(PresenceKind::Session)),
+        "agent" => Ok(KindRef(PresenceKind::Agent)),
+        _ => Err(ReadError::Data),
+    }
+}
+
+fn object(raw: &str) -> Result<ObjectRef<'_>, ReadError> {
+    if raw.starts_with('{') {
+        Ok(ObjectRef(raw))
+    } else {
+        Err(ReadError::Data)
+    }
+}
+
+fn publication<'a>(o: &Object<'a>) -> Result<PublicationRef<'a>, ReadError> {
+    Ok(PublicationRef {
+        channel: o.req("channel", json_reader::read_str)?,
+        event: o.req("event", json_reader::read_str)?,
+        data: RawJson(o.raw("data")?.ok_or(ReadError::Data)?),
+        offset: o.req("offset", json_reader::read_u64)?,
+        epoch: o.req("epoch", json_reader::read_str)?,
+        timestamp: o.req("timestamp", millis)?,
+    })
+}
+
+fn connected(o: &Object<'_>) -> Result<ConnectedRef, ReadError> {
+    o.req("serverVersion", json_reader::read_str)?;
+    let limits = Object::parse(o.raw("limits")?.ok_or(ReadError::Data)?)?;
+    Ok(ConnectedRef {
+        client_id: o.req("clientId", string)?,
+        protocol_version: u32::try_from(o.req("protocolVersion", json_reader::read_u64)?)
+            .map_err(|_| ReadError::Data)?,
+        agent_id: o.opt("agentId", string)?,
+        session_id: o.opt("sessionId", string)?,
+        batch: o.req("batch", json_reader::read_bool)?,
+        limits: LimitsRef {
+            max_subscriptions: limits.req("maxSubscriptions", size)?,
+            max_channel_bytes: limits.req("maxChannelBytes", size)?,
+            max_publish_bytes: limits.req("maxPublishBytes", size)?,
+            max_message_bytes: limits.req("maxMessageBytes", size)?,
+        },
+        timestamp: o.req("timestamp", millis)?,
+    })
+}
+
+fn ack<'a>(o: &Object<'a>) -> Result<AckRef<'a>, ReadError> {
+    let presence = match o.opt("presence", json_reader::elements)? {
+        None => None,
+        Some(items) => {
+            let mut list = Vec::with_capacity(items.len());
+            for item in items {
+                list.push(presence_info(item)?);
+            }
+            Some(list)
+        }
+    };
+    Ok(AckRef {
+        id: o.opt("id", request_id)?,
+        success: o.req("success", json_reader::read_bool)?,
+        channel: o.opt("channel", json_reader::read_str)?,
+        offset: o.opt("offset", json_reader::read_u64)?,
+        epoch: o.opt("epoch", json_reader::read_str)?,
+        recovered: o.opt("recovered", json_reader::read_bool)?,
+        reason: o.opt("reason", json_reader::read_str)?,
+        replayed: o.opt("replayed", json_reader::read_u64)?,
+        presence,
+        coalesced: o.opt("coalesced", json_reader::read_bool)?,
+        snapshot: match o.opt("snapshot", Object::parse)? {
+            Some(p) => Some(publication(&p)?),
+            None => None,
+        },
+        snapshot_age_ms: o.opt("snapshotAgeMs", json_reader::read_u64)?,
+        timestamp: o.req("timestamp", millis)?,
+    })
+}
+
+fn error<'a>(o: &Object<'a>) -> Result<ErrorRef<'a>, ReadError> {
+    Ok(ErrorRef {
+        code: o.req("code", json_reader::read_str)?,
+        message: o.req("message", json_reader::read_str)?,
+        id: o.opt("id", request_id)?,
+        channel: o.opt("channel", json_reader::read_str)?,
+        timestamp: o.req("timestamp", millis)?,
+    })
+}
+
+/// One `ack.presence` entry / a `*.connected` event's `data`.
+pub fn presence_info(text: &str) -> Result<PresenceInfoRef<'_>, ReadError> {
+    let o = Object::parse(text)?;
+    Ok(PresenceInfoRef {
+        kind: o.req("kind", kind)?,
+        id: o.req("id", json_reader::read_str)?,
+        channel: o.req("channel", json_reader::read_str)?,
+        name: o.opt("name", json_reader::read_str)?,
+        sdk_version: o.opt("sdkVersion", json_reader::read_str)?,
+        project_id: o.opt("projectId", json_reader::read_str)?,
+        metadata: o.opt("metadata", object)?,
+        protocol: o.req("protocol", json_reader::read_str)?,
+        connected_at: o.req("connectedAt", millis)?,
+    })
+}
+
+/// A `*.disconnected` / `*.heartbeat` event's `data`.
+pub fn presence_left(text: &str) -> Result<PresenceLeftRef<'_>, ReadError> {
+    let o = Object::parse(text)?;
+    Ok(PresenceLeftRef {
+        kind: o.req("kind", kind)?,
+        id: o.req("id", json_reader::read_str)?,
+        timestamp: o.req("timestamp", millis)?,
+    })
+}
+
 impl<'a> RelayMessageRef<'a> {
     /// Decodes one message (an element of a batch, or a whole unbatched frame). Accepts and rejects what the
-    /// owned decoder (`v2::decode_relay_frame` on that message alone) does, with the same error kinds.
+    /// owned decoder (`v2::decode_relay_frame` on that message alone) does, with the same error kinds, for
+    /// every JSON object; unlike serde, which also reads a struct from a JSON array of its fields, it reads
+    /// objects only (the relay writes nothing else).
     pub fn decode(text: &'a str) -> Result<RelayMessageRef<'a>, DecodeError> {
-        let kind = match json_reader::from_str::<Envelope<'_>>(text) {
-            Ok(Envelope { kind }) => kind,
-            Err(e) => return Err(DecodeError::BadJson(e.to_string())),
-        };
-        let invalid = |kind: &str| {
-            let kind = kind.to_owned();
-            move |e: ReadError| DecodeError::Invalid {
-                kind,
-                detail: e.to_string(),
-            }
-        };
-        let Some(kind) = kind else {
-            return json_reader::from_str(text)
-                .map(RelayMessageRef::Publication)
-                .map_err(invalid("publication"));
-        };
-        let k = kind.as_ref();
-        Ok(match k {
-            "connected" => Self::Connected(json_reader::from_str(text).map_err(invalid(k))?),
-            "ack" => Self::Ack(json_reader::from_str(text).map_err(invalid(k))?),
-            "error" => Self::Error(json_reader::from_str(text).map_err(invalid(k))?),
-            "pong" => Self::Pong {
-                timestamp: json_reader::from_str::<StampRef>(text)
-                    .map_err(invalid(k))?
-                    .timestamp,
-            },
-            "request_snapshot" => Self::RequestSnapshot {
-                timestamp: json_reader::from_str::<StampRef>(text)
-                    .map_err(invalid(k))?
-                    .timestamp,
-            },
+        let bad = |e: ReadError| DecodeError::BadJson(e.to_string());
+        let o = Object::parse(text).map_err(bad)?;
+        // The owned decoder reads `type` first (a `null` one reads as absent); anything wrong there is bad JSON.
+        let kind = o.opt("type", json_reader::read_str).map_err(bad)?;
+        let message = match kind.as_deref() {
+            None => publication(&o).map(Self::Publication),
+            Some("connected") => connected(&o).map(Self::Connected),
+            Some("ack") => ack(&o).map(Self::Ack),
+            Some("error") => error(&o).map(Self::Error),
+            Some("pong") => o
+                .req("timestamp", millis)
+                .map(|timestamp| Self::Pong { timestamp }),
+            Some("request_snapshot") => o
+                .req("timestamp", millis)
+                .map(|timestamp| Self::RequestSnapshot { timestamp }),
             // The owned decoder reads an unknown tag as an invalid relay message, not as an unknown type.
-            _ => return Err(invalid(k)(ReadError::Data)),
+            Some(_) => Err(ReadError::Data),
+        };
+        message.map_err(|e| DecodeError::Invalid {
+            kind: kind.as_deref().unwrap_or("publication").to_owned(),
+            detail: e.to_string(),
         })
     }
 }
@@ -210,18 +345,14 @@ impl<'a> RelayMessageRef<'a> {
 /// The messages of a relay → client frame: the elements of a batch (a JSON array), or the frame itself.
 /// Only the array is checked here; each element is for [`RelayMessageRef::decode`].
 pub fn split_batch(text: &str) -> Result<Vec<&str>, DecodeError> {
-    let trimmed = text.trim_start_matches([' ', '\n', '\t', '\r']);
-    if !trimmed.starts_with('[') {
+    // JSON whitespace, then `[`: a byte scan (a char pattern would link UTF-8 iteration into the wasm).
+    let first = text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\n' | b'\t' | b'\r'));
+    if first != Some(b'[') {
         return Ok(vec![text]);
     }
-    json_reader::from_str::<Vec<RawJson<'_>>>(text)
-        .map(|items| items.into_iter().map(|r| r.0).collect())
-        .map_err(|e| DecodeError::BadJson(e.to_string()))
-}
-
-/// Reads a publication's typed `data` (presence, metrics) with the same reader (errors carry no text).
-pub fn read_data<'a, T: Deserialize<'a>>(data: &'a str) -> Result<T, ReadError> {
-    json_reader::from_str(data)
+    json_reader::elements(text).map_err(|e| DecodeError::BadJson(e.to_string()))
 }
 
 /// Checks a `state_snapshot` publication's `data` (a seed-000 snapshot, `type` optional) as the relay does
@@ -236,77 +367,11 @@ pub fn snapshot_data(data: &str) -> Result<(), ReadError> {
 /// Reads a `stream_event` publication's `data` (a seed-000 `stream_event` message; its `type`, if present,
 /// must be `stream_event`), its AG-UI body raw.
 pub fn stream_event_data(data: &str) -> Result<StreamEventRef<'_>, ReadError> {
-    let event: StreamEventRef<'_> = json_reader::from_str(data)?;
+    // An object only (serde would read a struct from an array too).
+    let crate::decode::Object(event) =
+        json_reader::from_str::<crate::decode::Object<StreamEventRef<'_>>>(data)?;
     match event.tag.as_deref() {
         None | Some("stream_event") => Ok(event),
         Some(_) => Err(ReadError::Data),
-    }
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct StampRef {
-    timestamp: Millis,
-}
-
-/// A string member that must be present but is not kept.
-#[derive(Debug, Clone, PartialEq)]
-struct IgnoredString;
-
-impl<'de> Deserialize<'de> for IgnoredString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <Cow<'de, str>>::deserialize(d).map(|_| IgnoredString)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RequestIdRef<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RequestIdRef<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a request id")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(RequestIdRef::Num(v))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(RequestIdRef::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(RequestIdRef::Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(RequestIdRef::Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for KindRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = <Cow<'de, str>>::deserialize(d)?;
-        match name.as_ref() {
-            "session" => Ok(KindRef(PresenceKind::Session)),
-            "agent" => Ok(KindRef(PresenceKind::Agent)),
-            _ => Err(de::Error::custom("unknown presence kind")),
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for ObjectRef<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawJson::deserialize(d)?;
-        if raw.0.starts_with('{') {
-            Ok(ObjectRef(raw.0))
-        } else {
-            Err(de::Error::custom("not an object"))
-        }
     }
 }

@@ -8,7 +8,7 @@ use devrelay_protocol::v2::{
     RelayMessage, RequestId, V2Error,
 };
 use devrelay_protocol::v2_view::{
-    read_data, split_batch, AckRef, ConnectedRef, ErrorRef, PresenceInfoRef, PresenceLeftRef,
+    presence_info, presence_left, split_batch, AckRef, ConnectedRef, ErrorRef, PresenceInfoRef,
     PublicationRef, RelayMessageRef, RequestIdRef,
 };
 use serde_json::{json, Value};
@@ -22,6 +22,7 @@ macro_rules! fixture {
 const FIXTURES: &[&str] = &[
     fixture!("relay/connected"),
     fixture!("relay/ack"),
+    fixture!("relay/ack_recovery"),
     fixture!("relay/error"),
     fixture!("relay/pong"),
     fixture!("relay/request_snapshot"),
@@ -84,7 +85,14 @@ fn corpus() -> Vec<String> {
             one => vec![one.clone()],
         };
         for one in &singles {
-            for path in ["", "/limits", "/presence/0", "/presence/1", "/data"] {
+            for path in [
+                "",
+                "/limits",
+                "/presence/0",
+                "/presence/1",
+                "/data",
+                "/snapshot",
+            ] {
                 corpus.extend(mutations(one, path, &wrongs));
             }
         }
@@ -118,6 +126,18 @@ fn corpus() -> Vec<String> {
             r#"{"type":"error","code":"FROM_THE_FUTURE","message":"m","timestamp":1}"#,
             r#"{"type":"error","code":"unknown_type","message":"m"}"#,
             r#"{"type":"error","code":"BUSY","message":"m","id":null,"channel":null,"timestamp":1}"#,
+            r#"{"type":"ack","id":1,"id":2,"success":true,"timestamp":1}"#,
+            r#"{"type":"ack","success":true,"timestamp":1,"type":"ack"}"#,
+            r#"{"typ\u0065":"pong","timestamp":1}"#,
+            r#"{"type":"pong","timestamp":1,"x":1,"x":[2]}"#,
+            r#"{"type":"pong","timestamp":1,"timestamp":2}"#,
+            r#"{"type":"pong","timestamp":1} x"#,
+            r#"{"type":5,"timestamp":1}"#,
+            r#"{"type":"connected","clientId":"c","serverVersion":"v","protocolVersion":4294967296,"batch":true,"limits":{"maxSubscriptions":1,"maxChannelBytes":1,"maxPublishBytes":1,"maxMessageBytes":1},"timestamp":1}"#,
+            r#"{"type":"connected","clientId":"c","serverVersion":"v","protocolVersion":2,"batch":true,"limits":{"maxSubscriptions":1,"maxSubscriptions":1,"maxChannelBytes":1,"maxPublishBytes":1,"maxMessageBytes":1},"timestamp":1}"#,
+            r#"{"type":"ack","success":true,"timestamp":1,"presence":[{"kind":"session","id":"a","id":"b","channel":"c","protocol":"v1","connectedAt":1}]}"#,
+            r#"{"type":"ack","success":true,"timestamp":1,"presence":[{"kind":"session","id":"a","channel":"c","protocol":"v1","connectedAt":1,"metadata":null}]}"#,
+            r#"[{"type":"pong","timestamp":1} , {"type":"pong","timestamp":2}]"#,
         ]
         .map(String::from),
     );
@@ -250,6 +270,12 @@ fn same_ack(a: &Ack, b: &AckRef<'_>) {
             b.timestamp
         )
     );
+    assert_eq!(a.snapshot_age_ms, b.snapshot_age_ms);
+    match (&a.snapshot, &b.snapshot) {
+        (None, None) => {}
+        (Some(x), Some(y)) => same_publication(x, y),
+        other => panic!("snapshot differs: {other:?}"),
+    }
     match (&a.presence, &b.presence) {
         (None, None) => {}
         (Some(x), Some(y)) => {
@@ -354,14 +380,14 @@ fn presence_data_reads_like_the_owned_types() {
     }
     for text in &corpus {
         let owned = serde_json::from_str::<PresenceInfo>(text);
-        let view = read_data::<PresenceInfoRef<'_>>(text);
+        let view = presence_info(text);
         match (&owned, &view) {
             (Ok(a), Ok(b)) => same_presence(a, b),
             (Err(_), Err(_)) => {}
             _ => panic!("PresenceInfo: decoders disagree on {text}: {owned:?} vs {view:?}"),
         }
         let owned = serde_json::from_str::<PresenceRef>(text);
-        let view = read_data::<PresenceLeftRef<'_>>(text);
+        let view = presence_left(text);
         match (&owned, &view) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(

@@ -218,10 +218,11 @@ describe("devrelay dashboard", () => {
     await page.getByTestId("filter-role").selectOption("");
     await page.getByTestId("filter-content").selectOption("");
 
-    // Request snapshot sends the command for this client.
-    const request = frameSent((f) => f.includes('"request_client_snapshot"'));
+    // Request snapshot sends the command for this client (v2: `request_snapshot` with a request id).
+    const request = frameSent((f) => f.includes('"request_snapshot"'));
     await page.getByTestId("request-snapshot").click();
-    assert.deepEqual(JSON.parse(await request), { type: "request_client_snapshot", sessionId: selected });
+    const sent = JSON.parse(await request);
+    assert.deepEqual({ ...sent, id: typeof sent.id }, { type: "request_snapshot", sessionId: selected, id: "number" });
 
     // Registry: the demo app's tools (with schemas), components and MCP servers.
     await page.getByTestId("tab-registry").click();
@@ -376,7 +377,8 @@ describe("devrelay dashboard", () => {
       await other.getByTestId("timeline-scroller").evaluate((el) => el.scrollTo(0, 0));
       await other.getByTestId("jump-to-latest").waitFor();
       const first = await other.getByTestId("timeline-row").first().innerText();
-      assert.match(first, /RUN_STARTED|THINKING|TOOL_CALL|TEXT_MESSAGE|tambo/);
+      // (Any AG-UI event: the page subscribes when its socket is ready, which may be in the middle of a run.)
+      assert.match(first, /RUN_|THINKING|TOOL_CALL|TEXT_MESSAGE|tambo/);
       assert.ok((await other.getByTestId("timeline-row").count()) <= 80);
       await view(other, "03b-thousands-of-events");
     } finally {

@@ -23,6 +23,7 @@ import { ThreadsPanel } from "./ThreadsPanel";
 import { RegistryPanel } from "./RegistryPanel";
 import { Timeline } from "./Timeline";
 import { AccessRefused, NoClients, OptionsProblem, RelayUnreachable } from "./EmptyState";
+import { TopNav } from "./TopNav";
 
 const NO_EVENTS: SessionEvents = { events: [], droppedCount: 0 };
 
@@ -39,7 +40,17 @@ export function Dashboard() {
   const buffer = bufferParam === null || bufferParam.trim() === "" ? undefined : Number(bufferParam);
   // The token the relay printed in this page's URL fragment (kept for the tab): sent in the first message.
   const [token] = useState(dashboardToken);
-  const dt = useDevtoolsConnection({ url: relayUrl, eventCapacity: buffer, token: token ?? undefined });
+  // ?follow=selected: the connection subscribes to the selected client's channel only (v2), so this page receives
+  // that client's traffic and nothing of the others. The page's first value goes in the options (so the first
+  // subscriptions are already the right ones); later switches go to the connection, which must not reconnect.
+  const follow = params.get("follow") === "selected";
+  const [initialFollow] = useState(follow);
+  const dt = useDevtoolsConnection({
+    url: relayUrl,
+    eventCapacity: buffer,
+    token: token ?? undefined,
+    followSelected: initialFollow,
+  });
   const refused = accessRefusal(dt.status, dt.error);
   const { known, forget } = useKnownClients(dt.clients, dt.status);
 
@@ -65,6 +76,9 @@ export function Dashboard() {
   // and connection; the package clears its selection when the client leaves, and this puts it back, so the client
   // is asked again when it returns). Nothing else asks, so opening a client sends exactly one request.
   const { connection } = dt;
+  useEffect(() => {
+    connection?.setFollowSelected(follow);
+  }, [connection, follow]);
   const storeSelection = dt.selectedSessionId;
   useEffect(() => {
     if (connection && storeSelection !== selectedId) connection.selectSession(selectedId);
@@ -145,10 +159,20 @@ export function Dashboard() {
           </span>{" "}
           devrelay
         </h1>
+        <TopNav current="sessions" relayParam={params.get("relay")} />
         <code className="relay-url" title="Relay address (?relay= to change)">
           {relayUrl}
         </code>
         <StatusPill status={dt.status} attempt={dt.reconnectAttempt} error={dt.error} />
+        <label className="small follow-toggle" title="Receive the selected client's traffic only (v2 relays)">
+          <input
+            type="checkbox"
+            checked={follow}
+            onChange={(e) => setParam("follow", e.target.checked ? "selected" : null)}
+            data-testid="follow-selected"
+          />{" "}
+          selected client only
+        </label>
         <div className="spacer" />
         {dt.ignoredFrames > 0 && (
           <span className="muted small" title="Frames from the relay that were not usable">

@@ -265,7 +265,8 @@ fn unknown_options_and_non_objects_are_rejected() {
     assert_eq!(e.field, "eventCapcity");
     assert_eq!(
         e.expected,
-        "no such option (known: url, reconnect, eventCapacity, token)"
+        "no such option (known: url, reconnect, eventCapacity, token, protocol, helloTimeoutMs, \
+         followSelected, maxInFlightPublishes)"
     );
     let e = parse(json!({"reconnect": {"maxDelay": 10}})).unwrap_err();
     assert_eq!(e.field, "reconnect.maxDelay");
@@ -306,4 +307,68 @@ fn the_token_is_a_string_and_never_leaks_into_messages() {
     let long = "t".repeat(MAX_TOKEN_BYTES + 1);
     let e = parse(json!({ "token": long })).unwrap_err();
     assert_eq!(e.field, "token");
+}
+
+#[test]
+fn protocol_follow_and_publish_options() {
+    let o = parse(json!({})).unwrap();
+    assert_eq!(o.protocol, ProtocolChoice::Auto);
+    assert_eq!(o.hello_timeout_ms, DEFAULT_HELLO_TIMEOUT_MS);
+    assert!(!o.follow_selected);
+    assert_eq!(o.max_in_flight_publishes, 256);
+    let o = parse(
+        json!({"protocol": "legacy", "helloTimeoutMs": 100, "followSelected": true,
+        "maxInFlightPublishes": 65_536}),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            o.protocol,
+            o.hello_timeout_ms,
+            o.follow_selected,
+            o.max_in_flight_publishes
+        ),
+        (ProtocolChoice::Legacy, 100.0, true, MAX_IN_FLIGHT_PUBLISHES)
+    );
+    assert_eq!(
+        o.store(),
+        StoreOptions {
+            event_capacity: 5_000,
+            protocol: ProtocolChoice::Legacy,
+            follow_selected: true,
+            max_in_flight_publishes: MAX_IN_FLIGHT_PUBLISHES,
+        }
+    );
+    assert_eq!(
+        parse(json!({"protocol": "v2"})).unwrap().protocol,
+        ProtocolChoice::V2
+    );
+    for (v, field, received) in [
+        (json!({"protocol": "v3"}), "protocol", "\"v3\""),
+        (json!({"protocol": 2}), "protocol", "2"),
+        (json!({"helloTimeoutMs": 99}), "helloTimeoutMs", "99"),
+        (json!({"helloTimeoutMs": 60_001}), "helloTimeoutMs", "60001"),
+        (
+            json!({"followSelected": "yes"}),
+            "followSelected",
+            "\"yes\"",
+        ),
+        (
+            json!({"maxInFlightPublishes": 0}),
+            "maxInFlightPublishes",
+            "0",
+        ),
+        (
+            json!({"maxInFlightPublishes": 1.5}),
+            "maxInFlightPublishes",
+            "1.5",
+        ),
+        (
+            json!({"maxInFlightPublishes": 65_537}),
+            "maxInFlightPublishes",
+            "65537",
+        ),
+    ] {
+        assert_eq!(rejected(v), (field.into(), received.into()));
+    }
 }

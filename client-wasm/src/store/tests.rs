@@ -13,8 +13,17 @@ const STATE_UPDATE: &str = include_str!("../../../tests/fixtures/state_update.js
 const STREAM_EVENT_UPDATE: &str = include_str!("../../../tests/fixtures/stream_event_update.json");
 const ERROR: &str = include_str!("../../../tests/fixtures/error.json");
 
+/// A store told to speak seed 000 (as against a seed-000 relay): these tests are the seed-000 flows.
+fn legacy(event_capacity: usize) -> Store {
+    Store::new(StoreOptions {
+        event_capacity,
+        protocol: ProtocolChoice::Legacy,
+        ..StoreOptions::default()
+    })
+}
+
 fn open_store() -> Store {
-    let mut s = Store::new(DEFAULT_EVENT_CAPACITY);
+    let mut s = legacy(DEFAULT_EVENT_CAPACITY);
     s.opened();
     assert_eq!(s.take_outbox(), vec![DashboardMessage::SubscribeDashboard]);
     s
@@ -64,7 +73,7 @@ fn seqs(s: &Store, id: &str) -> Vec<u64> {
 
 #[test]
 fn starts_connecting_and_subscribes_on_open() {
-    let mut s = Store::new(10);
+    let mut s = legacy(10);
     assert_eq!(s.status(), Status::Connecting);
     assert!(!s.is_connected());
     assert_eq!(s.version(), 0);
@@ -226,7 +235,7 @@ fn client_list_is_authoritative_after_a_relay_restart() {
 
 #[test]
 fn ring_buffer_caps_and_counts_dropped() {
-    let mut s = Store::new(3);
+    let mut s = legacy(3);
     s.opened();
     s.receive(&list(&[("a", 1), ("b", 2)]));
     for seq in 1..=5 {
@@ -260,7 +269,7 @@ fn ring_buffer_caps_and_counts_dropped() {
 
 #[test]
 fn zero_capacity_keeps_nothing_but_counts() {
-    let mut s = Store::new(0);
+    let mut s = legacy(0);
     s.opened();
     s.receive(&list(&[("a", 1)]));
     s.receive(&event("a", 1, "RUN_STARTED"));
