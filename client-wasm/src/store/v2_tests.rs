@@ -236,7 +236,10 @@ fn a_v2_relay_refusing_hello_is_no_reason_to_fall_back() {
         r#"{"type":"error","code":"UNAUTHORIZED","message":"the dashboard token is missing","timestamp":1}"#,
     );
     assert_eq!(s.protocol(), None);
-    assert!(s.negotiating(), "still waiting: the close that follows ends it");
+    assert!(
+        s.negotiating(),
+        "still waiting: the close that follows ends it"
+    );
     assert!(s.take_outbox().is_empty(), "no subscribe_dashboard sent");
     assert_eq!(
         s.error(),
