@@ -17,7 +17,10 @@ cargo build --release -p devrelay
 
 # The SDK outruns the dashboards on purpose. A relay queue big enough for the whole burst keeps the relay from
 # closing the slower consumer as a slow consumer (4002) mid-phase: we measure consumption, not back-pressure.
-coproc RELAY { exec target/release/devrelay --port 0 --queue-messages 250000 --queue-bytes 1073741824 2>target/bench-wasm-relay.log; }
+# The SDK also outruns the relay's per-connection inbound rate limit on purpose (lifted), and the page's dashboards
+# connect without a token (--no-auth: the benchmark measures delivery, the same for every phase).
+coproc RELAY { exec target/release/devrelay --port 0 --no-auth --queue-messages 250000 --queue-bytes 1073741824 \
+  --max-inbound-messages-per-sec 10000000 --max-inbound-bytes-per-sec 17179869184 2>target/bench-wasm-relay.log; }
 relay_pid=$RELAY_PID
 trap 'kill "$relay_pid" 2>/dev/null || true; wait "$relay_pid" 2>/dev/null || true' EXIT
 read -r line <&"${RELAY[0]}"
