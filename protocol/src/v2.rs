@@ -496,6 +496,26 @@ pub struct MetricsUpdate {
     pub uptime_secs: u64,
 }
 
+/// `relay.warning` on a client's own channel (`sessions/{id}`): something the relay did about that client that
+/// its dashboards should know — e.g. a snapshot it refused as too large (`code: "too_big"`), which they would
+/// otherwise wait for in vain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayWarning {
+    /// The error code the client itself got (`too_big`).
+    pub code: String,
+    /// For people: what happened and what to change, e.g. "snapshot too large (20.3 MiB > 16 MiB): raise
+    /// --max-snapshot-bytes".
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// The event name of [`RelayWarning`].
+pub const RELAY_WARNING: &str = "relay.warning";
+
 /// The `metrics` channel's event name.
 pub const METRIC_UPDATE: &str = "metric.update";
 

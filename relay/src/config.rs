@@ -119,6 +119,11 @@ pub struct Config {
     /// New WebSocket connections per second over the whole relay (a bucket of one second's worth); beyond it
     /// they are refused at the upgrade (HTTP 429, `Retry-After`). Range: [`Config::CONNECTIONS_PER_SEC`].
     pub max_connections_per_sec: u32,
+    /// Largest `state_snapshot`, in bytes (seed-000 message or v2 publication): snapshots hold every thread of
+    /// an app, so they grow with its conversations; other messages keep `max_message_bytes`. A larger one is
+    /// refused (`too_big`, and a notice to the session's dashboards) and the connection stays.
+    /// Range: [`Config::MAX_SNAPSHOT_BYTES`].
+    pub max_snapshot_bytes: usize,
 }
 
 impl Default for Config {
@@ -159,6 +164,7 @@ impl Default for Config {
             idle_timeout: Duration::ZERO,
             max_connections: 16_384,
             max_connections_per_sec: 2_000,
+            max_snapshot_bytes: 16 << 20,
         }
     }
 }
@@ -256,6 +262,8 @@ impl Config {
     /// `idle_timeout`: 0 (never) to 7 days.
     pub const IDLE_TIMEOUT: RangeInclusive<Duration> =
         Duration::ZERO..=Duration::from_secs(7 * 86_400);
+    /// `max_snapshot_bytes`: 1 KiB to 256 MiB (buffered whole, like any message).
+    pub const MAX_SNAPSHOT_BYTES: RangeInclusive<usize> = 1 << 10..=256 << 20;
     /// `max_connections`: 1 to 1,048,576.
     pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1 << 20;
     /// `max_connections_per_sec`: 1 to 1,000,000 per second.
@@ -487,7 +495,20 @@ impl Config {
             "connections per second",
             &c.max_connections_per_sec,
             &Self::CONNECTIONS_PER_SEC,
+        )?;
+        in_range(
+            "max_snapshot_bytes",
+            "--max-snapshot-bytes",
+            "bytes",
+            &c.max_snapshot_bytes,
+            &Self::MAX_SNAPSHOT_BYTES,
         )
+    }
+
+    /// The largest message any connection may send: a snapshot's limit or the others', whichever is larger. A
+    /// frame over it is never buffered (`frame_guard.rs`).
+    pub fn largest_message_bytes(&self) -> usize {
+        self.max_message_bytes.max(self.max_snapshot_bytes)
     }
 
     /// Checks a `--worker-threads` value (the runtime is the binary's, not [`crate::run`]'s, so it is not a field).

@@ -300,6 +300,30 @@ impl Hub {
         d
     }
 
+    /// A session's snapshot of `size` bytes was refused as over `limit`: its dashboards would otherwise wait for
+    /// it in vain, so they are told — a `relay.warning` on its channel (v2), an `error` to seed-000 dashboards.
+    pub fn warn_snapshot_too_big(&self, member: &Membership, size: u64, limit: u64) {
+        let message = format!(
+            "snapshot too large ({} > {}): raise --max-snapshot-bytes",
+            crate::connection::human_bytes(size),
+            crate::connection::human_bytes(limit)
+        );
+        let warning = v2::RelayWarning {
+            code: "too_big".into(),
+            message: message.clone(),
+            size: Some(size),
+            limit: Some(limit),
+        };
+        self.publish_relay(&member.channel, v2::RELAY_WARNING, &warning);
+        if member.kind() == PresenceKind::Session {
+            let error = RelayToDashboard::Error(devrelay_protocol::ErrorMessage::new(
+                devrelay_protocol::ErrorCode::TooBig,
+                format!("session {}: {message}", member.id()),
+            ));
+            self.fan_out_legacy("error", &encode(&error));
+        }
+    }
+
     /// A slot for one more WebSocket connection, or why there is none: `max_connections` are open, or more than
     /// `max_connections_per_sec` arrived in the last second. Checked at the upgrade, before anything is spent on
     /// the connection; the slot is given back when it is dropped.

@@ -11,6 +11,7 @@ pub mod config;
 mod connection;
 pub mod demo;
 pub mod engine;
+mod frame_guard;
 mod hub;
 mod limiter;
 mod listener;

@@ -83,7 +83,7 @@ struct ServeArgs {
     /// disconnected.
     #[arg(long, env = "DEVRELAY_HEADER_READ_TIMEOUT_SECS", default_value_t = Config::default().header_read_timeout.as_secs())]
     header_read_timeout_secs: u64,
-    /// Largest accepted message, in bytes (larger: close 1009).
+    /// Largest accepted message, in bytes, snapshots excepted (larger: too_big; the connection stays).
     #[arg(long, env = "DEVRELAY_MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
     /// Outbound queue per connection, in messages (overflow: close 4002 slow consumer).
@@ -163,6 +163,10 @@ struct ServeArgs {
     /// New WebSocket connections per second; more are refused at the upgrade (429).
     #[arg(long, env = "DEVRELAY_MAX_CONNECTIONS_PER_SEC", default_value_t = Config::default().max_connections_per_sec)]
     max_connections_per_sec: u32,
+    /// Largest state_snapshot, in bytes (snapshots grow with an app's conversations; other messages keep
+    /// --max-message-bytes); larger ones get too_big, the connection stays.
+    #[arg(long, env = "DEVRELAY_MAX_SNAPSHOT_BYTES", default_value_t = Config::default().max_snapshot_bytes)]
+    max_snapshot_bytes: usize,
     /// The dashboard token (16-256 of A-Z a-z 0-9 - _ . ~), instead of a random one per launch. It opens
     /// dashboards, /stats and POST /api/publish, and agents may use it too.
     #[arg(
@@ -240,6 +244,7 @@ impl ServeArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             max_connections: self.max_connections,
             max_connections_per_sec: self.max_connections_per_sec,
+            max_snapshot_bytes: self.max_snapshot_bytes,
             ..Config::default()
         })
     }

@@ -74,13 +74,19 @@ pub fn check<'a>(
     let channel = check_channel(config, channel, true)?;
     check_event_name(event).map_err(|m| Refusal::new(V2ErrorCode::InvalidMessage, m))?;
     let size = data.map_or(0, str::len);
-    if size > config.max_publish_bytes {
+    // Snapshots grow with an app's conversations: they have their own, larger limit.
+    let (max, flag) = if event == names::STATE_SNAPSHOT {
+        (
+            config.max_publish_bytes.max(config.max_snapshot_bytes),
+            "max_snapshot_bytes",
+        )
+    } else {
+        (config.max_publish_bytes, "max_publish_bytes")
+    };
+    if size > max {
         return Err(Refusal::new(
             V2ErrorCode::PayloadTooLarge,
-            format!(
-                "data is {size} bytes; this relay accepts at most {} (max_publish_bytes)",
-                config.max_publish_bytes
-            ),
+            format!("data is {size} bytes; this relay accepts at most {max} ({flag})"),
         ));
     }
     may_publish(publisher, &channel).map_err(|f| Refusal::new(V2ErrorCode::Forbidden, f.0))?;

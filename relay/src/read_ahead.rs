@@ -1,5 +1,6 @@
 //! `ReadAhead`: a socket reader that pulls large chunks through a per-thread scratch buffer and keeps only the
-//! surplus, and only until it is consumed.
+//! surplus, and only until it is consumed. Everything read goes through the connection's frame guard
+//! (`frame_guard.rs`), so a frame tungstenite must not buffer never reaches it.
 //!
 //! tungstenite reads at most `read_buffer_size` bytes per call and keeps a buffer of that size per connection
 //! (zero-filled, so resident). A small buffer makes idle connections cheap but would cost a syscall per few
@@ -13,6 +14,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::frame_guard::FrameGuard;
+
 /// Bytes read from the socket per syscall at most.
 const SCRATCH_BYTES: usize = 64 << 10;
 
@@ -23,24 +26,38 @@ thread_local! {
 #[derive(Debug)]
 pub struct ReadAhead<S> {
     inner: S,
-    /// Bytes read from the socket but not yet handed to the reader.
+    /// Bytes read from the socket (and through the guard) but not yet handed to the reader.
     ahead: Vec<u8>,
     pos: usize,
+    guard: FrameGuard,
 }
 
 impl<S> ReadAhead<S> {
-    /// A reader that first serves `prefix` (bytes already read from the socket by someone else: hyper, past
-    /// the upgrade request).
-    pub fn with_prefix(inner: S, prefix: &[u8]) -> Self {
-        ReadAhead {
+    /// A reader through `guard` that first serves `prefix` (bytes already read from the socket by someone
+    /// else: hyper, past the upgrade request).
+    pub fn with_prefix(inner: S, prefix: &[u8], mut guard: FrameGuard) -> io::Result<Self> {
+        let mut ahead = Vec::new();
+        guard
+            .filter(prefix, &mut |b: &[u8]| ahead.extend_from_slice(b))
+            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?;
+        Ok(ReadAhead {
             inner,
-            ahead: prefix.to_vec(),
+            ahead,
             pos: 0,
-        }
+            guard,
+        })
     }
 
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    pub fn guard(&self) -> &FrameGuard {
+        &self.guard
+    }
+
+    pub fn guard_mut(&mut self) -> &mut FrameGuard {
+        &mut self.guard
     }
 
     fn serve_ahead(&mut self, buf: &mut ReadBuf<'_>) {
@@ -66,23 +83,36 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             this.serve_ahead(buf);
             return Poll::Ready(Ok(()));
         }
-        if buf.remaining() >= SCRATCH_BYTES {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
+        let start = buf.filled().len();
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let mut chunk = ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
-                Poll::Ready(Ok(())) => {
-                    let got = chunk.filled();
-                    let n = got.len().min(buf.remaining());
-                    buf.put_slice(&got[..n]);
-                    if got.len() > n {
-                        this.ahead.extend_from_slice(&got[n..]);
+            // Until something is handed on: a read whose bytes were all skipped must not look like the end.
+            loop {
+                let mut chunk = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+                    Poll::Ready(Ok(())) => {
+                        let got = chunk.filled();
+                        if got.is_empty() {
+                            return Poll::Ready(Ok(())); // end of stream
+                        }
+                        let ahead = &mut this.ahead;
+                        let mut out = |bytes: &[u8]| {
+                            let n = bytes.len().min(buf.remaining());
+                            buf.put_slice(&bytes[..n]);
+                            ahead.extend_from_slice(&bytes[n..]);
+                        };
+                        if let Err(e) = this.guard.filter(got, &mut out) {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::ConnectionAborted,
+                                e,
+                            )));
+                        }
+                        if buf.filled().len() > start {
+                            return Poll::Ready(Ok(()));
+                        }
                     }
-                    Poll::Ready(Ok(()))
+                    other => return other,
                 }
-                other => other,
             }
         })
     }
@@ -131,7 +161,7 @@ mod tests {
                 }
             })
         };
-        let mut r = ReadAhead::with_prefix(rx, b"");
+        let mut r = ReadAhead::with_prefix(rx, b"", FrameGuard::new(u64::MAX, [0; 8])).unwrap();
         let mut got = Vec::new();
         let mut small = [0u8; 300];
         loop {

@@ -22,6 +22,7 @@ use crate::access::{check_host, check_origin};
 use crate::auth::{Denied, Principal, Source};
 use crate::connection::ConnectParams;
 use crate::engine::{EngineError, PublishRequest};
+use crate::frame_guard::FrameGuard;
 use crate::hub::{ConnectionRefused, Hub};
 use crate::metrics::{Metrics, Rejection};
 use crate::prometheus;
@@ -41,14 +42,15 @@ pub struct AppState {
 /// Paths the relay keeps for its own endpoints, today's and future ones (`/api/…`): a miss under them is an API
 /// 404, never the dashboard page.
 const API_PREFIXES: &[&str] = &["/api", "/ws", "/health", "/stats", "/metrics"];
-/// Room in a `POST /api/publish` body beyond `max_publish_bytes` of data, for the channel, event and JSON.
+/// Room in a `POST /api/publish` body beyond its data (`max_publish_bytes`, or `max_snapshot_bytes` for a
+/// snapshot), for the channel, event and JSON.
 const PUBLISH_ENVELOPE_BYTES: usize = 64 << 10;
 
 pub fn router(state: AppState) -> Router {
-    let body_limit = state
-        .hub
-        .config
+    let config = &state.hub.config;
+    let body_limit = config
         .max_publish_bytes
+        .max(config.max_snapshot_bytes)
         .saturating_add(PUBLISH_ENVELOPE_BYTES);
     Router::new()
         // Seed-000 SDKs connect to the bare `ws://host:8265`: `/` upgrades when asked to, else it is the page.
@@ -212,17 +214,27 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     let on_upgrade = hyper::upgrade::on(&mut req);
 
     let config = &app.hub.config;
+    // The frame guard keeps larger messages from tungstenite (`frame_guard.rs`); its own limits are a backstop.
+    let largest = config.largest_message_bytes();
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_bytes)
         .write_buffer_size(config.write_buffer_bytes)
         .max_write_buffer_size(
             config
                 .write_buffer_bytes
-                .saturating_add(config.max_message_bytes)
+                .saturating_add(largest)
                 .saturating_mul(2),
         )
-        .max_message_size(Some(config.max_message_bytes))
-        .max_frame_size(Some(config.max_message_bytes));
+        .max_message_size(Some(largest))
+        .max_frame_size(Some(largest));
+    let mut nonce = [0u8; 8];
+    if getrandom::fill(&mut nonce).is_err() {
+        // Without a nonce a peer could forge a marker: it could only make the relay tell it its own message
+        // was too big. Still, take what randomness std has.
+        let r = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), largest);
+        nonce = r.to_le_bytes();
+    }
+    let guard = FrameGuard::new(largest as u64, nonce);
     let hub = app.hub.clone();
     let shutdown = app.shutdown.clone();
     let params = ConnectParams::from_query(req.uri().query());
@@ -236,7 +248,9 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
                     foreign_origin,
                 };
                 let admitted = Principal::admit(&hub.config.auth, token.as_deref(), source);
-                let io = ReadAhead::with_prefix(transport, &prefix);
+                let Ok(io) = ReadAhead::with_prefix(transport, &prefix, guard) else {
+                    return;
+                };
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
                 crate::connection::serve(ws, hub, shutdown, params, admitted, slot).await;
             }

@@ -141,11 +141,12 @@ async fn bytes_per_second_count_too_and_v2_gets_rate_limited() {
     let relay = Relay::start(Config {
         max_inbound_bytes_per_sec: 4096,
         rate_limit_grace: Duration::from_secs(3600),
+        max_snapshot_bytes: 1 << 20,
         ..Config::default()
     })
     .await;
     let (mut sdk, _) = V2::hello(&relay.url(), json!({"sessionId": "big"})).await;
-    // The bucket holds one largest message (1 MiB) at most; 12 of 100 KB go past it.
+    // The bucket holds one largest message (here 1 MiB) at most; 12 of 100 KB go past it.
     let pad = "x".repeat(100 << 10);
     for i in 0..12 {
         sdk.send(json!({"type": "publish", "channel": "sessions/big", "event": "note", "data": {"pad": pad, "i": i}}))

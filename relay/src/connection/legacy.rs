@@ -59,6 +59,8 @@ impl Connection {
                 if let Err(d) = self.principal.may_watch() {
                     return self.deny(d, false, None);
                 }
+                // A dashboard sends no snapshots: the frame guard holds it to the smaller limit.
+                self.frame_limit = Some(self.hub.config.max_message_bytes);
                 let sub = self.hub.subscribe_legacy_dashboard(self.peer.clone());
                 tracing::info!(conn = self.peer.id, "dashboard subscribed");
                 self.role = Role::Dashboard(Box::new((sub, DashboardMark::new(&self.hub))));

@@ -31,6 +31,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Denied, DeniedKind, Principal};
+use crate::frame_guard::Oversize;
 use crate::hub::{ConnectionSlot, DashboardMark, Hub, Membership, Subscription};
 use crate::limiter::{Admit, InboundLimit};
 use crate::metrics::Metrics;
@@ -147,6 +148,9 @@ struct Connection {
     principal: Principal,
     /// What it may send per second.
     inbound: InboundLimit,
+    /// A new largest message for the frame guard, set by a handler (a dashboard sends no snapshots: it gets
+    /// `max_message_bytes`), applied by the loop, which holds the socket.
+    frame_limit: Option<usize>,
     role: Role,
     /// Set by a handler that ends the connection (a refusal): the loop returns it after that frame.
     closing: Option<End>,
@@ -189,7 +193,7 @@ pub async fn serve(
     let inbound = InboundLimit::new(
         c.max_inbound_messages_per_sec,
         c.max_inbound_bytes_per_sec,
-        c.max_message_bytes,
+        c.largest_message_bytes(),
         c.rate_limit_grace,
         std::time::Instant::now(),
     );
@@ -198,6 +202,7 @@ pub async fn serve(
         peer,
         principal,
         inbound,
+        frame_limit: None,
         role: Role::Unidentified,
         closing: None,
         batch: false,
@@ -250,15 +255,12 @@ pub async fn serve(
 impl Connection {
     /// Runs the connection until it must end; the `Err` is how it ends (never `Ok`: the loop only exits by
     /// returning an `End`).
-    async fn run<S>(
+    async fn run(
         &mut self,
-        ws: &mut WebSocketStream<S>,
+        ws: &mut Socket,
         outbox: &mut Outbox,
         shutdown: &CancellationToken,
-    ) -> Result<std::convert::Infallible, End>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    ) -> Result<std::convert::Infallible, End> {
         let config = self.hub.config.clone();
         let mut beat = Heartbeat::new(config.ping_interval);
         // Boxed and dropped once identified: an idle connection's task stays small.
@@ -306,6 +308,9 @@ impl Connection {
                             if let Some(end) = self.closing.take() {
                                 return Err(end);
                             }
+                            if let Some(limit) = self.frame_limit.take() {
+                                ws.get_mut().guard_mut().set_limit(limit as u64);
+                            }
                         }
                         Some(Ok(Message::Binary(b))) => {
                             last_message = Instant::now();
@@ -319,7 +324,14 @@ impl Connection {
                             let _ = ws.flush().await;
                             return Err(End::Gone);
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Ok(Message::Ping(p))) => {
+                            // The frame guard's marker for a message it kept from tungstenite (or a real ping).
+                            if let Some(o) = ws.get_ref().guard().marker(&p) {
+                                last_message = Instant::now();
+                                self.on_oversize(o, last_message)?;
+                            }
+                        }
+                        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                             Metrics::bump(&self.hub.metrics.oversize_closes);
                             return Err(End::Close(CloseCode::MessageTooBig,
@@ -392,6 +404,70 @@ impl Connection {
         }
     }
 
+    /// A message the frame guard kept from tungstenite (over the connection's limit): a fragmented one ends the
+    /// connection (1009, after the close handshake); a whole one is refused with `too_big` and the connection
+    /// stays — and a session's oversized snapshot is shown to its dashboards, who would otherwise wait for it.
+    fn on_oversize(&mut self, o: Oversize, now: Instant) -> Result<(), End> {
+        // Its bytes count against the rate limit like any message's (it was read, after all); the peer is told
+        // it was too big, which it was whatever the rate.
+        if self.inbound.admit(o.size as usize, now.into_std()) == Admit::Close {
+            Metrics::bump(&self.hub.metrics.rate_limit_closes);
+            return Err(close_with(CloseCode::RateLimited));
+        }
+        Metrics::bump(&self.hub.metrics.too_big);
+        if o.fatal {
+            Metrics::bump(&self.hub.metrics.oversize_closes);
+            return Err(End::Close(
+                CloseCode::MessageTooBig,
+                format!(
+                    "message of {} bytes exceeds the {}-byte limit",
+                    o.size, o.limit
+                ),
+            ));
+        }
+        self.refuse_too_big(o.size, o.limit, o.snapshot);
+        Ok(())
+    }
+
+    /// Refuses one message of `size` bytes over `limit` (`too_big`); for a session's snapshot, its dashboards
+    /// are told too.
+    fn refuse_too_big(&mut self, size: u64, limit: u64, snapshot: bool) {
+        let what = if snapshot {
+            "state_snapshot"
+        } else {
+            "message"
+        };
+        let flag = if snapshot {
+            "--max-snapshot-bytes"
+        } else {
+            "--max-message-bytes; snapshots may be up to --max-snapshot-bytes"
+        };
+        let message = format!(
+            "{what} of {} ({size} bytes) is over the relay's {} limit ({flag}): it was dropped, the connection stays",
+            human_bytes(size),
+            human_bytes(limit)
+        );
+        match self.role {
+            Role::V2(_) => self.reply_v2_error(
+                devrelay_protocol::v2::V2ErrorCode::TooBig,
+                message,
+                None,
+                None,
+            ),
+            _ => self.reply_error(ErrorCode::TooBig, message),
+        }
+        if snapshot {
+            let session = match &self.role {
+                Role::Sdk(m) => Some(m.as_ref()),
+                Role::V2(state) => state.session(),
+                _ => None,
+            };
+            if let Some(m) = session {
+                self.hub.warn_snapshot_too_big(m, size, limit);
+            }
+        }
+    }
+
     /// Keeps the coalescing timer in step with the pending delta (if any).
     fn sync_flush_timer(&self, timer: &mut Option<Pin<Box<Sleep>>>) {
         let want = match &self.role {
@@ -407,6 +483,14 @@ impl Connection {
     }
 
     fn on_text(&mut self, text: Utf8Bytes) {
+        // Only snapshots may be larger than `max_message_bytes` (up to `max_snapshot_bytes`, which the frame guard
+        // already held it to).
+        let max = self.hub.config.max_message_bytes;
+        if text.len() > max && !is_snapshot(&text) {
+            Metrics::bump(&self.hub.metrics.too_big);
+            self.hub.metrics.inbound("invalid", text.len());
+            return self.refuse_too_big(text.len() as u64, max as u64, false);
+        }
         match &self.role {
             Role::V2(_) => return self.on_v2_text(&text),
             Role::Sdk(_) | Role::Dashboard(_) => return self.on_legacy_text(text),
@@ -584,6 +668,21 @@ fn close_with(code: CloseCode) -> End {
     End::Close(code, code.reason().into())
 }
 
+/// Whether `text` is a snapshot: a seed-000 `state_snapshot`, or a v2 `publish` of one.
+fn is_snapshot(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        event: std::borrow::Cow<'a, str>,
+    }
+    match message_type(text).as_deref() {
+        Ok("state_snapshot") => true,
+        Ok("publish") => serde_json::from_str::<Event<'_>>(text)
+            .is_ok_and(|e| e.event == devrelay_protocol::session_event::names::STATE_SNAPSHOT),
+        _ => false,
+    }
+}
+
 /// Closes whose cause the peer is told in an `error` message first (queued before the close).
 fn tells_why(code: CloseCode) -> bool {
     matches!(
@@ -616,6 +715,24 @@ async fn flush_queued(ws: &mut Socket, outbox: &mut Outbox) -> Result<(), WsErro
         ws.feed(Message::Text(item.frame)).await?;
     }
     ws.flush().await
+}
+
+/// A size as people read it: `3.2 MiB`, `512 KiB`, `900 B`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let x = n as f64;
+    if x >= KIB * KIB {
+        let mib = x / (KIB * KIB);
+        if mib.fract() == 0.0 {
+            format!("{mib} MiB")
+        } else {
+            format!("{mib:.1} MiB")
+        }
+    } else if x >= KIB {
+        format!("{:.0} KiB", x / KIB)
+    } else {
+        format!("{n} B")
+    }
 }
 
 /// Close reasons must fit in a control frame (123 bytes).

@@ -47,6 +47,11 @@ impl State {
         self.coalescer.deadline()
     }
 
+    /// The session this connection is, if any.
+    pub(super) fn session(&self) -> Option<&Membership> {
+        self.session.as_ref()
+    }
+
     fn ids(&self) -> (Option<&str>, Option<&str>) {
         (
             self.session.as_ref().map(Membership::id),
@@ -190,6 +195,8 @@ impl Connection {
                 // Nothing else a connection without an identity could be: close, saying why.
                 return self.deny_and_close(d, id);
             }
+            // A dashboard sends no snapshots: the frame guard holds it to the smaller limit.
+            self.frame_limit = Some(self.hub.config.max_message_bytes);
         }
         for (kind, _) in wants.iter().filter(|(_, w)| *w) {
             if let Err(d) = self.principal.may_identify(*kind) {
