@@ -467,6 +467,22 @@ pub mod presence_event {
     pub const AGENT_CONNECTED: &str = "agent.connected";
     pub const AGENT_DISCONNECTED: &str = "agent.disconnected";
     pub const AGENT_HEARTBEAT: &str = "agent.heartbeat";
+    /// Two connections kept taking one id from each other; the relay keeps one (data: `PresenceConflict`).
+    pub const SESSION_CONFLICT: &str = "session.conflict";
+    pub const AGENT_CONFLICT: &str = "agent.conflict";
+}
+
+/// The `data` of `session.conflict` / `agent.conflict`: told once per contest, when the relay starts refusing
+/// takeovers of an id that two live connections kept taking from each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceConflict {
+    pub kind: PresenceKind,
+    pub id: String,
+    pub channel: String,
+    /// For people: what happened and which connection is kept.
+    pub message: String,
+    pub timestamp: Millis,
 }
 
 /// The `metric.update` publication on `metrics` (every `metrics_interval`).

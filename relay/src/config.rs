@@ -124,6 +124,13 @@ pub struct Config {
     /// refused (`too_big`, and a notice to the session's dashboards) and the connection stays.
     /// Range: [`Config::MAX_SNAPSHOT_BYTES`].
     pub max_snapshot_bytes: usize,
+    /// Live takeovers of one session / agent id allowed within `takeover_window`; one more means two
+    /// connections keep replacing each other, and further ones are refused (4503) until none has been tried for
+    /// a window. Range: [`Config::TAKEOVER_LIMIT`].
+    pub takeover_limit: usize,
+    /// The window of `takeover_limit`, and how long takeovers stay refused after the last attempt.
+    /// Range: [`Config::TAKEOVER_WINDOW`].
+    pub takeover_window: Duration,
 }
 
 impl Default for Config {
@@ -165,6 +172,8 @@ impl Default for Config {
             max_connections: 16_384,
             max_connections_per_sec: 2_000,
             max_snapshot_bytes: 16 << 20,
+            takeover_limit: 3,
+            takeover_window: Duration::from_secs(30),
         }
     }
 }
@@ -264,6 +273,11 @@ impl Config {
         Duration::ZERO..=Duration::from_secs(7 * 86_400);
     /// `max_snapshot_bytes`: 1 KiB to 256 MiB (buffered whole, like any message).
     pub const MAX_SNAPSHOT_BYTES: RangeInclusive<usize> = 1 << 10..=256 << 20;
+    /// `takeover_limit`: 1 to 1000 takeovers.
+    pub const TAKEOVER_LIMIT: RangeInclusive<usize> = 1..=1000;
+    /// `takeover_window`: 1 s to 1 h.
+    pub const TAKEOVER_WINDOW: RangeInclusive<Duration> =
+        Duration::from_secs(1)..=Duration::from_secs(3_600);
     /// `max_connections`: 1 to 1,048,576.
     pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1 << 20;
     /// `max_connections_per_sec`: 1 to 1,000,000 per second.
@@ -502,6 +516,20 @@ impl Config {
             "bytes",
             &c.max_snapshot_bytes,
             &Self::MAX_SNAPSHOT_BYTES,
+        )?;
+        in_range(
+            "takeover_limit",
+            "--takeover-limit",
+            "takeovers",
+            &c.takeover_limit,
+            &Self::TAKEOVER_LIMIT,
+        )?;
+        in_range(
+            "takeover_window",
+            "--takeover-window-secs",
+            "seconds",
+            &Secs(c.takeover_window),
+            &secs(&Self::TAKEOVER_WINDOW),
         )
     }
 

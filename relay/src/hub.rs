@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use devrelay_protocol::channel::{self, Namespace};
 use devrelay_protocol::v2::{self, presence_event, PresenceInfo, PresenceKind, PresenceRef};
@@ -131,6 +132,30 @@ struct Member {
     legacy: Option<ClientInfo>,
     protocol: Protocol,
     shared: Arc<MemberShared>,
+    /// When this id was taken over from a live connection lately (this member's own arrival included), within
+    /// `takeover_window`: passed on to a successor, dropped when the id is left.
+    takeovers: std::collections::VecDeque<Instant>,
+    /// Takeovers of this id are refused until then (two connections kept replacing each other).
+    contested_until: Option<Instant>,
+    /// Dashboards were told about the conflict (once per contest).
+    conflict_told: bool,
+}
+
+/// Why a connection may not take an id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefused {
+    /// Two connections kept replacing each other: the relay keeps the one it has.
+    #[error("{noun} {id:?} is held by another live connection, and the two kept replacing each other ({n} takeovers in {window} s); keeping the one connected {age_secs} s ago, refusing others (4503) while it stays")]
+    Contested {
+        noun: &'static str,
+        id: String,
+        n: usize,
+        window: u64,
+        age_secs: u64,
+    },
+    /// Held by a connection from another page origin: a page cannot take over another site's session.
+    #[error("{noun} {id:?} is held by a connection from another Origin; it cannot be taken over from this one without a token")]
+    OtherOrigin { noun: &'static str, id: String },
 }
 
 /// What a member's connection and the hub both touch without the registry lock.
@@ -481,12 +506,20 @@ impl Hub {
         legacy: Option<ClientInfo>,
         protocol: Protocol,
         peer: Peer,
-    ) -> Membership {
+        joiner: Joiner,
+    ) -> Result<Membership, JoinRefused> {
         let kind = presence.kind;
         let id = presence.id.clone();
         let channel = presence.channel.clone();
         let shared = Arc::new(MemberShared::default());
         let mut r = self.lock();
+        // Whether it may take the id over (before anything changes): replacing a live connection is how a
+        // reloaded page or a restarted process comes back, but two live ones replacing each other for ever (two
+        // tabs with one sessionId, both reconnecting whatever the close code) must settle on one.
+        let takeovers = match r.members(kind).get_mut(&id) {
+            Some(old) => Some(self.may_take_over(old, &presence, &joiner)?),
+            None => None,
+        };
         // Claiming first: from here on the old connection's publications are refused.
         let _ = self.engine.claim(&channel, peer.id);
         write(&self.index)
@@ -494,6 +527,10 @@ impl Hub {
             .entry(channel.as_str().into())
             .or_default()
             .owned = true;
+        if let Some((kind_name, frame)) = &joiner.welcome {
+            // Before the member is visible: it precedes anything sent to it as a member (request_snapshot).
+            self.send(&peer, kind_name, frame);
+        }
         if let Some(old) = r.members(kind).remove(&id) {
             Metrics::bump(&self.metrics.sessions_replaced);
             tracing::info!(%id, old = old.conn, "{} replaced by a newer connection", kind.noun());
@@ -519,9 +556,12 @@ impl Hub {
                 legacy,
                 protocol,
                 shared: shared.clone(),
+                takeovers: takeovers.unwrap_or_default(),
+                contested_until: None,
+                conflict_told: false,
             },
         );
-        Membership {
+        Ok(Membership {
             guard: MemberGuard {
                 hub: self.clone(),
                 kind,
@@ -530,7 +570,69 @@ impl Hub {
             },
             channel,
             shared,
+        })
+    }
+
+    /// Whether `joiner` (with `presence`) may take `old`'s id over; if so, the takeover history its successor
+    /// inherits (this takeover included). Refused: a connection from another Origin without a token (a page
+    /// cannot take another site's session), and any takeover while the id is contested — more than
+    /// `takeover_limit` within `takeover_window`, then for as long as takeovers keep being tried within a window
+    /// of each other — which dashboards are told about once.
+    fn may_take_over(
+        &self,
+        old: &mut Member,
+        presence: &PresenceInfo,
+        joiner: &Joiner,
+    ) -> Result<std::collections::VecDeque<Instant>, JoinRefused> {
+        let kind = presence.kind;
+        let noun = kind.noun();
+        if old.presence.origin != presence.origin && !joiner.authenticated {
+            Metrics::bump(&self.metrics.takeovers_refused);
+            return Err(JoinRefused::OtherOrigin {
+                noun,
+                id: presence.id.clone(),
+            });
         }
+        let now = Instant::now();
+        let window = self.config.takeover_window;
+        old.takeovers
+            .retain(|t| now.saturating_duration_since(*t) < window);
+        let contested = old.contested_until.is_some_and(|until| now < until);
+        if contested || old.takeovers.len() >= self.config.takeover_limit {
+            // It goes on for as long as the other keeps trying: each attempt extends it.
+            old.contested_until = Some(now + window);
+            Metrics::bump(&self.metrics.takeovers_refused);
+            let refused = JoinRefused::Contested {
+                noun,
+                id: presence.id.clone(),
+                n: old.takeovers.len(),
+                window: window.as_secs(),
+                age_secs: ((Millis::now().0 - old.presence.connected_at.0).max(0.0) / 1000.0)
+                    as u64,
+            };
+            if !std::mem::replace(&mut old.conflict_told, true) {
+                tracing::warn!(id = %presence.id, "{noun} id conflict: two connections kept replacing each other");
+                let conflict = v2::PresenceConflict {
+                    kind,
+                    id: presence.id.clone(),
+                    channel: old.presence.channel.clone(),
+                    message: refused.to_string(),
+                    timestamp: Millis::now(),
+                };
+                self.publish_relay(channel::GLOBAL, conflict_event(kind), &conflict);
+                if old.legacy.is_some() {
+                    let error = RelayToDashboard::Error(devrelay_protocol::ErrorMessage::new(
+                        devrelay_protocol::ErrorCode::IdConflict,
+                        refused.to_string(),
+                    ));
+                    self.fan_out_legacy("error", &encode(&error));
+                }
+            }
+            return Err(refused);
+        }
+        let mut history = std::mem::take(&mut old.takeovers);
+        history.push_back(now);
+        Ok(history)
     }
 
     fn announce_leave(&self, kind: PresenceKind, id: &str, legacy: bool) {
@@ -981,11 +1083,27 @@ fn connected_event(kind: PresenceKind) -> &'static str {
     }
 }
 
+fn conflict_event(kind: PresenceKind) -> &'static str {
+    match kind {
+        PresenceKind::Session => presence_event::SESSION_CONFLICT,
+        PresenceKind::Agent => presence_event::AGENT_CONFLICT,
+    }
+}
+
 fn disconnected_event(kind: PresenceKind) -> &'static str {
     match kind {
         PresenceKind::Session => presence_event::SESSION_DISCONNECTED,
         PresenceKind::Agent => presence_event::AGENT_DISCONNECTED,
     }
+}
+
+/// Who is joining, for the takeover rules, and what it is told first.
+#[derive(Debug, Clone, Default)]
+pub struct Joiner {
+    /// It presented a token (a takeover from another Origin is allowed with one).
+    pub authenticated: bool,
+    /// Queued to it once it may join and before it is visible (a seed-000 `handshake_ack`): (kind, frame).
+    pub welcome: Option<(&'static str, Utf8Bytes)>,
 }
 
 /// A registered session or agent; dropping it unregisters (if this connection still is the member).
@@ -1133,7 +1251,15 @@ mod tests {
     fn a_full_session_is_busy_not_closed() {
         let hub = hub();
         let (peer, mut out) = outbox(1, 1, 1 << 20);
-        let _member = hub.join(presence("s"), Some(client("s")), Protocol::V1, peer.clone());
+        let _member = hub
+            .join(
+                presence("s"),
+                Some(client("s")),
+                Protocol::V1,
+                peer.clone(),
+                Joiner::default(),
+            )
+            .unwrap();
         assert_eq!(hub.request_snapshot("s"), Ok(SnapshotRequested::Sent));
         // Its queue (one slot) now holds that request: the next one cannot be delivered.
         let busy = Hub::new(
@@ -1145,7 +1271,15 @@ mod tests {
         );
         let busy = Arc::new(busy);
         let (peer2, _out2) = outbox(2, 1, 1 << 20);
-        let _m2 = busy.join(presence("t"), None, Protocol::V1, peer2.clone());
+        let _m2 = busy
+            .join(
+                presence("t"),
+                None,
+                Protocol::V1,
+                peer2.clone(),
+                Joiner::default(),
+            )
+            .unwrap();
         assert_eq!(busy.request_snapshot("t"), Ok(SnapshotRequested::Sent));
         assert_eq!(busy.request_snapshot("t"), Err(SnapshotRequestError::Busy));
         assert!(
@@ -1167,7 +1301,15 @@ mod tests {
         let (peer, _out) = outbox(1, 16, 1 << 20);
         let h = hub.clone();
         let task = std::thread::spawn(move || {
-            let _member = h.join(presence("p"), Some(client("p")), Protocol::V1, peer);
+            let _member = h
+                .join(
+                    presence("p"),
+                    Some(client("p")),
+                    Protocol::V1,
+                    peer,
+                    Joiner::default(),
+                )
+                .unwrap();
             assert_eq!(h.gauges().sdk_clients, 1);
             panic!("a bug in a connection task");
         });
@@ -1185,13 +1327,24 @@ mod tests {
         let hub = hub();
         let (old_peer, _o1) = outbox(1, 16, 1 << 20);
         let (new_peer, _o2) = outbox(2, 16, 1 << 20);
-        let old = hub.join(
-            presence("x"),
-            Some(client("x")),
-            Protocol::V1,
-            old_peer.clone(),
-        );
-        let new = hub.join(presence("x"), Some(client("x")), Protocol::V1, new_peer);
+        let old = hub
+            .join(
+                presence("x"),
+                Some(client("x")),
+                Protocol::V1,
+                old_peer.clone(),
+                Joiner::default(),
+            )
+            .unwrap();
+        let new = hub
+            .join(
+                presence("x"),
+                Some(client("x")),
+                Protocol::V1,
+                new_peer,
+                Joiner::default(),
+            )
+            .unwrap();
         assert_eq!(
             futures_util::FutureExt::now_or_never(old_peer.close_requested()),
             Some(CloseCode::SessionReplaced)
@@ -1213,5 +1366,91 @@ mod tests {
         assert_eq!(hub.gauges().sdk_clients, 1);
         drop(new);
         assert_eq!(hub.gauges().sdk_clients, 0);
+    }
+
+    #[test]
+    fn takeovers_that_keep_coming_are_refused_and_the_conflict_told_once() {
+        let hub = hub();
+        let (watch, mut seen) = outbox(99, 1024, 1 << 20);
+        let _sub = hub.subscribe_legacy_dashboard(watch);
+        let mut members = Vec::new();
+        // Three takeovers within the window are fine (a reload, a restarted process, ...).
+        for conn in 1..=4 {
+            let (peer, out) = outbox(conn, 16, 1 << 20);
+            let joined = hub.join(
+                presence("dup"),
+                Some(client("dup")),
+                Protocol::V1,
+                peer,
+                Joiner::default(),
+            );
+            members.push((joined.unwrap(), out));
+        }
+        // The fourth in a row is one too many: the id is contested, the one connection kept.
+        let errors = |seen: &mut crate::outbox::Outbox| {
+            std::iter::from_fn(|| seen.try_recv())
+                .filter(|i| i.frame.contains("id_conflict"))
+                .count()
+        };
+        for conn in 5..=8 {
+            let (peer, _out) = outbox(conn, 16, 1 << 20);
+            let refused = hub
+                .join(
+                    presence("dup"),
+                    Some(client("dup")),
+                    Protocol::V1,
+                    peer,
+                    Joiner::default(),
+                )
+                .unwrap_err();
+            assert!(
+                matches!(refused, JoinRefused::Contested { .. }),
+                "{refused}"
+            );
+        }
+        assert_eq!(errors(&mut seen), 1, "dashboards are told once");
+        assert_eq!(hub.metrics.takeovers_refused.load(Ordering::Relaxed), 4);
+        assert_eq!(hub.gauges().sdk_clients, 1);
+        let kept = &members.last().unwrap().0;
+        assert_eq!(kept.id(), "dup");
+        // Once the kept one leaves, the id is free again.
+        drop(members);
+        let (peer, _out) = outbox(9, 16, 1 << 20);
+        assert!(hub
+            .join(presence("dup"), None, Protocol::V1, peer, Joiner::default())
+            .is_ok());
+    }
+
+    #[test]
+    fn a_page_from_another_origin_cannot_take_a_session_over_without_a_token() {
+        let hub = hub();
+        let app = PresenceInfo {
+            origin: Some("http://myapp.test:3000".into()),
+            ..presence("s")
+        };
+        let (p1, _o1) = outbox(1, 16, 1 << 20);
+        let _held = hub
+            .join(app.clone(), None, Protocol::V1, p1, Joiner::default())
+            .unwrap();
+        let evil = PresenceInfo {
+            origin: Some("https://evil.example".into()),
+            ..presence("s")
+        };
+        let (p2, _o2) = outbox(2, 16, 1 << 20);
+        let refused = hub
+            .join(evil.clone(), None, Protocol::V1, p2, Joiner::default())
+            .unwrap_err();
+        assert!(matches!(refused, JoinRefused::OtherOrigin { .. }));
+        // The same origin may (a reload), and so may a connection with a token.
+        let (p3, _o3) = outbox(3, 16, 1 << 20);
+        let _reloaded = hub
+            .join(app, None, Protocol::V1, p3, Joiner::default())
+            .unwrap();
+        let (p4, _o4) = outbox(4, 16, 1 << 20);
+        let token = Joiner {
+            authenticated: true,
+            welcome: None,
+        };
+        assert!(hub.join(evil, None, Protocol::V1, p4, token).is_ok());
     }
 }

@@ -167,6 +167,13 @@ struct ServeArgs {
     /// --max-message-bytes); larger ones get too_big, the connection stays.
     #[arg(long, env = "DEVRELAY_MAX_SNAPSHOT_BYTES", default_value_t = Config::default().max_snapshot_bytes)]
     max_snapshot_bytes: usize,
+    /// Live takeovers of one session / agent id allowed per --takeover-window-secs; beyond, takeovers are
+    /// refused (4503) while the other keeps trying.
+    #[arg(long, env = "DEVRELAY_TAKEOVER_LIMIT", default_value_t = Config::default().takeover_limit)]
+    takeover_limit: usize,
+    /// The window of --takeover-limit, in seconds.
+    #[arg(long, env = "DEVRELAY_TAKEOVER_WINDOW_SECS", default_value_t = Config::default().takeover_window.as_secs())]
+    takeover_window_secs: u64,
     /// The dashboard token (16-256 of A-Z a-z 0-9 - _ . ~), instead of a random one per launch. It opens
     /// dashboards, /stats and POST /api/publish, and agents may use it too.
     #[arg(
@@ -245,6 +252,8 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_connections_per_sec: self.max_connections_per_sec,
             max_snapshot_bytes: self.max_snapshot_bytes,
+            takeover_limit: self.takeover_limit,
+            takeover_window: Duration::from_secs(self.takeover_window_secs),
             ..Config::default()
         })
     }

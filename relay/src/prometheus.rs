@@ -201,8 +201,43 @@ impl Collector for Scrape {
             ),
             (
                 "devrelay_sessions_replaced",
-                "Sessions or agents taken over by a newer connection with the same id (4000)",
+                "Sessions or agents taken over by a newer connection with the same id (4500)",
                 &m.sessions_replaced,
+            ),
+            (
+                "devrelay_takeovers_refused",
+                "Connections refused a session or agent id held by another live connection (4503)",
+                &m.takeovers_refused,
+            ),
+            (
+                "devrelay_stale",
+                "Sessions and agents that stopped answering pings and were shown as stale",
+                &m.stale,
+            ),
+            (
+                "devrelay_auth_failures",
+                "Requests and connections refused for a missing or wrong token, or a role or Origin that may not",
+                &m.auth_failures,
+            ),
+            (
+                "devrelay_rate_limited_messages",
+                "Inbound messages dropped over a connection's rate limit",
+                &m.rate_limited,
+            ),
+            (
+                "devrelay_rate_limit_closes",
+                "Connections closed for staying over their rate limit (4004)",
+                &m.rate_limit_closes,
+            ),
+            (
+                "devrelay_too_big_messages",
+                "Messages refused as larger than their limit (too_big), the connection kept",
+                &m.too_big,
+            ),
+            (
+                "devrelay_idle_timeouts",
+                "Connections closed for sending nothing for the idle timeout (4005)",
+                &m.idle_timeouts,
             ),
             (
                 "devrelay_conflated_snapshots",

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Connection, Role};
 use crate::engine::{EngineError, Kind, PublishRequest};
-use crate::hub::{encode, DashboardMark, Protocol, SnapshotRequestError};
+use crate::hub::{encode, DashboardMark, Joiner, Protocol, SnapshotRequestError};
 
 /// Longest accepted `sessionId`, in bytes.
 const MAX_SESSION_ID_BYTES: usize = 256;
@@ -121,8 +121,11 @@ impl Connection {
             session_id: h.session_id.clone(),
             server_version: crate::VERSION.into(),
         });
-        // The ack is queued before the session is visible, so it precedes any request_snapshot.
-        self.hub.send(&self.peer, "handshake_ack", &encode(&ack));
+        // The ack is queued (by `join`) before the session is visible, so it precedes any request_snapshot.
+        let joiner = Joiner {
+            authenticated: self.principal.is_authenticated(),
+            welcome: Some(("handshake_ack", encode(&ack))),
+        };
         let now = Millis::now();
         let info = ClientInfo::from_handshake(&h, now);
         let presence = PresenceInfo {
@@ -137,10 +140,17 @@ impl Connection {
             connected_at: now,
             origin: self.principal.foreign_origin().map(Into::into),
         };
+        let member = match self.hub.join(
+            presence,
+            Some(info),
+            Protocol::V1,
+            self.peer.clone(),
+            joiner,
+        ) {
+            Ok(member) => member,
+            Err(refused) => return self.refuse_id(refused, false, None),
+        };
         self.principal.identified();
-        let member = self
-            .hub
-            .join(presence, Some(info), Protocol::V1, self.peer.clone());
         tracing::info!(conn = self.peer.id, session = %h.session_id, sdk = %h.sdk_version, "SDK connected");
         self.role = Role::Sdk(Box::new(member));
     }

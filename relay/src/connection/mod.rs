@@ -639,6 +639,31 @@ impl Connection {
         self.refuse_with(d, v2, id, close)
     }
 
+    /// The id it asked for is taken and may not be taken over (`hub::JoinRefused`): `id_conflict` and 4503
+    /// for a contested id (another live connection keeps it), for one held from another Origin too.
+    fn refuse_id(
+        &mut self,
+        refused: crate::hub::JoinRefused,
+        v2: bool,
+        id: Option<devrelay_protocol::v2::RequestId>,
+    ) {
+        tracing::info!(conn = self.peer.id, reason = %refused, "id refused");
+        let message = refused.to_string();
+        if v2 {
+            self.reply_v2_error(
+                devrelay_protocol::v2::V2ErrorCode::IdConflict,
+                message,
+                id,
+                None,
+            );
+        } else {
+            self.reply_error(ErrorCode::IdConflict, message);
+        }
+        if self.closing.is_none() {
+            self.closing = Some(close_with(CloseCode::IdConflict));
+        }
+    }
+
     /// [`Connection::deny`], closing in every case (a v2 connection that can be nothing it may be).
     fn deny_and_close(&mut self, d: Denied, id: Option<devrelay_protocol::v2::RequestId>) {
         self.refuse_with(d, true, id, true)

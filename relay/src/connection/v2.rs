@@ -20,8 +20,8 @@ use super::{ConnectParams, Connection, Role};
 use crate::coalesce::{Coalescer, Offer, Pending};
 use crate::engine::{EngineError, Kind, PublishRequest, Since};
 use crate::hub::{
-    encode, DashboardMark, Joined, Membership, Protocol, SnapshotRequestError, SnapshotRequested,
-    Subscription,
+    encode, DashboardMark, Joined, Joiner, Membership, Protocol, SnapshotRequestError,
+    SnapshotRequested, Subscription,
 };
 use crate::publish::{self, Refusal};
 
@@ -211,6 +211,8 @@ impl Connection {
         let hub = self.hub.clone();
         let peer = self.peer.clone();
         let origin = self.principal.foreign_origin().map(String::from);
+        let authenticated = self.principal.is_authenticated();
+        let mut refused = None;
         let state = self.state();
         for (kind, wanted) in [
             (PresenceKind::Session, &hello.session_id),
@@ -256,13 +258,26 @@ impl Connection {
                 project_id: hello.project_id.clone(),
                 connected_at: now,
             });
-            let member = hub.join(presence, legacy, Protocol::V2, peer.clone());
+            let joiner = Joiner {
+                authenticated,
+                welcome: None,
+            };
+            let member = match hub.join(presence, legacy, Protocol::V2, peer.clone(), joiner) {
+                Ok(member) => member,
+                Err(r) => {
+                    refused = Some(r);
+                    break;
+                }
+            };
             tracing::info!(conn = peer.id, id = %wanted, "{} connected (v2)", kind.noun());
             match kind {
                 PresenceKind::Session => state.session = Some(member),
                 PresenceKind::Agent => state.agent = Some(member),
             }
             state.dashboard = None;
+        }
+        if let Some(r) = refused {
+            return self.refuse_id(r, true, id);
         }
         if hello.batch {
             self.batch = true;
