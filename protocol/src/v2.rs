@@ -430,6 +430,9 @@ pub struct PresenceInfo {
     /// SDK inside an app on `http://myapp.test:3000`): shown so that a stray page is recognisable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Set while it does not answer pings (`session.stale`): since when, until it answers or is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_since: Option<Millis>,
 }
 
 /// What a presence entry is.
@@ -470,6 +473,25 @@ pub mod presence_event {
     /// Two connections kept taking one id from each other; the relay keeps one (data: `PresenceConflict`).
     pub const SESSION_CONFLICT: &str = "session.conflict";
     pub const AGENT_CONFLICT: &str = "agent.conflict";
+    /// It stopped answering pings; dropped at `dropAt` unless it answers (data: `PresenceStale`).
+    pub const SESSION_STALE: &str = "session.stale";
+    pub const AGENT_STALE: &str = "agent.stale";
+    /// A stale one answered again and continues on its connection (data: `PresenceRef`).
+    pub const SESSION_FRESH: &str = "session.fresh";
+    pub const AGENT_FRESH: &str = "agent.fresh";
+}
+
+/// The `data` of `session.stale` / `agent.stale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceStale {
+    pub kind: PresenceKind,
+    pub id: String,
+    /// Since when it is stale (the end of the ping period in which nothing was heard from it).
+    pub since: Millis,
+    /// When it will be dropped unless it answers (`since` + the relay's stale grace, rounded up to a ping).
+    pub drop_at: Millis,
+    pub timestamp: Millis,
 }
 
 /// The `data` of `session.conflict` / `agent.conflict`: told once per contest, when the relay starts refusing

@@ -115,6 +115,8 @@ pub struct PresenceInfoRef<'a> {
     pub metadata: Option<ObjectRef<'a>>,
     pub protocol: Cow<'a, str>,
     pub connected_at: Millis,
+    pub origin: Option<Cow<'a, str>>,
+    pub stale_since: Option<Millis>,
 }
 
 /// The `data` of `session.disconnected` / `agent.disconnected` / `*.heartbeat` (`v2::PresenceRef`).
@@ -298,6 +300,8 @@ pub fn presence_info(text: &str) -> Result<PresenceInfoRef<'_>, ReadError> {
         metadata: o.opt("metadata", object)?,
         protocol: o.req("protocol", json_reader::read_str)?,
         connected_at: o.req("connectedAt", millis)?,
+        origin: o.opt("origin", json_reader::read_str)?,
+        stale_since: o.opt("staleSince", millis)?,
     })
 }
 

@@ -194,6 +194,8 @@ fn same_presence(a: &PresenceInfo, b: &PresenceInfoRef<'_>) {
         )
     );
     assert_eq!(a.name.as_deref(), b.name.as_deref());
+    assert_eq!(a.origin.as_deref(), b.origin.as_deref());
+    assert_eq!(a.stale_since, b.stale_since);
     assert_eq!(a.sdk_version.as_deref(), b.sdk_version.as_deref());
     assert_eq!(a.project_id.as_deref(), b.project_id.as_deref());
     assert_eq!(

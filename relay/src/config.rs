@@ -131,6 +131,10 @@ pub struct Config {
     /// The window of `takeover_limit`, and how long takeovers stay refused after the last attempt.
     /// Range: [`Config::TAKEOVER_WINDOW`].
     pub takeover_window: Duration,
+    /// How long a session or agent that stopped answering pings is shown as `stale` before it is dropped
+    /// (4003): a process paused at a breakpoint or a laptop lid shut comes back within it without a reconnect.
+    /// Zero: dropped after the first silent ping period, like a dashboard. Range: [`Config::STALE_GRACE`].
+    pub stale_grace: Duration,
 }
 
 impl Default for Config {
@@ -174,6 +178,7 @@ impl Default for Config {
             max_snapshot_bytes: 16 << 20,
             takeover_limit: 3,
             takeover_window: Duration::from_secs(30),
+            stale_grace: Duration::from_secs(60),
         }
     }
 }
@@ -278,6 +283,8 @@ impl Config {
     /// `takeover_window`: 1 s to 1 h.
     pub const TAKEOVER_WINDOW: RangeInclusive<Duration> =
         Duration::from_secs(1)..=Duration::from_secs(3_600);
+    /// `stale_grace`: 0 (drop at once) to 24 h.
+    pub const STALE_GRACE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
     /// `max_connections`: 1 to 1,048,576.
     pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1 << 20;
     /// `max_connections_per_sec`: 1 to 1,000,000 per second.
@@ -530,6 +537,13 @@ impl Config {
             "seconds",
             &Secs(c.takeover_window),
             &secs(&Self::TAKEOVER_WINDOW),
+        )?;
+        in_range(
+            "stale_grace",
+            "--stale-grace-secs",
+            "seconds",
+            &Secs(c.stale_grace),
+            &secs(&Self::STALE_GRACE),
         )
     }
 

@@ -682,6 +682,55 @@ impl Hub {
         self.announce_leave(kind, id, m.legacy.is_some());
     }
 
+    /// A member stopped answering pings (`Some(drop_at)`, when it will be dropped unless it answers) or answered
+    /// again (`None`): its presence entry says so (`staleSince`, for dashboards that subscribe later) and
+    /// `session.stale` / `session.fresh` (`agent.*`) tell the ones watching. Nothing if this connection no longer
+    /// is the member (it was replaced).
+    pub fn set_stale(&self, kind: PresenceKind, id: &str, conn: ConnId, drop_at: Option<Millis>) {
+        let mut r = self.lock();
+        let Some(m) = r.members(kind).get_mut(id) else {
+            return;
+        };
+        if m.conn != conn || m.presence.stale_since.is_some() == drop_at.is_some() {
+            return;
+        }
+        let now = Millis::now();
+        m.presence.stale_since = drop_at.map(|_| now);
+        self.engine
+            .update_presence(channel::GLOBAL, &presence_key(kind, id), m.presence.clone());
+        match drop_at {
+            Some(drop_at) => {
+                Metrics::bump(&self.metrics.stale);
+                tracing::info!(%id, conn, "{} stopped answering pings: stale", kind.noun());
+                let event = match kind {
+                    PresenceKind::Session => presence_event::SESSION_STALE,
+                    PresenceKind::Agent => presence_event::AGENT_STALE,
+                };
+                let data = v2::PresenceStale {
+                    kind,
+                    id: id.into(),
+                    since: now,
+                    drop_at,
+                    timestamp: now,
+                };
+                self.publish_relay(channel::GLOBAL, event, &data);
+            }
+            None => {
+                tracing::info!(%id, conn, "{} answers again", kind.noun());
+                let event = match kind {
+                    PresenceKind::Session => presence_event::SESSION_FRESH,
+                    PresenceKind::Agent => presence_event::AGENT_FRESH,
+                };
+                let data = PresenceRef {
+                    kind,
+                    id: id.into(),
+                    timestamp: now,
+                };
+                self.publish_relay(channel::GLOBAL, event, &data);
+            }
+        }
+    }
+
     /// Announces a member's heartbeat on `global`, at most once per `presence_heartbeat_interval`.
     pub fn heartbeat(&self, kind: PresenceKind, id: &str, shared: &MemberShared) {
         let now = Millis::now().0 as u64;
@@ -1235,6 +1284,7 @@ mod tests {
             protocol: "v1".into(),
             connected_at: Millis(1.0),
             origin: None,
+            stale_since: None,
         }
     }
 

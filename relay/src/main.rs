@@ -174,6 +174,10 @@ struct ServeArgs {
     /// The window of --takeover-limit, in seconds.
     #[arg(long, env = "DEVRELAY_TAKEOVER_WINDOW_SECS", default_value_t = Config::default().takeover_window.as_secs())]
     takeover_window_secs: u64,
+    /// A session or agent silent for a ping period is shown as stale for this long (seconds) before it is
+    /// dropped; it continues if it answers within it (0: drop at once).
+    #[arg(long, env = "DEVRELAY_STALE_GRACE_SECS", default_value_t = Config::default().stale_grace.as_secs())]
+    stale_grace_secs: u64,
     /// The dashboard token (16-256 of A-Z a-z 0-9 - _ . ~), instead of a random one per launch. It opens
     /// dashboards, /stats and POST /api/publish, and agents may use it too.
     #[arg(
@@ -254,6 +258,7 @@ impl ServeArgs {
             max_snapshot_bytes: self.max_snapshot_bytes,
             takeover_limit: self.takeover_limit,
             takeover_window: Duration::from_secs(self.takeover_window_secs),
+            stale_grace: Duration::from_secs(self.stale_grace_secs),
             ..Config::default()
         })
     }

@@ -348,6 +348,8 @@ async fn health_and_stats() {
 async fn missed_pongs_terminate_and_heartbeats_count_as_liveness() {
     let relay = Relay::start(Config {
         ping_interval: Duration::from_millis(150),
+        // Dropped at once, not kept stale first (tests/stale.rs).
+        stale_grace: Duration::ZERO,
         ..Config::default()
     })
     .await;

@@ -139,6 +139,7 @@ impl Connection {
             protocol: "v1".into(),
             connected_at: now,
             origin: self.principal.foreign_origin().map(Into::into),
+            stale_since: None,
         };
         let member = match self.hub.join(
             presence,

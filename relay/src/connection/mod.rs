@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use devrelay_protocol::auth;
 use devrelay_protocol::decode::message_type;
-use devrelay_protocol::v2::ClientMessage;
+use devrelay_protocol::v2::{ClientMessage, PresenceKind};
+use devrelay_protocol::Millis;
 use devrelay_protocol::{CloseCode, DashboardMessage, ErrorCode, SdkMessage, Tagged};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -262,7 +263,9 @@ impl Connection {
         shutdown: &CancellationToken,
     ) -> Result<std::convert::Infallible, End> {
         let config = self.hub.config.clone();
-        let mut beat = Heartbeat::new(config.ping_interval);
+        let mut beat = Heartbeat::new(config.ping_interval, self.hub.clone(), self.peer.id);
+        // Connect parameters (`?session_id=`) identify before the first frame.
+        beat.members = self.member_ids();
         // Boxed and dropped once identified: an idle connection's task stays small.
         let mut identify = Some(Box::pin(tokio::time::sleep(config.identify_timeout)));
         // The idle timeout (if any): checked when it fires, against the last message, so that messages do not
@@ -297,7 +300,7 @@ impl Connection {
                     interruptible(self.write(ws, item, outbox), &close, shutdown, &mut beat, metrics).await?;
                 }
                 msg = ws.next() => {
-                    beat.heard = true;
+                    beat.heard();
                     match msg {
                         None => return Err(End::Gone),
                         Some(Ok(Message::Text(text))) => {
@@ -307,6 +310,9 @@ impl Connection {
                             }
                             if let Some(end) = self.closing.take() {
                                 return Err(end);
+                            }
+                            if beat.members.len() != self.member_count() {
+                                beat.members = self.member_ids();
                             }
                             if let Some(limit) = self.frame_limit.take() {
                                 ws.get_mut().guard_mut().set_limit(limit as u64);
@@ -639,6 +645,25 @@ impl Connection {
         self.refuse_with(d, v2, id, close)
     }
 
+    /// How many sessions / agents this connection is.
+    fn member_count(&self) -> usize {
+        match &self.role {
+            Role::Sdk(_) => 1,
+            Role::V2(state) => state.memberships().count(),
+            Role::Unidentified | Role::Dashboard(_) => 0,
+        }
+    }
+
+    /// The sessions / agents this connection is, for the heartbeat's stale marks.
+    fn member_ids(&self) -> Vec<(PresenceKind, String)> {
+        let own = |m: &Membership| (m.kind(), m.id().to_owned());
+        match &self.role {
+            Role::Sdk(m) => vec![own(m)],
+            Role::V2(state) => state.memberships().map(own).collect(),
+            Role::Unidentified | Role::Dashboard(_) => Vec::new(),
+        }
+    }
+
     /// The id it asked for is taken and may not be taken over (`hub::JoinRefused`): `id_conflict` and 4503
     /// for a contested id (another live connection keeps it), for one held from another Origin too.
     fn refuse_id(
@@ -774,31 +799,76 @@ fn truncate(mut s: String) -> String {
 }
 
 /// The liveness check of one connection: a ping every `ping_interval`; a peer from which nothing at all was heard
-/// during a whole interval is closed (4003).
+/// during a whole interval is closed (4003) — unless it is a session or an agent: that one is *stale* (shown to
+/// dashboards) for `stale_grace`, still pinged, and continues if it answers within it (a process paused at a
+/// breakpoint, a laptop lid), else it is closed the same way.
 struct Heartbeat {
     ping: Interval,
+    period: std::time::Duration,
     /// Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
     heard: bool,
     /// A period ended and its ping is still to be sent (it could not pass a write in progress).
     ping_due: bool,
+    /// The sessions / agents this connection is (refreshed when it identifies), for the stale marks.
+    members: Vec<(PresenceKind, String)>,
+    /// Since when it has been stale (the end of its first silent period).
+    stale_since: Option<Instant>,
+    hub: Arc<Hub>,
+    conn: crate::outbox::ConnId,
 }
 
 impl Heartbeat {
-    fn new(period: std::time::Duration) -> Self {
+    fn new(period: std::time::Duration, hub: Arc<Hub>, conn: crate::outbox::ConnId) -> Self {
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Heartbeat {
             ping,
+            period,
             heard: true,
             ping_due: false,
+            members: Vec::new(),
+            stale_since: None,
+            hub,
+            conn,
         }
     }
 
-    /// A ping period ended: the connection ends (4003) if nothing was heard during it; else a ping is due.
+    /// Something arrived from the peer: it is alive, and a stale one is fresh again.
+    fn heard(&mut self) {
+        self.heard = true;
+        if self.stale_since.take().is_some() {
+            self.mark(None);
+        }
+    }
+
+    fn mark(&self, drop_at: Option<Millis>) {
+        for (kind, id) in &self.members {
+            self.hub.set_stale(*kind, id, self.conn, drop_at);
+        }
+    }
+
+    /// A ping period ended: if nothing was heard during it, a dashboard ends (4003) and a session / agent goes
+    /// stale, or ends once stale for the whole grace; either way (if it stays) a ping is due.
     fn period_ended(&mut self, metrics: &Metrics) -> Result<(), End> {
         if !self.heard {
-            Metrics::bump(&metrics.heartbeat_timeouts);
-            return Err(close_with(CloseCode::HeartbeatTimeout));
+            let grace = self.hub.config.stale_grace;
+            let now = Instant::now();
+            let ends = match self.stale_since {
+                _ if self.members.is_empty() || grace.is_zero() => true,
+                Some(since) => now.duration_since(since) >= grace,
+                None => {
+                    self.stale_since = Some(now);
+                    // Ticks come every period: it is dropped at the first one at least `grace` from now.
+                    let periods = grace.as_secs_f64() / self.period.as_secs_f64();
+                    let ms = periods.ceil() * self.period.as_secs_f64() * 1000.0;
+                    self.mark(Some(Millis(Millis::now().0 + ms)));
+                    false
+                }
+            };
+            if ends {
+                Metrics::bump(&metrics.heartbeat_timeouts);
+                return Err(close_with(CloseCode::HeartbeatTimeout));
+            }
         }
         self.heard = false;
         self.ping_due = true;

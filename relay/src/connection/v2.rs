@@ -52,6 +52,11 @@ impl State {
         self.session.as_ref()
     }
 
+    /// The session and agent this connection is.
+    pub(super) fn memberships(&self) -> impl Iterator<Item = &Membership> {
+        self.session.iter().chain(self.agent.iter())
+    }
+
     fn ids(&self) -> (Option<&str>, Option<&str>) {
         (
             self.session.as_ref().map(Membership::id),
@@ -250,6 +255,7 @@ impl Connection {
                 protocol: "v2".into(),
                 connected_at: now,
                 origin: origin.clone(),
+                stale_since: None,
             };
             // A v2 session is a session to seed-000 dashboards too.
             let legacy = (kind == PresenceKind::Session).then(|| ClientInfo {

@@ -358,6 +358,15 @@ impl Presence for MemoryEngine {
         }
     }
 
+    fn update_presence(&self, channel: &str, client: &str, info: PresenceInfo) {
+        if let Some((_, entry)) = lock(&self.presence)
+            .get_mut(channel)
+            .and_then(|members| members.get_mut(client))
+        {
+            *entry = info;
+        }
+    }
+
     fn presence(&self, channel: &str) -> Vec<PresenceInfo> {
         let p = lock(&self.presence);
         let Some(members) = p.get(channel) else {
@@ -515,6 +524,7 @@ mod tests {
             protocol: "v2".into(),
             connected_at: Millis(1.0),
             origin: None,
+            stale_since: None,
         };
         for id in ["b", "a", "c"] {
             e.add_presence("global", id, info(id));

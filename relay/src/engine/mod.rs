@@ -172,6 +172,8 @@ pub trait Broker: Send + Sync + fmt::Debug {
 pub trait Presence: Send + Sync + fmt::Debug {
     fn add_presence(&self, channel: &str, client: &str, info: PresenceInfo);
     fn remove_presence(&self, channel: &str, client: &str);
+    /// Replaces a present client's info in its place (a stale mark); nothing if it is not present.
+    fn update_presence(&self, channel: &str, client: &str, info: PresenceInfo);
     /// Everyone present in `channel`, in the order they arrived.
     fn presence(&self, channel: &str) -> Vec<PresenceInfo>;
     fn presence_count(&self, channel: &str) -> usize;
