@@ -5,8 +5,18 @@
 //! (`subscribe(channel, onMessage)`, counted here; the functions live in the wasm shell). A channel is
 //! subscribed on the relay while anyone wants it and unsubscribed when the last interest goes; after a
 //! reconnect every wanted channel is subscribed again. Plain Rust, tested natively.
+//!
+//! Resuming: after a reconnect each exact channel whose position is known is subscribed with `since` that
+//! position, and each channel a wanted wildcard covers (`sessions/a` under `sessions/*`) gets a temporary
+//! **catch-up** subscription with `since`, dropped again once its `ack` is in (the wildcard carries it from
+//! there). Until a resume's `ack` arrives, publications of that channel are not taken (see
+//! [`Channels::resuming`]): every one of them is in the replay that follows the `ack` (the relay queues the
+//! `ack` and the replay together), so nothing is lost, duplicated or taken out of order whichever subscription
+//! delivered it first.
 
 use std::collections::HashMap;
+
+use devrelay_protocol::v2::StreamPosition;
 
 use crate::outgoing::Outgoing;
 
@@ -47,11 +57,47 @@ pub struct ChannelEntry {
     pub state: RelayState,
     /// The relay's refusal: `(code, message)`.
     pub error: Option<(String, String)>,
+    /// A temporary subscription that resumes a channel a wanted wildcard covers; wanted until its `ack`.
+    pub catch_up: bool,
+    /// Resuming after this position (sent as `since`): set on reconnect, until the `ack` (or refusal).
+    pub resume: Option<StreamPosition>,
+    /// How the last resume of this channel ended.
+    pub resumed: Option<Resumed>,
+}
+
+/// How a resume ended: the relay replayed what was missed, or it could not (`reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub recovered: bool,
+    pub replayed: u64,
+    pub reason: Option<String>,
+    /// The channel's epoch changed (a relay restart, or a channel forgotten and created again).
+    pub epoch_changed: bool,
 }
 
 impl ChannelEntry {
+    fn new(name: &str) -> Self {
+        ChannelEntry {
+            name: name.to_owned(),
+            listeners: 0,
+            internal: false,
+            state: RelayState::Pending,
+            error: None,
+            catch_up: false,
+            resume: None,
+            resumed: None,
+        }
+    }
+
     fn wanted(&self) -> bool {
-        self.listeners > 0 || self.internal
+        self.listeners > 0 || self.internal || self.catch_up
+    }
+
+    fn active(&self) -> bool {
+        matches!(
+            self.state,
+            RelayState::Subscribing(_) | RelayState::Subscribed
+        )
     }
 }
 
@@ -99,13 +145,7 @@ impl Channels {
         let i = match self.entries.iter().position(|e| e.name == name) {
             Some(i) => i,
             None => {
-                self.entries.push(ChannelEntry {
-                    name: name.to_owned(),
-                    listeners: 0,
-                    internal: false,
-                    state: RelayState::Pending,
-                    error: None,
-                });
+                self.entries.push(ChannelEntry::new(name));
                 self.entries.len() - 1
             }
         };
@@ -133,13 +173,7 @@ impl Channels {
         for name in names {
             match self.entries.iter().position(|e| &e.name == name) {
                 Some(i) => ordered.push(self.entries.remove(i)),
-                None => ordered.push(ChannelEntry {
-                    name: name.clone(),
-                    listeners: 0,
-                    internal: false,
-                    state: RelayState::Pending,
-                    error: None,
-                }),
+                None => ordered.push(ChannelEntry::new(name)),
             }
         }
         for e in &mut ordered {
@@ -160,12 +194,15 @@ impl Channels {
     }
 
     /// Brings the relay in line with what is wanted: `unsubscribe` for subscribed channels nobody wants
-    /// (forgotten at once), then `subscribe` for wanted ones not yet subscribed. `request(name, subscribe)`
-    /// allocates each request's id. With `live` false (no v2 connection) nothing is sent and unwanted entries
-    /// are just forgotten. Returns whether anything changed.
+    /// (forgotten at once), then `subscribe` for wanted ones not yet subscribed (with `since` when resuming).
+    /// `request(name, subscribe)` allocates each request's id. Catch-up subscriptions are sent only while the
+    /// connection holds fewer than `max_subscriptions` (the relay's limit; the rest wait for a slot, their
+    /// publications held back meanwhile). With `live` false (no v2 connection) nothing is sent and unwanted
+    /// entries are just forgotten. Returns whether anything changed.
     pub fn sync(
         &mut self,
         live: bool,
+        max_subscriptions: usize,
         out: &mut Vec<Outgoing>,
         mut request: impl FnMut(&str, bool) -> u64,
     ) -> bool {
@@ -187,19 +224,103 @@ impl Channels {
             false
         });
         if live {
+            let mut active = self.entries.iter().filter(|e| e.active()).count();
             for e in &mut self.entries {
-                if e.state == RelayState::Pending {
-                    let id = request(&e.name, true);
-                    out.push(Outgoing::Subscribe {
-                        channel: e.name.clone(),
-                        id,
-                    });
-                    e.state = RelayState::Subscribing(id);
-                    changed = true;
+                if e.state != RelayState::Pending || (e.catch_up && active >= max_subscriptions) {
+                    continue;
                 }
+                let id = request(&e.name, true);
+                out.push(Outgoing::Subscribe {
+                    channel: e.name.clone(),
+                    id,
+                    since: e.resume.clone(),
+                });
+                e.state = RelayState::Subscribing(id);
+                active += 1;
+                changed = true;
             }
         }
         changed
+    }
+
+    /// A new v2 connection: every wanted exact channel with a known position resumes from it, and every known
+    /// position a wanted wildcard covers gets a catch-up subscription. Returns the channels resuming.
+    pub fn prepare_resume(&mut self) -> Vec<String> {
+        let mut resuming = Vec::new();
+        for e in &mut self.entries {
+            if e.wanted() && !e.name.ends_with('*') {
+                if let Some(p) = self.positions.get(&e.name) {
+                    e.resume = Some(StreamPosition {
+                        offset: p.offset,
+                        epoch: p.epoch.clone(),
+                    });
+                    resuming.push(e.name.clone());
+                }
+            }
+        }
+        let wildcards: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.wanted() && e.name.ends_with('*'))
+            .map(|e| e.name.clone())
+            .collect();
+        // Oldest first: the order the relay is asked in does not matter for correctness, but a stable one keeps
+        // runs comparable.
+        let mut covered: Vec<(&String, &Position)> = self
+            .positions
+            .iter()
+            .filter(|(name, _)| {
+                wildcards.iter().any(|w| covers(w, name))
+                    && !self.entries.iter().any(|e| &e.name == *name)
+            })
+            .collect();
+        covered.sort_by_key(|(_, p)| p.stamp);
+        let catch_ups: Vec<ChannelEntry> = covered
+            .into_iter()
+            .map(|(name, p)| ChannelEntry {
+                catch_up: true,
+                resume: Some(StreamPosition {
+                    offset: p.offset,
+                    epoch: p.epoch.clone(),
+                }),
+                ..ChannelEntry::new(name)
+            })
+            .collect();
+        resuming.extend(catch_ups.iter().map(|e| e.name.clone()));
+        self.entries.extend(catch_ups);
+        resuming
+    }
+
+    /// Whether `channel`'s publications are held back: its resume is outstanding, and the replay that follows
+    /// its `ack` carries every one of them.
+    pub fn resuming(&self, channel: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.resume.is_some() && e.name == channel)
+    }
+
+    /// The `ack` of a resume (`subscribe` with `since`): records the outcome; a catch-up is no longer wanted.
+    /// On failure the channel starts again at the `ack`'s position.
+    pub fn resumed(&mut self, name: &str, outcome: Resumed, top: Option<(&str, u64)>, stamp: u64) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.name == name) {
+            e.resume = None;
+            e.catch_up = false;
+            e.resumed = Some(outcome.clone());
+        }
+        if !outcome.recovered {
+            self.positions.remove(name);
+            if let Some((epoch, offset)) = top {
+                self.advance(name, epoch, offset, stamp);
+            }
+        }
+    }
+
+    /// The position `name` resumes from, while its resume is outstanding.
+    pub fn resume_of(&self, name: &str) -> Option<&StreamPosition> {
+        self.entries
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.resume.as_ref())
     }
 
     /// The `ack` of subscribe request `id`. False if that request is no longer current (a newer `subscribe`
@@ -229,6 +350,10 @@ impl Channels {
         }
         e.state = RelayState::Failed;
         e.error = Some((code.to_owned(), message.to_owned()));
+        // A refused resume holds nothing back any more; a refused catch-up is not retried on this connection
+        // (the wildcard still delivers the channel, after the gap).
+        e.resume = None;
+        e.catch_up = false;
         Some(e)
     }
 
@@ -236,10 +361,16 @@ impl Channels {
     /// v2 connection (refused channels too: a limit may have changed).
     /// Returns whether any entry changed.
     pub fn disconnected(&mut self) -> bool {
-        let mut changed = false;
+        let before = self.entries.len();
+        // Catch-ups are planned afresh from the positions on the next connection.
+        self.entries
+            .retain(|e| !e.catch_up || e.listeners > 0 || e.internal);
+        let mut changed = self.entries.len() != before;
         for e in &mut self.entries {
             changed |= e.state != RelayState::Pending;
             e.state = RelayState::Pending;
+            e.catch_up = false;
+            e.resume = None;
         }
         changed
     }
@@ -324,7 +455,7 @@ mod tests {
 
     fn sync(c: &mut Channels, live: bool, next: &mut u64) -> Vec<String> {
         let mut out = Vec::new();
-        c.sync(live, &mut out, |_, _| {
+        c.sync(live, 128, &mut out, |_, _| {
             *next += 1;
             *next
         });

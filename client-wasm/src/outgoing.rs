@@ -4,6 +4,7 @@
 //! its error machinery into the wasm. The tests hold every message to serde's `v2::ClientMessage` /
 //! `DashboardMessage`.
 
+use devrelay_protocol::v2::StreamPosition;
 use devrelay_protocol::DashboardMessage;
 
 /// One message for the relay.
@@ -15,9 +16,11 @@ pub enum Outgoing {
     Hello {
         batch: bool,
     },
+    /// With `since`: resume after that position (the relay replays what was missed, or says why not).
     Subscribe {
         channel: String,
         id: u64,
+        since: Option<StreamPosition>,
     },
     Unsubscribe {
         channel: String,
@@ -38,11 +41,17 @@ pub enum Outgoing {
 
 impl Outgoing {
     pub fn to_json(&self) -> String {
+        let mut since = None;
         let (kind, first, second, data, id) = match self {
             Outgoing::Dashboard(m) => return m.to_json(),
             Outgoing::Hello { batch: true } => return r#"{"type":"hello","batch":true}"#.into(),
             Outgoing::Hello { batch: false } => return r#"{"type":"hello"}"#.into(),
-            Outgoing::Subscribe { channel, id } => {
+            Outgoing::Subscribe {
+                channel,
+                id,
+                since: position,
+            } => {
+                since = position.as_ref();
                 ("subscribe", ("channel", channel), None, None, id)
             }
             Outgoing::Unsubscribe { channel, id } => {
@@ -80,6 +89,15 @@ impl Outgoing {
         if let Some(data) = data {
             member(&mut out, "data");
             out.push_str(data);
+        }
+        if let Some(p) = since {
+            member(&mut out, "since");
+            out.push_str(r#"{"offset":"#);
+            out.push_str(&p.offset.to_string());
+            out.push_str(r#","epoch":"#);
+            // Escaping a &str into a String cannot fail.
+            out.push_str(&serde_json::to_string(&p.epoch).unwrap_or_default());
+            out.push('}');
         }
         member(&mut out, "id");
         out.push_str(&serde_json::to_string(id).unwrap_or_default());
@@ -150,11 +168,31 @@ mod tests {
                 Outgoing::Subscribe {
                     channel: odd.into(),
                     id: 7,
+                    since: None,
                 },
                 ClientMessage::Subscribe(Subscribe {
                     channel: odd.into(),
                     id: Some(RequestId::Num(7)),
                     since: None,
+                    history: false,
+                }),
+            ),
+            (
+                Outgoing::Subscribe {
+                    channel: "sessions/a".into(),
+                    id: 8,
+                    since: Some(StreamPosition {
+                        offset: u64::MAX,
+                        epoch: odd.into(),
+                    }),
+                },
+                ClientMessage::Subscribe(Subscribe {
+                    channel: "sessions/a".into(),
+                    id: Some(RequestId::Num(8)),
+                    since: Some(StreamPosition {
+                        offset: u64::MAX,
+                        epoch: odd.into(),
+                    }),
                     history: false,
                 }),
             ),
@@ -222,6 +260,7 @@ mod tests {
         let other = Outgoing::Subscribe {
             channel: "global".into(),
             id: 1,
+            since: None,
         };
         assert_eq!(other.to_json_with_token(Some("t")), other.to_json());
         assert_eq!(

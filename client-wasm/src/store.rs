@@ -11,6 +11,12 @@
 //! `sessions/{id}`). A relay that answers `hello` with an `error` (an older devrelay), or says nothing within the
 //! hello timeout (a seed-000 server ignores unknown types), gets the seed-000 protocol on the same socket
 //! (`subscribe_dashboard`). The connection shell owns the timer and calls [`Store::hello_timed_out`].
+//!
+//! Recovery (v2): after a reconnect every channel resumes from the last position seen (`channels.rs`). A session
+//! whose resume the relay answers `recovered: true` continues as if the connection had never dropped (the
+//! replay fills the gap); one it cannot recover (`recovered: false`: the epoch changed with a relay restart, or
+//! history no longer reaches back) loses its snapshot and events — they would hide a gap — and starts again
+//! from the relay's cached snapshot in the `ack`, or a requested one. `recovery` tells the page which it was.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
@@ -25,7 +31,7 @@ use devrelay_protocol::v2_view::{
 use devrelay_protocol::{ClientInfo, DashboardMessage, RelayToDashboardRef, SessionRef};
 use serde::Serialize;
 
-use crate::channels::{Channels, RelayState};
+use crate::channels::{Channels, RelayState, Resumed};
 use crate::event::EventEntry;
 use crate::outgoing::Outgoing;
 
@@ -157,6 +163,55 @@ pub enum Notice {
     },
     /// The listeners of `channel` must hear of a refusal (or of a seed-000 relay).
     ChannelFailed { channel: String, failure: Failure },
+}
+
+/// How a session came through the last reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryOutcome {
+    /// Its resume is outstanding: publications are held back until the relay answers.
+    Recovering,
+    /// Every message missed was replayed: no gap.
+    Recovered,
+    /// The relay could not replay (see `reason`): the session's old snapshot and events were dropped and it
+    /// starts again from a fresh snapshot.
+    Resynced,
+}
+
+impl RecoveryOutcome {
+    /// The name in the TS API (`RecoveryOutcome`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryOutcome::Recovering => "recovering",
+            RecoveryOutcome::Recovered => "recovered",
+            RecoveryOutcome::Resynced => "resynced",
+        }
+    }
+}
+
+/// One session's part of the last reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub outcome: RecoveryOutcome,
+    /// Messages the relay replayed (0 unless recovered).
+    pub replayed: u64,
+    /// Why it could not be recovered (the relay's words).
+    pub reason: Option<String>,
+    /// The session's channel has a new epoch: the relay restarted (or forgot the channel).
+    pub relay_restarted: bool,
+}
+
+/// The last reconnect that resumed anything, summed over its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReconnectSummary {
+    /// Connections opened so far with something to resume (1 for the first reconnect).
+    pub number: u64,
+    /// A channel came back with a new epoch: the relay restarted.
+    pub relay_restarted: bool,
+    pub recovering: u64,
+    pub recovered: u64,
+    pub resynced: u64,
+    /// Messages replayed over all sessions.
+    pub replayed: u64,
 }
 
 /// Connection status as the dashboard shows it.
@@ -309,6 +364,16 @@ pub struct Store {
     events_stamp: u64,
     channels_stamp: u64,
     positions_stamp: u64,
+    /// Per session: how it came through the last reconnect (sessions known then, with a position).
+    recovery: HashMap<String, Recovery>,
+    recovery_stamp: u64,
+    /// Reconnects that resumed something; 0 before the first.
+    resumes: u64,
+    /// The last resume of `global` found a new epoch.
+    relay_restarted: bool,
+    /// `global`'s replay runs up to this offset: those presence events are older than the `ack`'s presence
+    /// list, which already holds their outcome, so they reach page listeners only.
+    global_replay_until: Option<u64>,
 }
 
 impl Store {
@@ -343,6 +408,11 @@ impl Store {
             events_stamp: 0,
             channels_stamp: 0,
             positions_stamp: 0,
+            recovery: HashMap::new(),
+            recovery_stamp: 0,
+            resumes: 0,
+            relay_restarted: false,
+            global_replay_until: None,
         };
         store.followed = store.compute_followed();
         store
@@ -416,6 +486,35 @@ impl Store {
     /// Clock value of the last change to any channel position.
     pub fn positions_stamp(&self) -> u64 {
         self.positions_stamp
+    }
+    /// How each session came through the last reconnect (v2 only; empty before the first).
+    pub fn recovery(&self) -> &HashMap<String, Recovery> {
+        &self.recovery
+    }
+    /// Clock value of the last change to `recovery` (and so to `last_reconnect`).
+    pub fn recovery_stamp(&self) -> u64 {
+        self.recovery_stamp
+    }
+    /// The last reconnect that resumed anything: how many sessions recovered, resynced, are still waiting.
+    pub fn last_reconnect(&self) -> Option<ReconnectSummary> {
+        if self.resumes == 0 {
+            return None;
+        }
+        let mut sum = ReconnectSummary {
+            number: self.resumes,
+            relay_restarted: self.relay_restarted,
+            ..ReconnectSummary::default()
+        };
+        for r in self.recovery.values() {
+            match r.outcome {
+                RecoveryOutcome::Recovering => sum.recovering += 1,
+                RecoveryOutcome::Recovered => sum.recovered += 1,
+                RecoveryOutcome::Resynced => sum.resynced += 1,
+            }
+            sum.replayed += r.replayed;
+            sum.relay_restarted |= r.relay_restarted;
+        }
+        Some(sum)
     }
     /// Clock value of the last change to the client list.
     pub fn clients_stamp(&self) -> u64 {
@@ -497,6 +596,31 @@ impl Store {
     fn connected(&mut self, c: &ConnectedRef) {
         self.phase = Phase::V2(c.limits);
         self.settled_open();
+        self.set_internal_channels();
+        self.global_replay_until = None;
+        let resuming = self.channels.prepare_resume();
+        if !resuming.is_empty() {
+            // A reconnect: say what happens to each session we hold, until its `ack` says how it went.
+            self.resumes += 1;
+            self.relay_restarted = false;
+            self.recovery.clear();
+            for name in &resuming {
+                if let Some(id) = name.strip_prefix("sessions/") {
+                    if self.sessions.contains_key(id) {
+                        self.recovery.insert(
+                            id.to_owned(),
+                            Recovery {
+                                outcome: RecoveryOutcome::Recovering,
+                                replayed: 0,
+                                reason: None,
+                                relay_restarted: false,
+                            },
+                        );
+                    }
+                }
+            }
+            self.recovery_stamp = self.tick();
+        }
         self.sync_channels();
         self.tick();
     }
@@ -651,6 +775,9 @@ impl Store {
     /// state (presence on `global`, a followed session's snapshot or event) and handed to page listeners.
     fn publication(&mut self, p: &PublicationRef<'_>, raw: &str) {
         let channel = p.channel.as_ref();
+        if self.channels.resuming(channel) {
+            return; // it comes again in the replay after the resume's `ack`
+        }
         let clock = self.clock + 1;
         if !self.channels.advance(channel, &p.epoch, p.offset, clock) {
             return;
@@ -658,7 +785,9 @@ impl Store {
         self.tick();
         self.positions_stamp = clock;
         if channel == "global" {
-            self.presence_event(&p.event, p.data.0);
+            if self.global_replay_until.is_none_or(|top| p.offset > top) {
+                self.presence_event(&p.event, p.data.0);
+            }
         } else if let Some(id) = channel.strip_prefix("sessions/") {
             if self.follows(id) {
                 match p.event.as_ref() {
@@ -726,6 +855,9 @@ impl Store {
                 }
                 let clock = self.tick();
                 self.channels_stamp = clock;
+                if let Some(from) = self.channels.resume_of(&channel).cloned() {
+                    return self.resume_answered(&channel, &from.epoch, a, clock);
+                }
                 if let (Some(offset), Some(epoch)) = (a.offset, &a.epoch) {
                     self.channels.start_at(&channel, epoch, offset, clock);
                     self.positions_stamp = clock;
@@ -771,6 +903,93 @@ impl Store {
         }
     }
 
+    /// The `ack` of a resume (`subscribe` with `since`, from epoch `from_epoch`). Recovered: the replay follows
+    /// and continues the channel exactly. Not: the channel starts again at the `ack`'s position, and a session
+    /// drops what it held (it would hide the gap) for the `ack`'s cached snapshot, or a requested one.
+    fn resume_answered(&mut self, channel: &str, from_epoch: &str, a: &AckRef<'_>, clock: u64) {
+        let recovered = a.recovered == Some(true);
+        let outcome = Resumed {
+            recovered,
+            replayed: if recovered {
+                a.replayed.unwrap_or(0)
+            } else {
+                0
+            },
+            reason: match (&a.reason, recovered) {
+                (Some(r), _) => Some(r.to_string()),
+                (None, false) => Some("the relay did not recover this channel".to_owned()),
+                (None, true) => None,
+            },
+            epoch_changed: a.epoch.as_deref().is_some_and(|e| e != from_epoch),
+        };
+        let top = a.epoch.as_deref().zip(a.offset);
+        self.channels.resumed(channel, outcome.clone(), top, clock);
+        self.positions_stamp = clock;
+        if channel == "global" {
+            self.relay_restarted |= outcome.epoch_changed;
+            if recovered {
+                self.global_replay_until = a.offset;
+            }
+            if let Some(presence) = &a.presence {
+                let clients = presence
+                    .iter()
+                    .filter(|p| p.kind.0 == PresenceKind::Session)
+                    .map(client_info)
+                    .collect();
+                self.client_list(clients);
+            }
+            self.recovery_stamp = clock;
+        } else if let Some(id) = channel.strip_prefix("sessions/") {
+            if self.sessions.contains_key(id) && self.follows(id) {
+                if !recovered {
+                    let cached = a
+                        .snapshot
+                        .as_ref()
+                        .filter(|p| p.event == "state_snapshot")
+                        .map(|p| p.data.0)
+                        .filter(|data| v2_view::snapshot_data(data).is_ok());
+                    self.resync(id, cached);
+                }
+                self.recovery.insert(
+                    id.to_owned(),
+                    Recovery {
+                        outcome: if recovered {
+                            RecoveryOutcome::Recovered
+                        } else {
+                            RecoveryOutcome::Resynced
+                        },
+                        replayed: outcome.replayed,
+                        reason: outcome.reason,
+                        relay_restarted: outcome.epoch_changed,
+                    },
+                );
+                self.recovery_stamp = clock;
+            }
+            self.request_selected_snapshot();
+        }
+        // A catch-up is done (unsubscribed: the wildcard carries the channel now); the next may take its slot.
+        self.sync_channels();
+    }
+
+    /// Session `id` could not be recovered: its snapshot and events go, and it starts again from the relay's
+    /// cached snapshot (`cached`, from the resume's `ack`), or from a requested one.
+    fn resync(&mut self, id: &str, cached: Option<&str>) {
+        let clock = self.tick();
+        let capacity = self.event_capacity;
+        if let Some(s) = self.sessions.get_mut(id) {
+            if s.snapshot.take().is_some() {
+                self.snapshots_stamp = clock;
+            }
+            s.events = EventRing::new(capacity, clock);
+            s.snapshot_requested = false;
+            self.events_stamp = clock;
+        }
+        match cached {
+            Some(data) => self.snapshot(id, data),
+            None => self.request_snapshot(id),
+        }
+    }
+
     fn v2_error(&mut self, e: &ErrorRef<'_>) {
         let Some((id, request)) = self.take_request(&e.id) else {
             return self.relay_error(&e.code, &e.message);
@@ -783,6 +1002,20 @@ impl Store {
                 };
                 let (listeners, internal) = (entry.listeners, entry.internal);
                 self.channels_stamp = self.tick();
+                let refused = channel.strip_prefix("sessions/").filter(|sid| {
+                    self.recovery
+                        .get(*sid)
+                        .is_some_and(|r| r.outcome == RecoveryOutcome::Recovering)
+                });
+                if let Some(sid) = refused.map(str::to_owned) {
+                    // Refused: the wildcard delivers the session again, after a gap nothing can fill.
+                    self.resync(&sid, None);
+                    if let Some(r) = self.recovery.get_mut(&sid) {
+                        r.outcome = RecoveryOutcome::Resynced;
+                        r.reason = Some(format!("the relay refused to resume: {}", e.message));
+                    }
+                    self.recovery_stamp = self.clock;
+                }
                 if listeners > 0 {
                     self.notices.push(Notice::ChannelFailed {
                         channel: channel.clone(),
@@ -856,6 +1089,9 @@ impl Store {
             .cloned()
             .collect();
         for id in gone {
+            if self.channels.forget(&session_channel(&id)) {
+                self.positions_stamp = clock;
+            }
             self.remove_session(&id, clock);
         }
         for c in &list {
@@ -1185,13 +1421,11 @@ impl Store {
     /// The store's channels (`global`, then `sessions/*` or each followed session), then the relay brought in
     /// line with what everyone wants.
     fn sync_channels(&mut self) {
-        let mut internal = vec!["global".to_owned()];
-        match &self.followed {
-            None => internal.push("sessions/*".into()),
-            Some(ids) => internal.extend(ids.iter().map(|id| session_channel(id))),
-        }
-        self.channels.set_internal(&internal);
-        let live = matches!(self.phase, Phase::V2(_));
+        self.set_internal_channels();
+        let (live, max_subscriptions) = match self.phase {
+            Phase::V2(limits) => (true, limits.max_subscriptions),
+            _ => (false, usize::MAX),
+        };
         let Store {
             channels,
             pending,
@@ -1199,7 +1433,7 @@ impl Store {
             outbox,
             ..
         } = self;
-        let changed = channels.sync(live, outbox, |name, subscribe| {
+        let changed = channels.sync(live, max_subscriptions, outbox, |name, subscribe| {
             let request = if subscribe {
                 Request::Subscribe(name.to_owned())
             } else {
@@ -1210,6 +1444,16 @@ impl Store {
         if changed {
             self.channels_stamp = self.tick();
         }
+    }
+
+    /// The store's own channels: `global`, then `sessions/*` or each followed session.
+    fn set_internal_channels(&mut self) {
+        let mut internal = vec!["global".to_owned()];
+        match &self.followed {
+            None => internal.push("sessions/*".into()),
+            Some(ids) => internal.extend(ids.iter().map(|id| session_channel(id))),
+        }
+        self.channels.set_internal(&internal);
     }
 
     /// In follow mode, every followed session without a snapshot gets one asked for (once per connection).
@@ -1255,6 +1499,9 @@ impl Store {
     }
 
     fn remove_session(&mut self, session_id: &str, clock: u64) {
+        if self.recovery.remove(session_id).is_some() {
+            self.recovery_stamp = clock;
+        }
         if let Some(s) = self.sessions.remove(session_id) {
             if s.snapshot.is_some() {
                 self.snapshots_stamp = clock;
@@ -1312,6 +1559,8 @@ fn insert_client(clients: &mut Vec<ClientInfo>, client: ClientInfo) {
     clients.insert(at, client);
 }
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

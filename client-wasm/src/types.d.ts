@@ -192,6 +192,46 @@ export interface ChannelState {
   /** Page listeners (`subscribe(channel, onMessage)`); 0 for the connection's own channels. */
   listeners: number;
   error: { code: string; message: string } | null;
+  /** How this channel's last resume after a reconnect ended; null if it never resumed. */
+  resumed: ChannelResume | null;
+}
+
+/** A channel resumed after a reconnect (`subscribe` with `since` its last position): `recovered` when the relay
+ *  replayed every message missed (`replayed` of them, delivered before any newer one); otherwise `reason` says
+ *  why not and the channel continues from the relay's current position (`epochChanged`: the relay restarted). */
+export interface ChannelResume {
+  recovered: boolean;
+  replayed: number;
+  reason: string | null;
+  epochChanged: boolean;
+}
+
+/** How a session came through the last reconnect: still waiting for the relay (`recovering`: its messages
+ *  are held back meanwhile), `recovered` (every missed message replayed, no gap), or `resynced` (the relay
+ *  could not replay: its old snapshot and events were dropped and it starts again from a fresh snapshot). */
+export type RecoveryOutcome = "recovering" | "recovered" | "resynced";
+
+export interface SessionRecovery {
+  outcome: RecoveryOutcome;
+  /** Messages replayed (0 unless recovered). */
+  replayed: number;
+  /** Why it was not recovered (the relay's words, e.g. "epoch changed …", "too far behind …"). */
+  reason: string | null;
+  /** The session's channel came back with a new epoch: the relay restarted. */
+  relayRestarted: boolean;
+}
+
+/** The last reconnect that resumed anything, summed over its sessions. */
+export interface ReconnectSummary {
+  /** 1 for the first such reconnect, then 2, ... (a new value means a new reconnect). */
+  number: number;
+  /** The relay restarted (a channel's epoch changed): every session was resynced. */
+  relayRestarted: boolean;
+  recovering: number;
+  recovered: number;
+  resynced: number;
+  /** Messages replayed over all sessions. */
+  replayed: number;
 }
 
 /** The last position seen on a channel: the offset of its last publication, and the channel's epoch. */
@@ -300,6 +340,11 @@ export interface DevtoolsState {
   /** The last position seen per channel publications came from (at most 4096 channels, least recent forgotten
    *  first). */
   positions: ChannelMap<ChannelPosition>;
+  /** Per sessionId: how it came through the last reconnect (v2 relays; sessions known before it). A seed-000
+   *  relay keeps no history: there it stays empty and events sent while disconnected are missing. */
+  recovery: SessionMap<SessionRecovery>;
+  /** The sum over `recovery`; null before the first reconnect that had anything to resume. */
+  lastReconnect: ReconnectSummary | null;
   /** Text frames received, over every connection of this object. */
   framesReceived: number;
   /** Messages received (a batched frame counts each of its messages). */

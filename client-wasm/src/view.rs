@@ -37,6 +37,8 @@ pub(crate) struct View {
     ring_cache: HashMap<String, RingView>,
     channels: Option<(u64, JsValue)>,
     positions: Option<(u64, JsValue)>,
+    /// `recovery` and `lastReconnect`, rebuilt together.
+    recovery: Option<(u64, JsValue, JsValue)>,
     /// `following`, rebuilt with the channels (it changes only with them).
     following: JsValue,
 }
@@ -112,6 +114,9 @@ impl View {
         set(&state, "following", &self.following);
         set(&state, "channels", &channels);
         set(&state, "positions", &self.positions(store));
+        let (recovery, last_reconnect) = self.recovery(store);
+        set(&state, "recovery", &recovery);
+        set(&state, "lastReconnect", &last_reconnect);
         set(
             &state,
             "framesReceived",
@@ -208,6 +213,26 @@ impl View {
                 None => JsValue::NULL,
             };
             set(&entry, "error", &error);
+            let resumed = match &e.resumed {
+                Some(r) => {
+                    let resumed = Object::new();
+                    set(&resumed, "recovered", &JsValue::from_bool(r.recovered));
+                    set(&resumed, "replayed", &JsValue::from(r.replayed as f64));
+                    set(
+                        &resumed,
+                        "reason",
+                        &r.reason.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                    );
+                    set(
+                        &resumed,
+                        "epochChanged",
+                        &JsValue::from_bool(r.epoch_changed),
+                    );
+                    resumed.into()
+                }
+                None => JsValue::NULL,
+            };
+            set(&entry, "resumed", &resumed);
             set(&obj, &e.name, &entry);
         }
         self.following = match store.following() {
@@ -240,6 +265,52 @@ impl View {
         let js: JsValue = obj.into();
         self.positions = Some((store.positions_stamp(), js.clone()));
         js
+    }
+
+    /// `recovery` (per session) and `lastReconnect` (their sum).
+    fn recovery(&mut self, store: &Store) -> (JsValue, JsValue) {
+        if let Some((stamp, recovery, last)) = &self.recovery {
+            if *stamp == store.recovery_stamp() {
+                return (recovery.clone(), last.clone());
+            }
+        }
+        let obj = dictionary();
+        for (id, r) in store.recovery() {
+            let entry = Object::new();
+            set(&entry, "outcome", &JsValue::from_str(r.outcome.as_str()));
+            set(&entry, "replayed", &JsValue::from(r.replayed as f64));
+            set(
+                &entry,
+                "reason",
+                &r.reason.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+            );
+            set(
+                &entry,
+                "relayRestarted",
+                &JsValue::from_bool(r.relay_restarted),
+            );
+            set(&obj, id, &entry);
+        }
+        let last = match store.last_reconnect() {
+            Some(sum) => {
+                let last = Object::new();
+                set(&last, "number", &JsValue::from(sum.number as f64));
+                set(
+                    &last,
+                    "relayRestarted",
+                    &JsValue::from_bool(sum.relay_restarted),
+                );
+                set(&last, "recovering", &JsValue::from(sum.recovering as f64));
+                set(&last, "recovered", &JsValue::from(sum.recovered as f64));
+                set(&last, "resynced", &JsValue::from(sum.resynced as f64));
+                set(&last, "replayed", &JsValue::from(sum.replayed as f64));
+                last.into()
+            }
+            None => JsValue::NULL,
+        };
+        let recovery: JsValue = obj.into();
+        self.recovery = Some((store.recovery_stamp(), recovery.clone(), last.clone()));
+        (recovery, last)
     }
 
     fn events(&mut self, store: &Store) -> JsValue {

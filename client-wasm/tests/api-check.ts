@@ -6,6 +6,7 @@ import init, {
   type ChannelMap,
   type ChannelMessage,
   type ChannelPosition,
+  type ChannelResume,
   type ChannelState,
   type ChannelStatus,
   type DevtoolsRequestError,
@@ -21,6 +22,9 @@ import init, {
   type DevtoolsState,
   type EventCategory,
   type ReconnectOptions,
+  type ReconnectSummary,
+  type RecoveryOutcome,
+  type SessionRecovery,
   type SessionEvents,
   type SessionMap,
   type Snapshot,
@@ -70,6 +74,11 @@ assertTrue<Equals<DevtoolsState["protocol"], "v2" | "legacy" | null>>();
 assertTrue<Equals<DevtoolsState["channels"], ChannelMap<ChannelState>>>();
 assertTrue<Equals<DevtoolsState["positions"][string], ChannelPosition | undefined>>();
 assertTrue<Equals<ChannelStatus, "pending" | "subscribed" | "failed" | "unsupported">>();
+assertTrue<Equals<DevtoolsState["recovery"], SessionMap<SessionRecovery>>>();
+assertTrue<Equals<DevtoolsState["lastReconnect"], ReconnectSummary | null>>();
+assertTrue<Equals<RecoveryOutcome, "recovering" | "recovered" | "resynced">>();
+assertTrue<Equals<ChannelState["resumed"], ChannelResume | null>>();
+assertTrue<Equals<IsAny<SessionRecovery["reason"]>, false>>();
 assertTrue<Equals<ProtocolChoice, "auto" | "v2" | "legacy">>();
 assertTrue<Equals<IsAny<ChannelFeed["messages"][number]>, false>>();
 assertTrue<Equals<IsAny<RealtimeMetrics["history"][number]>, false>>();
@@ -93,6 +102,23 @@ function describe(state: DevtoolsState): string[] {
   for (const [name, channel] of Object.entries(state.channels)) {
     const s: ChannelState | undefined = channel;
     lines.push(`${name} ${s?.status} ${s?.listeners} ${s?.error?.code ?? ""} ${s?.error?.message ?? ""}`);
+    const resumed: ChannelResume | null | undefined = s?.resumed;
+    if (resumed) {
+      const recovered: boolean = resumed.recovered;
+      const epochChanged: boolean = resumed.epochChanged;
+      lines.push(`${recovered} ${resumed.replayed} ${resumed.reason ?? ""} ${epochChanged}`);
+    }
+  }
+  for (const [id, recovery] of Object.entries(state.recovery)) {
+    const r: SessionRecovery | undefined = recovery;
+    const outcome: RecoveryOutcome | undefined = r?.outcome;
+    const restarted: boolean | undefined = r?.relayRestarted;
+    lines.push(`${id} ${outcome} ${r?.replayed} ${r?.reason ?? ""} ${restarted}`);
+  }
+  const last: ReconnectSummary | null = state.lastReconnect;
+  if (last) {
+    const restarted: boolean = last.relayRestarted;
+    lines.push(`${last.number} ${restarted} ${last.recovering} ${last.recovered} ${last.resynced} ${last.replayed}`);
   }
   for (const [name, position] of Object.entries(state.positions)) {
     lines.push(`${name} ${position?.offset} ${position?.epoch}`);

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const CONNECTED: &str = include_str!("../../../tests/fixtures/v2/relay/connected.json");
+pub(super) const CONNECTED: &str = include_str!("../../../tests/fixtures/v2/relay/connected.json");
 const ACK_WITH_PRESENCE: &str = include_str!("../../../tests/fixtures/v2/relay/ack.json");
 const BATCH: &str = include_str!("../../../tests/fixtures/v2/relay/batch.json");
 impl Store {
@@ -47,14 +47,14 @@ const STREAM_EVENT: &str = include_str!("../../../tests/fixtures/stream_event.js
 const OLD_RELAY_ERROR: &str =
     r#"{"type":"error","code":"unknown_type","message":"unknown message type \"hello\""}"#;
 
-fn store(options: StoreOptions) -> Store {
+pub(super) fn store(options: StoreOptions) -> Store {
     let mut s = Store::new(options);
     s.opened();
     assert_eq!(s.take_outbox(), [Outgoing::Hello { batch: true }]);
     s
 }
 
-fn sent(s: &mut Store) -> Vec<Value> {
+pub(super) fn sent(s: &mut Store) -> Vec<Value> {
     s.take_outbox()
         .iter()
         .map(|m| serde_json::from_str(&m.to_json()).unwrap())
@@ -62,7 +62,7 @@ fn sent(s: &mut Store) -> Vec<Value> {
 }
 
 /// `(type, channel or sessionId, id)` of each message sent.
-fn summary(s: &mut Store) -> Vec<(String, String, u64)> {
+pub(super) fn summary(s: &mut Store) -> Vec<(String, String, u64)> {
     sent(s)
         .iter()
         .map(|m| {
@@ -76,7 +76,7 @@ fn summary(s: &mut Store) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-fn row(kind: &str, target: &str, id: u64) -> (String, String, u64) {
+pub(super) fn row(kind: &str, target: &str, id: u64) -> (String, String, u64) {
     (kind.to_owned(), target.to_owned(), id)
 }
 
@@ -90,12 +90,12 @@ fn v2_store(options: StoreOptions) -> Store {
     s
 }
 
-fn presence(id: &str, at: u64) -> Value {
+pub(super) fn presence(id: &str, at: u64) -> Value {
     json!({"kind": "session", "id": id, "channel": format!("sessions/{id}"), "sdkVersion": "1.0.0",
         "protocol": "v1", "connectedAt": at})
 }
 
-fn ack(id: u64, channel: &str, presence: Option<Vec<Value>>) -> String {
+pub(super) fn ack(id: u64, channel: &str, presence: Option<Vec<Value>>) -> String {
     let mut a =
         json!({"type": "ack", "id": id, "success": true, "channel": channel, "timestamp": 1});
     if let Some(p) = presence {
@@ -108,23 +108,23 @@ fn ack(id: u64, channel: &str, presence: Option<Vec<Value>>) -> String {
     a.to_string()
 }
 
-fn publication(channel: &str, event: &str, data: Value, offset: u64) -> Value {
+pub(super) fn publication(channel: &str, event: &str, data: Value, offset: u64) -> Value {
     json!({"channel": channel, "event": event, "data": data, "offset": offset, "epoch": "e1",
         "timestamp": 1_763_812_800_000u64 + offset})
 }
 
-fn snapshot_data(id: &str, ts: u64) -> Value {
+pub(super) fn snapshot_data(id: &str, ts: u64) -> Value {
     json!({"type": "state_snapshot", "sessionId": id, "timestamp": ts, "threads": [],
         "registry": {"components": [], "tools": []}})
 }
 
-fn event_data(id: &str, seq: u64) -> Value {
+pub(super) fn event_data(id: &str, seq: u64) -> Value {
     json!({"type": "stream_event", "sessionId": id, "timestamp": 1000 + seq, "threadId": "t", "seq": seq,
         "event": {"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": "hi"}})
 }
 
 /// Connected, with `a` and `b` present (global acked), `sessions/*` acked.
-fn with_sessions() -> Store {
+pub(super) fn with_sessions() -> Store {
     let mut s = v2_store(StoreOptions::default());
     assert_eq!(
         summary(&mut s),
@@ -146,7 +146,7 @@ fn ids(s: &Store) -> Vec<&str> {
     s.clients().iter().map(|c| c.session_id.as_str()).collect()
 }
 
-fn seqs(s: &Store, id: &str) -> Vec<u64> {
+pub(super) fn seqs(s: &Store, id: &str) -> Vec<u64> {
     s.session(id)
         .unwrap()
         .events()
@@ -744,7 +744,9 @@ fn a_reconnect_subscribes_again_to_everything_wanted() {
         [
             row("subscribe", "global", 4),
             row("subscribe", "sessions/*", 5),
-            row("subscribe", "metrics", 6)
+            row("subscribe", "metrics", 6),
+            // A catch-up: `a`'s position is resumed (recovery_tests.rs).
+            row("subscribe", "sessions/a", 7)
         ]
     );
     assert_eq!(
