@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # DevtoolsConnection in headless Chromium (wasm-pack test) against a real relay. The relay runs under
 # client-wasm/tests/relay-control.mjs, which lets the tests kill it and restart it on the same port; both URLs
-# reach the tests at compile time (option_env! RELAY_URL / RELAY_CONTROL_URL / RELAY_TOKEN, its dashboard token).
+# reach the tests at compile time (option_env! RELAY_URL / RELAY_CONTROL_URL / RELAY_TOKEN, its dashboard token;
+# RELAY_PROXY_URL, a TCP proxy in front of the relay that the control endpoint can cut, for the recovery tests).
 # The relay publishes metrics every second (the metrics channel test waits for them). Beside it runs the seed-000
 # Node relay of bench/baselines (SEED_RELAY_URL), for the fallback test. Then the TypeScript check of the package's
 # .d.ts files (tsc --noEmit over client-wasm/tests/api-check.ts, which uses the whole API).
@@ -18,13 +19,14 @@ trap 'kill "$ctl_pid" 2>/dev/null || true; wait "$ctl_pid" 2>/dev/null || true' 
 read -r relay_line <&"${CTL[0]}" || true
 read -r control_line <&"${CTL[0]}" || true
 read -r token_line <&"${CTL[0]}" || true
+read -r proxy_line <&"${CTL[0]}" || true
 read -r seed_line <&"${CTL[0]}" || true
 if [[ $relay_line != RELAY_URL=* || $control_line != RELAY_CONTROL_URL=* || $token_line != RELAY_TOKEN=* ||
-  $seed_line != SEED_RELAY_URL=* ]]; then
+  $proxy_line != RELAY_PROXY_URL=* || $seed_line != SEED_RELAY_URL=* ]]; then
   echo "test-wasm: the relays did not start (see above)" >&2
   exit 1
 fi
-export "$relay_line" "$control_line" "$token_line" "$seed_line"
+export "$relay_line" "$control_line" "$token_line" "$proxy_line" "$seed_line"
 echo "relay: $RELAY_URL, control: $RELAY_CONTROL_URL, seed-000 relay: $SEED_RELAY_URL"
 
 WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome --mode no-install client-wasm

@@ -26,6 +26,8 @@ const INITIAL_STATE = Object.freeze({
   events: Object.freeze(Object.create(null)),
   selectedSessionId: null,
   ignoredFrames: 0,
+  recovery: Object.freeze(Object.create(null)),
+  lastReconnect: null,
 });
 
 const noopSubscribe = () => () => {};

@@ -61,18 +61,6 @@ pub struct ChannelEntry {
     pub catch_up: bool,
     /// Resuming after this position (sent as `since`): set on reconnect, until the `ack` (or refusal).
     pub resume: Option<StreamPosition>,
-    /// How the last resume of this channel ended.
-    pub resumed: Option<Resumed>,
-}
-
-/// How a resume ended: the relay replayed what was missed, or it could not (`reason`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resumed {
-    pub recovered: bool,
-    pub replayed: u64,
-    pub reason: Option<String>,
-    /// The channel's epoch changed (a relay restart, or a channel forgotten and created again).
-    pub epoch_changed: bool,
 }
 
 impl ChannelEntry {
@@ -85,7 +73,6 @@ impl ChannelEntry {
             error: None,
             catch_up: false,
             resume: None,
-            resumed: None,
         }
     }
 
@@ -258,25 +245,21 @@ impl Channels {
                 }
             }
         }
-        let wildcards: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|e| e.wanted() && e.name.ends_with('*'))
-            .map(|e| e.name.clone())
-            .collect();
-        // Oldest first: the order the relay is asked in does not matter for correctness, but a stable one keeps
-        // runs comparable.
-        let mut covered: Vec<(&String, &Position)> = self
+        let entries = &self.entries;
+        let wildcards = || {
+            entries
+                .iter()
+                .filter(|e| e.wanted() && e.name.ends_with('*'))
+        };
+        // In table order: the order they are asked for does not matter (each is held back until its own ack), and
+        // no sort code goes into the wasm.
+        let catch_ups: Vec<ChannelEntry> = self
             .positions
             .iter()
             .filter(|(name, _)| {
-                wildcards.iter().any(|w| covers(w, name))
-                    && !self.entries.iter().any(|e| &e.name == *name)
+                wildcards().any(|w| covers(&w.name, name))
+                    && !entries.iter().any(|e| &e.name == *name)
             })
-            .collect();
-        covered.sort_by_key(|(_, p)| p.stamp);
-        let catch_ups: Vec<ChannelEntry> = covered
-            .into_iter()
             .map(|(name, p)| ChannelEntry {
                 catch_up: true,
                 resume: Some(StreamPosition {
@@ -299,15 +282,14 @@ impl Channels {
             .any(|e| e.resume.is_some() && e.name == channel)
     }
 
-    /// The `ack` of a resume (`subscribe` with `since`): records the outcome; a catch-up is no longer wanted.
-    /// On failure the channel starts again at the `ack`'s position.
-    pub fn resumed(&mut self, name: &str, outcome: Resumed, top: Option<(&str, u64)>, stamp: u64) {
+    /// The `ack` of a resume (`subscribe` with `since`): the resume is over, a catch-up no longer wanted.
+    /// Not `recovered`: the channel starts again at the `ack`'s position (`top`: epoch, offset).
+    pub fn resumed(&mut self, name: &str, recovered: bool, top: Option<(&str, u64)>, stamp: u64) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.name == name) {
             e.resume = None;
             e.catch_up = false;
-            e.resumed = Some(outcome.clone());
         }
-        if !outcome.recovered {
+        if !recovered {
             self.positions.remove(name);
             if let Some((epoch, offset)) = top {
                 self.advance(name, epoch, offset, stamp);

@@ -93,7 +93,7 @@ impl Outgoing {
         if let Some(p) = since {
             member(&mut out, "since");
             out.push_str(r#"{"offset":"#);
-            out.push_str(&p.offset.to_string());
+            out.push_str(&serde_json::to_string(&p.offset).unwrap_or_default());
             out.push_str(r#","epoch":"#);
             // Escaping a &str into a String cannot fail.
             out.push_str(&serde_json::to_string(&p.epoch).unwrap_or_default());

@@ -31,7 +31,7 @@ use devrelay_protocol::v2_view::{
 use devrelay_protocol::{ClientInfo, DashboardMessage, RelayToDashboardRef, SessionRef};
 use serde::Serialize;
 
-use crate::channels::{Channels, RelayState, Resumed};
+use crate::channels::{Channels, RelayState};
 use crate::event::EventEntry;
 use crate::outgoing::Outgoing;
 
@@ -365,7 +365,8 @@ pub struct Store {
     channels_stamp: u64,
     positions_stamp: u64,
     /// Per session: how it came through the last reconnect (sessions known then, with a position).
-    recovery: HashMap<String, Recovery>,
+    /// (A list, not a map: a few sessions, and no further map code in the wasm.)
+    recovery: Vec<(String, Recovery)>,
     recovery_stamp: u64,
     /// Reconnects that resumed something; 0 before the first.
     resumes: u64,
@@ -408,7 +409,7 @@ impl Store {
             events_stamp: 0,
             channels_stamp: 0,
             positions_stamp: 0,
-            recovery: HashMap::new(),
+            recovery: Vec::new(),
             recovery_stamp: 0,
             resumes: 0,
             relay_restarted: false,
@@ -488,8 +489,15 @@ impl Store {
         self.positions_stamp
     }
     /// How each session came through the last reconnect (v2 only; empty before the first).
-    pub fn recovery(&self) -> &HashMap<String, Recovery> {
+    pub fn recovery(&self) -> &[(String, Recovery)] {
         &self.recovery
+    }
+    /// How `session_id` came through the last reconnect.
+    pub fn recovery_of(&self, session_id: &str) -> Option<&Recovery> {
+        self.recovery
+            .iter()
+            .find(|(id, _)| id == session_id)
+            .map(|(_, r)| r)
     }
     /// Clock value of the last change to `recovery` (and so to `last_reconnect`).
     pub fn recovery_stamp(&self) -> u64 {
@@ -505,7 +513,7 @@ impl Store {
             relay_restarted: self.relay_restarted,
             ..ReconnectSummary::default()
         };
-        for r in self.recovery.values() {
+        for (_, r) in &self.recovery {
             match r.outcome {
                 RecoveryOutcome::Recovering => sum.recovering += 1,
                 RecoveryOutcome::Recovered => sum.recovered += 1,
@@ -607,7 +615,7 @@ impl Store {
             for name in &resuming {
                 if let Some(id) = name.strip_prefix("sessions/") {
                     if self.sessions.contains_key(id) {
-                        self.recovery.insert(
+                        self.recovery.push((
                             id.to_owned(),
                             Recovery {
                                 outcome: RecoveryOutcome::Recovering,
@@ -615,7 +623,7 @@ impl Store {
                                 reason: None,
                                 relay_restarted: false,
                             },
-                        );
+                        ));
                     }
                 }
             }
@@ -908,25 +916,12 @@ impl Store {
     /// drops what it held (it would hide the gap) for the `ack`'s cached snapshot, or a requested one.
     fn resume_answered(&mut self, channel: &str, from_epoch: &str, a: &AckRef<'_>, clock: u64) {
         let recovered = a.recovered == Some(true);
-        let outcome = Resumed {
-            recovered,
-            replayed: if recovered {
-                a.replayed.unwrap_or(0)
-            } else {
-                0
-            },
-            reason: match (&a.reason, recovered) {
-                (Some(r), _) => Some(r.to_string()),
-                (None, false) => Some("the relay did not recover this channel".to_owned()),
-                (None, true) => None,
-            },
-            epoch_changed: a.epoch.as_deref().is_some_and(|e| e != from_epoch),
-        };
+        let epoch_changed = a.epoch.as_deref().is_some_and(|e| e != from_epoch);
         let top = a.epoch.as_deref().zip(a.offset);
-        self.channels.resumed(channel, outcome.clone(), top, clock);
+        self.channels.resumed(channel, recovered, top, clock);
         self.positions_stamp = clock;
         if channel == "global" {
-            self.relay_restarted |= outcome.epoch_changed;
+            self.relay_restarted |= epoch_changed;
             if recovered {
                 self.global_replay_until = a.offset;
             }
@@ -950,17 +945,21 @@ impl Store {
                         .filter(|data| v2_view::snapshot_data(data).is_ok());
                     self.resync(id, cached);
                 }
-                self.recovery.insert(
-                    id.to_owned(),
+                self.set_recovery(
+                    id,
                     Recovery {
                         outcome: if recovered {
                             RecoveryOutcome::Recovered
                         } else {
                             RecoveryOutcome::Resynced
                         },
-                        replayed: outcome.replayed,
-                        reason: outcome.reason,
-                        relay_restarted: outcome.epoch_changed,
+                        replayed: if recovered {
+                            a.replayed.unwrap_or(0)
+                        } else {
+                            0
+                        },
+                        reason: a.reason.as_ref().map(|r| r.to_string()),
+                        relay_restarted: epoch_changed,
                     },
                 );
                 self.recovery_stamp = clock;
@@ -969,6 +968,13 @@ impl Store {
         }
         // A catch-up is done (unsubscribed: the wildcard carries the channel now); the next may take its slot.
         self.sync_channels();
+    }
+
+    fn set_recovery(&mut self, session_id: &str, recovery: Recovery) {
+        match self.recovery.iter_mut().find(|(id, _)| id == session_id) {
+            Some((_, r)) => *r = recovery,
+            None => self.recovery.push((session_id.to_owned(), recovery)),
+        }
     }
 
     /// Session `id` could not be recovered: its snapshot and events go, and it starts again from the relay's
@@ -1003,16 +1009,15 @@ impl Store {
                 let (listeners, internal) = (entry.listeners, entry.internal);
                 self.channels_stamp = self.tick();
                 let refused = channel.strip_prefix("sessions/").filter(|sid| {
-                    self.recovery
-                        .get(*sid)
+                    self.recovery_of(sid)
                         .is_some_and(|r| r.outcome == RecoveryOutcome::Recovering)
                 });
                 if let Some(sid) = refused.map(str::to_owned) {
                     // Refused: the wildcard delivers the session again, after a gap nothing can fill.
                     self.resync(&sid, None);
-                    if let Some(r) = self.recovery.get_mut(&sid) {
+                    if let Some((_, r)) = self.recovery.iter_mut().find(|(id, _)| *id == sid) {
                         r.outcome = RecoveryOutcome::Resynced;
-                        r.reason = Some(format!("the relay refused to resume: {}", e.message));
+                        r.reason = Some(e.message.to_string());
                     }
                     self.recovery_stamp = self.clock;
                 }
@@ -1499,7 +1504,8 @@ impl Store {
     }
 
     fn remove_session(&mut self, session_id: &str, clock: u64) {
-        if self.recovery.remove(session_id).is_some() {
+        if let Some(at) = self.recovery.iter().position(|(id, _)| id == session_id) {
+            self.recovery.remove(at);
             self.recovery_stamp = clock;
         }
         if let Some(s) = self.sessions.remove(session_id) {

@@ -192,18 +192,6 @@ export interface ChannelState {
   /** Page listeners (`subscribe(channel, onMessage)`); 0 for the connection's own channels. */
   listeners: number;
   error: { code: string; message: string } | null;
-  /** How this channel's last resume after a reconnect ended; null if it never resumed. */
-  resumed: ChannelResume | null;
-}
-
-/** A channel resumed after a reconnect (`subscribe` with `since` its last position): `recovered` when the relay
- *  replayed every message missed (`replayed` of them, delivered before any newer one); otherwise `reason` says
- *  why not and the channel continues from the relay's current position (`epochChanged`: the relay restarted). */
-export interface ChannelResume {
-  recovered: boolean;
-  replayed: number;
-  reason: string | null;
-  epochChanged: boolean;
 }
 
 /** How a session came through the last reconnect: still waiting for the relay (`recovering`: its messages

@@ -213,26 +213,6 @@ impl View {
                 None => JsValue::NULL,
             };
             set(&entry, "error", &error);
-            let resumed = match &e.resumed {
-                Some(r) => {
-                    let resumed = Object::new();
-                    set(&resumed, "recovered", &JsValue::from_bool(r.recovered));
-                    set(&resumed, "replayed", &JsValue::from(r.replayed as f64));
-                    set(
-                        &resumed,
-                        "reason",
-                        &r.reason.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-                    );
-                    set(
-                        &resumed,
-                        "epochChanged",
-                        &JsValue::from_bool(r.epoch_changed),
-                    );
-                    resumed.into()
-                }
-                None => JsValue::NULL,
-            };
-            set(&entry, "resumed", &resumed);
             set(&obj, &e.name, &entry);
         }
         self.following = match store.following() {

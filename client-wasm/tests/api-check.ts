@@ -6,7 +6,6 @@ import init, {
   type ChannelMap,
   type ChannelMessage,
   type ChannelPosition,
-  type ChannelResume,
   type ChannelState,
   type ChannelStatus,
   type DevtoolsRequestError,
@@ -77,7 +76,6 @@ assertTrue<Equals<ChannelStatus, "pending" | "subscribed" | "failed" | "unsuppor
 assertTrue<Equals<DevtoolsState["recovery"], SessionMap<SessionRecovery>>>();
 assertTrue<Equals<DevtoolsState["lastReconnect"], ReconnectSummary | null>>();
 assertTrue<Equals<RecoveryOutcome, "recovering" | "recovered" | "resynced">>();
-assertTrue<Equals<ChannelState["resumed"], ChannelResume | null>>();
 assertTrue<Equals<IsAny<SessionRecovery["reason"]>, false>>();
 assertTrue<Equals<ProtocolChoice, "auto" | "v2" | "legacy">>();
 assertTrue<Equals<IsAny<ChannelFeed["messages"][number]>, false>>();
@@ -102,12 +100,6 @@ function describe(state: DevtoolsState): string[] {
   for (const [name, channel] of Object.entries(state.channels)) {
     const s: ChannelState | undefined = channel;
     lines.push(`${name} ${s?.status} ${s?.listeners} ${s?.error?.code ?? ""} ${s?.error?.message ?? ""}`);
-    const resumed: ChannelResume | null | undefined = s?.resumed;
-    if (resumed) {
-      const recovered: boolean = resumed.recovered;
-      const epochChanged: boolean = resumed.epochChanged;
-      lines.push(`${recovered} ${resumed.replayed} ${resumed.reason ?? ""} ${epochChanged}`);
-    }
   }
   for (const [id, recovery] of Object.entries(state.recovery)) {
     const r: SessionRecovery | undefined = recovery;

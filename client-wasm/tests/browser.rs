@@ -1376,3 +1376,138 @@ async fn falls_back_to_seed_000_against_a_seed_000_relay() {
     .await;
     conn.close();
 }
+
+// --- recovery across reconnects ----------------------------------------------------------------------------
+
+/// The cutting TCP proxy in front of the relay (relay-control.mjs: `POST /cut`, `POST /uncut`).
+fn proxy_url() -> &'static str {
+    match option_env!("RELAY_PROXY_URL") {
+        Some(url) => url,
+        None => panic!("RELAY_PROXY_URL unset: run scripts/test-wasm.sh"),
+    }
+}
+
+fn seqs(s: &JsValue, id: &str) -> Vec<u64> {
+    session_events(s, id)
+        .iter()
+        .filter_map(|e| get(&e, "seq").as_f64())
+        .map(|n| n as u64)
+        .collect()
+}
+
+fn delta() -> Value {
+    json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m1", "delta": "x"})
+}
+
+#[wasm_bindgen_test]
+async fn a_cut_connection_recovers_every_missed_event_exactly_once() {
+    let mut sdk = Sdk::connect("rc-a").await;
+    let conn = connection_to(proxy_url(), json!({}));
+    // Straight to the relay: tells when the relay has published what the SDK sent.
+    let watcher = connection(json!({}));
+    for c in [&conn, &watcher] {
+        wait_for(c, "open with rc-a", |s| {
+            status(s) == "open" && has_client(s, "rc-a")
+        })
+        .await;
+    }
+    for _ in 0..5 {
+        sdk.event(delta());
+    }
+    wait_for(&conn, "5 events through the proxy", |s| {
+        seqs(s, "rc-a").len() == 5
+    })
+    .await;
+
+    let cut = control("POST", "/cut").await;
+    assert!(get(&cut, "cut").as_f64() >= Some(1.0));
+    wait_for(&conn, "the cut noticed", |s| status(s) == "reconnecting").await;
+    for _ in 0..40 {
+        sdk.event(delta());
+    }
+    wait_for(&watcher, "the relay has published all 45", |s| {
+        seqs(s, "rc-a").last() == Some(&45)
+    })
+    .await;
+    control("POST", "/uncut").await;
+    let s = wait_for(&conn, "rc-a recovered", |s| {
+        get(s, "recovery.rc-a.outcome").as_string().as_deref() == Some("recovered")
+    })
+    .await;
+    assert_eq!(get(&s, "recovery.rc-a.replayed").as_f64(), Some(40.0));
+    assert_eq!(get(&s, "recovery.rc-a.relayRestarted"), JsValue::FALSE);
+    assert_eq!(get(&s, "lastReconnect.relayRestarted"), JsValue::FALSE);
+    assert!(get(&s, "lastReconnect.replayed").as_f64() >= Some(40.0));
+    for _ in 0..5 {
+        sdk.event(delta());
+    }
+    let s = wait_for(&conn, "all 50", |s| seqs(s, "rc-a").last() == Some(&50)).await;
+    assert_eq!(
+        seqs(&s, "rc-a"),
+        (1..=50).collect::<Vec<_>>(),
+        "no hole, no duplicate, in order"
+    );
+    sdk.close();
+    watcher.close();
+    conn.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_relay_restart_is_detected_by_the_new_epoch_and_the_session_resyncs() {
+    let mut sdk = Sdk::connect("rr-a").await;
+    let conn = connection_to(proxy_url(), json!({}));
+    wait_for(&conn, "open with rr-a", |s| {
+        status(s) == "open" && has_client(s, "rr-a")
+    })
+    .await;
+    sdk.snapshot(1);
+    for _ in 0..3 {
+        sdk.event(delta());
+    }
+    wait_for(&conn, "the old stream", |s| {
+        seqs(s, "rr-a").len() == 3 && get(s, "snapshots.rr-a.timestamp").as_f64() == Some(1.0)
+    })
+    .await;
+
+    control("POST", "/cut").await;
+    wait_for(&conn, "the cut noticed", |s| status(s) == "reconnecting").await;
+    control("POST", "/kill").await;
+    control("POST", "/start").await;
+    // The SDK comes back to the new relay process (new epochs) with a new snapshot, before the dashboard does.
+    let mut sdk = Sdk::connect("rr-a").await;
+    sdk.seq = 100;
+    sdk.snapshot(2);
+    // A follower's ack carries the relay's cached snapshot: once it has it, so will the dashboard's resume.
+    let watcher = connection(json!({"followSelected": true}));
+    watcher.select_session(Some("rr-a".into()));
+    wait_for(&watcher, "the relay has cached the new snapshot", |s| {
+        get(s, "snapshots.rr-a.timestamp").as_f64() == Some(2.0)
+    })
+    .await;
+    control("POST", "/uncut").await;
+    let s = wait_for(&conn, "rr-a resynced", |s| {
+        get(s, "recovery.rr-a.outcome").as_string().as_deref() == Some("resynced")
+    })
+    .await;
+    assert_eq!(get(&s, "recovery.rr-a.relayRestarted"), JsValue::TRUE);
+    assert_eq!(get(&s, "lastReconnect.relayRestarted"), JsValue::TRUE);
+    assert!(get(&s, "recovery.rr-a.reason")
+        .as_string()
+        .unwrap()
+        .contains("epoch"));
+    assert!(
+        seqs(&s, "rr-a").is_empty(),
+        "the old stream's events are gone"
+    );
+    assert_eq!(
+        get(&s, "snapshots.rr-a.timestamp").as_f64(),
+        Some(2.0),
+        "the new snapshot, from the ack"
+    );
+    sdk.event(delta());
+    let s = wait_for(&conn, "the new stream", |s| !seqs(s, "rr-a").is_empty()).await;
+    assert_eq!(seqs(&s, "rr-a"), [101]);
+    sdk.close();
+    watcher.close();
+    conn.close();
+}

@@ -3,7 +3,12 @@
 //   POST /kill   -> SIGKILL the relay (sockets die without a close frame, like a crash); waits for exit
 //   POST /start  -> start it again on the same port; answers once it is listening
 //   GET  /health -> the relay's /health, proxied (the relay itself sends no CORS headers)
-// Prints `RELAY_URL=ws://...`, `RELAY_CONTROL_URL=http://...` and `RELAY_TOKEN=...` lines on stdout once ready.
+//   POST /cut    -> the cutting proxy (RELAY_PROXY_URL, a plain TCP proxy in front of the relay) destroys every
+//                   connection through it, both sockets, without a close frame (as when a network path dies),
+//                   and refuses new ones until
+//   POST /uncut  -> the proxy accepts connections again
+// Prints `RELAY_URL=ws://...`, `RELAY_CONTROL_URL=http://...`, `RELAY_TOKEN=...` and `RELAY_PROXY_URL=ws://...`
+// lines on stdout once ready.
 // The relay keeps one dashboard token across restarts (--token), as a relay started with --token does.
 // With SEED_RELAY=<path to bench/baselines/node-relay/server.js> it also runs that seed-000 Node relay (the one the
 // client falls back to seed 000 against), for the whole run, and prints `SEED_RELAY_URL=ws://...` after them.
@@ -11,6 +16,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import net from "node:net";
 import readline from "node:readline";
 
 const [bin, ...extraArgs] = process.argv.slice(2);
@@ -75,6 +81,38 @@ function relayHealth() {
   });
 }
 
+// The cutting proxy: each accepted connection is piped to the relay's current port (so it survives restarts).
+const proxied = new Set();
+let refusing = false;
+const proxy = net.createServer((client) => {
+  if (refusing) return client.destroy();
+  const upstream = net.connect(port, "127.0.0.1");
+  const pair = { client, upstream };
+  proxied.add(pair);
+  const end = () => {
+    proxied.delete(pair);
+    client.destroy();
+    upstream.destroy();
+  };
+  for (const socket of [client, upstream]) {
+    socket.on("error", end);
+    socket.on("close", end);
+  }
+  client.pipe(upstream);
+  upstream.pipe(client);
+});
+
+function cut() {
+  refusing = true;
+  const n = proxied.size;
+  for (const { client, upstream } of proxied) {
+    client.destroy();
+    upstream.destroy();
+  }
+  proxied.clear();
+  return n;
+}
+
 const server = http.createServer(async (req, res) => {
   const reply = (status, body) => {
     res.writeHead(status, { "content-type": "application/json", "access-control-allow-origin": "*" });
@@ -87,6 +125,11 @@ const server = http.createServer(async (req, res) => {
     } else if (req.method === "POST" && req.url === "/start") {
       if (!relay) await startWithRetry();
       reply(200, { url: `ws://127.0.0.1:${port}` });
+    } else if (req.method === "POST" && req.url === "/cut") {
+      reply(200, { cut: cut() });
+    } else if (req.method === "POST" && req.url === "/uncut") {
+      refusing = false;
+      reply(200, { refusing });
     } else if (req.method === "GET" && req.url === "/health") {
       reply(200, JSON.parse(await relayHealth()));
     } else {
@@ -114,10 +157,12 @@ function startSeedRelay(script) {
 
 await startWithRetry();
 const seedUrl = process.env.SEED_RELAY ? await startSeedRelay(process.env.SEED_RELAY) : null;
+await new Promise((ok) => proxy.listen(0, "127.0.0.1", ok));
 server.listen(0, "127.0.0.1", () => {
   console.log(`RELAY_URL=ws://127.0.0.1:${port}`);
   console.log(`RELAY_CONTROL_URL=http://127.0.0.1:${server.address().port}`);
   console.log(`RELAY_TOKEN=${token}`);
+  console.log(`RELAY_PROXY_URL=ws://127.0.0.1:${proxy.address().port}`);
   if (seedUrl) console.log(`SEED_RELAY_URL=${seedUrl}`);
 });
 

@@ -425,6 +425,10 @@ describe("devrelay dashboard", () => {
     await page.locator(`[data-testid=client-view][data-session-id="${selected}"]`).waitFor();
     await page.getByTestId("offline-banner").waitFor({ state: "detached" });
     await page.waitForFunction(() => Number(document.querySelector("[data-testid=timeline-count]")?.textContent) > 0);
+    // The new relay process has new epochs: the page tells a restart from a gap it could have filled.
+    const notice = page.locator("[data-testid=recovery-status][data-state=restarted]");
+    await notice.waitFor();
+    assert.equal(await notice.innerText(), "Relay restarted — resynced");
     assert.equal(await page.evaluate(() => window.__devrelayPageId), "first-load", "the page was not reloaded");
   });
 

@@ -175,3 +175,48 @@ export async function screenshot(page, name) {
   await page.screenshot({ path });
   return path;
 }
+
+/** A TCP proxy in front of `targetPort` that can cut every connection through it, as a dying network path does
+ * (both sockets destroyed, no close frame), and refuse new ones until `uncut()`. A page loaded through it
+ * (`open(relay, query)`) talks to the relay through it too (the dashboard connects back to its own origin). */
+export async function startCuttingProxy(targetPort) {
+  const { connect, createServer: createTcpServer } = await import("node:net");
+  const pairs = new Set();
+  let refusing = false;
+  const server = createTcpServer((client) => {
+    if (refusing) return client.destroy();
+    const upstream = connect(targetPort, "127.0.0.1");
+    const pair = [client, upstream];
+    pairs.add(pair);
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of pair) s.on("error", end).on("close", end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((ok, fail) => server.listen(0, "127.0.0.1", ok).once("error", fail));
+  const { port } = server.address();
+  return {
+    port,
+    open: (relay, query = "") =>
+      `http://127.0.0.1:${port}/${query ? `?${query}` : ""}${relay.token ? `#token=${relay.token}` : ""}`,
+    /** Destroys every connection through the proxy; refuses new ones until `uncut()`. Returns how many. */
+    cut() {
+      refusing = true;
+      const n = pairs.size;
+      for (const pair of pairs) for (const s of pair) s.destroy();
+      pairs.clear();
+      return n;
+    },
+    uncut() {
+      refusing = false;
+    },
+    close: () => {
+      for (const pair of pairs) for (const s of pair) s.destroy();
+      return new Promise((ok) => server.close(ok));
+    },
+  };
+}

@@ -18,6 +18,7 @@ import { useRenderCount } from "@/lib/renderCount";
 import { clock } from "@/lib/time";
 import { Ago } from "./Ago";
 import { StatusPill } from "./StatusPill";
+import { RecoveryStatus } from "./RecoveryStatus";
 import { ClientList } from "./ClientList";
 import { ThreadsPanel } from "./ThreadsPanel";
 import { RegistryPanel } from "./RegistryPanel";
@@ -164,6 +165,7 @@ export function Dashboard() {
           {relayUrl}
         </code>
         <StatusPill status={dt.status} attempt={dt.reconnectAttempt} error={dt.error} />
+        <RecoveryStatus last={dt.lastReconnect} status={dt.status} />
         <label className="small follow-toggle" title="Receive the selected client's traffic only (v2 relays)">
           <input
             type="checkbox"

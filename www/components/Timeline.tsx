@@ -41,6 +41,13 @@ export const Timeline = memo(function Timeline({
       ),
     [events, hidden, threadOnly, selectedThreadId],
   );
+  // The SDK numbers its events 1, 2, 3, ...: a skip means events never reached this dashboard (after a reconnect
+  // the package replays what was missed, or drops the old events and starts over, so there should be none).
+  const seqGaps = useMemo(() => {
+    let gaps = 0;
+    for (let i = 1; i < events.length; i++) if (events[i].seq !== events[i - 1].seq + 1) gaps++;
+    return gaps;
+  }, [events]);
   const counts = useMemo(() => {
     const c: Record<string, number> = {};
     for (const e of events) c[e.category] = (c[e.category] ?? 0) + 1;
@@ -128,7 +135,13 @@ export const Timeline = memo(function Timeline({
   const activeRendered = selectedId !== null && virtualItems.some((v) => rows[v.index]?.id === selectedId);
 
   return (
-    <section className="timeline" data-testid="timeline">
+    <section
+      className="timeline"
+      data-testid="timeline"
+      data-seq-first={events[0]?.seq ?? ""}
+      data-seq-last={events[events.length - 1]?.seq ?? ""}
+      data-seq-gaps={seqGaps}
+    >
       <header className="timeline-head">
         <h3>
           Events <span className="count" data-testid="timeline-count">{events.length}</span>
@@ -136,6 +149,15 @@ export const Timeline = memo(function Timeline({
         {droppedCount > 0 && (
           <span className="badge warn" data-testid="dropped-count" title="Older events fell out of the client's buffer">
             {droppedCount} dropped
+          </span>
+        )}
+        {seqGaps > 0 && (
+          <span
+            className="badge warn"
+            data-testid="seq-gaps"
+            title="The SDK's sequence numbers skip: events were lost before they reached the dashboard"
+          >
+            {seqGaps} gap{seqGaps > 1 ? "s" : ""} in seq
           </span>
         )}
         <div className="spacer" />

@@ -50,7 +50,7 @@ fn reconnected(connected: &str) -> Store {
 }
 
 fn recovery(s: &Store, id: &str) -> (RecoveryOutcome, u64, bool) {
-    let r = &s.recovery()[id];
+    let r = s.recovery_of(id).unwrap();
     (r.outcome, r.replayed, r.relay_restarted)
 }
 
@@ -84,7 +84,7 @@ fn a_reconnect_resumes_every_channel_from_its_last_position() {
         ]
     );
     assert_eq!(recovery(&s, "a"), (RecoveryOutcome::Recovering, 0, false));
-    assert!(!s.recovery().contains_key("b"));
+    assert!(s.recovery_of("b").is_none());
     let sum = s.last_reconnect().unwrap();
     assert_eq!(
         (sum.number, sum.recovering, sum.relay_restarted),
@@ -162,7 +162,7 @@ fn too_far_behind_drops_the_stale_state_for_the_acks_cached_snapshot() {
         800,
         "the relay's cached snapshot, not the stale one"
     );
-    let r = &s.recovery()["a"];
+    let r = s.recovery_of("a").unwrap();
     assert_eq!(
         (r.outcome, r.relay_restarted),
         (RecoveryOutcome::Resynced, false)
@@ -191,7 +191,7 @@ fn a_relay_restart_is_told_by_the_new_epoch_and_resyncs_with_a_requested_snapsho
     assert_eq!(s.clients().len(), 1, "b did not come back");
     s.receive(&ack(4, "sessions/*", None));
     s.receive(&resumed(5, "sessions/a", false, 0, (1, "e9")).to_string());
-    let r = &s.recovery()["a"];
+    let r = s.recovery_of("a").unwrap();
     assert_eq!(
         (r.outcome, r.relay_restarted),
         (RecoveryOutcome::Resynced, true)
@@ -273,15 +273,7 @@ fn the_global_replay_reaches_listeners_but_not_the_client_list() {
     s.receive(&publication("global", "session.connected", presence("e", 5), 5).to_string());
     assert_eq!(s.clients().len(), 3, "live presence applies again");
     assert!(s.clients_stamp() > stamp);
-    assert!(
-        s.channels()
-            .get("global")
-            .unwrap()
-            .resumed
-            .as_ref()
-            .unwrap()
-            .recovered
-    );
+    assert!(!s.channels().resuming("global"));
 }
 
 #[test]
@@ -384,7 +376,7 @@ fn a_refused_resume_marks_the_session_resynced() {
             "id": 5, "channel": "sessions/a", "timestamp": 1})
         .to_string(),
     );
-    let r = &s.recovery()["a"];
+    let r = s.recovery_of("a").unwrap();
     assert_eq!(r.outcome, RecoveryOutcome::Resynced);
     assert!(r.reason.as_deref().unwrap().contains("10000 channels"));
     assert!(
