@@ -231,9 +231,9 @@ impl Channels {
     }
 
     /// A new v2 connection: every wanted exact channel with a known position resumes from it, and every known
-    /// position a wanted wildcard covers gets a catch-up subscription. Returns the channels resuming.
-    pub fn prepare_resume(&mut self) -> Vec<String> {
-        let mut resuming = Vec::new();
+    /// position a wanted wildcard covers gets a catch-up subscription. Returns whether anything resumes.
+    pub fn prepare_resume(&mut self) -> bool {
+        let mut resuming = false;
         for e in &mut self.entries {
             if e.wanted() && !e.name.ends_with('*') {
                 if let Some(p) = self.positions.get(&e.name) {
@@ -241,7 +241,7 @@ impl Channels {
                         offset: p.offset,
                         epoch: p.epoch.clone(),
                     });
-                    resuming.push(e.name.clone());
+                    resuming = true;
                 }
             }
         }
@@ -269,7 +269,7 @@ impl Channels {
                 ..ChannelEntry::new(name)
             })
             .collect();
-        resuming.extend(catch_ups.iter().map(|e| e.name.clone()));
+        resuming |= !catch_ups.is_empty();
         self.entries.extend(catch_ups);
         resuming
     }

@@ -194,17 +194,13 @@ pub struct Recovery {
     pub outcome: RecoveryOutcome,
     /// Messages the relay replayed (0 unless recovered).
     pub replayed: u64,
-    /// Why it could not be recovered (the relay's words).
+    /// Why it could not be recovered (the relay's words: `epoch changed …` after a relay restart).
     pub reason: Option<String>,
-    /// The session's channel has a new epoch: the relay restarted (or forgot the channel).
-    pub relay_restarted: bool,
 }
 
 /// The last reconnect that resumed anything, summed over its sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReconnectSummary {
-    /// Connections opened so far with something to resume (1 for the first reconnect).
-    pub number: u64,
     /// A channel came back with a new epoch: the relay restarted.
     pub relay_restarted: bool,
     pub recovering: u64,
@@ -509,7 +505,6 @@ impl Store {
             return None;
         }
         let mut sum = ReconnectSummary {
-            number: self.resumes,
             relay_restarted: self.relay_restarted,
             ..ReconnectSummary::default()
         };
@@ -520,7 +515,6 @@ impl Store {
                 RecoveryOutcome::Resynced => sum.resynced += 1,
             }
             sum.replayed += r.replayed;
-            sum.relay_restarted |= r.relay_restarted;
         }
         Some(sum)
     }
@@ -606,25 +600,25 @@ impl Store {
         self.settled_open();
         self.set_internal_channels();
         self.global_replay_until = None;
-        let resuming = self.channels.prepare_resume();
-        if !resuming.is_empty() {
+        if self.channels.prepare_resume() {
             // A reconnect: say what happens to each session we hold, until its `ack` says how it went.
             self.resumes += 1;
             self.relay_restarted = false;
             self.recovery.clear();
-            for name in &resuming {
-                if let Some(id) = name.strip_prefix("sessions/") {
-                    if self.sessions.contains_key(id) {
-                        self.recovery.push((
-                            id.to_owned(),
-                            Recovery {
-                                outcome: RecoveryOutcome::Recovering,
-                                replayed: 0,
-                                reason: None,
-                                relay_restarted: false,
-                            },
-                        ));
-                    }
+            for e in self.channels.entries() {
+                let id = e
+                    .name
+                    .strip_prefix("sessions/")
+                    .filter(|_| e.resume.is_some());
+                if let Some(id) = id.filter(|id| self.sessions.contains_key(*id)) {
+                    self.recovery.push((
+                        id.to_owned(),
+                        Recovery {
+                            outcome: RecoveryOutcome::Recovering,
+                            replayed: 0,
+                            reason: None,
+                        },
+                    ));
                 }
             }
             self.recovery_stamp = self.tick();
@@ -935,6 +929,7 @@ impl Store {
             }
             self.recovery_stamp = clock;
         } else if let Some(id) = channel.strip_prefix("sessions/") {
+            self.relay_restarted |= epoch_changed;
             if self.sessions.contains_key(id) && self.follows(id) {
                 if !recovered {
                     let cached = a
@@ -959,7 +954,6 @@ impl Store {
                             0
                         },
                         reason: a.reason.as_ref().map(|r| r.to_string()),
-                        relay_restarted: epoch_changed,
                     },
                 );
                 self.recovery_stamp = clock;

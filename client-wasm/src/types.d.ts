@@ -203,16 +203,13 @@ export interface SessionRecovery {
   outcome: RecoveryOutcome;
   /** Messages replayed (0 unless recovered). */
   replayed: number;
-  /** Why it was not recovered (the relay's words, e.g. "epoch changed …", "too far behind …"). */
+  /** Why it was not recovered (the relay's words: "epoch changed …" after a relay restart, "too far
+   *  behind …"). */
   reason: string | null;
-  /** The session's channel came back with a new epoch: the relay restarted. */
-  relayRestarted: boolean;
 }
 
 /** The last reconnect that resumed anything, summed over its sessions. */
 export interface ReconnectSummary {
-  /** 1 for the first such reconnect, then 2, ... (a new value means a new reconnect). */
-  number: number;
   /** The relay restarted (a channel's epoch changed): every session was resynced. */
   relayRestarted: boolean;
   recovering: number;

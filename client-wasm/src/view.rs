@@ -264,17 +264,11 @@ impl View {
                 "reason",
                 &r.reason.as_deref().map_or(JsValue::NULL, JsValue::from_str),
             );
-            set(
-                &entry,
-                "relayRestarted",
-                &JsValue::from_bool(r.relay_restarted),
-            );
             set(&obj, id, &entry);
         }
         let last = match store.last_reconnect() {
             Some(sum) => {
                 let last = Object::new();
-                set(&last, "number", &JsValue::from(sum.number as f64));
                 set(
                     &last,
                     "relayRestarted",

@@ -104,13 +104,12 @@ function describe(state: DevtoolsState): string[] {
   for (const [id, recovery] of Object.entries(state.recovery)) {
     const r: SessionRecovery | undefined = recovery;
     const outcome: RecoveryOutcome | undefined = r?.outcome;
-    const restarted: boolean | undefined = r?.relayRestarted;
-    lines.push(`${id} ${outcome} ${r?.replayed} ${r?.reason ?? ""} ${restarted}`);
+    lines.push(`${id} ${outcome} ${r?.replayed} ${r?.reason ?? ""}`);
   }
   const last: ReconnectSummary | null = state.lastReconnect;
   if (last) {
     const restarted: boolean = last.relayRestarted;
-    lines.push(`${last.number} ${restarted} ${last.recovering} ${last.recovered} ${last.resynced} ${last.replayed}`);
+    lines.push(`${restarted} ${last.recovering} ${last.recovered} ${last.resynced} ${last.replayed}`);
   }
   for (const [name, position] of Object.entries(state.positions)) {
     lines.push(`${name} ${position?.offset} ${position?.epoch}`);
