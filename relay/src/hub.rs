@@ -433,14 +433,19 @@ impl Hub {
 
     /// Queues a message for one peer (a reply). Overflow closes that peer as a slow consumer.
     pub fn send(&self, peer: &Peer, kind: &str, frame: &Utf8Bytes) {
-        if self.push(peer, Item::plain(frame.clone())) == Delivery::Queued {
+        if self.push(peer, Item::plain(frame.clone())).accepted() {
             self.metrics.outbound(kind, 1, frame.len());
         }
     }
 
-    /// Hands an item to a peer's queue; on overflow, closes that peer as a slow consumer (4002).
+    /// Hands an item to a peer (written at once if its socket is free, else queued); on overflow, closes that
+    /// peer as a slow consumer (4002).
     fn push(&self, peer: &Peer, item: Item) -> Delivery {
+        let at = item.at;
         let outcome = peer.deliver(item);
+        if let (Delivery::Written, Some(at)) = (outcome, at) {
+            self.metrics.fanout_latency.record(at.elapsed());
+        }
         if outcome == Delivery::Overflow {
             Metrics::bump(&self.metrics.dropped);
             if peer.request_close(CloseCode::SlowConsumer) {
@@ -460,7 +465,7 @@ impl Hub {
         let mut delivered = 0;
         for sub in &idx.wild[1] {
             if sub.format == Format::Legacy
-                && self.push(&sub.peer, Item::plain(frame.clone())) == Delivery::Queued
+                && self.push(&sub.peer, Item::plain(frame.clone())).accepted()
             {
                 delivered += 1;
             }
@@ -787,7 +792,7 @@ impl Hub {
         };
         let len = frame.len();
         match peer.offer(Item::plain(frame)) {
-            Delivery::Queued => {
+            Delivery::Queued | Delivery::Written => {
                 shared.snapshot_requested.store(now, Ordering::Relaxed);
                 self.metrics.outbound("request_snapshot", 1, len);
                 Ok(SnapshotRequested::Sent)
@@ -971,7 +976,7 @@ impl Hub {
                     conflate: None,
                     at: None,
                 };
-                if self.push(peer, item) == Delivery::Queued {
+                if self.push(peer, item).accepted() {
                     self.metrics.outbound("publication", 1, p.frame.len());
                 }
             }
@@ -1088,7 +1093,7 @@ impl engine::Delivery for Hub {
                 conflate,
                 at: Some(p.at),
             };
-            if self.push(&sub.peer, item) == Delivery::Queued {
+            if self.push(&sub.peer, item).accepted() {
                 match sub.format {
                     Format::V2 => v2 += 1,
                     Format::Legacy => legacy += 1,

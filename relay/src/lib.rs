@@ -21,6 +21,7 @@ mod prometheus;
 mod publish;
 mod read_ahead;
 mod routes;
+mod socket;
 mod telemetry;
 pub mod token_file;
 mod transport;

@@ -1,8 +1,15 @@
-//! A connection's outbound queue: bounded in frames and bytes, allocation-free while empty, plus the close
-//! request through which the hub ends a connection (replaced session, slow consumer).
+//! A connection's outbound side: its bounded queue (frames and bytes, allocation-free while empty), the write
+//! half of its socket, and the close request through which the hub ends a connection (replaced session, slow
+//! consumer).
 //!
-//! Producers (the hub's fan-out, the connection's own replies) never wait: `Peer::deliver` either queues the
-//! message or reports overflow. The connection's task is the single consumer (`Outbox`).
+//! Producers (the hub's fan-out, the connection's own replies) never wait. When the queue is empty and the
+//! socket takes the frame at once, the producer writes it itself (`Delivery::Written`: one non-blocking
+//! `writev`, no task woken — what makes a fan-out to many dashboards cheap); otherwise the frame is queued and
+//! the connection's task (`Outbox`) writes the backlog when the socket is writable, several frames per `writev`,
+//! or, for v2 connections that asked for it, as one batched frame. Every byte to the socket goes out under
+//! this one lock — data frames, and tungstenite's control frames (`write_control`) — so frames never interleave
+//! and the order of deliveries is the order on the wire. A frame the socket took only part of keeps its rest
+//! in `pending`, which goes first.
 //!
 //! Queue policy, per kind of message (one ordered queue, so the order between kinds always holds):
 //! - events and replies: kept in order; if the queue is full the connection is a slow consumer (closed 4002 by
@@ -12,19 +19,26 @@
 //!   dashboard never holds a backlog of stale multi-megabyte snapshots.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use devrelay_protocol::CloseCode;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::metrics::Histogram;
 
 /// Identifies one WebSocket connection for the relay's lifetime.
 pub type ConnId = u64;
 
 /// A drained queue keeps at most this many slots of capacity, so a past burst does not pin memory.
 const KEEP_CAPACITY: usize = 64;
+/// Frames per `writev` when a backlog is written frame by frame.
+const WRITE_BATCH: usize = 64;
 
 /// One queued message.
 #[derive(Debug, Clone)]
@@ -56,6 +70,8 @@ struct Mailbox {
     close_ready: Notify,
     max_frames: usize,
     max_bytes: usize,
+    /// The socket, once the connection has one (its write half belongs to this mailbox).
+    tcp: OnceLock<Arc<TcpStream>>,
 }
 
 #[derive(Debug)]
@@ -74,6 +90,93 @@ struct State {
     snapshots: Option<Box<HashMap<u64, u64>>>,
     /// Snapshots replaced since the last `take_conflated`.
     conflated: u64,
+    /// Bytes the socket has not taken yet of frames already started (whole frames after the first); they go
+    /// before anything else. Counted in `bytes`.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    /// Producers may write to the socket themselves (not for connections that batch: their frames wait for
+    /// the writer, which joins them).
+    inline: bool,
+    /// Batching connections: most messages and bytes per frame.
+    batch: Option<(usize, usize)>,
+    /// A write failed: the connection is over.
+    broken: Option<io::ErrorKind>,
+}
+
+impl State {
+    fn has_pending(&self) -> bool {
+        self.pending_pos < self.pending.len()
+    }
+
+    /// Keeps the part of `slices` past the first `written` bytes in `pending`.
+    fn keep_unwritten(&mut self, slices: &[IoSlice<'_>], mut written: usize) {
+        for slice in slices {
+            if written >= slice.len() {
+                written -= slice.len();
+                continue;
+            }
+            self.pending.extend_from_slice(&slice[written..]);
+            self.bytes += slice.len() - written;
+            written = 0;
+        }
+    }
+
+    /// Writes `pending` as far as the socket takes it. `Ok(true)`: all of it.
+    fn write_pending(&mut self, tcp: &TcpStream) -> io::Result<bool> {
+        while self.has_pending() {
+            match tcp.try_write(&self.pending[self.pending_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.pending_pos += n;
+                    self.bytes -= n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending.clear();
+        self.pending_pos = 0;
+        if self.pending.capacity() > 64 << 10 {
+            self.pending = Vec::new();
+        }
+        Ok(true)
+    }
+}
+
+/// A WebSocket frame header for an unmasked text frame (server to client) of `len` bytes.
+fn text_header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x81;
+    if len < 126 {
+        h[1] = len as u8;
+        (h, 2)
+    } else if len <= u16::MAX as usize {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
+    }
+}
+
+/// `try_write_vectored`, with `WouldBlock` as 0 bytes written.
+fn write_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    match tcp.try_write_vectored(slices) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a flush of the backlog achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued is on the socket.
+    Done,
+    /// The socket is full: wait until it is writable and flush again.
+    Blocked,
 }
 
 impl Mailbox {
@@ -99,11 +202,20 @@ pub struct Outbox {
 /// Outcome of handing a message to a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
+    /// Written to the socket by the caller (the socket took it, or at least its start).
+    Written,
     Queued,
     /// The queue is full (frames or bytes). The message was not queued.
     Overflow,
     /// The connection is gone (or closing as a slow consumer).
     Gone,
+}
+
+impl Delivery {
+    /// Whether the message is on its way (written or queued).
+    pub fn accepted(self) -> bool {
+        matches!(self, Delivery::Written | Delivery::Queued)
+    }
 }
 
 /// A new connection's queue, holding at most `max_frames` messages and `max_bytes` bytes (a single message
@@ -119,12 +231,18 @@ pub fn outbox(id: ConnId, max_frames: usize, max_bytes: usize) -> (Peer, Outbox)
             open: true,
             snapshots: None,
             conflated: 0,
+            pending: Vec::new(),
+            pending_pos: 0,
+            inline: true,
+            batch: None,
+            broken: None,
         }),
         ready: Notify::new(),
         close_code: AtomicU16::new(0),
         close_ready: Notify::new(),
         max_frames: max_frames.max(1),
         max_bytes,
+        tcp: OnceLock::new(),
     });
     (
         Peer {
@@ -167,11 +285,39 @@ impl Peer {
             s.bytes -= old_len;
             s.conflated += 1;
         }
-        if s.live >= m.max_frames || (s.bytes + len > m.max_bytes && s.live > 0) {
+        let backlog = s.live > 0 || s.has_pending();
+        if s.live >= m.max_frames || (s.bytes + len > m.max_bytes && backlog) {
             if overflow_closes {
                 s.open = false;
             }
             return Delivery::Overflow;
+        }
+        // The fast path: nothing ahead of it, so the frame can go to the socket now, from this thread.
+        if !backlog && s.inline && s.broken.is_none() {
+            if let Some(tcp) = m.tcp.get() {
+                let (header, n) = text_header(len);
+                let slices = [
+                    IoSlice::new(&header[..n]),
+                    IoSlice::new(item.frame.as_bytes()),
+                ];
+                match write_vectored(tcp, &slices) {
+                    Ok(0) => {}
+                    Ok(written) => {
+                        if written < n + len {
+                            s.keep_unwritten(&slices, written);
+                            drop(s);
+                            m.ready.notify_one();
+                        }
+                        return Delivery::Written;
+                    }
+                    Err(e) => {
+                        s.broken = Some(e.kind());
+                        drop(s);
+                        m.ready.notify_one();
+                        return Delivery::Gone;
+                    }
+                }
+            }
         }
         if let Some(key) = item.conflate {
             let seq = s.head + s.items.len() as u64;
@@ -191,6 +337,79 @@ impl Peer {
     pub fn depth(&self) -> (usize, usize) {
         let s = self.mailbox.lock();
         (s.live, s.bytes)
+    }
+
+    /// Gives the connection's socket to this mailbox: from now on producers may write to it.
+    pub fn attach(&self, tcp: Arc<TcpStream>) {
+        let _ = self.mailbox.tcp.set(tcp);
+    }
+
+    /// Batching (`Some((max_messages, max_bytes))`: the writer joins queued messages into one JSON-array frame, and
+    /// producers leave them to it) or not.
+    pub fn set_batch(&self, batch: Option<(usize, usize)>) {
+        let mut s = self.mailbox.lock();
+        s.batch = batch;
+        s.inline = batch.is_none();
+    }
+
+    /// tungstenite's bytes (whole control frames): written now if nothing is ahead of them, else after what is
+    /// (they are small; copied).
+    pub fn write_control(&self, buf: &[u8]) -> io::Result<()> {
+        let m = &*self.mailbox;
+        let Some(tcp) = m.tcp.get() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let mut s = m.lock();
+        if let Some(kind) = s.broken {
+            return Err(kind.into());
+        }
+        let written = if s.has_pending() {
+            0
+        } else {
+            match write_vectored(tcp, &[IoSlice::new(buf)]) {
+                Ok(n) => n,
+                Err(e) => {
+                    s.broken = Some(e.kind());
+                    return Err(e);
+                }
+            }
+        };
+        if written < buf.len() {
+            s.keep_unwritten(&[IoSlice::new(buf)], written);
+            drop(s);
+            m.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether everything started is on the socket (for tungstenite's flush): pending bytes written, or the
+    /// socket's write readiness registered with `cx`.
+    pub fn poll_flush_control(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let m = &*self.mailbox;
+        let Some(tcp) = m.tcp.get() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            {
+                let mut s = m.lock();
+                if let Some(kind) = s.broken {
+                    return Poll::Ready(Err(kind.into()));
+                }
+                match s.write_pending(tcp) {
+                    Ok(true) => return Poll::Ready(Ok(())),
+                    Ok(false) => {}
+                    Err(e) => {
+                        s.broken = Some(e.kind());
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+            match tcp.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
     /// Waits until a close is requested; returns its code.
@@ -256,37 +475,111 @@ impl State {
 }
 
 impl Outbox {
-    /// The next queued message, if any.
+    /// The next queued message, if any (tests read queues without a socket).
+    #[cfg(test)]
     pub fn try_recv(&mut self) -> Option<Item> {
         self.mailbox.lock().pop()
     }
 
-    /// Moves queued messages into `out` until it holds `max_items` or `max_bytes` would be exceeded (an
-    /// empty `out` always takes one). Returns the bytes `out` then holds.
-    pub fn drain_into(&mut self, out: &mut Vec<Item>, max_items: usize, max_bytes: usize) -> usize {
-        let mut bytes: usize = out.iter().map(|i| i.frame.len()).sum();
-        let mut s = self.mailbox.lock();
-        while out.len() < max_items {
-            let Some(next) = s.peek_len() else { break };
-            if !out.is_empty() && bytes + next > max_bytes {
-                break;
+    /// Waits until there is something to write: queued messages, the rest of a started frame, or a failed
+    /// write to report.
+    pub async fn work(&mut self) {
+        loop {
+            {
+                let s = self.mailbox.lock();
+                if s.live > 0 || s.has_pending() || s.broken.is_some() {
+                    return;
+                }
             }
-            let Some(item) = s.pop() else { break };
-            bytes += item.frame.len();
-            out.push(item);
+            // `notify_one` stores a permit when nobody waits: work queued after the check is not missed.
+            self.mailbox.ready.notified().await;
         }
-        bytes
     }
 
-    /// Waits for the next message.
-    pub async fn recv(&mut self) -> Item {
+    /// The connection's socket (once attached).
+    pub fn socket(&self) -> Option<Arc<TcpStream>> {
+        self.mailbox.tcp.get().cloned()
+    }
+
+    /// Writes what is waiting, as far as the socket takes it: the rest of a started frame, then the queue —
+    /// up to `WRITE_BATCH` frames per `writev`, or, batching, everything that fits one frame as a JSON array.
+    /// Records each publication's stamp-to-write latency in `latency`.
+    pub fn flush(&mut self, latency: &Histogram) -> io::Result<Flushed> {
+        let m = &*self.mailbox;
+        let Some(tcp) = m.tcp.get() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let mut s = m.lock();
+        if let Some(kind) = s.broken {
+            return Err(kind.into());
+        }
+        let mut items: Vec<Item> = Vec::new();
         loop {
-            if let Some(item) = self.try_recv() {
-                return item;
+            match s.write_pending(tcp) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Flushed::Blocked),
+                Err(e) => {
+                    s.broken = Some(e.kind());
+                    return Err(e);
+                }
             }
-            // `notify_one` stores a permit when nobody waits, so a message queued between the check above and
-            // this await is not missed.
-            self.mailbox.ready.notified().await;
+            if s.live == 0 {
+                return Ok(Flushed::Done);
+            }
+            items.clear();
+            let (max_items, max_bytes) = s.batch.unwrap_or((WRITE_BATCH, usize::MAX));
+            let mut payload = 0;
+            while items.len() < max_items {
+                let Some(next) = s.peek_len() else { break };
+                if !items.is_empty() && payload + next > max_bytes {
+                    break;
+                }
+                let Some(item) = s.pop() else { break };
+                payload += item.frame.len();
+                items.push(item);
+            }
+            // `pop` took the payload out of `bytes`; what the socket does not take goes back in as pending.
+            let mut headers: Vec<([u8; 10], usize)> = Vec::with_capacity(items.len());
+            let batched = s.batch.is_some() && items.len() > 1;
+            if batched {
+                let len = payload + items.len() + 1;
+                headers.push(text_header(len));
+            } else {
+                headers.extend(items.iter().map(|i| text_header(i.frame.len())));
+            }
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(items.len() * 2 + 2);
+            if batched {
+                let (h, n) = &headers[0];
+                slices.push(IoSlice::new(&h[..*n]));
+                for (i, item) in items.iter().enumerate() {
+                    slices.push(IoSlice::new(if i == 0 { b"[" } else { b"," }));
+                    slices.push(IoSlice::new(item.frame.as_bytes()));
+                }
+                slices.push(IoSlice::new(b"]"));
+            } else {
+                for ((h, n), item) in headers.iter().zip(&items) {
+                    slices.push(IoSlice::new(&h[..*n]));
+                    slices.push(IoSlice::new(item.frame.as_bytes()));
+                }
+            }
+            let total: usize = slices.iter().map(|s| s.len()).sum();
+            let written = match write_vectored(tcp, &slices) {
+                Ok(n) => n,
+                Err(e) => {
+                    s.broken = Some(e.kind());
+                    return Err(e);
+                }
+            };
+            let now = Instant::now();
+            for item in &items {
+                if let Some(at) = item.at {
+                    latency.record(now.saturating_duration_since(at));
+                }
+            }
+            if written < total {
+                s.keep_unwritten(&slices, written);
+                return Ok(Flushed::Blocked);
+            }
         }
     }
 
@@ -304,6 +597,8 @@ impl Drop for Outbox {
         s.snapshots = None;
         s.live = 0;
         s.bytes = 0;
+        s.pending = Vec::new();
+        s.pending_pos = 0;
     }
 }
 
@@ -395,29 +690,6 @@ mod tests {
     }
 
     #[test]
-    fn drain_respects_both_caps() {
-        let (peer, mut out) = outbox(1, 100, 10_000);
-        for _ in 0..10 {
-            peer.deliver(frame(10));
-        }
-        let mut batch = Vec::new();
-        assert_eq!(out.drain_into(&mut batch, 4, 1000), 40);
-        assert_eq!(batch.len(), 4);
-        batch.clear();
-        assert_eq!(out.drain_into(&mut batch, 100, 25), 20);
-        batch.clear();
-        peer.deliver(frame(500));
-        out.drain_into(&mut batch, 100, 45);
-        assert_eq!(batch.len(), 4, "the rest, then not the big one");
-        batch.clear();
-        assert_eq!(
-            out.drain_into(&mut batch, 100, 25),
-            500,
-            "one oversized item alone"
-        );
-    }
-
-    #[test]
     fn first_close_request_wins() {
         let (peer, out) = outbox(1, 1, 1);
         assert!(peer.request_close(CloseCode::SlowConsumer));
@@ -428,11 +700,163 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn recv_wakes_on_delivery() {
+    async fn work_wakes_on_delivery() {
         let (peer, mut out) = outbox(1, 8, 1024);
-        let waiter = tokio::spawn(async move { out.recv().await });
+        let waiter = tokio::spawn(async move {
+            out.work().await;
+            out.try_recv()
+        });
         tokio::task::yield_now().await;
         assert_eq!(peer.deliver(frame(3)), Delivery::Queued);
-        assert_eq!(waiter.await.unwrap().frame.len(), 3);
+        assert_eq!(waiter.await.unwrap().map(|i| i.frame.len()), Some(3));
+    }
+
+    /// A connected pair: the relay's side (attached to an outbox) and the peer's.
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        // A small receive buffer on the peer: the relay's side fills after a few hundred KiB.
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let (a, b) = tokio::join!(l.accept(), client.connect(addr));
+        (a.unwrap().0, b.unwrap())
+    }
+
+    /// Reads WebSocket text frames (unmasked, as a server sends) until `n` payloads are in.
+    async fn read_frames(peer: &mut TcpStream, n: usize) -> Vec<String> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while out.len() < n {
+            let mut chunk = [0u8; 65536];
+            let got = peer.read(&mut chunk).await.unwrap();
+            assert!(got > 0, "closed early");
+            buf.extend_from_slice(&chunk[..got]);
+            loop {
+                if buf.len() < 2 {
+                    break;
+                }
+                assert_eq!(buf[0], 0x81, "a text frame, FIN set");
+                let (len, start) = match buf[1] {
+                    126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                    127 if buf.len() >= 10 => (
+                        u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => break,
+                    l => (l as usize, 2),
+                };
+                if buf.len() < start + len {
+                    break;
+                }
+                out.push(String::from_utf8(buf[start..start + len].to_vec()).unwrap());
+                buf.drain(..start + len);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_idle_socket_is_written_by_the_producer_itself() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 8, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        let big = "y".repeat(70_000);
+        for text in ["a", &"x".repeat(300), &big] {
+            let item = Item::plain(Utf8Bytes::from(text.to_string()));
+            assert_eq!(peer.deliver(item), Delivery::Written);
+        }
+        assert!(out.try_recv().is_none(), "nothing was queued");
+        let got = read_frames(&mut peer_side, 3).await;
+        assert_eq!(got, ["a".to_string(), "x".repeat(300), big]);
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_queues_and_the_writer_keeps_every_frame_whole_and_in_order() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 100_000, 1 << 30);
+        peer.attach(Arc::new(relay_side));
+        // The peer does not read yet: the socket fills, the rest queues (some frame stays half-written).
+        let frames: Vec<String> = (0..4000)
+            .map(|i| format!("{i:06}{}", "z".repeat(1000)))
+            .collect();
+        let mut queued = 0;
+        for f in &frames {
+            if peer.deliver(Item::plain(Utf8Bytes::from(f.clone()))) == Delivery::Queued {
+                queued += 1;
+            }
+        }
+        assert!(queued > 0, "the socket never filled");
+        // A control frame in the middle takes its place at a frame boundary.
+        peer.write_control(&[0x89, 0]).unwrap();
+        let latency = Histogram::default();
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut all = Vec::new();
+            let mut chunk = vec![0u8; 1 << 16];
+            loop {
+                let n = peer_side.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    return all;
+                }
+                all.extend_from_slice(&chunk[..n]);
+            }
+        });
+        let tcp = out.socket().unwrap();
+        while out.flush(&latency).unwrap() == Flushed::Blocked {
+            tcp.writable().await.unwrap();
+        }
+        drop(out);
+        drop(peer);
+        drop(tcp);
+        let bytes = reader.await.unwrap();
+        // Parse: text frames in order, one ping somewhere between them.
+        let (mut texts, mut pings, mut i) = (Vec::new(), 0, 0);
+        while i < bytes.len() {
+            let op = bytes[i];
+            let (len, start) = match bytes[i + 1] {
+                126 => (u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(bytes[i + 2..i + 10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                l => (l as usize, 2),
+            };
+            match op {
+                0x81 => texts
+                    .push(String::from_utf8(bytes[i + start..i + start + len].to_vec()).unwrap()),
+                0x89 => pings += 1,
+                other => panic!("frame opcode {other:#x}: frames were interleaved"),
+            }
+            i += start + len;
+        }
+        assert_eq!(pings, 1);
+        assert_eq!(texts, frames);
+    }
+
+    #[tokio::test]
+    async fn a_batching_connection_gets_its_backlog_as_json_arrays() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 100, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        peer.set_batch(Some((3, 1 << 20)));
+        for i in 0..7 {
+            let item = Item::plain(Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)));
+            assert_eq!(
+                peer.deliver(item),
+                Delivery::Queued,
+                "batching frames wait for the writer"
+            );
+        }
+        assert_eq!(out.flush(&Histogram::default()).unwrap(), Flushed::Done);
+        let got = read_frames(&mut peer_side, 3).await;
+        assert_eq!(
+            got,
+            [
+                r#"[{"n":0},{"n":1},{"n":2}]"#,
+                r#"[{"n":3},{"n":4},{"n":5}]"#,
+                r#"{"n":6}"#
+            ]
+        );
     }
 }

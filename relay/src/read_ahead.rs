@@ -48,10 +48,6 @@ impl<S> ReadAhead<S> {
         })
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     pub fn guard(&self) -> &FrameGuard {
         &self.guard
     }

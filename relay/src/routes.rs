@@ -13,8 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,7 +26,6 @@ use crate::hub::{ConnectionRefused, Hub};
 use crate::metrics::{Metrics, Rejection};
 use crate::prometheus;
 use crate::publish::{self, Refusal};
-use crate::read_ahead::ReadAhead;
 use crate::transport::Transport;
 use devrelay_protocol::channel::Publisher;
 use devrelay_protocol::v2::V2ErrorCode;
@@ -248,11 +246,15 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
                     foreign_origin,
                 };
                 let admitted = Principal::admit(&hub.config.auth, token.as_deref(), source);
-                let Ok(io) = ReadAhead::with_prefix(transport, &prefix, guard) else {
+                // The socket itself: the connection writes to it directly (`outbox.rs`, `socket.rs`).
+                let Transport::Tcp(tcp) = transport else {
+                    tracing::warn!("upgraded connection is not a TCP socket; dropped");
                     return;
                 };
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                crate::connection::serve(ws, hub, shutdown, params, admitted, slot).await;
+                crate::connection::serve(
+                    tcp, prefix, guard, ws_config, hub, shutdown, params, admitted, slot,
+                )
+                .await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

@@ -16,37 +16,33 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use devrelay_protocol::auth;
 use devrelay_protocol::decode::message_type;
 use devrelay_protocol::v2::{ClientMessage, PresenceKind};
 use devrelay_protocol::Millis;
 use devrelay_protocol::{CloseCode, DashboardMessage, ErrorCode, SdkMessage, Tagged};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Denied, DeniedKind, Principal};
-use crate::frame_guard::Oversize;
+use crate::frame_guard::{FrameGuard, Oversize};
 use crate::hub::{ConnectionSlot, DashboardMark, Hub, Membership, Subscription};
 use crate::limiter::{Admit, InboundLimit};
 use crate::metrics::Metrics;
-use crate::outbox::{outbox, Item, Outbox, Peer};
-use crate::read_ahead::ReadAhead;
-use crate::transport::Transport;
+use crate::outbox::{outbox, Flushed, Outbox, Peer};
+use crate::socket::Duplex;
 
-/// The socket a connection task serves.
-pub type Socket = WebSocketStream<ReadAhead<Transport>>;
-
-/// Frames written per flush when the queue has a backlog (seed-000 and unbatched v2 connections).
-const WRITE_BATCH: usize = 64;
-/// The write buffer keeps at most this many item slots between writes.
-const KEEP_WRITE_SLOTS: usize = 64;
+/// The socket a connection task serves: tungstenite reads (and writes its control frames through the outbox);
+/// data frames are written by the outbox (`outbox.rs`, `socket.rs`).
+pub type Socket = WebSocketStream<Duplex>;
 
 /// What a connection said about itself in its upgrade request (seed 002's `?agent_id=&session_id=`, and
 /// `?token=` for clients that can only set a URL).
@@ -157,14 +153,17 @@ struct Connection {
     closing: Option<End>,
     /// v2 connections that asked for it: several messages per frame, as a JSON array.
     batch: bool,
-    /// Items taken from the queue for one write; reused (and kept small) between writes.
-    write_buf: Vec<Item>,
 }
 
-/// Serves one upgraded WebSocket until it closes. `admitted` is the principal its upgrade request made it, or
-/// why it was refused (a wrong token): then it is closed at once, with the reason.
+/// Serves one upgraded WebSocket — its socket, and the bytes hyper read past the upgrade request — until it
+/// closes. `admitted` is the principal its upgrade request made it, or why it was refused (a wrong token): then
+/// it is closed at once, with the reason.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
-    mut ws: Socket,
+    tcp: TcpStream,
+    leftover: Bytes,
+    guard: FrameGuard,
+    ws_config: WebSocketConfig,
     hub: Arc<Hub>,
     shutdown: CancellationToken,
     params: ConnectParams,
@@ -172,6 +171,13 @@ pub async fn serve(
     // Held until the connection is gone: it is what `connections` and `max_connections` count.
     _slot: ConnectionSlot,
 ) {
+    let id = hub.next_conn_id();
+    let (peer, mut outbox) = outbox(id, hub.config.queue_messages, hub.config.queue_bytes);
+    let Ok(io) = Duplex::new(tcp, leftover, guard, &peer) else {
+        // The bytes behind the upgrade request already broke the frame rules: nothing to answer on.
+        return;
+    };
+    let mut ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(ws_config)).await;
     let principal = match admitted {
         Ok(p) => p,
         Err(d) => {
@@ -185,9 +191,7 @@ pub async fn serve(
             return;
         }
     };
-    let id = hub.next_conn_id();
     Metrics::bump(&hub.metrics.connections_total);
-    let (peer, mut outbox) = outbox(id, hub.config.queue_messages, hub.config.queue_bytes);
     // Dropped after the queue's last use below: the queue-depth gauges see this queue while it exists.
     let queue_mark = hub.track_queue(&peer);
     let c = &hub.config;
@@ -207,7 +211,6 @@ pub async fn serve(
         role: Role::Unidentified,
         closing: None,
         batch: false,
-        write_buf: Vec::new(),
     };
     if params.is_v2() {
         conn.start_v2(Some(params));
@@ -230,14 +233,18 @@ pub async fn serve(
     };
     if let End::Abort(code) = end {
         tracing::debug!(conn = id, ?code, "closing abortively (RST)");
-        ws.get_ref().get_ref().abort_on_close();
+        if let Some(tcp) = outbox.socket() {
+            if let Err(e) = tcp.set_zero_linger() {
+                tracing::debug!(error = %e, "SO_LINGER 0 not set");
+            }
+        }
     }
     if let End::Close(code, reason) = end {
         if tells_why(code) {
             // The `error` that explains a refusal goes out before the close (a close reason is 123 bytes).
             let _ = Box::pin(tokio::time::timeout(
                 hub.config.shutdown_grace,
-                flush_queued(&mut ws, &mut outbox),
+                flush_queued(&mut outbox, &hub.metrics),
             ))
             .await;
         }
@@ -296,9 +303,7 @@ impl Connection {
             tokio::select! {
                 _ = shutdown.cancelled() => return Err(close_with(CloseCode::GoingAway)),
                 code = close.close_requested() => return Err(close_with(code)),
-                item = outbox.recv() => {
-                    interruptible(self.write(ws, item, outbox), &close, shutdown, &mut beat, metrics).await?;
-                }
+                _ = outbox.work() => self.flush(outbox, &close, shutdown, &mut beat).await?,
                 msg = ws.next() => {
                     beat.heard();
                     match msg {
@@ -547,85 +552,38 @@ impl Connection {
         }
     }
 
-    /// Writes one queued item plus whatever else is already queued (up to a batch), then flushes once. A v2
-    /// connection that asked for batching gets everything in one frame (a JSON array).
-    async fn write<S>(
+    /// Writes the backlog (`Outbox::flush`), waiting for the socket between writes while it is full; the
+    /// heartbeat, close requests and shutdown keep running meanwhile.
+    async fn flush(
         &mut self,
-        ws: &mut WebSocketStream<S>,
-        first: Item,
         outbox: &mut Outbox,
-    ) -> Result<(), WsError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let mut items = std::mem::take(&mut self.write_buf);
-        items.push(first);
-        let config = &self.hub.config;
-        let result = if self.batch {
-            let bytes = outbox.drain_into(
-                &mut items,
-                config.batch_max_messages,
-                config.batch_max_bytes,
-            );
-            let frame = if items.len() == 1 {
-                items[0].frame.clone()
-            } else {
-                let mut out = String::with_capacity(bytes + items.len() + 1);
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
+        close: &Peer,
+        shutdown: &CancellationToken,
+        beat: &mut Heartbeat,
+    ) -> Result<(), End> {
+        let hub = self.hub.clone();
+        let metrics = &hub.metrics;
+        let result = loop {
+            match outbox.flush(&metrics.fanout_latency) {
+                Ok(Flushed::Done) => break Ok(()),
+                Ok(Flushed::Blocked) => {
+                    let Some(tcp) = outbox.socket() else {
+                        break Err(End::Gone);
+                    };
+                    let writable = async move { tcp.writable().await.map_err(WsError::Io) };
+                    if let Err(end) = interruptible(writable, close, shutdown, beat, metrics).await
+                    {
+                        break Err(end);
                     }
-                    out.push_str(item.frame.as_str());
                 }
-                out.push(']');
-                Utf8Bytes::from(out)
-            };
-            match ws.feed(Message::Text(frame)).await {
-                Ok(()) => ws.flush().await,
-                Err(e) => Err(e),
-            }
-        } else {
-            outbox.drain_into(&mut items, WRITE_BATCH, usize::MAX);
-            let mut fed = Ok(());
-            for item in &items {
-                fed = ws.feed(Message::Text(item.frame.clone())).await;
-                if fed.is_err() {
-                    break;
-                }
-            }
-            match fed {
-                Ok(()) => ws.flush().await,
-                Err(e) => Err(e),
+                Err(_) => break Err(End::Gone),
             }
         };
-        if result.is_ok() {
-            self.record_latency(&items);
-        }
         let conflated = outbox.take_conflated();
         if conflated > 0 {
-            self.hub
-                .metrics
-                .conflated
-                .fetch_add(conflated, Ordering::Relaxed);
-        }
-        items.clear();
-        if items.capacity() <= KEEP_WRITE_SLOTS {
-            self.write_buf = items;
+            metrics.conflated.fetch_add(conflated, Ordering::Relaxed);
         }
         result
-    }
-
-    fn record_latency(&self, items: &[Item]) {
-        let now = std::time::Instant::now();
-        for item in items {
-            if let Some(at) = item.at {
-                self.hub
-                    .metrics
-                    .fanout_latency
-                    .record(now.saturating_duration_since(at));
-            }
-        }
     }
 
     /// Publishes a pending coalesced text delta (v2 sessions).
@@ -759,12 +717,15 @@ async fn close_handshake(ws: &mut Socket, frame: CloseFrame, grace: std::time::D
     .await;
 }
 
-/// Writes what is queued (a refusal's `error`), without waiting for more.
-async fn flush_queued(ws: &mut Socket, outbox: &mut Outbox) -> Result<(), WsError> {
-    while let Some(item) = outbox.try_recv() {
-        ws.feed(Message::Text(item.frame)).await?;
+/// Writes what is queued (a refusal's `error`), waiting for the socket as needed but not for more messages.
+async fn flush_queued(outbox: &mut Outbox, metrics: &Metrics) -> std::io::Result<()> {
+    while outbox.flush(&metrics.fanout_latency)? == Flushed::Blocked {
+        match outbox.socket() {
+            Some(tcp) => tcp.writable().await?,
+            None => break,
+        }
     }
-    ws.flush().await
+    Ok(())
 }
 
 /// A size as people read it: `3.2 MiB`, `512 KiB`, `900 B`.

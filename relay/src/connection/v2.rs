@@ -285,8 +285,11 @@ impl Connection {
         if let Some(r) = refused {
             return self.refuse_id(r, true, id);
         }
-        if hello.batch {
+        if hello.batch && !self.batch {
             self.batch = true;
+            let c = &self.hub.config;
+            self.peer
+                .set_batch(Some((c.batch_max_messages, c.batch_max_bytes)));
         }
         self.send_connected();
     }
