@@ -13,7 +13,6 @@ use devrelay_protocol::v2::{
     V2Error, V2ErrorCode, PROTOCOL_V2,
 };
 use devrelay_protocol::{ClientInfo, DashboardMessage, Millis, SdkMessage, Tagged};
-use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{ConnectParams, Connection, Role};
@@ -105,6 +104,10 @@ impl Connection {
     }
 
     pub(super) fn on_v2_text(&mut self, text: &str) {
+        if let Some(msg) = ClientMessageRef::decode_fast(text) {
+            self.hub.metrics.inbound("publish", text.len());
+            return self.on_v2_message(msg);
+        }
         let kind = match message_type(text) {
             Ok(kind) => kind,
             Err(e) => {
@@ -131,6 +134,10 @@ impl Connection {
             }
         };
         self.hub.metrics.inbound(&kind, text.len());
+        self.on_v2_message(msg);
+    }
+
+    fn on_v2_message(&mut self, msg: ClientMessageRef<'_>) {
         match msg {
             ClientMessageRef::Publish {
                 channel,
@@ -147,7 +154,7 @@ impl Connection {
                 ClientMessage::Unsubscribe(u) => self.v2_unsubscribe(u),
                 ClientMessage::Publish(p) => {
                     // Not produced by `ClientMessageRef::decode`; handled the same way anyway.
-                    let data = serde_json::value::to_raw_value(&p.data).ok();
+                    let data = serde_json::to_string(&p.data).ok();
                     self.v2_publish(&p.channel, &p.event, data.as_deref(), p.id)
                 }
                 ClientMessage::Ping(_) => self.v2_ping(),
@@ -430,10 +437,9 @@ impl Connection {
         &mut self,
         channel: &str,
         event: &str,
-        data: Option<&RawValue>,
+        data: Option<&str>,
         id: Option<RequestId>,
     ) {
-        let data = data.map(RawValue::get);
         let config = self.hub.config.clone();
         let (session, agent) = self.ids();
         let publisher = self.principal.publisher(session, agent);
