@@ -167,15 +167,22 @@ struct RegistryCheck {
 /// Checks that `text` has the fields of a `state_snapshot` (its `type` member may be present or not): the
 /// `data` of a `state_snapshot` publication on `sessions/{id}`. Returns its `sessionId`.
 pub fn check_snapshot(text: &str) -> Result<Cow<'_, str>, String> {
-    serde_json::from_str::<SnapshotCheck<'_>>(text)
-        .map(|c| c.session_id)
-        .map_err(|e| format!("invalid state_snapshot data: {e}"))
+    check_data::<Object<SnapshotCheck<'_>>>("state_snapshot", text).map(|c| c.0.session_id)
 }
 
 /// Checks that `text` has the fields of a `stream_event` (`type` optional): the `data` of a `stream_event`
 /// publication on `sessions/{id}`. Returns its `sessionId`.
 pub fn check_stream_event(text: &str) -> Result<Cow<'_, str>, String> {
-    serde_json::from_str::<StreamEventCheck<'_>>(text)
-        .map(|c| c.session_id)
-        .map_err(|e| format!("invalid stream_event data: {e}"))
+    check_data::<Object<StreamEventCheck<'_>>>("stream_event", text).map(|c| c.0.session_id)
+}
+
+/// A publication's `data` checked with `json_reader` — as strict as the frame it came in, and one pass; on
+/// failure serde_json (same struct) says what is wrong.
+fn check_data<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, String> {
+    json_reader::from_str::<T>(text).map_err(|e| {
+        let why = serde_json::from_str::<T>(text)
+            .err()
+            .map_or_else(|| e.to_string(), |e| e.to_string());
+        format!("invalid {kind} data: {why}")
+    })
 }
