@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod dashboard;
+pub mod fault;
 pub mod frame;
 pub mod latency;
 pub mod netstat;
@@ -14,4 +15,5 @@ pub mod payload;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod soak;
 pub mod stamp;

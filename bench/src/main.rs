@@ -14,7 +14,7 @@ use devrelay_bench::scenario::{self, Options};
 #[derive(Debug, Parser)]
 #[command(
     name = "devrelay-bench",
-    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n  a2 a over v2: SDKs publish, batched dashboards on sessions/*\n  g  100 sessions × 50 v2 dashboards following 2 each × 100 msg/s\n  h  reconnect storm: a's load over v2, every dashboard away 5 s, back with since\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator."
+    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n  a2 a over v2: SDKs publish, batched dashboards on sessions/*\n  g  100 sessions × 50 v2 dashboards following 2 each × 100 msg/s\n  h  reconnect storm: a's load over v2, every dashboard away 5 s, back with since\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator; `devrelay-bench soak --help` for the soak."
 )]
 struct RunArgs {
     /// Scenario name: a, a2, b, c, d, e, f, g or h.
@@ -76,13 +76,190 @@ struct ReportArgs {
     out: PathBuf,
 }
 
+/// Soak: scenario a's load plus churn for minutes, the relay's RSS and open fds sampled (issue 11).
+#[derive(Debug, Parser)]
+#[command(name = "devrelay-bench soak")]
+struct SoakArgs {
+    /// Relay WebSocket URL (loopback, numeric): ws://127.0.0.1:PORT[/PATH].
+    #[arg(long)]
+    url: String,
+    /// PID of the relay process (its RSS and open file descriptors are sampled).
+    #[arg(long)]
+    relay_pid: u32,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 600.0)]
+    duration_secs: f64,
+    /// Seconds of warm-up (sampled, not judged; beyond the relay's history age, 300 s by default).
+    #[arg(long, default_value_t = 330.0)]
+    warmup_secs: f64,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10.0)]
+    sample_every_secs: f64,
+    /// Steady SDKs / dashboards / messages per second per SDK (default: scenario a's).
+    #[arg(long, default_value_t = 10)]
+    sdks: u32,
+    #[arg(long, default_value_t = 50)]
+    dashboards: u32,
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the samples table and the verdict as Markdown here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("report") {
-        args.remove(1);
-        return write_report(ReportArgs::parse_from(args));
+    match args.get(1).map(String::as_str) {
+        Some("report") => {
+            args.remove(1);
+            return write_report(ReportArgs::parse_from(args));
+        }
+        Some("soak") => {
+            args.remove(1);
+            return soak(SoakArgs::parse_from(args));
+        }
+        Some("fault-sdk") => {
+            args.remove(1);
+            return fault_sdk(FaultSdkArgs::parse_from(args));
+        }
+        Some("fault-dashboard") => {
+            args.remove(1);
+            return fault_dashboard(FaultDashboardArgs::parse_from(args));
+        }
+        _ => {}
     }
     run(RunArgs::parse_from(args))
+}
+
+/// The SDK end of scripts/fault-test.sh: numbered stream_events at a fixed rate.
+#[derive(Debug, Parser)]
+#[command(name = "devrelay-bench fault-sdk")]
+struct FaultSdkArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value = "fault-1")]
+    session: String,
+    /// Messages per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Messages to send (seq 0 … count − 1).
+    #[arg(long)]
+    count: u64,
+    /// Seconds to stay connected after the last message.
+    #[arg(long, default_value_t = 60.0)]
+    linger_secs: f64,
+}
+
+/// The dashboard end of scripts/fault-test.sh: follows the session over v2, resuming with since.
+#[derive(Debug, Parser)]
+#[command(name = "devrelay-bench fault-dashboard")]
+struct FaultDashboardArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value = "fault-1")]
+    session: String,
+    /// Messages the SDK sends.
+    #[arg(long)]
+    expect: u64,
+    /// Seconds between v2 pings.
+    #[arg(long, default_value_t = 1.0)]
+    ping_every_secs: f64,
+    /// Seconds without any frame after which the link is taken for dead.
+    #[arg(long, default_value_t = 3.0)]
+    dead_after_secs: f64,
+    #[arg(long, default_value_t = 2.0)]
+    connect_timeout_secs: f64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    deadline_secs: f64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn fault_sdk(args: FaultSdkArgs) -> anyhow::Result<()> {
+    let target = Target::parse(&args.url)?;
+    let sent = current_thread()?.block_on(devrelay_bench::fault::sdk(
+        &target,
+        &args.session,
+        args.rate,
+        args.count,
+        Duration::from_secs_f64(args.linger_secs),
+    ))?;
+    println!("sent {sent}");
+    Ok(())
+}
+
+fn fault_dashboard(args: FaultDashboardArgs) -> anyhow::Result<()> {
+    use devrelay_bench::fault::{self, DashboardPlan};
+    let plan = DashboardPlan {
+        target: Target::parse(&args.url)?,
+        session: args.session,
+        expect: args.expect,
+        ping_every: Duration::from_secs_f64(args.ping_every_secs),
+        dead_after: Duration::from_secs_f64(args.dead_after_secs),
+        connect_timeout: Duration::from_secs_f64(args.connect_timeout_secs),
+        deadline: Duration::from_secs_f64(args.deadline_secs),
+    };
+    let r = current_thread()?.block_on(fault::dashboard(plan));
+    println!("{}", serde_json::to_string(&r)?);
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&r)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !r.zero_loss() {
+        bail!(
+            "messages lost or duplicated: {} of {} received, {} missing, {} duplicates, {} offset gaps, {} not recovered",
+            r.received, r.expected, r.missing, r.duplicates, r.offset_gaps, r.not_recovered
+        );
+    }
+    Ok(())
+}
+
+fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    use devrelay_bench::soak::{self, SoakOptions};
+    let mut o = SoakOptions::issue_11(Target::parse(&args.url)?, args.relay_pid);
+    o.duration = Duration::from_secs_f64(args.duration_secs);
+    o.warmup = Duration::from_secs_f64(args.warmup_secs);
+    o.sample_every = Duration::from_secs_f64(args.sample_every_secs);
+    o.sdks = args.sdks;
+    o.dashboards = args.dashboards;
+    o.rate = args.rate;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let r = rt.block_on(soak::run(o, |s| {
+        eprintln!(
+            "[soak] t={:>4.0}s rss={:.1} MiB fds={} connections={}",
+            s.t_secs,
+            s.rss_kib as f64 / 1024.0,
+            s.fds,
+            s.connections.map_or("?".into(), |c| c.to_string())
+        );
+    }))?;
+    println!("{}", r.verdict());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        let text = format!("{}\n**{}**\n", r.markdown_samples(), r.verdict());
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !(r.flat && r.zero_loss) {
+        bail!("soak failed: {}", r.verdict());
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The soak of issue 11: a release devrelay under scenario a's load (10 SDKs × 50 seed-000 dashboards × 100 msg/s,
+# 512 B events) for 10 minutes, plus churn (one dashboard — seed-000 and v2 in turn — and one SDK connecting
+# every second, each staying 3 s) and one dashboard that never reads (reopened whenever the relay closes it as a
+# slow consumer). The relay's RSS and open file descriptors are sampled every 10 s; the run passes when, after
+# the warm-up, both stay within 5 % and the steady dashboards received every message exactly once. The warm-up
+# (330 s) outlasts the default --history-max-age-secs (300): until then the churning sessions' history only
+# grows (by design: it is what late dashboards replay), after it each channel's history is as old as it gets.
+# Writes the result into BENCHMARKS.md's "Soak" section (between the soak markers; other sections are kept).
+#
+# Usage: scripts/soak.sh
+# Environment: SOAK_SECS=600, SOAK_WARMUP_SECS=330, SOAK_SAMPLE_SECS=10, SOAK_OUT=target/soak,
+#   SOAK_REPORT=BENCHMARKS.md (empty: do not write it). Loopback only. Not part of scripts/test.sh (too long);
+#   its mechanics are tested by `cargo test -p devrelay-bench --test soak`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${SOAK_SECS:-600}
+WARMUP=${SOAK_WARMUP_SECS:-330}
+SAMPLE=${SOAK_SAMPLE_SECS:-10}
+OUT=${SOAK_OUT:-target/soak}
+REPORT=${SOAK_REPORT-BENCHMARKS.md}
+log() { printf '[soak] %s\n' "$*" >&2; }
+
+ulimit -n 20000 2>/dev/null || true
+log "building release binaries"
+cargo build --release --quiet -p devrelay -p devrelay-bench
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+mkdir -p "$OUT"
+
+"$TARGET_DIR/release/devrelay" --host 127.0.0.1 --port 0 >"$OUT/relay.out" 2>"$OUT/relay.log" &
+RELAY_PID=$!
+trap 'kill "$RELAY_PID" 2>/dev/null || true; wait "$RELAY_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 200); do
+  grep -q '^devrelay listening on ' "$OUT/relay.out" 2>/dev/null && break
+  kill -0 "$RELAY_PID" 2>/dev/null || { log "the relay exited: $(cat "$OUT/relay.log")"; exit 1; }
+  sleep 0.05
+done
+URL=$(sed -n 's/^devrelay listening on //p' "$OUT/relay.out" | head -1)
+[ -n "$URL" ] || { log "the relay did not print its address"; exit 1; }
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+started=$(date -u +%Y-%m-%dT%H:%MZ)
+log "relay pid $RELAY_PID at $URL; ${SECS} s (warm-up ${WARMUP} s), load $load_before"
+status=0
+"$TARGET_DIR/release/devrelay-bench" soak --url "$URL" --relay-pid "$RELAY_PID" \
+  --duration-secs "$SECS" --warmup-secs "$WARMUP" --sample-every-secs "$SAMPLE" \
+  --json "$OUT/soak.json" --markdown "$OUT/soak.md" || status=$?
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average before: $load_before, after: $load_after"
+
+if [ -n "$REPORT" ] && [ -f "$OUT/soak.md" ]; then
+  section=$(mktemp)
+  {
+    echo "<!-- soak:begin (written by scripts/soak.sh: edits inside are overwritten) -->"
+    echo "## Soak (issue 11)"
+    echo
+    echo "Run $started on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared with other work:"
+    echo "load average (1, 5, 15 min) $load_before at the start, $load_after at the end. Release relay"
+    echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?'), default configuration. Command: \`scripts/soak.sh\` (\`SOAK_SECS=$SECS SOAK_WARMUP_SECS=$WARMUP SOAK_SAMPLE_SECS=$SAMPLE\`)."
+    echo
+    echo "Load: 10 seed-000 SDKs × 100 stream_events/s of 512 B to 50 seed-000 dashboards following every session"
+    echo "(scenario a, 50,000 deliveries/s); churn: every second one dashboard (seed-000 and v2 \`sessions/*\` in turn)"
+    echo "and one SDK (16 session ids in rotation, a snapshot and 10 events/s) connect, stay 3 s and leave; one"
+    echo "dashboard with a 4 KiB receive buffer never reads and is reopened whenever the relay closes it (4002)."
+    echo "Samples: the relay's VmRSS and the entries of /proc/PID/fd, plus /stats' connections and history bytes."
+    echo
+    cat "$OUT/soak.md"
+    echo "<!-- soak:end -->"
+  } >"$section"
+  awk -v section="$section" '
+    BEGIN { while ((getline line < section) > 0) body = body line "\n" }
+    /^<!-- soak:begin/ { printf "%s", body; skip = 1; done = 1; next }
+    /^<!-- soak:end/ { skip = 0; next }
+    !skip { print }
+    END { if (!done) printf "\n%s", body }
+  ' "$REPORT" >"$REPORT.tmp" && mv "$REPORT.tmp" "$REPORT"
+  rm -f "$section"
+  log "wrote the Soak section of $REPORT"
+fi
+exit $status
