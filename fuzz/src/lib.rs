@@ -191,7 +191,9 @@ pub fn json_reader(text: &str) {
     let ours = json_reader::from_str::<Value>(text);
     match (&theirs, &ours) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?}"),
-        (Err(_), Err(e)) => assert_eq!(*e, ReadError::Syntax, "{text:?}"),
+        // serde_json's data errors come from `Value`'s own visitor (its raw-value token), which both run.
+        (Err(t), Err(e)) if !t.is_data() => assert_eq!(*e, ReadError::Syntax, "{text:?}"),
+        (Err(_), Err(_)) => {}
         _ => panic!("json_reader and serde_json disagree on {text:?}: {theirs:?} vs {ours:?}"),
     }
     assert_eq!(

@@ -1058,3 +1058,44 @@ proptest::proptest! {
         check_dashboard(&text);
     }
 }
+
+/// Found by fuzzing (`fuzz/`, targets `json_reader` and `inbound`): with serde_json's `raw_value` feature, a
+/// `Value` takes an object whose first key is `$serde_json::private::RawValue` for a raw value (the one member
+/// must be a string holding JSON) and refuses any other. The borrowed views skipped such objects as plain JSON,
+/// so the relay forwarded snapshots and events that every owned decoder after it refused. Now both sides judge
+/// them alike, wherever they sit and however the key is escaped. (The token as a later key is left out:
+/// serde_json itself reads that differently through an internally tagged enum and directly.)
+#[test]
+fn serde_json_raw_value_token_objects_are_judged_alike() {
+    let key = r#""$serde_json::private::RawValue""#;
+    let escaped = r#""$serde_json::private::Raw\u0056alue""#;
+    let bodies = [
+        format!("{{{key}:1}}"),
+        format!("{{{key}:\"1\"}}"),
+        format!("{{{key}:\"[1,{{\\\"b\\\":2}}]\"}}"),
+        format!("{{{key}:\"[1\"}}"),
+        format!("{{{key}:\"1\",\"b\":2}}"),
+        format!("{{{escaped}:\"1\",\"b\":2}}"),
+        format!("{{{escaped}:\"null\"}}"),
+        format!("{{{key}:\"{{{}:1}}\"}}", key.replace('"', "\\\"")),
+    ];
+    let event = fixture!("stream_event").1;
+    let snapshot = fixture!("state_snapshot").1;
+    for body in &bodies {
+        let in_event = event.replacen(r#""event":{"#, &format!(r#""event":{{"nested":{body},"#), 1);
+        assert_ne!(in_event, event);
+        let in_snapshot = snapshot.replacen(r#""threads":["#, &format!(r#""threads":[{body},"#), 1);
+        assert_ne!(in_snapshot, snapshot);
+        for text in [&in_event, &in_snapshot] {
+            check_routing(text);
+        }
+        check_dashboard(&splice::stream_event_update("s", &in_event));
+        if let Ok(update) = splice::state_update("s", &in_snapshot) {
+            check_dashboard(&update);
+        }
+        // And the reader alone, against serde_json's `Value`.
+        let value = serde_json::from_str::<Value>(body);
+        let skipped = devrelay_protocol::json_reader::from_str::<serde::de::IgnoredAny>(body);
+        assert_eq!(value.is_ok(), skipped.is_ok(), "{body}: {value:?}");
+    }
+}
