@@ -1,7 +1,9 @@
 //! The frame path through a live relay: one relay (`devrelay::run` on a loopback port, its own runtime and
 //! threads) for the whole fuzzing process; each input is one WebSocket connection to it.
 //!
-//! Input: the first byte picks the mode. Odd: the rest goes to the socket as raw bytes right after the upgrade
+//! Input: the first byte picks the mode. Bit 1 set: the upgrade carries the dashboard token (`?token=`), so
+//! dashboard and agent paths are reached too; clear: no token, as a seed-000 SDK. Odd: the rest goes to the
+//! socket as raw bytes right after the upgrade
 //! (WebSocket framing itself: opcodes, lengths, masks, fragments, control frames). Even: the rest is split at
 //! NUL bytes and each piece sent as one masked frame, text when it is UTF-8, else binary (so the seeds are
 //! message sequences: `handshake`, then `stream_event`s, …). Then the client half-closes and reads until the
@@ -64,8 +66,15 @@ fn harness() -> &'static Harness {
 
 /// Small limits, so that inputs reach them (oversize frames, full queues, history eviction) and the process's
 /// memory stays flat over millions of connections.
+/// The fuzzing relay's dashboard token.
+const TOKEN: &str = "fuzz-dashboard-token-0123456789";
+
 fn config() -> Config {
     Config {
+        auth: devrelay::Auth::Tokens {
+            dashboard: devrelay::Token::new(TOKEN).expect("a valid token"),
+            agent: None,
+        },
         max_message_bytes: 64 << 10,
         max_publish_bytes: 32 << 10,
         queue_bytes: 1 << 20,
@@ -103,8 +112,12 @@ pub fn relay_connection(data: &[u8]) {
 async fn exchange(addr: SocketAddr, data: &[u8]) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).ok();
+    let query = match data.first() {
+        Some(mode) if mode & 2 == 2 => format!("?token={TOKEN}"),
+        _ => String::new(),
+    };
     let upgrade = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /ws{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     s.write_all(upgrade.as_bytes()).await.expect("upgrade");
