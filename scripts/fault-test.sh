@@ -79,7 +79,9 @@ ip -n "$NS_R" link set "$VETH_R" up
 ip -n "$NS_D" link set "$VETH_D" up
 
 # The relay: pings every 5 s so that connections the network killed are reaped within the test.
-ip netns exec "$NS_R" "$RELAY_BIN" --host 127.77.0.1 --port 0 --ping-interval-secs 5 \
+# The dashboard's token (fixed here so it can be handed on; by default the relay makes a random one).
+TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+ip netns exec "$NS_R" "$RELAY_BIN" --host 127.77.0.1 --port 0 --ping-interval-secs 5 --token "$TOKEN" \
   >"$OUT/relay.out" 2>"$OUT/relay.log" &
 PIDS+=($!)
 for _ in $(seq 1 200); do
@@ -99,14 +101,14 @@ for p in "${phases[@]}"; do total=$(awk -v t="$total" -v d="${p#*:}" -v h="$heal
 COUNT=$(awk -v t="$total" -v r="$RATE" 'BEGIN {printf "%d", t * r}')
 log "SDK: $COUNT events at $RATE/s over ${total} s; faults: ${phases[*]}"
 
-ip netns exec "$NS_D" "$BENCH_BIN" fault-dashboard --url "$URL" --session fault-1 --expect "$COUNT" \
+ip netns exec "$NS_D" "$BENCH_BIN" fault-dashboard --url "$URL/?token=$TOKEN" --session fault-1 --expect "$COUNT" \
   --deadline-secs "$(awk -v t="$total" 'BEGIN {print t + 120}')" --json "$OUT/dashboard.json" \
   >"$OUT/dashboard.out" 2>"$OUT/dashboard.log" &
 DASH=$!
 PIDS+=($DASH)
 # The dashboard subscribes before the SDK starts (wait for its subscription on /health's channel list).
 for _ in $(seq 1 200); do
-  ip netns exec "$NS_R" bash -c "exec 3<>/dev/tcp/127.77.0.1/${URL##*:}; printf 'GET /health HTTP/1.1\r\nHost: 127.77.0.1\r\nConnection: close\r\n\r\n' >&3; cat <&3" \
+  ip netns exec "$NS_R" bash -c "exec 3<>/dev/tcp/127.77.0.1/${URL##*:}; printf 'GET /health HTTP/1.1\r\nHost: 127.77.0.1\r\nAuthorization: Bearer $TOKEN\r\nConnection: close\r\n\r\n' >&3; cat <&3" \
     2>/dev/null | grep -q '"sessions/fault-1"' && break
   sleep 0.05
 done

@@ -87,10 +87,10 @@ struct SoakArgs {
     #[arg(long)]
     relay_pid: u32,
     /// Seconds to run.
-    #[arg(long, default_value_t = 600.0)]
+    #[arg(long, default_value_t = 900.0)]
     duration_secs: f64,
     /// Seconds of warm-up (sampled, not judged; beyond the relay's history age, 300 s by default).
-    #[arg(long, default_value_t = 330.0)]
+    #[arg(long, default_value_t = 420.0)]
     warmup_secs: f64,
     /// Seconds between samples.
     #[arg(long, default_value_t = 10.0)]
