@@ -30,6 +30,21 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGE
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
+# Fuzzing (scripts/fuzz.sh, run by scripts/test.sh): cargo-fuzz. libFuzzer itself is built by the libfuzzer-sys crate.
+CARGO_FUZZ_VERSION=0.13.2   # must equal scripts/fuzz.sh's
+if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+  log "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (about two minutes, once)"
+  cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
+# The fault test (scripts/fault-test.sh) makes network namespaces and shapes links with iproute2's ip and tc.
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+  log "installing iproute2 (ip, tc)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq iproute2 >/dev/null
+fi
+
 # Node tooling: wasm-opt from npm binaryen (Debian's is too old and miscompiles), playwright-core for e2e, axe-core
 # for the e2e accessibility checks.
 if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ] || [ scripts/tools/package-lock.json -nt scripts/tools/node_modules/.package-lock.json ]; then

@@ -12,9 +12,13 @@ section() { printf '\n\033[1;35m=== %s ===\033[0m\n' "$*"; }
 
 section "rustfmt"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 section "clippy: the native workspace, then the wasm client as it ships (wasm32)"
 cargo clippy --workspace --all-targets -- -D warnings
+# The fuzz crate is its own workspace; it builds with the workspace's versions (scripts/fuzz.sh does the same).
+cp Cargo.lock fuzz/Cargo.lock
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 cargo clippy -p devrelay-client --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 section "protocol builds for wasm32-unknown-unknown"
@@ -22,6 +26,26 @@ cargo check -p devrelay-protocol --target wasm32-unknown-unknown
 
 section "cargo test (workspace)"
 cargo test --workspace
+
+# Eight targets: 30 s each (not the minute of issue 11, to keep the whole command short), two at a time; the
+# long campaign (10 min per target) and its numbers are in FUZZING.md. FUZZ_SECONDS / FUZZ_JOBS override.
+section "fuzz: every target for ${FUZZ_SECONDS:=30} s, ${FUZZ_JOBS:=2} at a time (regressions; the long runs are in FUZZING.md)"
+FUZZ_JOBS=$FUZZ_JOBS scripts/fuzz.sh "$FUZZ_SECONDS"
+
+# The fault test needs root (network namespaces, tc). Where it can make a namespace it runs; elsewhere it is
+# skipped with this notice (DEVRELAY_REQUIRE_NETNS=1 makes that a failure instead), and BENCHMARKS.md has its
+# last result. About a minute.
+section "fault test: a dashboard in a network namespace through link down, blackhole, blip, rate limit and loss"
+probe_ns=drprobe-$$
+if [ "$(id -u)" = 0 ] && command -v tc >/dev/null && ip netns add "$probe_ns" 2>/dev/null; then
+  ip netns del "$probe_ns"
+  scripts/fault-test.sh
+elif [ "${DEVRELAY_REQUIRE_NETNS:-0}" = 1 ]; then
+  echo "test: FAIL: the fault test needs root, ip netns and tc (DEVRELAY_REQUIRE_NETNS=1)" >&2
+  exit 1
+else
+  echo "SKIPPED: needs root, ip netns and tc here (run scripts/fault-test.sh as root; see BENCHMARKS.md)"
+fi
 
 section "eslint (www: Next.js's core-web-vitals + TypeScript configs, no warnings allowed)"
 (cd www && npx --no-install eslint --max-warnings 0 .)
