@@ -3,13 +3,13 @@
 //!
 //! Input: the first byte picks the mode. Bit 1 set: the upgrade carries the dashboard token (`?token=`), so
 //! dashboard and agent paths are reached too; clear: no token, as a seed-000 SDK. Odd: the rest goes to the
-//! socket as raw bytes right after the upgrade
-//! (WebSocket framing itself: opcodes, lengths, masks, fragments, control frames). Even: the rest is split at
-//! NUL bytes and each piece sent as one masked frame, text when it is UTF-8, else binary (so the seeds are
-//! message sequences: `handshake`, then `stream_event`s, …). Then the client half-closes and reads until the
-//! relay closes. Every input must end with the relay closing the connection, and `/health` must keep
-//! answering (asked every `HEALTH_EVERY` inputs), each within a bound: a panic anywhere in the relay aborts the process (libFuzzer's panic hook), a
-//! deadlock or a connection the relay never ends fails the bound.
+//! socket as raw bytes right after the upgrade (WebSocket framing itself: opcodes, lengths, masks, fragments,
+//! control frames). Even: the rest is split at NUL bytes and each piece sent as one masked frame, text when it
+//! is UTF-8, else binary (so the seeds are message sequences: `handshake`, then `stream_event`s, …). Then the
+//! client half-closes and reads until the relay closes. Every input must end with the relay closing the
+//! connection, and `/health` must keep answering (asked every `HEALTH_EVERY` inputs), each within a bound: a
+//! panic anywhere in the relay aborts the process (libFuzzer's panic hook), a deadlock or a connection the
+//! relay never ends fails the bound.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -64,11 +64,11 @@ fn harness() -> &'static Harness {
     })
 }
 
-/// Small limits, so that inputs reach them (oversize frames, full queues, history eviction) and the process's
-/// memory stays flat over millions of connections.
 /// The fuzzing relay's dashboard token.
 const TOKEN: &str = "fuzz-dashboard-token-0123456789";
 
+/// Small limits, so that inputs reach them (oversize frames, full queues, history eviction) and the process's
+/// memory stays flat over millions of connections.
 fn config() -> Config {
     Config {
         auth: devrelay::Auth::Tokens {
