@@ -46,6 +46,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 RELAY_BIN=$TARGET_DIR/$profile/devrelay
 BENCH_BIN=$TARGET_DIR/$profile/devrelay-bench
 mkdir -p "$OUT"
+rm -f "$OUT/dashboard.json" "$OUT/trace.json" "$OUT/faults.md"
 
 NS_R=drfault-r-$$
 NS_D=drfault-d-$$
@@ -102,7 +103,7 @@ COUNT=$(awk -v t="$total" -v r="$RATE" 'BEGIN {printf "%d", t * r}')
 log "SDK: $COUNT events at $RATE/s over ${total} s; faults: ${phases[*]}"
 
 ip netns exec "$NS_D" "$BENCH_BIN" fault-dashboard --url "$URL/?token=$TOKEN" --session fault-1 --expect "$COUNT" \
-  --deadline-secs "$(awk -v t="$total" 'BEGIN {print t + 120}')" --json "$OUT/dashboard.json" \
+  --deadline-secs "$(awk -v t="$total" 'BEGIN {print t + 120}')" --json "$OUT/dashboard.json" --trace "$OUT/trace.json" \
   >"$OUT/dashboard.out" 2>"$OUT/dashboard.log" &
 DASH=$!
 PIDS+=($DASH)
@@ -146,15 +147,19 @@ fault_off() {
 
 t0=$(date +%s.%N)
 timeline=()
+: >"$OUT/phases.txt"
 sleep "$healthy"
 for p in "${phases[@]}"; do
   name=${p%%:*}
   secs=${p#*:}
   at=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.1f", a - b}')
   log "t=${at}s $name for ${secs} s"
+  start_ms=$(date +%s%3N)
   fault_on "$name"
   sleep "$secs"
   fault_off "$name"
+  # The wall clock is the dashboard's too (one kernel): fault-summary places its events and messages by it.
+  echo "$name $start_ms $(date +%s%3N)" >>"$OUT/phases.txt"
   timeline+=("$name at ${at} s for ${secs} s")
   sleep "$healthy"
 done
@@ -163,8 +168,13 @@ status=0
 wait "$DASH" || status=$?
 cat "$OUT/dashboard.out"
 printf '%s\n' "${timeline[@]}" >"$OUT/timeline.txt"
+# Per fault: the messages sent from its start to the next fault's, how many arrived, and what the link did.
+if [ -f "$OUT/trace.json" ]; then
+  "$BENCH_BIN" fault-summary --report "$OUT/dashboard.json" --trace "$OUT/trace.json" --phases "$OUT/phases.txt" \
+    | tee "$OUT/faults.md"
+fi
 if [ "$status" -ne 0 ]; then
   log "FAILED (exit $status): $(cat "$OUT/dashboard.log")"
   exit "$status"
 fi
-log "every message exactly once, in order: $OUT/dashboard.json"
+log "every message exactly once, in order: $OUT/dashboard.json, per fault: $OUT/faults.md"

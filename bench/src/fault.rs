@@ -147,8 +147,154 @@ impl DashboardReport {
     }
 }
 
+/// One thing that happened to the dashboard's link, at a wall-clock time (the fault script's clock too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkEvent {
+    /// Unix time in ms.
+    pub at_ms: f64,
+    pub kind: LinkEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkEventKind {
+    Connected,
+    ConnectFailed,
+    /// Given up for silence (`dead_after` without a frame).
+    DeadLink,
+    /// Ended by the relay or the network, and why.
+    Ended(String),
+    /// A `subscribe {since}` answered: recovered or not, messages replayed.
+    Resumed {
+        recovered: bool,
+        replayed: u64,
+    },
+}
+
+/// What `fault-summary` needs to judge each fault: the link's events, and when each message was sent (the SDK's
+/// timestamp, by `seq`; `None` for a message that never arrived).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Trace {
+    pub events: Vec<LinkEvent>,
+    pub sent_ms: Vec<Option<f64>>,
+}
+
+/// One fault of the script's schedule: `name` from `start_ms` to `end_ms` (unix ms); its window runs to the
+/// next fault's start (the healthy seconds after it, when the dashboard reconnects and catches up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+impl Phase {
+    /// `name start_ms end_ms` per line (what scripts/fault-test.sh writes).
+    pub fn parse_list(text: &str) -> Result<Vec<Phase>, String> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let num = |s: &str| s.parse::<f64>().map_err(|e| format!("{l:?}: {e}"));
+                match f[..] {
+                    [name, start, end] => Ok(Phase {
+                        name: name.to_string(),
+                        start_ms: num(start)?,
+                        end_ms: num(end)?,
+                    }),
+                    _ => Err(format!("{l:?}: want `name start_ms end_ms`")),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Per fault: the messages the SDK sent from the fault's start to the next one's, how many of them arrived
+/// (exactly once: duplicates are counted for the whole run), what happened to the connection, and how it
+/// resumed. A message that never arrived is placed at its nearest received neighbour's send time.
+pub fn phase_table(report: &DashboardReport, trace: &Trace, phases: &[Phase]) -> String {
+    let sent = &trace.sent_ms;
+    let when = |seq: usize| -> Option<f64> {
+        sent[seq].or_else(|| {
+            (1..sent.len()).find_map(|d| {
+                let before = seq.checked_sub(d).and_then(|i| sent[i]);
+                before.or_else(|| sent.get(seq + d).copied().flatten())
+            })
+        })
+    };
+    let mut out = String::from(
+        "| fault | at (s) | for (s) | sent in its window | received | connections lost (dead link / ended) | connect failures | resumed: recovered (replayed) | not recovered |\n\
+         |---|---:|---:|---:|---:|---|---:|---|---:|\n",
+    );
+    let t0 = phases.first().map_or(0.0, |p| p.start_ms);
+    let first_sent = sent
+        .iter()
+        .flatten()
+        .copied()
+        .reduce(f64::min)
+        .unwrap_or(t0);
+    let mut rows = vec![Phase {
+        name: "(healthy start)".into(),
+        start_ms: first_sent.min(t0),
+        end_ms: t0,
+    }];
+    rows.extend(phases.iter().cloned());
+    // Times from the SDK's first message.
+    let origin = rows[0].start_ms;
+    for (i, p) in rows.iter().enumerate() {
+        let until = rows.get(i + 1).map_or(f64::INFINITY, |n| n.start_ms);
+        let inside = |t: f64| t >= p.start_ms && t < until;
+        let (mut n_sent, mut n_recv) = (0u64, 0u64);
+        for (seq, at) in sent.iter().enumerate() {
+            if when(seq).is_some_and(inside) {
+                n_sent += 1;
+                n_recv += u64::from(at.is_some());
+            }
+        }
+        let (mut dead, mut ended, mut failed, mut rec, mut replayed, mut not_rec) =
+            (0, 0, 0, 0, 0u64, 0);
+        for e in trace.events.iter().filter(|e| inside(e.at_ms)) {
+            match &e.kind {
+                LinkEventKind::DeadLink => dead += 1,
+                LinkEventKind::Ended(_) => ended += 1,
+                LinkEventKind::ConnectFailed => failed += 1,
+                LinkEventKind::Resumed {
+                    recovered: true,
+                    replayed: r,
+                } => {
+                    rec += 1;
+                    replayed += r;
+                }
+                LinkEventKind::Resumed {
+                    recovered: false, ..
+                } => not_rec += 1,
+                LinkEventKind::Connected => {}
+            }
+        }
+        out.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {n_sent} | {n_recv} | {} ({dead} / {ended}) | {failed} | {rec} ({replayed}) | {not_rec} |\n",
+            p.name,
+            (p.start_ms - origin) / 1000.0,
+            (p.end_ms - p.start_ms) / 1000.0,
+            dead + ended,
+        ));
+    }
+    out.push_str(&format!(
+        "\nWhole run: {} of {} messages, {} missing, {} duplicates, {} offset gaps, {} connections, epochs {}.\n",
+        report.received,
+        report.expected,
+        report.missing,
+        report.duplicates,
+        report.offset_gaps,
+        report.connections,
+        report.epochs.len()
+    ));
+    out
+}
+
 struct Follow {
     plan: DashboardPlan,
+    trace: Trace,
     seen: Vec<bool>,
     position: Option<(u64, String)>,
     report: DashboardReport,
@@ -179,6 +325,13 @@ impl Follow {
                 } else if v.get("recovered").and_then(Value::as_bool) == Some(true) {
                     self.report.recovered += 1;
                     self.report.replayed += v["replayed"].as_u64().unwrap_or(0);
+                }
+                if let Some(recovered) = v.get("recovered").and_then(Value::as_bool) {
+                    let replayed = v["replayed"].as_u64().unwrap_or(0);
+                    self.event(LinkEventKind::Resumed {
+                        recovered,
+                        replayed,
+                    });
                 }
                 if self.position.is_none() {
                     if let (Some(o), Some(e)) = (v["offset"].as_u64(), v["epoch"].as_str()) {
@@ -222,6 +375,7 @@ impl Follow {
                         self.last_new = Instant::now();
                         if let Some(ts) = data["timestamp"].as_f64() {
                             self.latencies.push((now_ms() - ts).max(0.0));
+                            self.trace.sent_ms[seq as usize] = Some(ts);
                         }
                     }
                     None => {
@@ -234,6 +388,13 @@ impl Follow {
                 Ok(())
             }
         }
+    }
+
+    fn event(&mut self, kind: LinkEventKind) {
+        self.trace.events.push(LinkEvent {
+            at_ms: now_ms(),
+            kind,
+        });
     }
 
     fn note_epoch(&mut self, e: &str) {
@@ -265,6 +426,7 @@ impl Follow {
         .await
         .map_err(|_| ConnError::Upgrade("connect timed out".into()))??;
         self.report.connections += 1;
+        self.event(LinkEventKind::Connected);
         Ok(match self.follow(s, r).await {
             Ok(ended) => ended,
             Err(e) => Ended::Closed(e.to_string()),
@@ -327,10 +489,14 @@ impl Follow {
 }
 
 /// Follows the SDK's session until every message arrived or `deadline`; reconnects whatever happens.
-pub async fn dashboard(plan: DashboardPlan) -> DashboardReport {
+pub async fn dashboard(plan: DashboardPlan) -> (DashboardReport, Trace) {
     let started = Instant::now();
     let deadline = started + plan.deadline;
     let mut f = Follow {
+        trace: Trace {
+            events: Vec::new(),
+            sent_ms: vec![None; plan.expect as usize],
+        },
         seen: vec![false; plan.expect as usize],
         position: None,
         report: DashboardReport {
@@ -355,14 +521,21 @@ pub async fn dashboard(plan: DashboardPlan) -> DashboardReport {
         match attempt {
             Err(_) => break,
             Ok(Ok(Ended::Done)) => break,
-            Ok(Ok(Ended::Dead)) => f.report.dead_links += 1,
+            Ok(Ok(Ended::Dead)) => {
+                f.report.dead_links += 1;
+                f.event(LinkEventKind::DeadLink);
+            }
             Ok(Ok(Ended::Closed(why))) => {
                 f.report.ended += 1;
+                f.event(LinkEventKind::Ended(why.clone()));
                 if !f.report.reasons.contains(&why) && f.report.reasons.len() < 8 {
                     f.report.reasons.push(why);
                 }
             }
-            Ok(Err(_)) => f.report.connect_failures += 1,
+            Ok(Err(_)) => {
+                f.report.connect_failures += 1;
+                f.event(LinkEventKind::ConnectFailed);
+            }
         }
         if f.report.received > before {
             backoff = Duration::from_millis(100);
@@ -379,7 +552,7 @@ pub async fn dashboard(plan: DashboardPlan) -> DashboardReport {
     r.latency_p50_ms = lat.get(lat.len() / 2).copied().unwrap_or(0.0);
     r.latency_max_ms = lat.last().copied().unwrap_or(0.0);
     r.elapsed_secs = started.elapsed().as_secs_f64();
-    r
+    (r, f.trace)
 }
 
 #[cfg(test)]
@@ -388,6 +561,10 @@ mod tests {
 
     fn follow(expect: u64) -> Follow {
         Follow {
+            trace: Trace {
+                events: Vec::new(),
+                sent_ms: vec![None; expect as usize],
+            },
             plan: DashboardPlan {
                 target: Target::parse("ws://127.0.0.1:1").unwrap(),
                 session: "s".into(),
@@ -437,5 +614,57 @@ mod tests {
             f.on_frame(publication(14, 9).as_bytes()).is_err(),
             "seq out of range"
         );
+    }
+
+    #[test]
+    fn each_fault_gets_the_messages_and_link_events_of_its_window() {
+        // Ten messages, one every 100 ms from t = 1000 ms; seq 6 never arrived (placed at seq 5's time, the
+        // nearer earlier neighbour). A fault at 1240–1400 ms, whose window runs to the next at 1600 ms: the link
+        // died, a connect failed, and it resumed within it.
+        let mut sent: Vec<Option<f64>> = (0..10).map(|i| Some(1000.0 + 100.0 * i as f64)).collect();
+        sent[6] = None;
+        let at = |at_ms, kind| LinkEvent { at_ms, kind };
+        let trace = Trace {
+            events: vec![
+                at(1000.0, LinkEventKind::Connected),
+                at(1300.0, LinkEventKind::DeadLink),
+                at(1350.0, LinkEventKind::ConnectFailed),
+                at(1450.0, LinkEventKind::Connected),
+                at(
+                    1460.0,
+                    LinkEventKind::Resumed {
+                        recovered: true,
+                        replayed: 2,
+                    },
+                ),
+                at(1700.0, LinkEventKind::Ended("close".into())),
+            ],
+            sent_ms: sent,
+        };
+        let phases = Phase::parse_list("blackhole 1240 1400\nlossy 1600 1800\n").unwrap();
+        assert_eq!(phases[1].end_ms, 1800.0);
+        let report = DashboardReport {
+            expected: 10,
+            received: 9,
+            missing: 1,
+            ..DashboardReport::default()
+        };
+        let table = phase_table(&report, &trace, &phases);
+        let rows: Vec<&str> = table.lines().skip(2).take(3).collect();
+        // Healthy start: seqs 0–2; blackhole: 3–6; lossy: 7–9.
+        assert_eq!(
+            rows[0],
+            "| (healthy start) | 0.0 | 0.2 | 3 | 3 | 0 (0 / 0) | 0 | 0 (0) | 0 |"
+        );
+        assert_eq!(
+            rows[1],
+            "| blackhole | 0.2 | 0.2 | 4 | 3 | 1 (1 / 0) | 1 | 1 (2) | 0 |"
+        );
+        assert_eq!(
+            rows[2],
+            "| lossy | 0.6 | 0.2 | 3 | 3 | 1 (0 / 1) | 0 | 0 (0) | 0 |"
+        );
+        assert!(table.contains("9 of 10 messages, 1 missing"), "{table}");
+        assert!(Phase::parse_list("x 1").is_err());
     }
 }

@@ -129,6 +129,10 @@ fn main() -> anyhow::Result<()> {
             args.remove(1);
             return fault_dashboard(FaultDashboardArgs::parse_from(args));
         }
+        Some("fault-summary") => {
+            args.remove(1);
+            return fault_summary(FaultSummaryArgs::parse_from(args));
+        }
         _ => {}
     }
     run(RunArgs::parse_from(args))
@@ -178,6 +182,36 @@ struct FaultDashboardArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the link's events and every message's send time here (for `fault-summary`).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+/// scripts/fault-test.sh's per-fault table: the dashboard's report and trace against the fault schedule.
+#[derive(Debug, Parser)]
+#[command(name = "devrelay-bench fault-summary")]
+struct FaultSummaryArgs {
+    /// `fault-dashboard --json`'s file.
+    #[arg(long)]
+    report: PathBuf,
+    /// `fault-dashboard --trace`'s file.
+    #[arg(long)]
+    trace: PathBuf,
+    /// `name start_ms end_ms` (unix ms) per fault, in order.
+    #[arg(long)]
+    phases: PathBuf,
+}
+
+fn fault_summary(args: FaultSummaryArgs) -> anyhow::Result<()> {
+    use devrelay_bench::fault::{phase_table, DashboardReport, Phase, Trace};
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let report: DashboardReport = serde_json::from_str(&read(&args.report)?)?;
+    let trace: Trace = serde_json::from_str(&read(&args.trace)?)?;
+    let phases = Phase::parse_list(&read(&args.phases)?).map_err(anyhow::Error::msg)?;
+    print!("{}", phase_table(&report, &trace, &phases));
+    Ok(())
 }
 
 fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -210,10 +244,14 @@ fn fault_dashboard(args: FaultDashboardArgs) -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs_f64(args.connect_timeout_secs),
         deadline: Duration::from_secs_f64(args.deadline_secs),
     };
-    let r = current_thread()?.block_on(fault::dashboard(plan));
+    let (r, trace) = current_thread()?.block_on(fault::dashboard(plan));
     println!("{}", serde_json::to_string(&r)?);
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&r)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = args.trace {
+        std::fs::write(&path, serde_json::to_string(&trace)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if !r.zero_loss() {
