@@ -8,8 +8,9 @@
 #   scripts/fuzz.sh 600                  the long run of FUZZING.md
 #   scripts/fuzz.sh 30 inbound splice    two targets, 30 s each
 # Environment: FUZZ_JOBS=N runs N targets at once (default 1); FUZZ_SUMMARY=FILE appends the results as
-# Markdown table rows. Installs cargo-fuzz (idempotent) if missing. cargo-fuzz needs nightly flags
-# (-Zsanitizer): RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
+# Markdown table rows (target, seconds, executions, crashes, edges covered, corpus inputs/size, peak RSS MB).
+# Installs cargo-fuzz (idempotent) if missing. cargo-fuzz needs nightly flags (-Zsanitizer): RUSTC_BOOTSTRAP=1
+# lets the stable toolchain take them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -44,8 +45,9 @@ log "built in $(( $(date +%s) - started )) s"
 
 mkdir -p fuzz/logs
 run_target() {
-  local t=$1 corpus=fuzz/corpus/$1 seeds=fuzz/seeds/$1 logf=fuzz/logs/$1.log
+  local t=$1 corpus=fuzz/corpus/$1 seeds=fuzz/seeds/$1 logf=fuzz/logs/$1.log marker=fuzz/logs/$1.started
   mkdir -p "$corpus" "fuzz/artifacts/$t"
+  touch "$marker"
   local extra=()
   # The relay target keeps one relay alive across inputs: its allocations outlive each input by design, which
   # LeakSanitizer's per-input check would call leaks.
@@ -54,11 +56,17 @@ run_target() {
   cargo fuzz run --fuzz-dir fuzz --debug-assertions "$t" "$corpus" "$seeds" -- \
     -max_total_time="$SECS" -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="fuzz/artifacts/$t/" "${extra[@]}" >"$logf" 2>&1 || status=$?
-  local execs peak crashes
+  local execs peak crashes last cov corp
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logf" | tail -1)
   peak=$(sed -n 's/^stat::peak_rss_mb: *//p' "$logf" | tail -1)
-  crashes=$(find "fuzz/artifacts/$t" -type f | wc -l)
-  printf '%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-?}" "$crashes" "${peak:-?}" "$status" >"fuzz/logs/$t.result"
+  # Only this run's: inputs saved by earlier runs (fixed since, and kept as seeds) do not count.
+  crashes=$(find "fuzz/artifacts/$t" -type f -newer "$marker" | wc -l)
+  # libFuzzer's last status line: coverage (edges) and the corpus (inputs/size) it ended with.
+  last=$(grep -E '^#[0-9]+' "$logf" | tail -1)
+  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+  corp=$(sed -n 's/.* corp: \([^ ]*\).*/\1/p' <<<"$last")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-?}" "$crashes" "${peak:-?}" "$status" "${cov:-?}" "${corp:-?}" \
+    >"fuzz/logs/$t.result"
   if [ "$status" -ne 0 ]; then
     log "$t FAILED (exit $status); the last lines of $logf:"
     tail -n 40 "$logf" >&2
@@ -78,16 +86,17 @@ done
 for p in "${pids[@]}"; do wait "$p" || true; done
 
 failed=0
-printf '\n%-18s %14s %8s %12s\n' target executions crashes "peak RSS MB" >&2
+printf '\n%-18s %14s %8s %8s %16s %12s\n' target executions crashes edges corpus "peak RSS MB" >&2
 for t in "${TARGETS[@]}"; do
-  IFS=$'\t' read -r name execs crashes peak status <"fuzz/logs/$t.result"
-  printf '%-18s %14s %8s %12s\n' "$name" "$execs" "$crashes" "$peak" >&2
+  IFS=$'\t' read -r name execs crashes peak status cov corp <"fuzz/logs/$t.result"
+  printf '%-18s %14s %8s %8s %16s %12s\n' "$name" "$execs" "$crashes" "$cov" "$corp" "$peak" >&2
   if [ -n "${FUZZ_SUMMARY:-}" ]; then
-    printf '| `%s` | %s s | %s | %s | %s |\n' "$name" "$SECS" "$execs" "$crashes" "$peak" >>"$FUZZ_SUMMARY"
+    printf '| `%s` | %s s | %s | %s | %s | %s | %s |\n' "$name" "$SECS" "$execs" "$crashes" "$cov" "$corp" "$peak" \
+      >>"$FUZZ_SUMMARY"
   fi
   if [ "$status" -ne 0 ] || [ "$crashes" -ne 0 ]; then
     failed=1
-    log "$name: crash input(s) in $ROOT/fuzz/artifacts/$name/ (reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz -a $name FILE)"
+    log "$name: crash input(s) in $ROOT/fuzz/artifacts/$name/, the newest (reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz -a $name FILE)"
   fi
 done
 exit $failed
