@@ -138,6 +138,19 @@ fn corpus() -> Vec<String> {
             r#"{"type":"ack","success":true,"timestamp":1,"presence":[{"kind":"session","id":"a","id":"b","channel":"c","protocol":"v1","connectedAt":1}]}"#,
             r#"{"type":"ack","success":true,"timestamp":1,"presence":[{"kind":"session","id":"a","channel":"c","protocol":"v1","connectedAt":1,"metadata":null}]}"#,
             r#"[{"type":"pong","timestamp":1} , {"type":"pong","timestamp":2}]"#,
+            // Found by the v2_view fuzz target: JSON the tag pass skips but serde_json refuses (a number out of
+            // range, a lone surrogate) is bad JSON to both, wherever it sits.
+            r#"{"type":"pong","timestamp":1e999}"#,
+            r#"{"type":"pong","timestamp":1,"x":1e999}"#,
+            r#"[{"type":"pong","timestamp":1,"x":-1e400}]"#,
+            r#"{"type":"pong","timestamp":1,"x":"\ud800"}"#,
+            r#"{"type":"error","code":"FORBIDDEN","message":"m","channel":"global","timestamp":17631e812800123}"#,
+            r#"{"type":"error","code":"X","message":"\ud800","timestamp":1}"#,
+            r#"{"channel":"c","event":"e","data":{"a":1e999},"offset":1,"epoch":"e","timestamp":1}"#,
+            r#"{"channel":"c","event":"e","data":["\udc00"],"offset":1,"epoch":"e","timestamp":1}"#,
+            r#"{"type":"arror","code":"F","channel":"global","timestamp":17631e812800123}"#,
+            r#"{"type":"nope","x":"\ud800"}"#,
+            r#"{"channel":"c","event":"e","data":{"$serde_json::private::RawValue":1},"offset":1,"epoch":"e","timestamp":1}"#,
         ]
         .map(String::from),
     );
