@@ -43,15 +43,17 @@ JS
 
 wasm_gz=$(gzip -9 -c pkg/devrelay_client_bg.wasm | wc -c)
 glue_gz=$(cat pkg/devrelay_client.js $(find pkg/snippets -name '*.js' 2>/dev/null) | gzip -9 | wc -c)
-printf 'pkg/: devrelay_client_bg.wasm %d B raw, %d B gzip; JS glue %d B gzip; total %d B gzip (budget 81920)\n' \
+printf 'pkg/: devrelay_client_bg.wasm %d B raw, %d B gzip; JS glue %d B gzip; total %d B gzip (budget 86016)\n' \
   "$(wc -c <pkg/devrelay_client_bg.wasm)" "$wasm_gz" "$glue_gz" "$((wasm_gz + glue_gz))"
-# The size budget: .wasm + JS glue <= 80 KiB gzipped. Fatal, so test.sh (via test-wasm.sh) catches any change that
+# The size budget: .wasm + JS glue <= 84 KiB gzipped. Fatal, so test.sh (via test-wasm.sh) catches any change that
 # grows the package past it; docs/client-api.md ("Size") says where the bytes go and what to avoid. It was 60 KB
 # (issue 5) until the client learnt v2 (issue 9), measured +21.1 KB gzip over main at the time (58,190 B ->
 # 79,279 B): a second decoder, channel subscriptions, publish promises and follow mode, while the seed-000 path
-# stays for the fallback; see docs/client-api.md for the breakdown.
-budget=81920
+# stays for the fallback; see docs/client-api.md for the breakdown. 80 KiB -> 84 KiB (issue 14): main was already
+# at 82,098 B (json_reader's eight-bytes-at-a-time string skipping), and big snapshots parsed by the browser
+# (big_frame.rs) measured +1,506 B for 5-8x less main-thread time per multi-megabyte snapshot (BENCHMARKS.md).
+budget=86016
 if [ $((wasm_gz + glue_gz)) -gt $budget ]; then
-  echo "build-wasm: FAIL: $((wasm_gz + glue_gz)) B gzip is over the 80 KiB ($budget B) budget" >&2
+  echo "build-wasm: FAIL: $((wasm_gz + glue_gz)) B gzip is over the 84 KiB ($budget B) budget" >&2
   exit 1
 fi

@@ -19,6 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::backoff::Backoff;
+use crate::big_frame;
 use crate::channels::covers;
 use crate::notify::Notifier;
 use crate::options::Options;
@@ -122,6 +123,9 @@ struct Inner {
     publishes: Vec<(u64, Function, Function)>,
     notifier: Option<Notifier>,
     notified_version: u64,
+    /// The parsed publications of the big frame being applied, for the page's channel listeners instead of
+    /// their stand-ins (see `big_frame`); `undefined` otherwise (reset by `after_change`).
+    held: JsValue,
 }
 
 /// Page code to run once the connection is no longer borrowed.
@@ -211,6 +215,7 @@ impl Connection {
                 publishes: Vec::new(),
                 notifier: None,
                 notified_version: 0,
+                held: JsValue::UNDEFINED,
             }),
         });
         let weak = Rc::downgrade(&conn);
@@ -387,6 +392,8 @@ impl Inner {
                 n.schedule();
             }
         }
+        // A big frame's publications are for this change's deliveries only.
+        self.held = JsValue::UNDEFINED;
         effects
     }
 
@@ -410,6 +417,9 @@ impl Inner {
             Array::new()
         };
         let mut next = 0;
+        if !self.held.is_undefined() {
+            big_frame::restore_held(&messages, &self.held);
+        }
         for n in notices {
             match n {
                 Notice::Delivery { channel, .. } => {
@@ -554,6 +564,15 @@ fn socket_event(weak: &Weak<Connection>, id: u64, event: SocketEvent) {
                 inner.store.opened();
             }
             SocketEvent::Text(text) => inner.store.receive(&text),
+            SocketEvent::Big(text) => {
+                let Inner {
+                    store, view, held, ..
+                } = &mut *inner;
+                match big_frame::apply(store, view, &text) {
+                    Some(publications) => *held = publications,
+                    None => store.receive(&String::from(text)),
+                }
+            }
             // The protocol is JSON text only.
             SocketEvent::Binary => inner.store.ignore_frame(),
             SocketEvent::Closed { code, reason } => socket_closed(&mut inner, weak, code, &reason),

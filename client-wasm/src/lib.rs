@@ -12,6 +12,8 @@ pub mod store;
 pub mod timer;
 
 #[cfg(target_arch = "wasm32")]
+mod big_frame;
+#[cfg(target_arch = "wasm32")]
 mod connection;
 #[cfg(target_arch = "wasm32")]
 mod notify;

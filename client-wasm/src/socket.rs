@@ -8,11 +8,15 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-/// What the socket reports, in order: `Open` (maybe), any number of `Text`/`Binary`, then `Closed` once.
+use crate::big_frame::BIG_FRAME_CHARS;
+
+/// What the socket reports, in order: `Open` (maybe), any number of `Text`/`Big`/`Binary`, then `Closed` once.
 #[derive(Debug)]
 pub(crate) enum SocketEvent {
     Open,
     Text(String),
+    /// A text frame of at least `BIG_FRAME_CHARS`, left in the JS heap (see `big_frame`).
+    Big(js_sys::JsString),
     /// A binary frame (the protocol is JSON text only).
     Binary,
     Closed {
@@ -43,9 +47,10 @@ impl Socket {
         let on_open = Closure::<dyn FnMut()>::new(move || h(SocketEvent::Open));
         let h = handler.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            h(match e.data().as_string() {
-                Some(text) => SocketEvent::Text(text),
-                None => SocketEvent::Binary,
+            h(match e.data().dyn_into::<js_sys::JsString>() {
+                Ok(text) if text.length() >= BIG_FRAME_CHARS => SocketEvent::Big(text),
+                Ok(text) => SocketEvent::Text(text.into()),
+                Err(_) => SocketEvent::Binary,
             })
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {

@@ -296,7 +296,8 @@ impl EventRing {
 /// What the dashboard holds about one connected SDK session.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The latest `Snapshot` object as the relay sent it (the page's `JSON.parse` builds it), and its stamp.
+    /// The latest `Snapshot` object as the relay sent it (the page's `JSON.parse` builds it), and its stamp. For a
+    /// big frame the browser parsed, a small stand-in whose parsed object the view holds (`big_frame.rs`).
     snapshot: Option<(Box<str>, u64)>,
     events: EventRing,
     /// A `request_client_snapshot` for this session went out on the current socket. Until the snapshot comes,

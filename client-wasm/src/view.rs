@@ -191,6 +191,15 @@ impl View {
         js
     }
 
+    /// The parsed object of the snapshot the store keeps for `session_id` with `stamp` as a stand-in text (a
+    /// big frame the browser parsed, see `big_frame`): cached like a converted one, so `snapshot()` never parses
+    /// the stand-in. The cache keeps an entry while the store's stamp is unchanged; a removed session's goes at
+    /// the next `snapshot()`.
+    pub fn adopt_snapshot(&mut self, session_id: &str, stamp: u64, value: JsValue) {
+        self.snapshot_cache
+            .insert(session_id.to_owned(), (stamp, value));
+    }
+
     /// `channels` (and `following`): what is subscribed and how it stands.
     fn channels(&mut self, store: &Store) -> JsValue {
         if let Some((stamp, js)) = &self.channels {

@@ -1509,3 +1509,242 @@ async fn a_relay_restart_is_detected_by_the_new_epoch_and_the_session_resyncs() 
     watcher.close();
     conn.close();
 }
+
+// --- big snapshots ---------------------------------------------------------------------------------------------
+
+/// A `state_snapshot` of at least `bytes` (one thread of a long conversation) and its message count.
+fn big_snapshot(session_id: &str, timestamp: u64, bytes: usize) -> (Value, usize) {
+    let text = "Message after message of a long conversation, \"quoted\" and ünïcödé. ".repeat(8);
+    let count = bytes / (text.len() + 64) + 1;
+    let messages: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({"id": format!("msg_{i}"), "role": if i % 2 == 0 { "user" } else { "assistant" },
+            "content": [{"type": "text", "text": text}]})
+        })
+        .collect();
+    let snapshot = json!({"type": "state_snapshot", "sessionId": session_id, "timestamp": timestamp,
+        "threads": [{"id": "thr_1", "name": "Long", "messages": messages}],
+        "registry": {"components": [], "tools": [{"name": "get_weather"}]}});
+    (snapshot, count)
+}
+
+/// Bytes of the wasm instance's linear memory (it only ever grows).
+fn wasm_memory_bytes() -> u32 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length()
+}
+
+fn messages_of(snapshot: &JsValue) -> u32 {
+    Array::from(&get(snapshot, "threads.0.messages")).length()
+}
+
+#[wasm_bindgen(inline_js = "export function jsSdk(url, handshake) {
+    return new Promise((resolve, reject) => {
+        const ws = new WebSocket(url);
+        ws.onerror = () => reject(new Error('the SDK socket failed'));
+        ws.onopen = () => ws.send(handshake);
+        ws.onmessage = () => resolve(ws);
+    });
+}
+export function bigSnapshotText(head, message, count, tail) {
+    const messages = Array.from({ length: count }, (_, i) => message.replace('MSG_ID', 'msg_' + i));
+    return head + messages.join(',') + tail;
+}")]
+extern "C" {
+    /// An SDK socket opened and handshaken from JS (resolves at the `handshake_ack`): what it sends never passes
+    /// through the test's wasm memory, which is also the package's.
+    #[wasm_bindgen(js_name = jsSdk)]
+    fn js_sdk(url: &str, handshake: &str) -> Promise;
+    /// `head` + `count` copies of `message` (its `MSG_ID` numbered) joined by commas + `tail`, built in JS.
+    #[wasm_bindgen(js_name = bigSnapshotText)]
+    fn big_snapshot_text(head: &str, message: &str, count: u32, tail: &str) -> js_sys::JsString;
+}
+
+fn js_send(ws: &JsValue, text: &JsValue) {
+    let send: Function = Reflect::get(ws, &"send".into()).unwrap().unchecked_into();
+    send.call1(ws, text).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn big_snapshots_reach_the_state_without_entering_the_wasm() {
+    // A multi-megabyte snapshot (state_update over seed 000, a state_snapshot publication over v2) is parsed
+    // by the browser: the state and the channel listeners get it, and the wasm memory never holds its text.
+    let handshake = json!({"type": "handshake", "protocolVersion": 1, "sdkVersion": "test-1.0",
+        "sessionId": "big-a"});
+    let sdk = JsFuture::from(js_sdk(relay_url(), &handshake.to_string()))
+        .await
+        .unwrap();
+    let legacy = connection(json!({"protocol": "legacy"}));
+    let v2 = connection(json!({"protocol": "v2"}));
+    let listener = Listener::new(&v2, "sessions/big-a");
+    for conn in [&legacy, &v2] {
+        wait_for(conn, "big-a listed", |s| {
+            get(s, "protocol").is_string() && has_client(s, "big-a")
+        })
+        .await;
+    }
+    let message = json!({"id": "MSG_ID", "role": "assistant", "content": [{"type": "text",
+        "text": "Message after message of a long conversation, \"quoted\" and ünïcödé. ".repeat(8)}]})
+    .to_string();
+    // UTF-16 code units, as the browser counts the text.
+    let count = (8 << 20) / message.encode_utf16().count() as u32 + 1;
+    let text = big_snapshot_text(
+        r#"{"type":"state_snapshot","sessionId":"big-a","timestamp":7,"threads":[{"id":"thr_1","messages":["#,
+        &message,
+        count,
+        r#"]}],"registry":{"components":[],"tools":[{"name":"get_weather"}]}}"#,
+    );
+    let chars = text.length();
+    assert!(chars > 8 << 20);
+    let memory_before = wasm_memory_bytes();
+    js_send(&sdk, &text);
+    for conn in [&legacy, &v2] {
+        let s = wait_for(conn, "the big snapshot", |s| {
+            get(s, "snapshots.big-a.timestamp").as_f64() == Some(7.0)
+        })
+        .await;
+        let kept = get(&s, "snapshots.big-a");
+        assert_eq!(messages_of(&kept), count);
+        let last = format!("threads.0.messages.{}.id", count - 1);
+        assert_eq!(
+            get(&kept, &last).as_string(),
+            Some(format!("msg_{}", count - 1))
+        );
+        assert!(
+            !has_key(&kept, "type"),
+            "the state's snapshot has no type, as on the text path"
+        );
+        assert_eq!(get(&s, "ignoredFrames").as_f64(), Some(0.0));
+        // Unchanged state, same object (structural sharing holds for a parsed snapshot too).
+        assert!(Object::is(&kept, &get(&state(conn), "snapshots.big-a")));
+    }
+    wait_until(&v2, "the listener's snapshot", || {
+        listener.events().contains(&"state_snapshot".to_owned())
+    })
+    .await;
+    let grown = wasm_memory_bytes().saturating_sub(memory_before);
+    assert!(
+        grown < chars / 2,
+        "the wasm memory grew by {grown} B for a snapshot of {chars} characters: its text went into the wasm"
+    );
+    let message = listener.messages.borrow().last().cloned().unwrap();
+    assert_eq!(
+        get(&message, "channel").as_string().as_deref(),
+        Some("sessions/big-a")
+    );
+    assert_eq!(
+        get(&message, "data.type").as_string().as_deref(),
+        Some("state_snapshot")
+    );
+    assert_eq!(messages_of(&get(&message, "data")), count);
+    assert!(get(&message, "offset").as_f64().is_some() && get(&message, "epoch").is_string());
+
+    // After a big frame, small ones take the text path on the same sockets as before.
+    let small = json!({"type": "state_snapshot", "sessionId": "big-a", "timestamp": 8,
+        "threads": [{"id": "thr_1", "name": "Weather", "messages": []}],
+        "registry": {"components": [], "tools": []}});
+    js_send(&sdk, &small.to_string().into());
+    let event = json!({"type": "stream_event", "sessionId": "big-a", "timestamp": 1_763_812_800_001u64,
+        "threadId": "thr_1", "seq": 1, "event": {"type": "RUN_STARTED", "runId": "r1"}});
+    js_send(&sdk, &event.to_string().into());
+    for conn in [&legacy, &v2] {
+        let s = wait_for(conn, "a small snapshot and an event", |s| {
+            get(s, "snapshots.big-a.timestamp").as_f64() == Some(8.0)
+                && session_events(s, "big-a").length() == 1
+        })
+        .await;
+        assert_eq!(
+            get(&s, "snapshots.big-a.threads.0.name")
+                .as_string()
+                .as_deref(),
+            Some("Weather")
+        );
+    }
+    // Big frames that carry no snapshot: an event of 100,000 characters goes the text path; one whose text
+    // names `"event":"state_snapshot"` is parsed by the browser (the v2 pre-check only searches the text) and
+    // its message handed to the store as text. Both end as ordinary events.
+    for (seq, delta) in [
+        (2, "x".repeat(100_000)),
+        (3, r#""event":"state_snapshot""#.repeat(5_000)),
+    ] {
+        let event = json!({"type": "stream_event", "sessionId": "big-a", "timestamp": 1_763_812_800_000u64 + seq,
+            "threadId": "thr_1", "seq": seq, "event": {"type": "TEXT_MESSAGE_CONTENT", "messageId": "m",
+            "delta": delta}});
+        js_send(&sdk, &event.to_string().into());
+        for conn in [&legacy, &v2] {
+            let s = wait_for(conn, "the big event", |s| {
+                session_events(s, "big-a").length() == seq as u32
+            })
+            .await;
+            let last = session_events(&s, "big-a").get(seq as u32 - 1);
+            assert_eq!(get(&last, "seq").as_f64(), Some(seq as f64));
+            assert_eq!(
+                get(&last, "event.delta").as_string().as_deref(),
+                Some(delta.as_str())
+            );
+            assert_eq!(get(&s, "ignoredFrames").as_f64(), Some(0.0));
+            assert_eq!(get(&s, "snapshots.big-a.timestamp").as_f64(), Some(8.0));
+        }
+    }
+    listener.unsubscribe();
+    let close: Function = Reflect::get(&sdk, &"close".into())
+        .unwrap()
+        .unchecked_into();
+    close.call0(&sdk).unwrap();
+    legacy.close();
+    v2.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_big_snapshot_missing_its_fields_is_ignored_like_a_small_one() {
+    // The seed-000 Node relay forwards snapshots unchecked: the client's own check on the parsed object is what
+    // keeps a malformed one out, as the text path's does for small ones.
+    let mut sdk = Sdk::connect_to(seed_relay_url(), "big-seed").await;
+    let conn = connection_to(seed_relay_url(), json!({"protocol": "legacy"}));
+    wait_for(&conn, "big-seed listed", |s| has_client(s, "big-seed")).await;
+    let (good, count) = big_snapshot("big-seed", 1, 256 << 10);
+    let mut broken = Vec::new();
+    for (path, value) in [
+        ("registry", Value::Null),
+        ("threads", json!({})),
+        ("timestamp", json!("1")),
+        ("sessionId", json!(1)),
+    ] {
+        let mut s = good.clone();
+        s[path] = value;
+        broken.push(s);
+    }
+    let mut no_tools = good.clone();
+    no_tools["registry"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tools");
+    broken.push(no_tools);
+    let mut errors = good.clone();
+    errors["errors"] = json!("none");
+    broken.push(errors);
+    for (i, s) in broken.into_iter().enumerate() {
+        sdk.send(s);
+        wait_for(&conn, "the broken snapshot ignored", |st| {
+            get(st, "ignoredFrames").as_f64() == Some(i as f64 + 1.0)
+        })
+        .await;
+    }
+    assert!(get(&state(&conn), "snapshots.big-seed").is_undefined());
+    // Optional members may be null, as serde reads them.
+    let mut fine = good.clone();
+    fine["errors"] = Value::Null;
+    fine["registry"]["mcpServers"] = Value::Null;
+    sdk.send(fine);
+    let s = wait_for(&conn, "the good big snapshot", |s| {
+        get(s, "snapshots.big-seed.timestamp").as_f64() == Some(1.0)
+    })
+    .await;
+    assert_eq!(messages_of(&get(&s, "snapshots.big-seed")), count as u32);
+    assert_eq!(get(&s, "ignoredFrames").as_f64(), Some(6.0));
+    sdk.close();
+    conn.close();
+}
