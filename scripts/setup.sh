@@ -19,6 +19,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# `ss` (iproute2): a relay test reads the listening socket's backlog back from the kernel with it.
+if ! command -v ss >/dev/null; then
+  log "installing Debian iproute2"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq iproute2 >/dev/null
+fi
+
 if ! command -v wasm-pack >/dev/null; then
   log "cargo install wasm-pack (a few minutes, once)"
   cargo install --locked wasm-pack

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 pub use assets::{Assets, AssetsError};
 pub use auth::{Auth, Token};
 pub use config::{Config, ConfigError};
+pub use listener::{bind, DEFAULT_LISTEN_BACKLOG};
 
 /// The relay's version, reported in `handshake_ack.serverVersion` and `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

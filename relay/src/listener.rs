@@ -12,11 +12,41 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
+
+/// The default length of the kernel's queue of connections not yet accepted (`listen(2)`'s backlog). mio's default
+/// is 128: a burst of more connects than that (10,000 SDKs reconnecting after a relay restart) overflows it, and
+/// the kernel then drops SYNs, which the client retransmits after a full second. Linux caps the value at
+/// `net.core.somaxconn` (4096 by default since 5.4).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listening socket on `host:port` (the first address `host` resolves to that binds) with `backlog` as the
+/// accept queue's length, `SO_REUSEADDR` set as `TcpListener::bind` does.
+pub async fn bind(host: &str, port: u16, backlog: u32) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{host} resolves to no address"),
+        )
+    }))
+}
 
 /// After an accept error that is not about one connection (e.g. out of file descriptors), wait this long before
 /// accepting again, rather than spinning on the error.

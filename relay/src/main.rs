@@ -59,6 +59,11 @@ struct ServeArgs {
     /// Port to bind (0 picks a free one; the URL printed at start tells which).
     #[arg(long, env = "DEVRELAY_PORT", default_value_t = limits::DEFAULT_PORT)]
     port: u16,
+    /// Length of the kernel's queue of connections not yet accepted (listen(2) backlog; Linux caps it at
+    /// net.core.somaxconn).
+    #[arg(long, env = "DEVRELAY_LISTEN_BACKLOG", default_value_t = devrelay::DEFAULT_LISTEN_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    listen_backlog: u32,
     /// Extra allowed WebSocket Origin (exact scheme://host[:port], or * for any). Repeatable, or comma-separated.
     #[arg(
         long = "allow-origin",
@@ -309,7 +314,7 @@ fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runt
 async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+    let listener = devrelay::bind(&args.host, args.port, args.listen_backlog)
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr: SocketAddr = listener.local_addr()?;

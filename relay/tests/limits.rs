@@ -264,3 +264,39 @@ async fn beyond_the_connection_rate_the_upgrade_is_refused_with_429() {
     assert!(relay.stats().await["rejectedUpgradesByReason"]["rate"].as_u64() >= Some(1));
     relay.shutdown.cancel();
 }
+
+/// The listen(2) backlog is what `bind` was given, not mio's 128 (with which a burst of connects overflowed the
+/// accept queue and waited a second for a SYN retransmit). Read back from the kernel with `ss`: for a listening
+/// socket its Send-Q column is the backlog.
+#[tokio::test]
+async fn the_listening_socket_has_the_configured_backlog() {
+    for backlog in [777u32, devrelay::DEFAULT_LISTEN_BACKLOG] {
+        let listener = devrelay::bind("127.0.0.1", 0, backlog).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let out = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) is installed by scripts/setup.sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("127.0.0.1:{port}")))
+            .unwrap_or_else(|| panic!("no listening socket on port {port} in `ss` output: {text}"));
+        // State Recv-Q Send-Q Local Peer
+        let send_q: u32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(send_q, backlog.min(somaxconn), "ss line: {line}");
+    }
+}
+
+#[tokio::test]
+async fn bind_reports_a_host_that_does_not_resolve() {
+    let err = devrelay::bind("no-such-host.invalid", 0, 16)
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().is_empty());
+}
