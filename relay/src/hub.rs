@@ -176,12 +176,14 @@ impl MemberShared {
 
 #[derive(Debug, Default)]
 struct Registry {
-    sessions: HashMap<String, Member>,
-    agents: HashMap<String, Member>,
+    // Boxed members: a table's slots (with its spare capacity, up to twice the entries) hold a pointer, not the
+    // ~400-byte member, which is most of what an idle connection costs the registry.
+    sessions: HashMap<String, Box<Member>>,
+    agents: HashMap<String, Box<Member>>,
 }
 
 impl Registry {
-    fn members(&mut self, kind: PresenceKind) -> &mut HashMap<String, Member> {
+    fn members(&mut self, kind: PresenceKind) -> &mut HashMap<String, Box<Member>> {
         match kind {
             PresenceKind::Session => &mut self.sessions,
             PresenceKind::Agent => &mut self.agents,
@@ -554,7 +556,7 @@ impl Hub {
         let conn = peer.id;
         r.members(kind).insert(
             id.clone(),
-            Member {
+            Box::new(Member {
                 conn,
                 peer,
                 presence,
@@ -564,7 +566,7 @@ impl Hub {
                 takeovers: takeovers.unwrap_or_default(),
                 contested_until: None,
                 conflict_told: false,
-            },
+            }),
         );
         Ok(Membership {
             guard: MemberGuard {
@@ -826,8 +828,12 @@ impl Hub {
         // Holding the index for writing, no publication can be delivered between these frames and the
         // subscription: the dashboard misses no newer snapshot than the cached one it gets.
         let mut idx = write(&self.index);
-        let mut sessions: Vec<&Member> =
-            r.sessions.values().filter(|m| m.legacy.is_some()).collect();
+        let mut sessions: Vec<&Member> = r
+            .sessions
+            .values()
+            .map(|m| &**m)
+            .filter(|m| m.legacy.is_some())
+            .collect();
         sessions.sort_by(|a, b| {
             a.presence
                 .connected_at
