@@ -90,6 +90,9 @@ describe("recovery", () => {
     const replayed = Number(await notice.getAttribute("data-replayed"));
     assert.ok(replayed >= MISSED, `replayed ${replayed}, at least ${MISSED} were missed`);
     assert.match(await notice.innerText(), new RegExp(`recovered ${replayed.toLocaleString("en-US")} missed events`));
+    // The client's own view says what its data went through.
+    const badge = page.locator("[data-testid=session-recovery][data-outcome=recovered]");
+    assert.match(await badge.innerText(), /^\d+ missed replayed$/);
 
     // The stream goes on past the gap; the timeline holds every seq from its first to its last exactly once.
     const target = watcher.maxSeq + 5;

@@ -9,7 +9,13 @@
 
 import { memo, useCallback, useEffect, useId, useMemo, useRef, useState } from "react";
 import { useRouter, useSearchParams } from "next/navigation";
-import type { DevtoolsConnection, DevtoolsOptionsError, Snapshot, SessionEvents } from "devrelay-client";
+import type {
+  DevtoolsConnection,
+  DevtoolsOptionsError,
+  RecoveryOutcome,
+  Snapshot,
+  SessionEvents,
+} from "devrelay-client";
 import { useDevtoolsConnection } from "devrelay-client/react";
 import { useKnownClients } from "@/lib/knownClients";
 import { errorsOf, registryOf, threadsOf } from "@/lib/model";
@@ -112,6 +118,9 @@ export function Dashboard() {
         connection={connection}
         offline={!dt.isConnected}
         offlineAttempt={dt.reconnectAttempt}
+        recoveryOutcome={dt.recovery[selectedId]?.outcome ?? null}
+        recoveryReplayed={dt.recovery[selectedId]?.replayed ?? 0}
+        recoveryReason={dt.recovery[selectedId]?.reason ?? null}
       />
     );
   } else if (selectedId && (selected || !dt.isConnected)) {
@@ -217,6 +226,9 @@ const ClientView = memo(function ClientView({
   connection,
   offline,
   offlineAttempt,
+  recoveryOutcome,
+  recoveryReplayed,
+  recoveryReason,
 }: {
   sessionId: string;
   snapshot: Snapshot | undefined;
@@ -225,6 +237,10 @@ const ClientView = memo(function ClientView({
   /** The relay is unreachable: the view shows the last known state. */
   offline: boolean;
   offlineAttempt: number;
+  /** How this client came through the last reconnect (null: it was not there, or no reconnect yet). */
+  recoveryOutcome: RecoveryOutcome | null;
+  recoveryReplayed: number;
+  recoveryReason: string | null;
 }) {
   useRenderCount("ClientView");
   const [tab, setTab] = useState<Tab>("threads");
@@ -294,6 +310,18 @@ const ClientView = memo(function ClientView({
             "no snapshot yet"
           )}
         </span>
+        {(recoveryOutcome === "recovered" || recoveryOutcome === "resynced") && (
+          <span
+            className={`badge ${recoveryOutcome === "resynced" ? "warn" : ""}`}
+            data-testid="session-recovery"
+            data-outcome={recoveryOutcome}
+            title={recoveryReason ?? undefined}
+          >
+            {recoveryOutcome === "recovered"
+              ? `${recoveryReplayed.toLocaleString("en-US")} missed replayed`
+              : "resynced: older events dropped"}
+          </span>
+        )}
         <div className="spacer" />
         <button type="button" data-testid="request-snapshot" onClick={() => connection.requestSnapshot(sessionId)}>
           ⟳ Request snapshot
