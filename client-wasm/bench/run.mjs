@@ -178,7 +178,7 @@ try {
   const phases = (process.env.PHASES ?? "events,snapshots").split(",");
   const snapshotSizes = (process.env.SNAPSHOT_SIZES ?? "1000000,5000000").split(",").map(Number);
   const snapshotsPerPhase = Number(process.env.SNAPSHOTS ?? 5);
-  const snapshotKinds = (process.env.SNAPSHOT_KINDS ?? "js,legacy,v2").split(",");
+  const snapshotKinds = (process.env.SNAPSHOT_KINDS ?? "js,js-raf,legacy,v2").split(",");
   const snapshots = [];
   if (phases.includes("snapshots")) {
     const variants = basePkgDir ? [false, true] : [false];
@@ -186,7 +186,7 @@ try {
       for (const protocol of ["js", "legacy", "v2"]) await snapshotPhase(protocol, 100_000, 2, `warm-snap-${protocol}-${base}`, base);
     for (let round = 1; round <= rounds; round++) {
       for (const bytes of snapshotSizes) {
-        for (const [protocol, base] of snapshotKinds.flatMap((p) => (p === "js" ? [[p, false]] : variants.map((b) => [p, b])))) {
+        for (const [protocol, base] of snapshotKinds.flatMap((p) => (p.startsWith("js") ? [[p, false]] : variants.map((b) => [p, b])))) {
           const id = `snap-${protocol}-${base ? "base-" : ""}${bytes}-${round}`;
           for (const r of await snapshotPhase(protocol, bytes, snapshotsPerPhase, id, base)) {
             r.round = round;
