@@ -61,6 +61,9 @@ pub struct ChannelEntry {
     pub catch_up: bool,
     /// Resuming after this position (sent as `since`): set on reconnect, until the `ack` (or refusal).
     pub resume: Option<StreamPosition>,
+    /// The resume's replay must not be taken even if the relay recovers it (its publisher was replaced
+    /// meanwhile: the replay would carry the old connection's tail into the new one's state).
+    pub resync: bool,
 }
 
 impl ChannelEntry {
@@ -73,6 +76,7 @@ impl ChannelEntry {
             error: None,
             catch_up: false,
             resume: None,
+            resync: false,
         }
     }
 
@@ -288,6 +292,7 @@ impl Channels {
         if let Some(e) = self.entries.iter_mut().find(|e| e.name == name) {
             e.resume = None;
             e.catch_up = false;
+            e.resync = false;
         }
         if !recovered {
             self.positions.remove(name);
@@ -295,6 +300,22 @@ impl Channels {
                 self.advance(name, epoch, offset, stamp);
             }
         }
+    }
+
+    /// `name`'s outstanding resume (if any) is to end in a resync whatever the relay answers.
+    pub fn resync_on_ack(&mut self, name: &str) {
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.name == name && e.resume.is_some())
+        {
+            e.resync = true;
+        }
+    }
+
+    /// Whether `name`'s resume was marked by [`Channels::resync_on_ack`].
+    pub fn must_resync(&self, name: &str) -> bool {
+        self.entries.iter().any(|e| e.name == name && e.resync)
     }
 
     /// The position `name` resumes from, while its resume is outstanding.
@@ -336,6 +357,7 @@ impl Channels {
         // (the wildcard still delivers the channel, after the gap).
         e.resume = None;
         e.catch_up = false;
+        e.resync = false;
         Some(e)
     }
 
@@ -353,6 +375,7 @@ impl Channels {
             e.state = RelayState::Pending;
             e.catch_up = false;
             e.resume = None;
+            e.resync = false;
         }
         changed
     }

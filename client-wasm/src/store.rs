@@ -910,7 +910,10 @@ impl Store {
     /// and continues the channel exactly. Not: the channel starts again at the `ack`'s position, and a session
     /// drops what it held (it would hide the gap) for the `ack`'s cached snapshot, or a requested one.
     fn resume_answered(&mut self, channel: &str, from_epoch: &str, a: &AckRef<'_>, clock: u64) {
-        let recovered = a.recovered == Some(true);
+        // A session whose SDK reconnected while this dashboard was away: the old connection's data went (see
+        // `client_list`), and the replay would bring its tail back into the new one's.
+        let replaced = self.channels.must_resync(channel);
+        let recovered = a.recovered == Some(true) && !replaced;
         let epoch_changed = a.epoch.as_deref().is_some_and(|e| e != from_epoch);
         let top = a.epoch.as_deref().zip(a.offset);
         self.channels.resumed(channel, recovered, top, clock);
@@ -954,7 +957,13 @@ impl Store {
                         } else {
                             0
                         },
-                        reason: a.reason.as_ref().map(|r| r.to_string()),
+                        reason: match &a.reason {
+                            Some(r) => Some(r.to_string()),
+                            None if replaced => {
+                                Some("the session reconnected while this dashboard was away".into())
+                            }
+                            None => None,
+                        },
                     },
                 );
                 self.recovery_stamp = clock;
@@ -1101,6 +1110,7 @@ impl Store {
                 .any(|old| old.session_id == c.session_id && old.connected_at != c.connected_at);
             if reconnected {
                 self.remove_session(&c.session_id, clock);
+                self.channels.resync_on_ack(&session_channel(&c.session_id));
             }
             if !self.sessions.contains_key(&c.session_id) {
                 self.sessions.insert(
@@ -1135,6 +1145,8 @@ impl Store {
             let old = self.clients.remove(i);
             if old.connected_at != info.connected_at {
                 self.remove_session(&info.session_id, clock); // a new connection: drop the old one's data
+                self.channels
+                    .resync_on_ack(&session_channel(&info.session_id));
             }
         }
         if !self.sessions.contains_key(&info.session_id) {

@@ -402,3 +402,41 @@ fn a_seed_000_relay_has_nothing_to_resume() {
     assert!(s.recovery().is_empty());
     assert_eq!(s.last_reconnect(), None);
 }
+
+#[test]
+fn a_session_whose_sdk_reconnected_meanwhile_resyncs_even_when_the_relay_recovers() {
+    let mut s = reconnected(CONNECTED);
+    s.take_outbox();
+    // `a`'s SDK reconnected while the dashboard was away (a new connectedAt): its old data goes at once.
+    let mut g = resumed(3, "global", true, 0, (0, "e0"));
+    g["presence"] = json!([presence("a", 60), presence("b", 2)]);
+    s.receive(&g.to_string());
+    assert!(seqs(&s, "a").is_empty());
+    s.receive(&ack(4, "sessions/*", None));
+    // The relay can replay `a`'s channel (same epoch), but that would bring the old connection's tail (4, 5)
+    // into the new connection's timeline.
+    let batch = json!([
+        resumed(5, "sessions/a", true, 3, (6, "e1")),
+        serde_json::from_str::<Value>(&event("a", 4)).unwrap(),
+        serde_json::from_str::<Value>(&event("a", 5)).unwrap(),
+        serde_json::from_str::<Value>(&event("a", 6)).unwrap(),
+    ]);
+    s.receive(&batch.to_string());
+    assert!(seqs(&s, "a").is_empty(), "nothing of the replay taken");
+    let r = s.recovery_of("a").unwrap();
+    assert_eq!((r.outcome, r.replayed), (RecoveryOutcome::Resynced, 0));
+    assert!(r.reason.as_deref().unwrap().contains("reconnected"));
+    assert_eq!(
+        summary(&mut s),
+        [
+            row("request_snapshot", "a", 6),
+            row("unsubscribe", "sessions/a", 7)
+        ]
+    );
+    s.receive(&event("a", 7));
+    assert_eq!(
+        seqs(&s, "a"),
+        [7],
+        "the new connection's stream from the ack on"
+    );
+}
