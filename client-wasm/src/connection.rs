@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use devrelay_protocol::close::should_reconnect;
-use gloo_timers::callback::Timeout;
+use gloo_timers::callback::{Interval, Timeout};
 use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::*;
@@ -102,6 +102,12 @@ struct Inner {
     /// The dashboard token, sent with the first message of each socket.
     token: Option<String>,
     hello_timeout_ms: f64,
+    /// `heartbeatIntervalMs` (0: off).
+    heartbeat_ms: f64,
+    /// Running while a v2 socket is connected: (the socket's id, the timer).
+    heartbeat: Option<(u64, Interval)>,
+    /// A frame arrived on the current socket since the last heartbeat tick.
+    heard: bool,
     socket: Option<Socket>,
     /// Increases with every socket; a task driving an older socket stops.
     socket_id: u64,
@@ -201,6 +207,9 @@ impl Connection {
                 url: options.url,
                 token: options.token,
                 hello_timeout_ms: options.hello_timeout_ms,
+                heartbeat_ms: options.heartbeat_interval_ms,
+                heartbeat: None,
+                heard: false,
                 socket: None,
                 socket_id: 0,
                 opened_at: None,
@@ -382,6 +391,7 @@ impl Inner {
             }
         }
         self.sync_hello_timer();
+        self.sync_heartbeat();
         let mut effects = Effects::default();
         let notices = self.store.take_notices();
         if !notices.is_empty() {
@@ -497,6 +507,62 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The heartbeat runs exactly while a v2 socket is connected (a seed-000 relay has no `ping`).
+    fn sync_heartbeat(&mut self) {
+        let wanted = self.heartbeat_ms > 0.0
+            && self.socket.is_some()
+            && self.store.is_connected()
+            && self.store.protocol() == Some(crate::store::Protocol::V2);
+        if !wanted {
+            self.heartbeat = None;
+            return;
+        }
+        if matches!(self.heartbeat, Some((id, _)) if id == self.socket_id) {
+            return;
+        }
+        self.heard = true;
+        let (weak, id) = (self.me.clone(), self.socket_id);
+        let interval = Interval::new(timer_ms(self.heartbeat_ms), move || {
+            let Some(conn) = weak.upgrade() else { return };
+            let effects = {
+                let mut inner = conn.inner.borrow_mut();
+                if inner.socket_id != id || inner.socket.is_none() {
+                    return;
+                }
+                inner.heartbeat_tick(&weak);
+                inner.after_change()
+            };
+            effects.run(&conn);
+        });
+        self.heartbeat = Some((id, interval));
+    }
+
+    /// One heartbeat period ended: nothing arrived since the last `ping` (a whole period, so at most two
+    /// periods of silence in all) means the relay or the path to it is gone though the socket looks open —
+    /// close it and reconnect; else ping again (the relay answers `pong`).
+    fn heartbeat_tick(&mut self, weak: &Weak<Connection>) {
+        if self.heard {
+            self.heard = false;
+            if let Some(socket) = &self.socket {
+                socket.send(r#"{"type":"ping"}"#);
+            }
+            return;
+        }
+        self.heartbeat = None;
+        if let Some(socket) = self.socket.take() {
+            socket.close(1000, "no answer from the relay");
+        }
+        // Whole ms: formatting an f64 would pull float printing into the wasm (~10 KB).
+        let reason = format!(
+            "no answer from the relay within two heartbeat intervals ({} ms each)",
+            self.heartbeat_ms as u64
+        );
+        // 1006, as the browser reports a connection that died: reconnect with backoff.
+        socket_closed(self, weak, 1006, &reason);
+    }
+}
+
 /// Calls the listeners once for everything that changed since the last call, after releasing every borrow
 /// (a listener reads `getSnapshot()` and may call any method, `close()` included).
 fn flush(weak: &Weak<Connection>) {
@@ -563,8 +629,12 @@ fn socket_event(weak: &Weak<Connection>, id: u64, event: SocketEvent) {
                 inner.opened_at = Some(js_sys::Date::now());
                 inner.store.opened();
             }
-            SocketEvent::Text(text) => inner.store.receive(&text),
+            SocketEvent::Text(text) => {
+                inner.heard = true;
+                inner.store.receive(&text)
+            }
             SocketEvent::Big(text) => {
+                inner.heard = true;
                 let Inner {
                     store, view, held, ..
                 } = &mut *inner;

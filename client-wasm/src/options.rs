@@ -26,6 +26,12 @@ pub const MAX_RECONNECT_DELAY_MS: f64 = 3_600_000.0;
 /// 000 (a seed-000 server ignores unknown types and never answers). A v2 relay answers in one round trip.
 pub const DEFAULT_HELLO_TIMEOUT_MS: f64 = 2_000.0;
 
+/// Default `heartbeatIntervalMs`: a v2 socket sends `ping` this often, and one from which nothing arrived for two
+/// of them is taken for dead (browsers do not show WebSocket pings to pages, so a relay that went silent — a
+/// dropped network path, a relay that closed us as a slow consumer while our tab was throttled — would
+/// otherwise look connected for ever).
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: f64 = 15_000.0;
+
 /// Largest `maxInFlightPublishes`.
 pub const MAX_IN_FLIGHT_PUBLISHES: usize = 65_536;
 
@@ -43,6 +49,8 @@ pub struct Options {
     pub protocol: ProtocolChoice,
     /// Wait for `connected` this long before falling back to seed 000 (`"auto"` only), ms.
     pub hello_timeout_ms: f64,
+    /// `ping` period of a v2 socket, ms; silent for two periods, it is closed and a new one opened. 0: off.
+    pub heartbeat_interval_ms: f64,
     /// Subscribe to the selected sessions only instead of `sessions/*`.
     pub follow_selected: bool,
     /// Publishes waiting for their answer at most; more are refused at once (`TOO_MANY_IN_FLIGHT`).
@@ -58,6 +66,7 @@ impl Default for Options {
             token: None,
             protocol: ProtocolChoice::Auto,
             hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
             follow_selected: false,
             max_in_flight_publishes: DEFAULT_MAX_IN_FLIGHT_PUBLISHES,
         }
@@ -244,6 +253,14 @@ const HELLO_TIMEOUT: NumberRule = NumberRule {
     expected: "a number of ms from 100 to 60000",
 };
 
+const HEARTBEAT_INTERVAL: NumberRule = NumberRule {
+    name: "heartbeatIntervalMs",
+    min: 0.0,
+    max: 3_600_000.0,
+    whole: false,
+    expected: "0 (off) or a number of ms from 100 to 3600000",
+};
+
 const MAX_IN_FLIGHT: NumberRule = NumberRule {
     name: "maxInFlightPublishes",
     min: 1.0,
@@ -391,10 +408,18 @@ impl Options {
             }
         };
         let hello_timeout = fields.number(&HELLO_TIMEOUT, d.hello_timeout_ms)?;
+        let heartbeat = fields.number(&HEARTBEAT_INTERVAL, d.heartbeat_interval_ms)?;
+        if heartbeat.value > 0.0 && heartbeat.value < 100.0 {
+            return Err(fields.error(
+                HEARTBEAT_INTERVAL.name,
+                HEARTBEAT_INTERVAL.expected,
+                heartbeat.text,
+            ));
+        }
         let follow_selected = fields.bool("followSelected", d.follow_selected)?;
         let in_flight = fields.number(&MAX_IN_FLIGHT, d.max_in_flight_publishes as f64)?;
         fields.finish(
-            "url, reconnect, eventCapacity, token, protocol, helloTimeoutMs, followSelected, maxInFlightPublishes",
+            "url, reconnect, eventCapacity, token, protocol, helloTimeoutMs, heartbeatIntervalMs, followSelected, maxInFlightPublishes",
         )?;
         Ok(Options {
             url,
@@ -403,6 +428,7 @@ impl Options {
             token,
             protocol,
             hello_timeout_ms: hello_timeout.value,
+            heartbeat_interval_ms: heartbeat.value,
             follow_selected,
             max_in_flight_publishes: in_flight.value as usize,
         })

@@ -28,7 +28,7 @@ use devrelay_protocol::v2_view::{
     self, AckRef, ConnectedRef, ErrorRef, LimitsRef, PresenceInfoRef, PublicationRef,
     RelayMessageRef, RequestIdRef,
 };
-use devrelay_protocol::{ClientInfo, DashboardMessage, RelayToDashboardRef, SessionRef};
+use devrelay_protocol::{ClientInfo, DashboardMessage, Millis, RelayToDashboardRef, SessionRef};
 use serde::Serialize;
 
 use crate::channels::{Channels, RelayState};
@@ -304,6 +304,11 @@ pub struct Session {
     /// selection and later client-list changes do not ask again (the SDK answers once per request, and every
     /// request costs it a full snapshot). Cleared on every (re)connect.
     snapshot_requested: bool,
+    /// The page Origin its SDK connected from, when the relay does not allow it for dashboards (an app on
+    /// `http://myapp.test:3000`): shown on its card (v2 presence only).
+    origin: Option<String>,
+    /// While it does not answer the relay's pings: (since when, when the relay drops it unless it answers).
+    stale: Option<(Millis, Option<Millis>)>,
 }
 
 impl Session {
@@ -312,7 +317,18 @@ impl Session {
             snapshot: None,
             events: EventRing::new(capacity, clock),
             snapshot_requested: false,
+            origin: None,
+            stale: None,
         }
+    }
+
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// `(staleSince, dropAt)` while the relay shows it as stale (`dropAt` unknown when it was listed stale).
+    pub fn stale(&self) -> Option<(Millis, Option<Millis>)> {
+        self.stale
     }
 
     /// The latest snapshot and the clock value when it arrived.
@@ -768,7 +784,8 @@ impl Store {
             Ok(RelayMessageRef::Publication(p)) => self.publication(&p, item),
             Ok(RelayMessageRef::Ack(a)) => self.ack(&a),
             Ok(RelayMessageRef::Error(e)) => self.v2_error(&e),
-            // A repeated `connected`, `pong` (we send no `ping`), `request_snapshot` (we are no session).
+            // A repeated `connected`, `pong` (the heartbeat's answer: any frame counts, the shell saw it),
+            // `request_snapshot` (we are no session).
             Ok(_) => {}
             Err(_) => self.ignore(),
         }
@@ -820,9 +837,18 @@ impl Store {
         match event {
             "session.connected" => match v2_view::presence_info(data) {
                 Ok(p) if p.kind.0 == PresenceKind::Session => {
-                    self.client_connected(client_info(&p))
+                    self.client_connected(client_info(&p));
+                    self.presence_marks(&p);
                 }
                 Ok(_) => {}
+                Err(_) => self.ignore(),
+            },
+            "session.stale" => match v2_view::presence_stale(data) {
+                Ok(p) => self.set_stale(&p.id, Some((p.since, Some(p.drop_at)))),
+                Err(_) => self.ignore(),
+            },
+            "session.fresh" => match v2_view::presence_left(data) {
+                Ok(p) => self.set_stale(&p.id, None),
                 Err(_) => self.ignore(),
             },
             "session.disconnected" => match v2_view::presence_left(data) {
@@ -888,6 +914,12 @@ impl Store {
                             .map(client_info)
                             .collect();
                         self.client_list(clients);
+                        for p in presence
+                            .iter()
+                            .filter(|p| p.kind.0 == PresenceKind::Session)
+                        {
+                            self.presence_marks(p);
+                        }
                     }
                 }
             }
@@ -1159,6 +1191,40 @@ impl Store {
         insert_client(&mut self.clients, info);
         self.clients_stamp = clock;
         self.request_selected_snapshot();
+    }
+
+    /// What v2 presence says of a session beyond its client-list row: its Origin, whether it is stale.
+    fn presence_marks(&mut self, p: &PresenceInfoRef<'_>) {
+        let origin = p.origin.as_deref().map(str::to_owned);
+        let changed = match self.sessions.get_mut(p.id.as_ref()) {
+            Some(s) if s.origin != origin => {
+                s.origin = origin;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.clients_stamp = self.tick();
+        }
+        // A listed one keeps a dropAt it was told, and one listed fresh is fresh.
+        let keep = self
+            .sessions
+            .get(p.id.as_ref())
+            .and_then(|s| s.stale)
+            .and_then(|(_, drop_at)| drop_at);
+        self.set_stale(&p.id, p.stale_since.map(|since| (since, keep)));
+    }
+
+    /// The relay shows `session_id` as stale (or fresh again, `None`): part of its client-list row.
+    fn set_stale(&mut self, session_id: &str, stale: Option<(Millis, Option<Millis>)>) {
+        let Some(s) = self.sessions.get_mut(session_id) else {
+            return; // unknown session (not followed, or gone): nothing to mark
+        };
+        if s.stale == stale {
+            return;
+        }
+        s.stale = stale;
+        self.clients_stamp = self.tick();
     }
 
     fn client_disconnected(&mut self, session_id: &str) {

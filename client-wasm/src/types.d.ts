@@ -42,6 +42,10 @@ export interface DevtoolsConnectionOptions {
   /** With "auto": how long a new socket waits for the relay's answer to `hello` before speaking seed 000
    *  (a seed-000 server never answers it), 100..=60_000 ms. Default 2_000. */
   helloTimeoutMs?: number | null;
+  /** A v2 socket sends `ping` this often; one from which nothing arrived for two intervals (a relay that went
+   *  silent: browsers do not show WebSocket pings to pages) is closed and a new one opened, with backoff.
+   *  0 (off) or 100..=3_600_000 ms. Default 15_000. */
+  heartbeatIntervalMs?: number | null;
   /** Follow mode: subscribe to the selected session (and those given to `followSessions`) only, instead of
    *  every session. Default false. */
   followSelected?: boolean | null;
@@ -70,6 +74,14 @@ export interface ClientInfo {
   projectId?: string;
   /** ms since the epoch, when the SDK connected to the relay. */
   connectedAt: number;
+  /** The page Origin the SDK connected from, when it is not one the relay allows for dashboards (an app on
+   *  `http://myapp.test:3000`); absent for native SDKs and allowed Origins. v2 relays only. */
+  origin?: string;
+  /** Set while the SDK does not answer the relay's pings (paused at a breakpoint, a laptop lid): ms since the
+   *  epoch when it went stale. It continues without reconnecting if it answers in time. v2 relays only. */
+  staleSince?: number;
+  /** With `staleSince`: when the relay drops it unless it answers (ms since the epoch), when known. */
+  dropAt?: number;
 }
 
 /** One content part of a thread message (text, tool_use, tool_result, component, resource, ...). */

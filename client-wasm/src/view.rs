@@ -144,6 +144,17 @@ impl View {
                         o.member("projectId", p);
                     }
                     o.member("connectedAt", &c.connected_at);
+                    if let Some(s) = store.session(&c.session_id) {
+                        if let Some(origin) = s.origin() {
+                            o.member("origin", origin);
+                        }
+                        if let Some((since, drop_at)) = s.stale() {
+                            o.member("staleSince", &since);
+                            if let Some(at) = drop_at {
+                                o.member("dropAt", &at);
+                            }
+                        }
+                    }
                     o.end();
                 });
                 let js = JSON::parse(&json).unwrap_or(JsValue::NULL);

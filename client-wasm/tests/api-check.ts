@@ -157,6 +157,7 @@ export async function useWholeApi(): Promise<string[]> {
     eventCapacity: 5_000,
     protocol,
     helloTimeoutMs: 2_000,
+    heartbeatIntervalMs: 15_000,
     followSelected: false,
     maxInFlightPublishes: 256,
   };

@@ -543,6 +543,26 @@ async fn reconnects_after_relay_restart_and_rebuilds_the_list() {
 }
 
 #[wasm_bindgen_test]
+async fn a_silent_relay_is_noticed_within_two_heartbeats_and_reconnected() {
+    // SIGSTOP: the relay's sockets stay open (the kernel even acknowledges what we send), but nothing comes
+    // back — what a page sees of a relay that closed it while its tab was throttled, or of a dead network path.
+    // Browsers do not show WebSocket pings to pages: only the application heartbeat can tell.
+    let conn = connection(json!({"heartbeatIntervalMs": 300}));
+    wait_for(&conn, "open", |s| status(s) == "open").await;
+    control("POST", "/stop").await;
+    let s = wait_for(&conn, "reconnecting after the relay went silent", |s| {
+        status(s) == "reconnecting"
+    })
+    .await;
+    let error = get(&s, "error").as_string().unwrap_or_default();
+    assert!(error.contains("no answer from the relay"), "{error}");
+    control("POST", "/cont").await;
+    let s = wait_for(&conn, "open again", |s| status(s) == "open").await;
+    assert_eq!(get(&s, "protocol").as_string().as_deref(), Some("v2"));
+    conn.close();
+}
+
+#[wasm_bindgen_test]
 async fn a_missing_or_wrong_token_ends_in_closed_with_4501_and_no_retry() {
     for token in [Value::Null, json!("not-the-token-0123456789")] {
         let conn = connection(json!({ "token": token }));

@@ -2,6 +2,8 @@
 // same port, through a tiny HTTP control endpoint (CORS-open, loopback only):
 //   POST /kill   -> SIGKILL the relay (sockets die without a close frame, like a crash); waits for exit
 //   POST /start  -> start it again on the same port; answers once it is listening
+//   POST /stop   -> SIGSTOP the relay: its sockets stay open but nothing answers (a relay gone silent)
+//   POST /cont   -> SIGCONT it again
 //   GET  /health -> the relay's /health, proxied (the relay itself sends no CORS headers)
 //   POST /cut    -> the cutting proxy (RELAY_PROXY_URL, a plain TCP proxy in front of the relay) destroys every
 //                   connection through it, both sockets, without a close frame (as when a network path dies),
@@ -130,6 +132,10 @@ const server = http.createServer(async (req, res) => {
     } else if (req.method === "POST" && req.url === "/uncut") {
       refusing = false;
       reply(200, { refusing });
+    } else if (req.method === "POST" && (req.url === "/stop" || req.url === "/cont")) {
+      if (!relay) throw new Error("the relay is not running");
+      relay.kill(req.url === "/stop" ? "SIGSTOP" : "SIGCONT");
+      reply(200, { signalled: req.url.slice(1) });
     } else if (req.method === "GET" && req.url === "/health") {
       reply(200, JSON.parse(await relayHealth()));
     } else {
@@ -168,6 +174,7 @@ server.listen(0, "127.0.0.1", () => {
 
 const shutdown = async () => {
   seedRelay?.kill("SIGKILL");
+  relay?.kill("SIGCONT");
   await killRelay();
   process.exit(0);
 };

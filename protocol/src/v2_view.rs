@@ -119,6 +119,16 @@ pub struct PresenceInfoRef<'a> {
     pub stale_since: Option<Millis>,
 }
 
+/// The `data` of `session.stale` / `agent.stale` (`v2::PresenceStale`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceStaleRef<'a> {
+    pub kind: KindRef,
+    pub id: Cow<'a, str>,
+    pub since: Millis,
+    pub drop_at: Millis,
+    pub timestamp: Millis,
+}
+
 /// The `data` of `session.disconnected` / `agent.disconnected` / `*.heartbeat` (`v2::PresenceRef`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresenceLeftRef<'a> {
@@ -305,7 +315,19 @@ pub fn presence_info(text: &str) -> Result<PresenceInfoRef<'_>, ReadError> {
     })
 }
 
-/// A `*.disconnected` / `*.heartbeat` event's `data`.
+/// A `*.stale` event's `data`.
+pub fn presence_stale(text: &str) -> Result<PresenceStaleRef<'_>, ReadError> {
+    let o = Object::parse(text)?;
+    Ok(PresenceStaleRef {
+        kind: o.req("kind", kind)?,
+        id: o.req("id", json_reader::read_str)?,
+        since: o.req("since", millis)?,
+        drop_at: o.req("dropAt", millis)?,
+        timestamp: o.req("timestamp", millis)?,
+    })
+}
+
+/// A `*.disconnected` / `*.heartbeat` / `*.fresh` event's `data`.
 pub fn presence_left(text: &str) -> Result<PresenceLeftRef<'_>, ReadError> {
     let o = Object::parse(text)?;
     Ok(PresenceLeftRef {

@@ -114,6 +114,19 @@ fn presence_and_metrics_events_have_typed_data() {
     ))
     .unwrap();
     round_trip::<MetricsUpdate>("metric.update data", &p.data.to_string());
+    let p: Publication = serde_json::from_str(include_str!(
+        "../../tests/fixtures/v2/events/session.stale.json"
+    ))
+    .unwrap();
+    round_trip::<devrelay_protocol::v2::PresenceStale>("session.stale data", &p.data.to_string());
+    let p: Publication = serde_json::from_str(include_str!(
+        "../../tests/fixtures/v2/events/session.conflict.json"
+    ))
+    .unwrap();
+    round_trip::<devrelay_protocol::v2::PresenceConflict>(
+        "session.conflict data",
+        &p.data.to_string(),
+    );
 }
 
 #[test]

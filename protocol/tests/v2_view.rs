@@ -380,6 +380,7 @@ fn presence_data_reads_like_the_owned_types() {
     for text in [
         fixture!("events/session.connected"),
         fixture!("events/agent.disconnected"),
+        fixture!("events/session.stale"),
     ] {
         let data = raw(text)["data"].clone();
         corpus.push(data.to_string());
@@ -412,6 +413,18 @@ fn presence_data_reads_like_the_owned_types() {
             }
             (Err(_), Err(_)) => {}
             _ => panic!("PresenceRef: decoders disagree on {text}: {owned:?} vs {view:?}"),
+        }
+        let owned = serde_json::from_str::<devrelay_protocol::v2::PresenceStale>(text);
+        let view = devrelay_protocol::v2_view::presence_stale(text);
+        match (&owned, &view) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    (a.kind, a.id.as_str(), a.since, a.drop_at, a.timestamp),
+                    (b.kind.0, b.id.as_ref(), b.since, b.drop_at, b.timestamp)
+                )
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("PresenceStale: decoders disagree on {text}: {owned:?} vs {view:?}"),
         }
     }
 }

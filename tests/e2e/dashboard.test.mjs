@@ -494,6 +494,11 @@ describe("devrelay dashboard", () => {
       assert.deepEqual(outcome.frames, ["handshake_ack", "wrong_role", "wrong_role"]);
       assert.equal(outcome.closed[0], 4502, `a v2 dashboard hello is refused too: ${outcome.closed}`);
       await card("cross-site").waitFor();
+      // Its card names the page it came from: a stray page is recognisable.
+      assert.equal(
+        await card("cross-site").getByTestId("client-origin").innerText(),
+        `http://${FOREIGN_HOST}:${elsewhere.port}`,
+      );
       const afterStats = await relayStats(relay);
       assert.ok(afterStats.authFailures >= before.authFailures + 2, `refusals counted: ${JSON.stringify(afterStats)}`);
     } finally {
@@ -504,6 +509,153 @@ describe("devrelay dashboard", () => {
 
     // Control: the same dashboard from a localhost origin is connected to the same relay right now.
     assert.equal(await status().getAttribute("data-state"), "open");
+  });
+
+  test("in Chromium, every role is held to its cell: tokens missing or wrong, SDKs that read or command, agents on another's channel", async () => {
+    // The page is a relay's own (an allowed Origin, loopback): what is refused here is refused for the role, not
+    // the Origin. A relay with a separate agent token, so that agents are agents (the dashboard token would make a
+    // dashboard that may also be an agent).
+    const agentToken = "agent-token-for-the-e2e-0123";
+    const roles = await startRelay(0, ["--agent-token", agentToken], "roles-relay");
+    const outcome = await page.evaluate(
+      async ({ url, token, agentToken }) => {
+        const open = (u) =>
+          new Promise((ok, fail) => {
+            const ws = new WebSocket(u);
+            const queue = [];
+            let waiting = null;
+            ws.onmessage = (e) => {
+              for (const m of [JSON.parse(e.data)].flat()) {
+                if (waiting) {
+                  const w = waiting;
+                  waiting = null;
+                  w(m);
+                } else queue.push(m);
+              }
+            };
+            ws.closed = new Promise((done) => (ws.onclose = (e) => done(e.code)));
+            ws.next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((w) => (waiting = w)));
+            ws.ask = async (msg) => {
+              ws.send(JSON.stringify(msg));
+              for (;;) {
+                const m = await ws.next();
+                if (m.id === msg.id && (m.type === "ack" || m.type === "error")) return m.type === "ack" ? "ack" : m.code;
+                if (m.type === "error" && m.id === undefined && msg.id === undefined) return m.code;
+              }
+            };
+            ws.onopen = () => ok(ws);
+            ws.onerror = () => fail(new Error(`socket ${u} failed`));
+          });
+        const out = {};
+        // A dashboard without a token, and with a wrong one (on the URL, as a client that can only set a URL).
+        let ws = await open(url);
+        ws.send(JSON.stringify({ type: "hello", batch: true }));
+        out.dashboardNoToken = [(await ws.next()).code, await ws.closed];
+        ws = new WebSocket(`${url}/?token=wrong-token-0123456789`);
+        out.dashboardWrongToken = await new Promise((done) => (ws.onclose = (e) => done(e.code)));
+        // An agent without a token, with a wrong one, and with the right one on another agent's channel.
+        ws = await open(url);
+        ws.send(JSON.stringify({ type: "hello", agentId: "chromium-agent" }));
+        out.agentNoToken = [(await ws.next()).code, await ws.closed];
+        ws = await open(url);
+        ws.send(JSON.stringify({ type: "hello", agentId: "chromium-agent", token: "wrong-token-0123456789" }));
+        out.agentWrongToken = [(await ws.next()).code, await ws.closed];
+        const agent = await open(url);
+        agent.send(JSON.stringify({ type: "hello", agentId: "chromium-agent", token: agentToken }));
+        await agent.next();
+        const publish = (channel, id) => ({ type: "publish", channel, event: "x", data: 1, id });
+        out.agent = [
+          await agent.ask(publish("agents/chromium-agent", 1)),
+          await agent.ask(publish("agents/someone-else", 2)),
+          await agent.ask(publish("sessions/someone", 3)),
+          await agent.ask({ type: "subscribe", channel: "agents/someone-else", id: 4 }),
+        ];
+        agent.close();
+        // The agent token opens no dashboard; the dashboard token does.
+        ws = await open(`${url}/?token=${agentToken}`);
+        ws.send(JSON.stringify({ type: "hello", batch: true }));
+        out.dashboardWithAgentToken = [(await ws.next()).code, await ws.closed];
+        ws = await open(url);
+        ws.send(JSON.stringify({ type: "hello", batch: true, token }));
+        out.dashboard = (await ws.next()).role;
+        ws.close();
+        // A v2 SDK (no token, loopback): its own session only; it may not read, ask, or command an agent.
+        const sdk = await open(url);
+        sdk.send(JSON.stringify({ type: "hello", sessionId: "chromium-sdk" }));
+        await sdk.next();
+        out.sdk = [
+          await sdk.ask(publish("sessions/chromium-sdk", 1)),
+          await sdk.ask({ type: "subscribe", channel: "global", id: 2 }),
+          await sdk.ask({ type: "subscribe", channel: "sessions/*", id: 3 }),
+          await sdk.ask({ type: "request_snapshot", sessionId: "chromium-sdk", id: 4 }),
+          await sdk.ask(publish("agents/chromium-agent", 5)),
+          await sdk.ask(publish("topics/commands", 6)),
+        ];
+        sdk.close();
+        // A seed-000 SDK: it may not watch nor ask for another's snapshot.
+        const legacy = await open(url);
+        legacy.send(JSON.stringify({ type: "handshake", protocolVersion: 1, sdkVersion: "x", sessionId: "chromium-legacy" }));
+        await legacy.next();
+        out.legacy = [
+          await legacy.ask({ type: "request_client_snapshot", sessionId: "chromium-sdk" }),
+          await legacy.ask({ type: "subscribe_dashboard" }),
+        ];
+        legacy.close();
+        return out;
+      },
+      { url: roles.url, token: roles.token, agentToken },
+    );
+    await roles.stop();
+    assert.deepEqual(outcome, {
+      dashboardNoToken: ["UNAUTHORIZED", 4501],
+      dashboardWrongToken: 4501,
+      agentNoToken: ["UNAUTHORIZED", 4501],
+      agentWrongToken: ["UNAUTHORIZED", 4501],
+      agent: ["ack", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN"],
+      dashboardWithAgentToken: ["FORBIDDEN", 4502],
+      dashboard: "dashboard",
+      sdk: ["ack", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN"],
+      legacy: ["wrong_role", "wrong_role"],
+    });
+    // The dashboard page itself is untouched by all that.
+    assert.equal(await status().getAttribute("data-state"), "open");
+  });
+
+  test("an SDK stopped by SIGSTOP shows as stale on its card, and continues on the same connection after SIGCONT", async () => {
+    // Its own relay, pinging every second, so that a stopped process is noticed within a few seconds.
+    const pinging = await startRelay(0, ["--ping-interval-secs", "1", "--stale-grace-secs", "600"], "pinging-relay");
+    const paused = startDemo(pinging.url, { sessions: 1, rate: 0, seed: 33 });
+    const [id] = demoSessionIds(33, 1);
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const other = await context.newPage();
+    other.setDefaultTimeout(PATIENCE_MS);
+    try {
+      await other.goto(pinging.open());
+      const its = other.locator(`[data-testid=client-card][data-session-id="${id}"]`);
+      await its.and(other.locator("[data-state=live]")).waitFor();
+      assert.equal(await its.getAttribute("data-unresponsive"), null);
+      const connections = (await relayStats(pinging)).connectionsTotal;
+
+      paused.child.kill("SIGSTOP");
+      await its.and(other.locator("[data-unresponsive=true]")).waitFor();
+      assert.equal(await its.getAttribute("data-state"), "live", "still connected, not disconnected");
+      assert.match(await its.getByTestId("client-stale-status").innerText(), /not answering since .* dropped at .* unless it answers/);
+      await its.getByTestId("client-unresponsive").waitFor();
+      await view(other, "10-client-stale");
+
+      paused.child.kill("SIGCONT");
+      await its.and(other.locator(":not([data-unresponsive])")).waitFor();
+      assert.equal(await its.getAttribute("data-state"), "live");
+      const stats = await relayStats(pinging);
+      assert.equal(stats.connectionsTotal, connections, "no reconnect: the same connection continued");
+      assert.equal(stats.stale, 1);
+      assert.equal(stats.heartbeatTimeouts, 0);
+    } finally {
+      paused.child.kill("SIGCONT");
+      await context.close();
+      await paused.stop();
+      await pinging.stop();
+    }
   });
 
   test("without the token the dashboard says so and takes one; a restarted relay's new token is asked for", async () => {

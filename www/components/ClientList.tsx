@@ -91,13 +91,18 @@ const ClientCard = memo(function ClientCard({
   // Cached per snapshot object (lib/model.ts): not recomputed for every card on every render.
   const threads = threadsOf(snapshot);
   const streaming = threads.some((t) => t.status === "streaming");
-  const dot = k.state === "live" ? "open" : k.state === "stale" ? "reconnecting" : "closed";
+  // The relay says the SDK stopped answering its pings (paused at a breakpoint, a laptop lid): still connected,
+  // dropped at `dropAt` unless it answers. Distinct from the card's own "stale" (the relay itself is away).
+  const unresponsive = k.state === "live" && k.info.staleSince !== undefined;
+  const dot =
+    k.state === "live" ? (unresponsive ? "reconnecting" : "open") : k.state === "stale" ? "reconnecting" : "closed";
   return (
     <li
       className={`client-card ${k.state} ${selected ? "selected" : ""}`}
       data-testid="client-card"
       data-session-id={id}
       data-state={k.state}
+      data-unresponsive={unresponsive ? "true" : undefined}
     >
       <button
         type="button"
@@ -111,13 +116,35 @@ const ClientCard = memo(function ClientCard({
           <span className="client-id" title={id}>
             {id}
           </span>
-          {streaming && k.state === "live" && <span className="badge streaming">streaming</span>}
+          {streaming && k.state === "live" && !unresponsive && <span className="badge streaming">streaming</span>}
+          {unresponsive && (
+            <span className="badge warn" data-testid="client-unresponsive" title="the SDK stopped answering the relay's pings">
+              stale
+            </span>
+          )}
         </span>
         <span className="client-meta">
           <span className="k">SDK</span>
           <span className="v">{k.info.sdkVersion}</span>
           <span className="k">Project</span>
           <span className="v">{k.info.projectId ?? "–"}</span>
+          {k.info.origin !== undefined && (
+            <>
+              <span className="k">Origin</span>
+              <span className="v" data-testid="client-origin" title="the page this SDK runs in">
+                {k.info.origin}
+              </span>
+            </>
+          )}
+          {unresponsive && (
+            <>
+              <span className="k">Status</span>
+              <span className="v warn" data-testid="client-stale-status">
+                not answering since {clock(k.info.staleSince!)}
+                {k.info.dropAt !== undefined && <> · dropped at {clock(k.info.dropAt)} unless it answers</>}
+              </span>
+            </>
+          )}
           {k.state === "live" ? (
             <>
               <span className="k">Since</span>

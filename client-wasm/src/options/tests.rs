@@ -266,7 +266,7 @@ fn unknown_options_and_non_objects_are_rejected() {
     assert_eq!(
         e.expected,
         "no such option (known: url, reconnect, eventCapacity, token, protocol, helloTimeoutMs, \
-         followSelected, maxInFlightPublishes)"
+         heartbeatIntervalMs, followSelected, maxInFlightPublishes)"
     );
     let e = parse(json!({"reconnect": {"maxDelay": 10}})).unwrap_err();
     assert_eq!(e.field, "reconnect.maxDelay");
@@ -316,6 +316,11 @@ fn protocol_follow_and_publish_options() {
     assert_eq!(o.hello_timeout_ms, DEFAULT_HELLO_TIMEOUT_MS);
     assert!(!o.follow_selected);
     assert_eq!(o.max_in_flight_publishes, 256);
+    assert_eq!(o.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
+    for ms in [0.0, 100.0, 3_600_000.0] {
+        let o = parse(json!({ "heartbeatIntervalMs": ms })).unwrap();
+        assert_eq!(o.heartbeat_interval_ms, ms);
+    }
     let o = parse(
         json!({"protocol": "legacy", "helloTimeoutMs": 100, "followSelected": true,
         "maxInFlightPublishes": 65_536}),
@@ -348,6 +353,21 @@ fn protocol_follow_and_publish_options() {
         (json!({"protocol": 2}), "protocol", "2"),
         (json!({"helloTimeoutMs": 99}), "helloTimeoutMs", "99"),
         (json!({"helloTimeoutMs": 60_001}), "helloTimeoutMs", "60001"),
+        (
+            json!({"heartbeatIntervalMs": 99}),
+            "heartbeatIntervalMs",
+            "99",
+        ),
+        (
+            json!({"heartbeatIntervalMs": -1}),
+            "heartbeatIntervalMs",
+            "-1",
+        ),
+        (
+            json!({"heartbeatIntervalMs": 3_600_001}),
+            "heartbeatIntervalMs",
+            "3600001",
+        ),
         (
             json!({"followSelected": "yes"}),
             "followSelected",

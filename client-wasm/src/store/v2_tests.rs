@@ -799,3 +799,61 @@ fn losing_the_connection_shows_in_the_channels_stamp() {
         RelayState::Pending
     );
 }
+
+#[test]
+fn stale_sessions_and_foreign_origins_are_part_of_their_rows() {
+    let mut s = v2_store(StoreOptions::default());
+    let mut listed = presence("a", 1);
+    listed["staleSince"] = json!(7);
+    listed["origin"] = json!("http://myapp.test:3000");
+    s.receive(&ack(1, "global", Some(vec![listed, presence("b", 2)])));
+    let a = s.session("a").unwrap();
+    assert_eq!(a.stale(), Some((Millis(7.0), None)));
+    assert_eq!(a.origin(), Some("http://myapp.test:3000"));
+    assert_eq!(s.session("b").unwrap().stale(), None);
+    let stale = |id: &str, since: u64, offset: u64| {
+        publication(
+            "global",
+            "session.stale",
+            json!({"kind": "session", "id": id, "since": since, "dropAt": since + 60_000, "timestamp": since}),
+            offset,
+        )
+        .to_string()
+    };
+    let fresh = |id: &str, offset: u64| {
+        publication(
+            "global",
+            "session.fresh",
+            json!({"kind": "session", "id": id, "timestamp": 9}),
+            offset,
+        )
+        .to_string()
+    };
+    let before = s.clients_stamp();
+    s.receive(&stale("b", 8, 1));
+    assert_eq!(
+        s.session("b").unwrap().stale(),
+        Some((Millis(8.0), Some(Millis(60_008.0))))
+    );
+    assert!(s.clients_stamp() > before, "the rows changed");
+    // Fresh again: on the same connection, nothing else changes.
+    s.receive(&fresh("b", 2));
+    s.receive(&fresh("a", 3));
+    assert_eq!(s.session("b").unwrap().stale(), None);
+    assert_eq!(s.session("a").unwrap().stale(), None);
+    assert_eq!(ids(&s), ["a", "b"]);
+    // Unknown sessions and malformed data change nothing (the latter is counted).
+    s.receive(&stale("zz", 8, 4));
+    assert!(s.session("zz").is_none());
+    s.receive(
+        &publication(
+            "global",
+            "session.stale",
+            json!({"kind": "session", "id": "a"}),
+            5,
+        )
+        .to_string(),
+    );
+    assert_eq!(s.ignored_frames(), 1);
+    assert_eq!(s.session("a").unwrap().stale(), None);
+}
