@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use devrelay_protocol::close::should_reconnect;
-use gloo_timers::callback::{Interval, Timeout};
+use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::*;
@@ -102,11 +102,14 @@ struct Inner {
     /// The dashboard token, sent with the first message of each socket.
     token: Option<String>,
     hello_timeout_ms: f64,
-    /// `heartbeatIntervalMs` (0: off).
+    /// `heartbeatIntervalMs`.
     heartbeat_ms: f64,
-    /// Running while a v2 socket is connected: (the socket's id, the timer).
-    heartbeat: Option<(u64, Interval)>,
-    /// A frame arrived on the current socket since the last heartbeat tick.
+    /// Armed while a v2 socket is connected, one period at a time (a `Timeout` re-armed, not an `Interval`:
+    /// the hello timer's closure kind, so no second kind of timer glue in the wasm).
+    heartbeat: Option<Timeout>,
+    /// The socket the heartbeat watches (0: none yet).
+    heartbeat_socket: u64,
+    /// A frame arrived on the watched socket since the last heartbeat tick.
     heard: bool,
     socket: Option<Socket>,
     /// Increases with every socket; a task driving an older socket stops.
@@ -209,6 +212,7 @@ impl Connection {
                 hello_timeout_ms: options.hello_timeout_ms,
                 heartbeat_ms: options.heartbeat_interval_ms,
                 heartbeat: None,
+                heartbeat_socket: 0,
                 heard: false,
                 socket: None,
                 socket_id: 0,
@@ -490,52 +494,82 @@ impl Inner {
         if self.hello_timer.is_some() {
             return;
         }
-        let (weak, id) = (self.me.clone(), self.socket_id);
-        self.hello_timer = Some(Timeout::new(timer_ms(self.hello_timeout_ms), move || {
-            let Some(conn) = weak.upgrade() else { return };
-            let effects = {
-                let mut inner = conn.inner.borrow_mut();
-                inner.hello_timer = None;
-                if inner.socket_id != id || inner.socket.is_none() {
-                    return;
-                }
-                inner.store.hello_timed_out();
-                inner.after_change()
-            };
-            effects.run(&conn);
-        }));
+        self.hello_timer = Some(arm(
+            self.me.clone(),
+            self.socket_id,
+            self.hello_timeout_ms,
+            Timer::Hello,
+        ));
     }
+}
+
+/// What a timer is for. Every timer is one `Timeout` closure type made in `arm`: each closure type costs its
+/// own wasm-bindgen glue.
+#[derive(Clone, Copy)]
+enum Timer {
+    /// No answer to `hello` on socket `id` in time.
+    Hello,
+    /// A heartbeat period of socket `id` ended.
+    Heartbeat,
+    /// Time to reconnect.
+    Retry,
+}
+
+fn arm(weak: Weak<Connection>, id: u64, ms: f64, which: Timer) -> Timeout {
+    // Clamped: the options cap delays at an hour, but a wrapped 32-bit delay would fire at once.
+    Timeout::new(timer_ms(ms), move || timer_fired(&weak, id, which))
+}
+
+fn timer_fired(weak: &Weak<Connection>, id: u64, which: Timer) {
+    let Some(conn) = weak.upgrade() else { return };
+    if let Timer::Retry = which {
+        // A rejected URL already ended the connection with its error: nothing more to do here.
+        let _ = connect(&conn);
+        return;
+    }
+    let effects = {
+        let mut inner = conn.inner.borrow_mut();
+        match which {
+            Timer::Hello => inner.hello_timer = None,
+            // Re-armed by `after_change` while the socket stays.
+            _ => inner.heartbeat = None,
+        }
+        if inner.socket_id != id || inner.socket.is_none() {
+            return;
+        }
+        match which {
+            Timer::Hello => inner.store.hello_timed_out(),
+            _ => inner.heartbeat_tick(weak),
+        }
+        inner.after_change()
+    };
+    effects.run(&conn);
 }
 
 impl Inner {
     /// The heartbeat runs exactly while a v2 socket is connected (a seed-000 relay has no `ping`).
     fn sync_heartbeat(&mut self) {
-        let wanted = self.heartbeat_ms > 0.0
-            && self.socket.is_some()
+        let wanted = self.socket.is_some()
             && self.store.is_connected()
             && self.store.protocol() == Some(crate::store::Protocol::V2);
         if !wanted {
             self.heartbeat = None;
             return;
         }
-        if matches!(self.heartbeat, Some((id, _)) if id == self.socket_id) {
+        if self.heartbeat_socket != self.socket_id {
+            self.heartbeat_socket = self.socket_id;
+            self.heartbeat = None;
+            self.heard = true;
+        }
+        if self.heartbeat.is_some() {
             return;
         }
-        self.heard = true;
-        let (weak, id) = (self.me.clone(), self.socket_id);
-        let interval = Interval::new(timer_ms(self.heartbeat_ms), move || {
-            let Some(conn) = weak.upgrade() else { return };
-            let effects = {
-                let mut inner = conn.inner.borrow_mut();
-                if inner.socket_id != id || inner.socket.is_none() {
-                    return;
-                }
-                inner.heartbeat_tick(&weak);
-                inner.after_change()
-            };
-            effects.run(&conn);
-        });
-        self.heartbeat = Some((id, interval));
+        self.heartbeat = Some(arm(
+            self.me.clone(),
+            self.socket_id,
+            self.heartbeat_ms,
+            Timer::Heartbeat,
+        ));
     }
 
     /// One heartbeat period ended: nothing arrived since the last `ping` (a whole period, so at most two
@@ -549,17 +583,16 @@ impl Inner {
             }
             return;
         }
-        self.heartbeat = None;
         if let Some(socket) = self.socket.take() {
             socket.close(1000, "no answer from the relay");
         }
-        // Whole ms: formatting an f64 would pull float printing into the wasm (~10 KB).
-        let reason = format!(
-            "no answer from the relay within two heartbeat intervals ({} ms each)",
-            self.heartbeat_ms as u64
-        );
         // 1006, as the browser reports a connection that died: reconnect with backoff.
-        socket_closed(self, weak, 1006, &reason);
+        socket_closed(
+            self,
+            weak,
+            1006,
+            "no answer from the relay within two heartbeat intervals",
+        );
     }
 }
 
@@ -677,14 +710,7 @@ fn socket_closed(inner: &mut Inner, weak: &Weak<Connection>, close_code: u16, cl
         Some(ms) => {
             let attempt = inner.backoff.attempt();
             inner.store.connection_lost(reason, Some(attempt));
-            let weak = weak.clone();
-            // Clamped: the options cap delays at an hour, but a wrapped 32-bit delay would retry at once.
-            inner.retry = Some(Timeout::new(timer_ms(ms), move || {
-                if let Some(conn) = weak.upgrade() {
-                    // A rejected URL already ended the connection with its error: nothing more to do here.
-                    let _ = connect(&conn);
-                }
-            }));
+            inner.retry = Some(arm(weak.clone(), 0, ms, Timer::Retry));
         }
         None => inner.store.connection_lost(reason, None),
     }

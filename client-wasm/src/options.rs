@@ -49,7 +49,7 @@ pub struct Options {
     pub protocol: ProtocolChoice,
     /// Wait for `connected` this long before falling back to seed 000 (`"auto"` only), ms.
     pub hello_timeout_ms: f64,
-    /// `ping` period of a v2 socket, ms; silent for two periods, it is closed and a new one opened. 0: off.
+    /// `ping` period of a v2 socket, ms; silent for two periods, it is closed and a new one opened.
     pub heartbeat_interval_ms: f64,
     /// Subscribe to the selected sessions only instead of `sessions/*`.
     pub follow_selected: bool,
@@ -255,10 +255,10 @@ const HELLO_TIMEOUT: NumberRule = NumberRule {
 
 const HEARTBEAT_INTERVAL: NumberRule = NumberRule {
     name: "heartbeatIntervalMs",
-    min: 0.0,
+    min: 100.0,
     max: 3_600_000.0,
     whole: false,
-    expected: "0 (off) or a number of ms from 100 to 3600000",
+    expected: "a number of ms from 100 to 3600000",
 };
 
 const MAX_IN_FLIGHT: NumberRule = NumberRule {
@@ -409,13 +409,6 @@ impl Options {
         };
         let hello_timeout = fields.number(&HELLO_TIMEOUT, d.hello_timeout_ms)?;
         let heartbeat = fields.number(&HEARTBEAT_INTERVAL, d.heartbeat_interval_ms)?;
-        if heartbeat.value > 0.0 && heartbeat.value < 100.0 {
-            return Err(fields.error(
-                HEARTBEAT_INTERVAL.name,
-                HEARTBEAT_INTERVAL.expected,
-                heartbeat.text,
-            ));
-        }
         let follow_selected = fields.bool("followSelected", d.follow_selected)?;
         let in_flight = fields.number(&MAX_IN_FLIGHT, d.max_in_flight_publishes as f64)?;
         fields.finish(

@@ -307,8 +307,8 @@ pub struct Session {
     /// The page Origin its SDK connected from, when the relay does not allow it for dashboards (an app on
     /// `http://myapp.test:3000`): shown on its card (v2 presence only).
     origin: Option<String>,
-    /// While it does not answer the relay's pings: (since when, when the relay drops it unless it answers).
-    stale: Option<(Millis, Option<Millis>)>,
+    /// Since when it does not answer the relay's pings.
+    stale: Option<Millis>,
 }
 
 impl Session {
@@ -326,8 +326,8 @@ impl Session {
         self.origin.as_deref()
     }
 
-    /// `(staleSince, dropAt)` while the relay shows it as stale (`dropAt` unknown when it was listed stale).
-    pub fn stale(&self) -> Option<(Millis, Option<Millis>)> {
+    /// Since when the relay shows it as stale.
+    pub fn stale(&self) -> Option<Millis> {
         self.stale
     }
 
@@ -843,8 +843,9 @@ impl Store {
                 Ok(_) => {}
                 Err(_) => self.ignore(),
             },
-            "session.stale" => match v2_view::presence_stale(data) {
-                Ok(p) => self.set_stale(&p.id, Some((p.since, Some(p.drop_at)))),
+            // Its `since` is its `timestamp`; `dropAt` is not kept (it would cost the wasm a parser of its own).
+            "session.stale" => match v2_view::presence_left(data) {
+                Ok(p) => self.set_stale(&p.id, Some(p.timestamp)),
                 Err(_) => self.ignore(),
             },
             "session.fresh" => match v2_view::presence_left(data) {
@@ -1195,28 +1196,20 @@ impl Store {
 
     /// What v2 presence says of a session beyond its client-list row: its Origin, whether it is stale.
     fn presence_marks(&mut self, p: &PresenceInfoRef<'_>) {
-        let origin = p.origin.as_deref().map(str::to_owned);
-        let changed = match self.sessions.get_mut(p.id.as_ref()) {
-            Some(s) if s.origin != origin => {
-                s.origin = origin;
-                true
-            }
-            _ => false,
+        let Some(s) = self.sessions.get_mut(p.id.as_ref()) else {
+            return;
         };
-        if changed {
-            self.clients_stamp = self.tick();
+        let origin = p.origin.as_deref();
+        if s.origin.as_deref() == origin && s.stale == p.stale_since {
+            return;
         }
-        // A listed one keeps a dropAt it was told, and one listed fresh is fresh.
-        let keep = self
-            .sessions
-            .get(p.id.as_ref())
-            .and_then(|s| s.stale)
-            .and_then(|(_, drop_at)| drop_at);
-        self.set_stale(&p.id, p.stale_since.map(|since| (since, keep)));
+        s.origin = origin.map(Into::into);
+        s.stale = p.stale_since;
+        self.clients_stamp = self.tick();
     }
 
     /// The relay shows `session_id` as stale (or fresh again, `None`): part of its client-list row.
-    fn set_stale(&mut self, session_id: &str, stale: Option<(Millis, Option<Millis>)>) {
+    fn set_stale(&mut self, session_id: &str, stale: Option<Millis>) {
         let Some(s) = self.sessions.get_mut(session_id) else {
             return; // unknown session (not followed, or gone): nothing to mark
         };

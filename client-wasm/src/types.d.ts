@@ -44,7 +44,7 @@ export interface DevtoolsConnectionOptions {
   helloTimeoutMs?: number | null;
   /** A v2 socket sends `ping` this often; one from which nothing arrived for two intervals (a relay that went
    *  silent: browsers do not show WebSocket pings to pages) is closed and a new one opened, with backoff.
-   *  0 (off) or 100..=3_600_000 ms. Default 15_000. */
+   *  100..=3_600_000 ms. Default 15_000. */
   heartbeatIntervalMs?: number | null;
   /** Follow mode: subscribe to the selected session (and those given to `followSessions`) only, instead of
    *  every session. Default false. */
@@ -80,8 +80,6 @@ export interface ClientInfo {
   /** Set while the SDK does not answer the relay's pings (paused at a breakpoint, a laptop lid): ms since the
    *  epoch when it went stale. It continues without reconnecting if it answers in time. v2 relays only. */
   staleSince?: number;
-  /** With `staleSince`: when the relay drops it unless it answers (ms since the epoch), when known. */
-  dropAt?: number;
 }
 
 /** One content part of a thread message (text, tool_use, tool_result, component, resource, ...). */

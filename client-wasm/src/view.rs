@@ -148,11 +148,8 @@ impl View {
                         if let Some(origin) = s.origin() {
                             o.member("origin", origin);
                         }
-                        if let Some((since, drop_at)) = s.stale() {
+                        if let Some(since) = s.stale() {
                             o.member("staleSince", &since);
-                            if let Some(at) = drop_at {
-                                o.member("dropAt", &at);
-                            }
                         }
                     }
                     o.end();

@@ -140,8 +140,7 @@ const ClientCard = memo(function ClientCard({
             <>
               <span className="k">Status</span>
               <span className="v warn" data-testid="client-stale-status">
-                not answering since {clock(k.info.staleSince!)}
-                {k.info.dropAt !== undefined && <> · dropped at {clock(k.info.dropAt)} unless it answers</>}
+                not answering since {clock(k.info.staleSince!)}: dropped unless it answers soon
               </span>
             </>
           )}

@@ -317,7 +317,7 @@ fn protocol_follow_and_publish_options() {
     assert!(!o.follow_selected);
     assert_eq!(o.max_in_flight_publishes, 256);
     assert_eq!(o.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
-    for ms in [0.0, 100.0, 3_600_000.0] {
+    for ms in [100.0, 3_600_000.0] {
         let o = parse(json!({ "heartbeatIntervalMs": ms })).unwrap();
         assert_eq!(o.heartbeat_interval_ms, ms);
     }
