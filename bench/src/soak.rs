@@ -85,6 +85,13 @@ pub struct SoakSample {
     /// From `/stats` at the same moment (absent if it did not answer).
     pub connections: Option<u64>,
     pub history_bytes: Option<u64>,
+    /// Bytes in the relay's outbound queues, summed over connections (`/stats` `queues.bytes`): a relay short of
+    /// CPU queues, and its RSS grows with it.
+    #[serde(default)]
+    pub queued_bytes: Option<u64>,
+    /// The machine's 1-minute load average (`/proc/loadavg`): the machine is shared.
+    #[serde(default)]
+    pub load1: Option<f64>,
 }
 
 /// The result.
@@ -149,17 +156,19 @@ impl SoakReport {
     /// The samples as a Markdown table.
     pub fn markdown_samples(&self) -> String {
         let mut out = String::from(
-            "| t (s) | RSS (MiB) | open fds | connections | history (KiB) | |\n|---:|---:|---:|---:|---:|---|\n",
+            "| t (s) | RSS (MiB) | open fds | connections | history (KiB) | queued (KiB) | load (1 min) | |\n|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
+        let kib = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.0}", b as f64 / 1024.0));
         for s in &self.samples {
             out.push_str(&format!(
-                "| {:.0} | {:.1} | {} | {} | {} | {} |\n",
+                "| {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
                 s.t_secs,
                 s.rss_kib as f64 / 1024.0,
                 s.fds,
                 s.connections.map_or("–".into(), |c| c.to_string()),
-                s.history_bytes
-                    .map_or("–".into(), |b| format!("{:.0}", b as f64 / 1024.0)),
+                kib(s.history_bytes),
+                kib(s.queued_bytes),
+                s.load1.map_or("–".into(), |l| format!("{l:.1}")),
                 if s.t_secs < self.warmup_secs {
                     "warm-up"
                 } else {
@@ -498,17 +507,28 @@ async fn stalled_dashboard(target: Target, counters: Arc<Counters>, cancel: Canc
     }
 }
 
-async fn stats_sample(target: &Target) -> (Option<u64>, Option<u64>) {
+/// `/stats`' connections, history bytes and queued bytes.
+async fn stats_sample(target: &Target) -> (Option<u64>, Option<u64>, Option<u64>) {
     let Ok((200, body)) = conn::http_get(target, "/stats").await else {
-        return (None, None);
+        return (None, None, None);
     };
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return (None, None);
+        return (None, None, None);
     };
     (
         doc["gauges"]["connections"].as_u64(),
         doc["historyBytes"].as_u64(),
+        doc["queues"]["bytes"].as_u64(),
     )
+}
+
+fn load1() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Runs the soak; `progress` is called with each sample.
@@ -609,13 +629,15 @@ pub async fn run(
     let mut next = start;
     loop {
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-        let (connections, history_bytes) = stats_sample(&o.target).await;
+        let (connections, history_bytes, queued_bytes) = stats_sample(&o.target).await;
         let sample = SoakSample {
             t_secs: next.saturating_duration_since(start).as_secs_f64(),
             rss_kib: procstat::rss_kib(pid).unwrap_or(0),
             fds: open_fds(o.relay_pid).unwrap_or(0),
             connections,
             history_bytes,
+            queued_bytes,
+            load1: load1(),
         };
         progress(&sample);
         samples.push(sample);

@@ -63,10 +63,11 @@ async fn a_short_soak_counts_every_delivery_churns_and_samples() {
     // A sample at 0, 1, … 5 s, each with the relay's RSS, fds and /stats figures.
     assert_eq!(seen, r.samples.len());
     assert!(r.samples.len() >= 6, "{:?}", r.samples);
-    assert!(r
-        .samples
-        .iter()
-        .all(|s| s.rss_kib > 0 && s.fds > 0 && s.connections.is_some()));
+    assert!(r.samples.iter().all(|s| s.rss_kib > 0
+        && s.fds > 0
+        && s.connections.is_some()
+        && s.queued_bytes.is_some()
+        && s.load1.is_some()));
     assert!(r.rss_spread_pct.is_some() && r.fds_spread_pct.is_some());
     assert!(r.rss_drift_pct.is_some() && r.fds_drift_pct.is_some());
     assert!(r.markdown_samples().lines().count() >= 7);
