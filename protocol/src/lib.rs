@@ -7,6 +7,7 @@
 //! Bodies the relay forwards (snapshots, stream events) keep every field they carry, known or not: unknown
 //! fields land in `extra` maps and are written back out unchanged.
 
+pub mod agent_event;
 pub mod auth;
 pub mod backoff;
 pub mod channel;

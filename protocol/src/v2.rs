@@ -9,6 +9,7 @@
 //! `{channel, event, data, offset, epoch, timestamp}`: a client tells them apart by the missing `type`.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,17 @@ pub enum ClientMessage {
     Ping(Ping),
     /// Ask a session's SDK for a fresh `state_snapshot` (published on `sessions/{id}` when it arrives).
     RequestSnapshot(RequestSnapshot),
+    /// Run a command on an agent (routed to the agent's connection; the agent decides and reports on
+    /// `agents/{id}`).
+    Command(CommandRequest),
+    /// Cancel a command that an agent queued or runs.
+    Cancel(CancelRequest),
+    /// Keystrokes for an interactive agent's terminal.
+    Input(InputRequest),
+    /// A new terminal size for an interactive agent.
+    Resize(ResizeRequest),
+    /// A dashboard's answer to a `permission_request`; the first answer wins.
+    PermissionResponse(PermissionResponse),
 }
 
 /// `hello {agentId?, sessionId?, name?, sdkVersion?, projectId?, metadata?, batch?}`.
@@ -99,6 +111,27 @@ pub struct Hello {
     /// counts: authentication happens once (see `crate::auth`).
     #[serde(default, alias = "authToken", skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// What an agent accepts from dashboards (shown in presence; `input` is enforced by the relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// What an agent accepts from dashboards: shown to them in presence, so a dashboard can offer only what works.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// The agent takes `command`s (it still checks each against its own rules and may reject it).
+    #[serde(default)]
+    pub commands: bool,
+    /// The patterns commands must match (`devrelay run --allow`), for display.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// The agent takes `input` / `resize` for its terminal. Without it the relay refuses them (`NOT_INTERACTIVE`).
+    #[serde(default)]
+    pub input: bool,
+    /// Commands run at once; more wait `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
 }
 
 /// `subscribe {channel, id?, since?}`.
@@ -124,7 +157,7 @@ pub struct Unsubscribe {
     pub id: Option<RequestId>,
 }
 
-/// `publish {channel, event, data?, id?}`. Without `id` nothing is acknowledged (errors still are).
+/// `publish {channel, event, data?, id?, seq?}`. Without `id` nothing is acknowledged (errors still are).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Publish {
     pub channel: String,
@@ -133,6 +166,11 @@ pub struct Publish {
     pub data: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<RequestId>,
+    /// The publisher's own sequence number (owned channels only: `sessions/{id}`, `agents/{id}`): a publish whose
+    /// `seq` is not above the last one the relay took on that channel is a resend, dropped and acknowledged with
+    /// `duplicate: true`. `connected.lastSeq` tells a reconnecting publisher where the relay stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// `ping {timestamp?}`.
@@ -151,6 +189,64 @@ pub struct RequestSnapshot {
     pub id: Option<RequestId>,
 }
 
+/// `command {id, agentId, command, args, cwd?}`: run `command` with `args` on agent `agentId`, never through a
+/// shell. `id` names the command in every status and output publication (unique per agent) and is echoed in the
+/// `ack` (routed) or `error` (`UNKNOWN_AGENT`, `BUSY`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRequest {
+    pub id: String,
+    pub agent_id: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// `cancel {id, agentId}`: cancel command `id` on that agent (SIGTERM, then SIGKILL after the agent's grace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelRequest {
+    pub id: String,
+    pub agent_id: String,
+}
+
+/// `input {agentId, data, id?}`: text typed into an interactive agent's terminal (UTF-8; control keys as their
+/// characters, e.g. `"\u0003"` for Ctrl-C).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputRequest {
+    pub agent_id: String,
+    pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+}
+
+/// `resize {agentId, cols, rows, id?}`: the dashboard's terminal size for an interactive agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeRequest {
+    pub agent_id: String,
+    pub cols: u16,
+    pub rows: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+}
+
+/// `permission_response {requestId, allowed, alwaysAllow?, id?}`: a dashboard answers a `permission_request`.
+/// The first answer wins; later ones get `ALREADY_ANSWERED`, unknown ids `UNKNOWN_REQUEST`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionResponse {
+    pub request_id: String,
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_allow: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+}
+
 impl ClientMessage {
     /// Every `type` a v2 client may send.
     pub const TYPES: &'static [&'static str] = &[
@@ -161,6 +257,11 @@ impl ClientMessage {
         "publish",
         "ping",
         "request_snapshot",
+        "command",
+        "cancel",
+        "input",
+        "resize",
+        "permission_response",
     ];
 
     /// The wire `type` of this message.
@@ -173,6 +274,11 @@ impl ClientMessage {
             ClientMessage::Publish(_) => "publish",
             ClientMessage::Ping(_) => "ping",
             ClientMessage::RequestSnapshot(_) => "request_snapshot",
+            ClientMessage::Command(_) => "command",
+            ClientMessage::Cancel(_) => "cancel",
+            ClientMessage::Input(_) => "input",
+            ClientMessage::Resize(_) => "resize",
+            ClientMessage::PermissionResponse(_) => "permission_response",
         }
     }
 }
@@ -190,12 +296,100 @@ pub enum RelayMessage {
     Pong(Pong),
     /// Sent to a v2 session: a dashboard wants a fresh `state_snapshot` published on its channel.
     RequestSnapshot(Stamp),
+    /// To an agent: a dashboard's `command`.
+    Command(AgentCommand),
+    /// To an agent: a dashboard's `cancel`.
+    Cancel(AgentCancel),
+    /// To an interactive agent: keystrokes.
+    Input(AgentInput),
+    /// To an interactive agent: a terminal size.
+    Resize(AgentResize),
+    /// To the requester of a `permission_request`: the answer (the first dashboard's, or a denial on timeout).
+    PermissionResponse(PermissionAnswer),
 }
 
 impl RelayMessage {
     /// Every `type` the relay sends a v2 client (publications have none).
-    pub const TYPES: &'static [&'static str] =
-        &["connected", "ack", "error", "pong", "request_snapshot"];
+    pub const TYPES: &'static [&'static str] = &[
+        "connected",
+        "ack",
+        "error",
+        "pong",
+        "request_snapshot",
+        "command",
+        "cancel",
+        "input",
+        "resize",
+        "permission_response",
+    ];
+}
+
+/// Who sent a request to an agent, or answered a permission request: the v2 connection's `clientId` (from its
+/// `connected`) and the `name` it gave in `hello`, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `command {id, command, args, cwd?, from, timestamp}` as the agent receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCommand {
+    pub id: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    pub from: Origin,
+    pub timestamp: Millis,
+}
+
+/// `cancel {id, from, timestamp}` as the agent receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCancel {
+    pub id: String,
+    pub from: Origin,
+    pub timestamp: Millis,
+}
+
+/// `input {data, from, timestamp}` as the agent receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInput {
+    pub data: String,
+    pub from: Origin,
+    pub timestamp: Millis,
+}
+
+/// `resize {cols, rows, from, timestamp}` as the agent receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentResize {
+    pub cols: u16,
+    pub rows: u16,
+    pub from: Origin,
+    pub timestamp: Millis,
+}
+
+/// `permission_response {requestId, allowed, alwaysAllow?, by?, reason?, timestamp}` as the requester receives
+/// it: `by` is the dashboard that answered; without it the relay decided (`reason`, e.g. the timeout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionAnswer {
+    pub request_id: String,
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_allow: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Origin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub timestamp: Millis,
 }
 
 /// `connected {clientId, serverVersion, protocolVersion, agentId?, sessionId?, batch, limits, timestamp}`.
@@ -215,6 +409,10 @@ pub struct Connected {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<crate::auth::Role>,
     pub limits: Limits,
+    /// For each channel this connection owns on which the relay has taken a publish with `seq`: the highest
+    /// `seq` taken. A reconnecting publisher drops what it buffered up to it and resends the rest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_seq: BTreeMap<String, u64>,
     pub timestamp: Millis,
 }
 
@@ -266,6 +464,9 @@ pub struct Ack {
     pub snapshot: Option<Publication>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_age_ms: Option<u64>,
+    /// `publish` with `seq`: the relay had already taken this `seq` (a resend); nothing was published again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
     pub timestamp: Millis,
 }
 
@@ -355,6 +556,18 @@ pub enum V2ErrorCode {
     /// The id is held by another live connection that the relay keeps (two connections kept replacing each
     /// other); the connection is closed with 4503.
     IdConflict,
+    /// `command` / `cancel` / `input` / `resize` for an agent that is not connected.
+    UnknownAgent,
+    /// `input` / `resize` for an agent that does not take terminal input (`devrelay run` without
+    /// `--interactive`).
+    NotInteractive,
+    /// `permission_response` for a request the relay does not know (never made, or long gone).
+    UnknownRequest,
+    /// `permission_response` for a request that was already answered (or timed out): requests are single-use.
+    AlreadyAnswered,
+    /// A `permission_request` while the relay holds as many pending ones as it allows (for this channel, or in
+    /// all); answer or let some time out first.
+    TooManyRequests,
     /// A code from a newer relay that this build does not know.
     #[serde(other)]
     Other,
@@ -362,7 +575,7 @@ pub enum V2ErrorCode {
 
 impl V2ErrorCode {
     /// Every code, for documentation tables and tests.
-    pub const ALL: [V2ErrorCode; 21] = [
+    pub const ALL: [V2ErrorCode; 26] = [
         V2ErrorCode::BadJson,
         V2ErrorCode::BinaryNotSupported,
         V2ErrorCode::InvalidMessage,
@@ -384,6 +597,11 @@ impl V2ErrorCode {
         V2ErrorCode::RateLimited,
         V2ErrorCode::TooBig,
         V2ErrorCode::IdConflict,
+        V2ErrorCode::UnknownAgent,
+        V2ErrorCode::NotInteractive,
+        V2ErrorCode::UnknownRequest,
+        V2ErrorCode::AlreadyAnswered,
+        V2ErrorCode::TooManyRequests,
     ];
 }
 
@@ -424,6 +642,9 @@ pub struct PresenceInfo {
     pub project_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    /// An agent's `hello.capabilities`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
     /// `"v1"` for a seed-000 SDK, `"v2"` otherwise.
     pub protocol: String,
     pub connected_at: Millis,
@@ -570,6 +791,7 @@ pub enum ClientMessageRef<'a> {
         /// Raw JSON text; `None` for a missing or `null` `data`.
         data: Option<&'a str>,
         id: Option<RequestId>,
+        seq: Option<u64>,
     },
     /// Every other message, owned (they are small).
     Other(ClientMessage),
@@ -585,6 +807,8 @@ struct PublishRef<'a> {
     data: Option<&'a RawValue>,
     #[serde(default)]
     id: Option<RequestId>,
+    #[serde(default)]
+    seq: Option<u64>,
 }
 
 /// A `publish` frame with its `type`, read in one strict pass (`json_reader`).
@@ -601,6 +825,8 @@ struct PublishFrame<'a> {
     data: Option<RawJson<'a>>,
     #[serde(default)]
     id: Option<RequestId>,
+    #[serde(default)]
+    seq: Option<u64>,
 }
 
 const PUBLISH_PREFIX: &str = r#"{"type":"publish","#;
@@ -619,6 +845,7 @@ impl<'a> ClientMessageRef<'a> {
             event: p.event,
             data: p.data.map(|d| d.0),
             id: p.id,
+            seq: p.seq,
         })
     }
 
@@ -636,6 +863,7 @@ impl<'a> ClientMessageRef<'a> {
                     event: p.event,
                     data: p.data.map(RawValue::get),
                     id: p.id,
+                    seq: p.seq,
                 })
                 .map_err(invalid),
             k if ClientMessage::TYPES.contains(&k) => serde_json::from_str::<ClientMessage>(text)

@@ -2,6 +2,7 @@
 //! JSON; every `type` has a fixture; the relay's borrowed decoder agrees with the owned one; every seed-004
 //! session event in the fixture passes its payload check.
 
+use devrelay_protocol::agent_event;
 use devrelay_protocol::session_event::check_payload;
 use devrelay_protocol::v2::{
     decode_relay_frame, ClientMessage, ClientMessageRef, MetricsUpdate, PresenceInfo, PresenceRef,
@@ -34,6 +35,16 @@ const CLIENT: &[(&str, &str)] = &[
     fixture!("client", "publish"),
     fixture!("client", "ping"),
     fixture!("client", "request_snapshot"),
+    fixture!("client", "command"),
+    fixture!("client", "cancel"),
+    fixture!("client", "input"),
+    fixture!("client", "resize"),
+    fixture!("client", "permission_response"),
+];
+/// More examples of some types: (type, fixture).
+const CLIENT_VARIANTS: &[(&str, (&str, &str))] = &[
+    ("hello", fixture!("client", "hello_agent")),
+    ("publish", fixture!("client", "publish_seq")),
 ];
 const RELAY: &[(&str, &str)] = &[
     fixture!("relay", "connected"),
@@ -41,6 +52,13 @@ const RELAY: &[(&str, &str)] = &[
     fixture!("relay", "error"),
     fixture!("relay", "pong"),
     fixture!("relay", "request_snapshot"),
+    fixture!("relay", "command"),
+    fixture!("relay", "cancel"),
+    fixture!("relay", "input"),
+    fixture!("relay", "resize"),
+    fixture!("relay", "permission_response"),
+    fixture!("relay", "connected_agent"),
+    fixture!("relay", "ack_duplicate"),
 ];
 
 fn round_trip<T: DeserializeOwned + Serialize + std::fmt::Debug>(name: &str, text: &str) -> T {
@@ -56,6 +74,10 @@ fn every_v2_fixture_round_trips_and_every_type_has_one() {
     for (name, text) in CLIENT {
         let m: ClientMessage = round_trip(name, text);
         assert_eq!(m.kind(), *name);
+    }
+    for (kind, (name, text)) in CLIENT_VARIANTS {
+        let m: ClientMessage = round_trip(name, text);
+        assert_eq!(m.kind(), *kind);
     }
     for (name, text) in RELAY {
         round_trip::<RelayMessage>(name, text);
@@ -152,7 +174,11 @@ fn every_session_event_example_passes_its_payload_check() {
 
 /// Inputs the relay's borrowed decoder must judge exactly as serde's owned `ClientMessage` does.
 fn corpus() -> Vec<String> {
-    let mut c: Vec<String> = CLIENT.iter().map(|(_, t)| t.to_string()).collect();
+    let mut c: Vec<String> = CLIENT
+        .iter()
+        .chain(CLIENT_VARIANTS.iter().map(|(_, f)| f))
+        .map(|(_, t)| t.to_string())
+        .collect();
     for extra in [
         r#"{"type":"publish","channel":"topics/a","event":"x"}"#,
         r#"{"type":"publish","channel":"topics/a","event":"x","data":null}"#,
@@ -178,6 +204,16 @@ fn corpus() -> Vec<String> {
         r#"{"type":"publish","channel":"topics/a","event":"x","data":"\ud800"}"#,
         r#"{"type":"publish","channel":"topics/a","event":"x","data":1e400}"#,
         r#"{"type":"publish","channel":"topics/\u0061","event":"x","id":"i"}"#,
+        r#"{"type":"publish","channel":"agents/a","event":"x","seq":-1}"#,
+        r#"{"type":"publish","channel":"agents/a","event":"x","seq":"1"}"#,
+        r#"{"type":"publish","channel":"agents/a","event":"x","seq":1.5}"#,
+        r#"{"type":"publish","channel":"agents/a","event":"output","data":{"seq":3},"id":7,"seq":7}"#,
+        r#"{"type":"publish","channel":"agents/a","event":"x","seq":18446744073709551615}"#,
+        r#"{"type":"publish","channel":"agents/a","event":"x","seq":null}"#,
+        r#"{"type":"command","id":"c","agentId":"a"}"#,
+        r#"{"type":"command","id":"c","agentId":"a","command":"ls","args":"-l"}"#,
+        r#"{"type":"resize","agentId":"a","cols":70000,"rows":1}"#,
+        r#"{"type":"permission_response","requestId":"r"}"#,
     ] {
         c.push(extra.to_string());
     }
@@ -199,11 +235,12 @@ fn the_relays_borrowed_decoder_agrees_with_the_owned_one() {
                     event,
                     data,
                     id,
+                    seq,
                 }),
             ) => {
                 assert_eq!(
-                    (&p.channel, &p.event, &p.id),
-                    (&channel.to_string(), &event.to_string(), id),
+                    (&p.channel, &p.event, &p.id, &p.seq),
+                    (&channel.to_string(), &event.to_string(), id, seq),
                     "{text}"
                 );
                 let data: Value = data.map_or(Value::Null, |d| serde_json::from_str(d).unwrap());
@@ -222,16 +259,18 @@ fn the_relays_borrowed_decoder_agrees_with_the_owned_one() {
                         event,
                         data,
                         id,
+                        seq,
                     },
                     Ok(ClientMessageRef::Publish {
                         channel: c2,
                         event: e2,
                         data: d2,
                         id: i2,
+                        seq: s2,
                     }),
                 ) => assert_eq!(
-                    (channel, event, data, id),
-                    (c2.clone(), e2.clone(), *d2, i2.clone()),
+                    (channel, event, data, id, seq),
+                    (c2.clone(), e2.clone(), *d2, i2.clone(), *s2),
                     "{text}"
                 ),
                 (fast, general) => {
@@ -239,5 +278,39 @@ fn the_relays_borrowed_decoder_agrees_with_the_owned_one() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn every_agent_event_example_passes_its_payload_check() {
+    let events: Vec<Value> = serde_json::from_str(include_str!(
+        "../../tests/fixtures/v2/events/agent_events.json"
+    ))
+    .unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for e in events {
+        let name = e["event"].as_str().unwrap();
+        let data = e["data"].to_string();
+        assert_eq!(check_payload(name, Some(&data)), Ok(()), "{name}");
+        assert_eq!(
+            agent_event::check_payload(name, Some(&data)),
+            Ok(()),
+            "{name}"
+        );
+        if name != "permission_request" {
+            assert!(
+                agent_event::check_payload(name, Some("{}")).is_err(),
+                "{name} accepts {{}}"
+            );
+        }
+        names.insert(name.to_string());
+    }
+    for n in [
+        agent_event::names::OUTPUT,
+        agent_event::names::STATUS,
+        agent_event::names::COMMAND_STATUS,
+        agent_event::names::PERMISSION_RESOLVED,
+    ] {
+        assert!(names.contains(n), "no example of {n}");
     }
 }

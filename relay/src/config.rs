@@ -135,6 +135,18 @@ pub struct Config {
     /// (4003): a process paused at a breakpoint or a laptop lid shut comes back within it without a reconnect.
     /// Zero: dropped after the first silent ping period, like a dashboard. Range: [`Config::STALE_GRACE`].
     pub stale_grace: Duration,
+    /// A `permission_request` without `timeoutMs` is denied after this long without an answer.
+    /// Range: [`Config::PERMISSION_TIMEOUT`].
+    pub permission_timeout: Duration,
+    /// The longest `timeoutMs` a `permission_request` may ask for; longer ones are cut to this.
+    /// Range: [`Config::PERMISSION_TIMEOUT`].
+    pub permission_timeout_max: Duration,
+    /// Unanswered permission requests the relay holds at once, in all; more are refused `TOO_MANY_REQUESTS`.
+    /// Range: [`Config::MAX_PENDING_PERMISSIONS`].
+    pub max_pending_permissions: usize,
+    /// Unanswered permission requests per channel (one session or agent); more are refused `TOO_MANY_REQUESTS`.
+    /// Range: [`Config::MAX_PENDING_PERMISSIONS`].
+    pub max_pending_permissions_per_channel: usize,
 }
 
 impl Default for Config {
@@ -179,6 +191,10 @@ impl Default for Config {
             takeover_limit: 3,
             takeover_window: Duration::from_secs(30),
             stale_grace: Duration::from_secs(60),
+            permission_timeout: Duration::from_secs(60),
+            permission_timeout_max: Duration::from_secs(600),
+            max_pending_permissions: 1024,
+            max_pending_permissions_per_channel: 32,
         }
     }
 }
@@ -289,6 +305,11 @@ impl Config {
     pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1 << 20;
     /// `max_connections_per_sec`: 1 to 1,000,000 per second.
     pub const CONNECTIONS_PER_SEC: RangeInclusive<u32> = 1..=1_000_000;
+    /// `permission_timeout`, `permission_timeout_max`: 10 ms to 24 h.
+    pub const PERMISSION_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(86_400);
+    /// `max_pending_permissions`, `max_pending_permissions_per_channel`: 1 to 1,048,576.
+    pub const MAX_PENDING_PERMISSIONS: RangeInclusive<usize> = 1..=1 << 20;
     /// Runtime worker threads of the `devrelay` binary (`--worker-threads`): 1 to 1024.
     pub const WORKER_THREADS: RangeInclusive<usize> = 1..=1024;
 
@@ -364,7 +385,21 @@ impl Config {
             &'static str,
             usize,
             &RangeInclusive<usize>,
-        ); 6] = [
+        ); 8] = [
+            (
+                "max_pending_permissions",
+                "--max-pending-permissions",
+                "requests",
+                c.max_pending_permissions,
+                &Self::MAX_PENDING_PERMISSIONS,
+            ),
+            (
+                "max_pending_permissions_per_channel",
+                "--max-pending-permissions-per-channel",
+                "requests",
+                c.max_pending_permissions_per_channel,
+                &Self::MAX_PENDING_PERMISSIONS,
+            ),
             (
                 "max_subscriptions",
                 "--max-subscriptions",
@@ -423,7 +458,19 @@ impl Config {
             &'static str,
             Duration,
             &RangeInclusive<Duration>,
-        ); 4] = [
+        ); 6] = [
+            (
+                "permission_timeout",
+                "--permission-timeout-secs",
+                c.permission_timeout,
+                &Self::PERMISSION_TIMEOUT,
+            ),
+            (
+                "permission_timeout_max",
+                "--permission-timeout-max-secs",
+                c.permission_timeout_max,
+                &Self::PERMISSION_TIMEOUT,
+            ),
             (
                 "text_delta_window",
                 "--text-delta-window-ms",

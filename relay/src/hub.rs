@@ -17,15 +17,25 @@
 //!   follows it.
 //! - Registrations are guards: dropping one (end of the connection task, or a panic in it) unregisters.
 //!
-//! Lock order: registry → one engine stream → index → a peer's queue.
+//! Agents are also routed to: a dashboard's `command` / `cancel` / `input` / `resize` goes to the agent's
+//! connection (`route_to_agent`, like `request_snapshot` goes to a session), and a `permission_response` to
+//! the requester of that permission request (`take_permission` / `resolve_permission`, with `permission.rs`'s
+//! table). An agent's scrollback is its channel's history in the engine.
+//!
+//! Lock order: registry → one engine stream → index → a peer's queue. The permission table is a leaf (nothing
+//! is taken while it is held).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use devrelay_protocol::agent_event::{self, PermissionResolved};
 use devrelay_protocol::channel::{self, Namespace};
-use devrelay_protocol::v2::{self, presence_event, PresenceInfo, PresenceKind, PresenceRef};
+use devrelay_protocol::v2::{
+    self, presence_event, Capabilities, Origin, PermissionAnswer, PresenceInfo, PresenceKind,
+    PresenceRef,
+};
 use devrelay_protocol::{
     ClientInfo, ClientList, CloseCode, Millis, RelayToDashboard, RelayToSdk, SessionRef,
 };
@@ -36,6 +46,7 @@ use crate::engine::{self, Engine, EngineError, Kind, Position, PublishRequest};
 use crate::limiter::TokenBucket;
 use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Delivery, Item, Peer};
+use crate::permission::{AnswerError, Pending, Permissions};
 use crate::Config;
 
 /// Serializes a message once, for sending to one or many peers.
@@ -131,6 +142,8 @@ struct Member {
     /// Seed-000 dashboards' view of a session.
     legacy: Option<ClientInfo>,
     protocol: Protocol,
+    /// An agent's `hello.capabilities` (`None`: it said nothing, and everything is routed to it).
+    capabilities: Option<Capabilities>,
     shared: Arc<MemberShared>,
     /// When this id was taken over from a live connection lately (this member's own arrival included), within
     /// `takeover_window`: passed on to a successor, dropped when the id is left.
@@ -211,6 +224,7 @@ pub struct Hub {
     /// Every open connection's queue, read only by the queue-depth gauges (`queue_depth`): walking them at
     /// scrape time costs the hot path nothing, where a shared counter would be bumped on every delivery.
     queues: Mutex<HashMap<ConnId, Peer>>,
+    pub permissions: Permissions,
 }
 
 impl std::fmt::Debug for Hub {
@@ -266,6 +280,26 @@ pub enum SnapshotRequestError {
     Busy,
 }
 
+/// Why a request could not be routed to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// No such agent is connected.
+    Unknown,
+    /// Its queue is full; nothing was sent.
+    Busy,
+    /// Input / resize for an agent that did not say it takes terminal input.
+    NotInteractive,
+}
+
+/// What a dashboard asks an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentRequest {
+    Command,
+    Cancel,
+    Input,
+    Resize,
+}
+
 /// A snapshot request that was sent, or joined one in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotRequested {
@@ -289,7 +323,6 @@ impl Hub {
             registry: Mutex::default(),
             index: RwLock::default(),
             metrics: Metrics::default(),
-            config,
             connections: AtomicUsize::new(0),
             connection_rate: Mutex::new(TokenBucket::new(
                 connections_per_sec,
@@ -301,6 +334,11 @@ impl Hub {
             request_snapshot: encode(&RelayToSdk::RequestSnapshot),
             snapshot_cache: AtomicUsize::new(0),
             queues: Mutex::default(),
+            permissions: Permissions::new(
+                config.max_pending_permissions,
+                config.max_pending_permissions_per_channel,
+            ),
+            config,
         }
     }
 
@@ -496,6 +534,7 @@ impl Hub {
             kind: Kind::Event,
             legacy: None,
             owner: None,
+            seq: None,
         };
         if let Err(e) = self.publish(request) {
             tracing::warn!(%channel, %event, error = %e, "relay publication refused");
@@ -518,6 +557,7 @@ impl Hub {
         let kind = presence.kind;
         let id = presence.id.clone();
         let channel = presence.channel.clone();
+        let capabilities = presence.capabilities.clone();
         let shared = Arc::new(MemberShared::default());
         let mut r = self.lock();
         // Whether it may take the id over (before anything changes): replacing a live connection is how a
@@ -528,7 +568,10 @@ impl Hub {
             None => None,
         };
         // Claiming first: from here on the old connection's publications are refused.
-        let _ = self.engine.claim(&channel, peer.id);
+        let last_seq = self
+            .engine
+            .claim(&channel, peer.id)
+            .map_or(0, |c| c.last_seq);
         write(&self.index)
             .exact
             .entry(channel.as_str().into())
@@ -562,6 +605,7 @@ impl Hub {
                 presence,
                 legacy,
                 protocol,
+                capabilities,
                 shared: shared.clone(),
                 takeovers: takeovers.unwrap_or_default(),
                 contested_until: None,
@@ -577,6 +621,7 @@ impl Hub {
             },
             channel,
             shared,
+            last_seq,
         })
     }
 
@@ -802,6 +847,99 @@ impl Hub {
             Delivery::Overflow => Err(SnapshotRequestError::Busy),
             Delivery::Gone => Err(SnapshotRequestError::Unknown),
         }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Agents: commands, input, permissions
+
+    /// Hands a dashboard's request (`frame`, the agent-bound message, built once) to agent `agent_id`'s
+    /// connection. A full queue refuses it (`Busy`) without costing the agent its connection.
+    ///
+    /// The one place commands are routed; the connection asked its principal first (`may_command`: dashboards
+    /// only).
+    pub fn route_to_agent(
+        &self,
+        agent_id: &str,
+        request: AgentRequest,
+        frame: Utf8Bytes,
+    ) -> Result<(), RouteError> {
+        let peer = {
+            let r = self.lock();
+            let m = r.agents.get(agent_id).ok_or(RouteError::Unknown)?;
+            let interactive = m.capabilities.as_ref().is_none_or(|c| c.input);
+            if matches!(request, AgentRequest::Input | AgentRequest::Resize) && !interactive {
+                return Err(RouteError::NotInteractive);
+            }
+            m.peer.clone()
+        };
+        let kind = match request {
+            AgentRequest::Command => "command",
+            AgentRequest::Cancel => "cancel",
+            AgentRequest::Input => "input",
+            AgentRequest::Resize => "resize",
+        };
+        let len = frame.len();
+        match peer.offer(Item::plain(frame)) {
+            Delivery::Queued | Delivery::Written => {
+                self.metrics.outbound(kind, 1, len);
+                Ok(())
+            }
+            Delivery::Overflow => Err(RouteError::Busy),
+            Delivery::Gone => Err(RouteError::Unknown),
+        }
+    }
+
+    /// A dashboard answers a permission request: the first answer takes the request out of the table (later
+    /// ones get an error); the caller then resolves it with [`Hub::resolve_permission`].
+    pub fn take_permission(&self, request_id: &str) -> Result<Pending, AnswerError> {
+        self.permissions.take(request_id)
+    }
+
+    /// Tells the requester how its request ended (routed to it only) and records it on its channel, where every
+    /// subscriber sees `permission_resolved`.
+    pub fn resolve_permission(
+        &self,
+        p: &Pending,
+        allowed: bool,
+        always_allow: Option<bool>,
+        by: Option<Origin>,
+        reason: Option<String>,
+    ) {
+        let timestamp = Millis::now();
+        let answer = encode(&v2::RelayMessage::PermissionResponse(PermissionAnswer {
+            request_id: p.request_id.clone(),
+            allowed,
+            always_allow,
+            by: by.clone(),
+            reason: reason.clone(),
+            timestamp,
+        }));
+        let peer = {
+            let mut r = self.lock();
+            r.members(p.requester.0)
+                .get(&p.requester.1)
+                .map(|m| m.peer.clone())
+        };
+        match peer {
+            // Like any reply: queued in order, and a requester that does not read is a slow consumer.
+            Some(peer) => self.send(&peer, "permission_response", &answer),
+            None => tracing::info!(
+                request = %p.request_id,
+                "permission resolved while its requester is not connected"
+            ),
+        }
+        self.publish_relay(
+            &p.channel,
+            agent_event::names::PERMISSION_RESOLVED,
+            &PermissionResolved {
+                request_id: p.request_id.clone(),
+                allowed,
+                always_allow,
+                by,
+                reason,
+                timestamp,
+            },
+        );
     }
 
     // -----------------------------------------------------------------------------------------------------------
@@ -1173,6 +1311,8 @@ pub struct Membership {
     /// `sessions/{id}` or `agents/{id}`.
     pub channel: String,
     pub shared: Arc<MemberShared>,
+    /// The highest publisher `seq` the channel had taken when this member joined (`connected.lastSeq`).
+    pub last_seq: u64,
 }
 
 impl Membership {
@@ -1292,6 +1432,7 @@ mod tests {
             sdk_version: None,
             project_id: None,
             metadata: None,
+            capabilities: None,
             protocol: "v1".into(),
             connected_at: Millis(1.0),
             origin: None,
@@ -1357,6 +1498,42 @@ mod tests {
     }
 
     #[test]
+    fn requests_to_a_full_agent_are_busy_and_input_needs_the_capability() {
+        let hub = hub();
+        let (peer, mut out) = outbox(1, 1, 1 << 20);
+        let mut info = presence("a");
+        info.kind = PresenceKind::Agent;
+        info.channel = channel::agent_channel("a");
+        info.capabilities = Some(Capabilities {
+            commands: true,
+            ..Capabilities::default()
+        });
+        let _member = hub.join(info, None, Protocol::V2, peer.clone(), Joiner::default());
+        let frame = || Utf8Bytes::from_static("{}");
+        assert_eq!(
+            hub.route_to_agent("a", AgentRequest::Command, frame()),
+            Ok(())
+        );
+        assert_eq!(
+            hub.route_to_agent("a", AgentRequest::Cancel, frame()),
+            Err(RouteError::Busy)
+        );
+        assert!(
+            futures_util::FutureExt::now_or_never(peer.close_requested()).is_none(),
+            "a busy agent keeps its connection"
+        );
+        assert!(out.try_recv().is_some());
+        assert_eq!(
+            hub.route_to_agent("a", AgentRequest::Input, frame()),
+            Err(RouteError::NotInteractive)
+        );
+        assert_eq!(
+            hub.route_to_agent("b", AgentRequest::Command, frame()),
+            Err(RouteError::Unknown)
+        );
+    }
+
+    #[test]
     fn dropping_a_membership_unregisters_even_on_a_panic() {
         let hub = hub();
         let (peer, _out) = outbox(1, 16, 1 << 20);
@@ -1417,6 +1594,7 @@ mod tests {
             kind: Kind::Event,
             legacy: None,
             owner: Some(owner),
+            seq: None,
         };
         assert!(matches!(
             hub.publish(request(1)),

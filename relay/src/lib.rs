@@ -17,10 +17,12 @@ mod limiter;
 mod listener;
 mod metrics;
 mod outbox;
+mod permission;
 mod prometheus;
 mod publish;
 mod read_ahead;
 mod routes;
+pub mod run;
 mod socket;
 mod telemetry;
 pub mod token_file;
@@ -61,6 +63,7 @@ pub async fn run(
     // graceful shutdown would not wait for the upgraded ones (axum#3003); this tracker waits for all of them.
     let tracker = TaskTracker::new();
     tracker.spawn(telemetry::run(hub.clone(), shutdown.clone()));
+    tracker.spawn(permission::run(hub.clone(), shutdown.clone()));
     let app = routes::router(routes::AppState {
         hub,
         tracker: tracker.clone(),

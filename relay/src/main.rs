@@ -49,6 +49,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run simulated SDK clients against a relay: demo traffic for the dashboard.
     Demo(devrelay::demo::DemoConfig),
+    /// Run a program under a pseudo-terminal as an agent: its output streamed to agents/{name}, dashboards'
+    /// commands run if an --allow pattern matches (never through a shell).
+    Run(devrelay::run::RunConfig),
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +149,18 @@ struct ServeArgs {
     /// Bytes of cached latest snapshots over all sessions (0: no cache).
     #[arg(long, env = "DEVRELAY_SNAPSHOT_CACHE_BYTES", default_value_t = Config::default().snapshot_cache_bytes)]
     snapshot_cache_bytes: usize,
+    /// Seconds after which an unanswered permission request (without its own timeoutMs) is denied.
+    #[arg(long, env = "DEVRELAY_PERMISSION_TIMEOUT_SECS", default_value_t = Config::default().permission_timeout.as_secs())]
+    permission_timeout_secs: u64,
+    /// Longest timeout a permission request may ask for, in seconds.
+    #[arg(long, env = "DEVRELAY_PERMISSION_TIMEOUT_MAX_SECS", default_value_t = Config::default().permission_timeout_max.as_secs())]
+    permission_timeout_max_secs: u64,
+    /// Unanswered permission requests held at once, in all.
+    #[arg(long, env = "DEVRELAY_MAX_PENDING_PERMISSIONS", default_value_t = Config::default().max_pending_permissions)]
+    max_pending_permissions: usize,
+    /// Unanswered permission requests held at once per session / agent channel.
+    #[arg(long, env = "DEVRELAY_MAX_PENDING_PERMISSIONS_PER_CHANNEL", default_value_t = Config::default().max_pending_permissions_per_channel)]
+    max_pending_permissions_per_channel: usize,
     /// Serve the dashboard from this directory (a `next build` export such as www/out, read at start) instead
     /// of the one built into the binary.
     #[arg(long, env = "DEVRELAY_DASHBOARD_DIR", value_name = "DIR")]
@@ -264,6 +279,10 @@ impl ServeArgs {
             takeover_limit: self.takeover_limit,
             takeover_window: Duration::from_secs(self.takeover_window_secs),
             stale_grace: Duration::from_secs(self.stale_grace_secs),
+            permission_timeout: Duration::from_secs(self.permission_timeout_secs),
+            permission_timeout_max: Duration::from_secs(self.permission_timeout_max_secs),
+            max_pending_permissions: self.max_pending_permissions,
+            max_pending_permissions_per_channel: self.max_pending_permissions_per_channel,
             ..Config::default()
         })
     }
@@ -288,6 +307,15 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Demo(cfg)) => {
             cfg.validate()?;
             return runtime(None)?.block_on(demo(cfg));
+        }
+        Some(Command::Run(cfg)) => {
+            cfg.validate()?;
+            let code = runtime(None)?.block_on(async {
+                let shutdown = CancellationToken::new();
+                cancel_on_signal(shutdown.clone())?;
+                devrelay::run::run(cfg, shutdown).await
+            })?;
+            std::process::exit(code);
         }
     };
     // Every setting is checked before anything starts: a bad flag is an error naming it, never a panic later.

@@ -2,6 +2,7 @@
 //! before a publication reaches the engine (name, size, permission, payload shape), and the seed-000 form a
 //! publication on `sessions/{id}` gets for seed-000 dashboards.
 
+use devrelay_protocol::agent_event;
 use devrelay_protocol::channel::{check_event_name, may_publish, Channel, Namespace, Publisher};
 use devrelay_protocol::session_event::{self, names};
 use devrelay_protocol::v2::V2ErrorCode;
@@ -90,11 +91,22 @@ pub fn check<'a>(
         ));
     }
     may_publish(publisher, &channel).map_err(|f| Refusal::new(V2ErrorCode::Forbidden, f.0))?;
+    // The relay's record of a permission decision must come from the relay: anyone else could fake an answer.
+    if event == agent_event::names::PERMISSION_RESOLVED && publisher != Publisher::Relay {
+        return Err(Refusal::new(
+            V2ErrorCode::Forbidden,
+            "permission_resolved is published by the relay only: answer with permission_response",
+        ));
+    }
     let seed_000_form = channel.namespace() == Namespace::Sessions
         && matches!(event, names::STATE_SNAPSHOT | names::STREAM_EVENT);
     // Those are checked (once) by `legacy_form` below, which needs what the check reads.
     if !seed_000_form {
         session_event::check_payload(event, data)
+            .map_err(|m| Refusal::new(V2ErrorCode::InvalidPayload, m))?;
+    }
+    if channel.namespace() == Namespace::Agents {
+        agent_event::check_payload(event, data)
             .map_err(|m| Refusal::new(V2ErrorCode::InvalidPayload, m))?;
     }
     let owned = matches!(channel.namespace(), Namespace::Sessions | Namespace::Agents)
@@ -201,6 +213,37 @@ mod tests {
         assert_eq!(
             code(check(&small, conn(None, None), "topics/abcd", "x", None)),
             Err(V2ErrorCode::InvalidChannel)
+        );
+        assert_eq!(
+            code(check(
+                &c,
+                conn(None, Some("a")),
+                "agents/a",
+                "permission_resolved",
+                Some(r#"{"requestId":"r","allowed":true,"timestamp":1}"#)
+            )),
+            Err(V2ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(check(
+                &c,
+                conn(None, Some("a")),
+                "agents/a",
+                "output",
+                Some(r#"{"seq":1}"#)
+            )),
+            Err(V2ErrorCode::InvalidPayload)
+        );
+        assert_eq!(
+            code(check(
+                &c,
+                conn(None, None),
+                "topics/t",
+                "output",
+                Some(r#"{"seq":1}"#)
+            )),
+            Ok(()),
+            "agent payloads are checked on agent channels only"
         );
     }
 

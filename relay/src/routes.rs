@@ -321,6 +321,7 @@ async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Response {
     doc["historyBytes"] = app.hub.history_bytes().into();
     doc["snapshotCacheBytes"] = app.hub.snapshot_cache_bytes().into();
     doc["queues"] = serde_json::to_value(app.hub.queue_depth()).unwrap_or_default();
+    doc["pendingPermissions"] = app.hub.permissions.len().into();
     Json(doc).into_response()
 }
 
@@ -434,6 +435,7 @@ async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Byte
         kind: checked.kind,
         legacy: checked.legacy,
         owner: None,
+        seq: None,
     };
     match hub.publish(request) {
         Ok(publication) => Json(json!({
@@ -446,7 +448,8 @@ async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Byte
             StatusCode::SERVICE_UNAVAILABLE,
             Refusal::new(V2ErrorCode::TooManyChannels, e.to_string()),
         ),
-        Err(e @ EngineError::NotOwner(_)) => api_error(
+        // Neither can happen without an owner or a seq; said anyway.
+        Err(e @ (EngineError::NotOwner(_) | EngineError::Duplicate { .. })) => api_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             Refusal::new(V2ErrorCode::Internal, e.to_string()),
         ),

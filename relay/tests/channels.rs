@@ -288,7 +288,7 @@ async fn publish_rules_are_enforced_and_offsets_count_per_channel() {
         let e = c.request(publish(channel, "x", json!(1)), "p").await;
         assert_eq!(code(&e), want, "{who} → {channel}: {e}");
     }
-    for (channel, event) in [("sessions/s1", "note"), ("agents/a1", "output")] {
+    for (channel, event) in [("sessions/s1", "note"), ("agents/a1", "log")] {
         let ack = agent
             .request(publish(channel, event, json!({"ok": true})), "own")
             .await;

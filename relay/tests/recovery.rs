@@ -281,12 +281,12 @@ async fn retained_history_is_replayed_on_request() {
     let (mut agent, _) = V2::hello(&relay.dash(), json!({"agentId": "a"})).await;
     for i in 0..5 {
         agent
-            .send(json!({"type": "publish", "channel": "agents/a", "event": "output", "data": i}))
+            .send(json!({"type": "publish", "channel": "agents/a", "event": "log", "data": i}))
             .await;
     }
     agent
         .request(
-            json!({"type": "publish", "channel": "agents/a", "event": "output", "data": 5}),
+            json!({"type": "publish", "channel": "agents/a", "event": "log", "data": 5}),
             "last",
         )
         .await;

@@ -136,6 +136,7 @@ impl Connection {
             sdk_version: Some(h.sdk_version.clone()),
             project_id: h.project_id.clone(),
             metadata: None,
+            capabilities: None,
             protocol: "v1".into(),
             connected_at: now,
             origin: self.principal.foreign_origin().map(Into::into),
@@ -215,6 +216,7 @@ impl Connection {
             },
             legacy: Some(legacy),
             owner: Some(self.peer.id),
+            seq: None,
         };
         match self.hub.publish(request) {
             Ok(_) => {
@@ -228,7 +230,7 @@ impl Connection {
                 tracing::debug!(conn = self.peer.id, "replaced session's frame dropped")
             }
             // Cannot happen while the session owns its channel (owned channels are not counted); said anyway.
-            Err(e @ EngineError::TooManyChannels(_)) => {
+            Err(e @ (EngineError::TooManyChannels(_) | EngineError::Duplicate { .. })) => {
                 self.reply_error(ErrorCode::Busy, e.to_string())
             }
         }

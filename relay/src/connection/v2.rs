@@ -1,16 +1,19 @@
 //! The v2 protocol on a connection: identity (`hello` / `auth` / connect parameters), subscriptions, publish
-//! with ack, ping, snapshot requests. Every request with an `id` gets an `ack` or an `error` with that id.
+//! with ack (and the publisher's `seq` for resends), ping, snapshot requests, requests for agents (`command`,
+//! `cancel`, `input`, `resize`) and answers to permission requests. Every request with an `id` gets an `ack` or
+//! an `error` with that id.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use devrelay_protocol::channel::{agent_channel, is_valid_id, session_channel, Namespace};
 use devrelay_protocol::decode::message_type;
-use devrelay_protocol::session_event::{names, TextDelta};
+use devrelay_protocol::session_event::{names, PermissionRequest, TextDelta};
 use devrelay_protocol::v2::{
-    ack_with_snapshot, Ack, ClientMessage, ClientMessageRef, Connected, Hello, Limits, Pong,
-    PresenceInfo, PresenceKind, RelayMessage, RequestId, RequestSnapshot, Subscribe, Unsubscribe,
-    V2Error, V2ErrorCode, PROTOCOL_V2,
+    ack_with_snapshot, Ack, AgentCancel, AgentCommand, AgentInput, AgentResize, CancelRequest,
+    ClientMessage, ClientMessageRef, CommandRequest, Connected, Hello, InputRequest, Limits,
+    Origin, PermissionResponse, Pong, PresenceInfo, PresenceKind, RelayMessage, RequestId,
+    RequestSnapshot, ResizeRequest, Subscribe, Unsubscribe, V2Error, V2ErrorCode, PROTOCOL_V2,
 };
 use devrelay_protocol::{ClientInfo, DashboardMessage, Millis, SdkMessage, Tagged};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -19,15 +22,26 @@ use super::{ConnectParams, Connection, Role};
 use crate::coalesce::{Coalescer, Offer, Pending};
 use crate::engine::{EngineError, Kind, PublishRequest, Since};
 use crate::hub::{
-    encode, DashboardMark, Joined, Joiner, Membership, Protocol, SnapshotRequestError,
-    SnapshotRequested, Subscription,
+    encode, AgentRequest, DashboardMark, Joined, Joiner, Membership, Protocol, RouteError,
+    SnapshotRequestError, SnapshotRequested, Subscription,
 };
+use crate::permission::{AnswerError, RegisterError};
 use crate::publish::{self, Refusal};
 
 /// Largest `hello.metadata`, in bytes of JSON.
 const MAX_METADATA_BYTES: usize = 4096;
 /// Longest `hello.name` / `sdkVersion` / `projectId`, in bytes.
 const MAX_LABEL_BYTES: usize = 256;
+/// Longest command id, permission request id (and other ids a client names), in bytes.
+const MAX_ID_BYTES: usize = 128;
+/// Largest `command` request (program, arguments and cwd together), in bytes.
+const MAX_COMMAND_BYTES: usize = 64 << 10;
+/// Most arguments of one `command`.
+const MAX_COMMAND_ARGS: usize = 1024;
+/// Largest `input.data`, in bytes.
+const MAX_INPUT_BYTES: usize = 64 << 10;
+/// Largest terminal side for `resize`, in cells.
+const MAX_TERMINAL_CELLS: u16 = 4096;
 
 /// A v2 connection's state.
 #[derive(Debug)]
@@ -39,6 +53,8 @@ pub(super) struct State {
     /// Set while an anonymous connection watches (the `dashboards` gauge).
     dashboard: Option<DashboardMark>,
     coalescer: Coalescer,
+    /// `hello.name`: shown with this connection's commands and answers.
+    name: Option<String>,
 }
 
 impl State {
@@ -54,6 +70,13 @@ impl State {
     /// The session and agent this connection is.
     pub(super) fn memberships(&self) -> impl Iterator<Item = &Membership> {
         self.session.iter().chain(self.agent.iter())
+    }
+
+    fn origin(&self) -> Origin {
+        Origin {
+            client_id: self.client_id.clone(),
+            name: self.name.clone(),
+        }
     }
 
     fn ids(&self) -> (Option<&str>, Option<&str>) {
@@ -72,6 +95,7 @@ struct Ready<'a> {
     kind: Kind,
     legacy: Option<tokio_tungstenite::tungstenite::Utf8Bytes>,
     owned: bool,
+    seq: Option<u64>,
 }
 
 impl Connection {
@@ -92,6 +116,7 @@ impl Connection {
                 self.hub.config.text_delta_window,
                 self.hub.config.max_publish_bytes,
             ),
+            name: None,
         }));
         if let Some(params) = params {
             let hello = Hello {
@@ -144,7 +169,8 @@ impl Connection {
                 event,
                 data,
                 id,
-            } => self.v2_publish(&channel, &event, data, id),
+                seq,
+            } => self.v2_publish(&channel, &event, data, id, seq),
             ClientMessageRef::Other(m) => match m {
                 ClientMessage::Hello(h) | ClientMessage::Auth(h) => {
                     let id = None;
@@ -155,10 +181,15 @@ impl Connection {
                 ClientMessage::Publish(p) => {
                     // Not produced by `ClientMessageRef::decode`; handled the same way anyway.
                     let data = serde_json::to_string(&p.data).ok();
-                    self.v2_publish(&p.channel, &p.event, data.as_deref(), p.id)
+                    self.v2_publish(&p.channel, &p.event, data.as_deref(), p.id, p.seq)
                 }
                 ClientMessage::Ping(_) => self.v2_ping(),
                 ClientMessage::RequestSnapshot(r) => self.v2_request_snapshot(r),
+                ClientMessage::Command(c) => self.v2_command(c),
+                ClientMessage::Cancel(c) => self.v2_cancel(c),
+                ClientMessage::Input(i) => self.v2_input(i),
+                ClientMessage::Resize(r) => self.v2_resize(r),
+                ClientMessage::PermissionResponse(r) => self.v2_permission_response(r),
             },
         }
     }
@@ -259,6 +290,9 @@ impl Connection {
                 sdk_version: hello.sdk_version.clone(),
                 project_id: hello.project_id.clone(),
                 metadata: hello.metadata.clone(),
+                capabilities: (kind == PresenceKind::Agent)
+                    .then(|| hello.capabilities.clone())
+                    .flatten(),
                 protocol: "v2".into(),
                 connected_at: now,
                 origin: origin.clone(),
@@ -298,6 +332,9 @@ impl Connection {
             self.peer
                 .set_batch(Some((c.batch_max_messages, c.batch_max_bytes)));
         }
+        if hello.name.is_some() {
+            self.state().name = hello.name.clone();
+        }
         self.send_connected();
     }
 
@@ -306,6 +343,13 @@ impl Connection {
         let now = Millis::now();
         let role = self.principal.role();
         let state = self.state();
+        let last_seq = state
+            .session
+            .iter()
+            .chain(state.agent.iter())
+            .filter(|m| m.last_seq > 0)
+            .map(|m| (m.channel.clone(), m.last_seq))
+            .collect();
         let connected = RelayMessage::Connected(Connected {
             client_id: state.client_id.clone(),
             server_version: crate::VERSION.into(),
@@ -315,6 +359,7 @@ impl Connection {
             batch: self.batch,
             role,
             limits: self.limits(),
+            last_seq,
             timestamp: now,
         });
         self.hub.send(&self.peer, "connected", &encode(&connected));
@@ -412,7 +457,7 @@ impl Connection {
                 id,
                 Some(&channel),
             ),
-            Err(e @ EngineError::NotOwner(_)) => {
+            Err(e @ (EngineError::NotOwner(_) | EngineError::Duplicate { .. })) => {
                 self.reply_v2_error(V2ErrorCode::Internal, e.to_string(), id, Some(&channel))
             }
         }
@@ -439,6 +484,7 @@ impl Connection {
         event: &str,
         data: Option<&str>,
         id: Option<RequestId>,
+        seq: Option<u64>,
     ) {
         let config = self.hub.config.clone();
         let (session, agent) = self.ids();
@@ -447,6 +493,17 @@ impl Connection {
             Ok(c) => c,
             Err(r) => return self.refuse(r, id, Some(channel)),
         };
+        if let Some(seq) = seq {
+            if !checked.owned || seq == 0 {
+                let message = "seq (a positive integer) is for the publisher's own channel only: sessions/{id} or agents/{id}";
+                return self.reply_v2_error(
+                    V2ErrorCode::InvalidMessage,
+                    message.into(),
+                    id,
+                    Some(channel),
+                );
+            }
+        }
         let coalesce =
             event == names::TEXT_DELTA && checked.channel.namespace() == Namespace::Sessions;
         if coalesce {
@@ -471,6 +528,14 @@ impl Connection {
             // Anything else this connection publishes goes after the deltas it already sent.
             self.v2_flush_coalesced();
         }
+        // A permission request is registered before anyone can see it, so no answer can beat it.
+        let mut registered = None;
+        if event == names::PERMISSION_REQUEST && checked.owned {
+            match self.register_permission(&checked.channel, data) {
+                Ok(new) => registered = new,
+                Err(r) => return self.refuse(r, id, Some(channel)),
+            }
+        }
         let ready = Ready {
             channel,
             event,
@@ -478,8 +543,64 @@ impl Connection {
             kind: checked.kind,
             legacy: checked.legacy,
             owned: checked.owned,
+            seq,
         };
-        self.publish_ready(ready, id.as_slice());
+        if !self.publish_ready(ready, id.as_slice()) {
+            if let Some(request_id) = registered {
+                self.hub.permissions.unregister(&request_id);
+            }
+        }
+    }
+
+    /// Registers the permission request in `data` (already checked to be one). `Ok(Some(id))` if it is new.
+    fn register_permission(
+        &self,
+        channel: &devrelay_protocol::Channel<'_>,
+        data: Option<&str>,
+    ) -> Result<Option<String>, Refusal> {
+        let Ok(request) = serde_json::from_str::<PermissionRequest>(data.unwrap_or("null")) else {
+            return Ok(None);
+        };
+        if request.request_id.is_empty() || request.request_id.len() > MAX_ID_BYTES {
+            return Err(Refusal::new(
+                V2ErrorCode::InvalidPayload,
+                format!("requestId must be 1 to {MAX_ID_BYTES} bytes"),
+            ));
+        }
+        let kind = match channel.namespace() {
+            Namespace::Agents => PresenceKind::Agent,
+            _ => PresenceKind::Session,
+        };
+        let config = &self.hub.config;
+        let timeout = request
+            .timeout_ms
+            .map_or(config.permission_timeout, std::time::Duration::from_millis)
+            .min(config.permission_timeout_max);
+        let requester = (kind, channel.id().unwrap_or_default().to_string());
+        match self.hub.permissions.register(
+            &request.request_id,
+            channel.name(),
+            requester,
+            timeout,
+        ) {
+            Ok(crate::permission::Registered::New) => Ok(Some(request.request_id)),
+            Ok(crate::permission::Registered::Again) => Ok(None),
+            Err(RegisterError::Conflict) => Err(Refusal::new(
+                V2ErrorCode::InvalidPayload,
+                format!(
+                    "permission request {:?} is already pending on another channel: use a unique requestId",
+                    request.request_id
+                ),
+            )),
+            Err(RegisterError::TooMany { limit, per_channel }) => Err(Refusal::new(
+                V2ErrorCode::TooManyRequests,
+                if per_channel {
+                    format!("{limit} permission requests of this channel are unanswered (max_pending_permissions_per_channel)")
+                } else {
+                    format!("the relay holds {limit} unanswered permission requests (max_pending_permissions)")
+                },
+            )),
+        }
     }
 
     /// Publishes the pending merged delta, if any.
@@ -502,11 +623,13 @@ impl Connection {
             kind: Kind::Event,
             legacy: None,
             owned: true,
+            seq: None,
         };
         self.publish_ready(ready, &p.ids);
     }
 
-    fn publish_ready(&mut self, r: Ready<'_>, ids: &[RequestId]) {
+    /// Publishes; acks each id (or replies the error). Returns whether it was published.
+    fn publish_ready(&mut self, r: Ready<'_>, ids: &[RequestId]) -> bool {
         let request = PublishRequest {
             channel: r.channel,
             event: r.event,
@@ -514,6 +637,7 @@ impl Connection {
             kind: r.kind,
             legacy: r.legacy,
             owner: r.owned.then_some(self.peer.id),
+            seq: r.seq,
         };
         match self.hub.publish(request) {
             Ok(p) => {
@@ -533,15 +657,32 @@ impl Connection {
                         ..Ack::default()
                     });
                 }
+                true
+            }
+            // A resend of something the relay already took: success, nothing published again.
+            Err(EngineError::Duplicate { .. }) => {
+                for id in ids {
+                    self.ack(Ack {
+                        id: Some(id.clone()),
+                        success: true,
+                        channel: Some(r.channel.to_string()),
+                        duplicate: Some(true),
+                        timestamp: Millis::now(),
+                        ..Ack::default()
+                    });
+                }
+                false
             }
             Err(e) => {
                 let code = match e {
                     EngineError::NotOwner(_) => V2ErrorCode::Forbidden,
                     EngineError::TooManyChannels(_) => V2ErrorCode::TooManyChannels,
+                    EngineError::Duplicate { .. } => V2ErrorCode::Internal,
                 };
                 for id in ids.iter().map(Some).chain(ids.is_empty().then_some(None)) {
                     self.reply_v2_error(code, e.to_string(), id.cloned(), Some(r.channel));
                 }
+                false
             }
         }
     }
@@ -580,6 +721,186 @@ impl Connection {
             Err(SnapshotRequestError::Busy) => self.reply_v2_error(
                 V2ErrorCode::Busy,
                 format!("session {session_id:?} is not reading (its queue is full); retry later"),
+                id,
+                None,
+            ),
+        }
+    }
+
+    fn v2_command(&mut self, c: CommandRequest) {
+        let CommandRequest {
+            id,
+            agent_id,
+            command,
+            args,
+            cwd,
+        } = c;
+        let rid = Some(RequestId::Str(id.clone()));
+        if let Err(d) = self.principal.may_command() {
+            return self.deny(d, true, rid);
+        }
+        let size = command.len()
+            + args.iter().map(String::len).sum::<usize>()
+            + cwd.as_ref().map_or(0, String::len);
+        let problem = if id.is_empty() || id.len() > MAX_ID_BYTES {
+            Some(format!("command id must be 1 to {MAX_ID_BYTES} bytes"))
+        } else if command.is_empty() {
+            Some("command (the program to run) must not be empty".into())
+        } else if args.len() > MAX_COMMAND_ARGS {
+            Some(format!("at most {MAX_COMMAND_ARGS} arguments"))
+        } else if size > MAX_COMMAND_BYTES {
+            Some(format!(
+                "command, args and cwd are {size} bytes; at most {MAX_COMMAND_BYTES}"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            return self.reply_v2_error(V2ErrorCode::InvalidMessage, message, rid, None);
+        }
+        let frame = encode(&RelayMessage::Command(AgentCommand {
+            id,
+            command,
+            args,
+            cwd,
+            from: self.state().origin(),
+            timestamp: Millis::now(),
+        }));
+        self.route(&agent_id, AgentRequest::Command, frame, rid);
+    }
+
+    fn v2_cancel(&mut self, c: CancelRequest) {
+        let CancelRequest { id, agent_id } = c;
+        let rid = Some(RequestId::Str(id.clone()));
+        if let Err(d) = self.principal.may_command() {
+            return self.deny(d, true, rid);
+        }
+        let frame = encode(&RelayMessage::Cancel(AgentCancel {
+            id,
+            from: self.state().origin(),
+            timestamp: Millis::now(),
+        }));
+        self.route(&agent_id, AgentRequest::Cancel, frame, rid);
+    }
+
+    fn v2_input(&mut self, i: InputRequest) {
+        let InputRequest { agent_id, data, id } = i;
+        if let Err(d) = self.principal.may_command() {
+            return self.deny(d, true, id);
+        }
+        if data.len() > MAX_INPUT_BYTES {
+            let message = format!(
+                "input is {} bytes; at most {MAX_INPUT_BYTES} per message",
+                data.len()
+            );
+            return self.reply_v2_error(V2ErrorCode::InvalidMessage, message, id, None);
+        }
+        let frame = encode(&RelayMessage::Input(AgentInput {
+            data,
+            from: self.state().origin(),
+            timestamp: Millis::now(),
+        }));
+        self.route(&agent_id, AgentRequest::Input, frame, id);
+    }
+
+    fn v2_resize(&mut self, r: ResizeRequest) {
+        let ResizeRequest {
+            agent_id,
+            cols,
+            rows,
+            id,
+        } = r;
+        if let Err(d) = self.principal.may_command() {
+            return self.deny(d, true, id);
+        }
+        let ok = |n: u16| (1..=MAX_TERMINAL_CELLS).contains(&n);
+        if !ok(cols) || !ok(rows) {
+            let message = format!("cols and rows must be 1 to {MAX_TERMINAL_CELLS}");
+            return self.reply_v2_error(V2ErrorCode::InvalidMessage, message, id, None);
+        }
+        let frame = encode(&RelayMessage::Resize(AgentResize {
+            cols,
+            rows,
+            from: self.state().origin(),
+            timestamp: Millis::now(),
+        }));
+        self.route(&agent_id, AgentRequest::Resize, frame, id);
+    }
+
+    /// Routes a request to an agent; acks (with `id`) or replies the typed error.
+    fn route(
+        &mut self,
+        agent_id: &str,
+        request: AgentRequest,
+        frame: tokio_tungstenite::tungstenite::Utf8Bytes,
+        id: Option<RequestId>,
+    ) {
+        let channel = agent_channel(agent_id);
+        match self.hub.route_to_agent(agent_id, request, frame) {
+            Ok(()) => {
+                if id.is_some() {
+                    self.ack(Ack {
+                        id,
+                        success: true,
+                        channel: Some(channel),
+                        timestamp: Millis::now(),
+                        ..Ack::default()
+                    });
+                }
+            }
+            Err(RouteError::Unknown) => self.reply_v2_error(
+                V2ErrorCode::UnknownAgent,
+                format!("no agent {agent_id:?} is connected"),
+                id,
+                Some(&channel),
+            ),
+            Err(RouteError::Busy) => self.reply_v2_error(
+                V2ErrorCode::Busy,
+                format!("agent {agent_id:?} is not reading (its queue is full); retry later"),
+                id,
+                Some(&channel),
+            ),
+            Err(RouteError::NotInteractive) => self.reply_v2_error(
+                V2ErrorCode::NotInteractive,
+                format!("agent {agent_id:?} does not take terminal input (devrelay run without --interactive)"),
+                id,
+                Some(&channel),
+            ),
+        }
+    }
+
+    fn v2_permission_response(&mut self, r: PermissionResponse) {
+        let PermissionResponse {
+            request_id,
+            allowed,
+            always_allow,
+            id,
+        } = r;
+        if let Err(d) = self.principal.may_answer_permission() {
+            return self.deny(d, true, id);
+        }
+        let by = self.state().origin();
+        match self.hub.take_permission(&request_id) {
+            Ok(pending) => {
+                // The answering dashboard hears "taken" before it sees the resolution everyone sees.
+                self.ack(Ack {
+                    id,
+                    success: true,
+                    timestamp: Millis::now(),
+                    ..Ack::default()
+                });
+                self.hub
+                    .resolve_permission(&pending, allowed, always_allow, Some(by), None);
+            }
+            Err(AnswerError::Unknown) => self.reply_v2_error(
+                V2ErrorCode::UnknownRequest,
+                format!("no permission request {request_id:?} is pending"),
+                id,
+                None,
+            ),
+            Err(AnswerError::AlreadyAnswered) => self.reply_v2_error(
+                V2ErrorCode::AlreadyAnswered,
+                format!("permission request {request_id:?} was already resolved (answered or timed out)"),
                 id,
                 None,
             ),

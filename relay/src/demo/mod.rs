@@ -1,8 +1,9 @@
 //! The demo SDK: simulated app sessions that connect to a relay and emit realistic devtools traffic.
 //!
-//! `devrelay demo` stands in for an instrumented app while there is none: each session speaks the SDK side of
-//! the protocol (handshake, snapshots with threads of every content type and a registry, AG-UI event sequences,
-//! heartbeats, answers to `request_snapshot`) and reconnects with backoff when the relay restarts.
+//! `devrelay demo` stands in for an instrumented app while there is none: each session is a v2 SDK session on
+//! the agent library (`devrelay-agent`): snapshots with threads of every content type and a registry, AG-UI
+//! event sequences, answers to `request_snapshot`, heartbeats; it reconnects with backoff when the relay
+//! restarts. Seed-000 dashboards see it as any SDK.
 
 mod agent;
 mod scenario;

@@ -22,8 +22,8 @@ use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
-    Broker, Delivery, EngineError, HistoryLimits, Joined, Owner, Position, Presence, Publication,
-    PublishRequest, Since,
+    Broker, Claim, Delivery, EngineError, HistoryLimits, Joined, Owner, Position, Presence,
+    Publication, PublishRequest, Since,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -43,6 +43,9 @@ struct Stream {
     /// The last publications, oldest first; offsets are consecutive.
     history: VecDeque<Arc<Publication>>,
     history_bytes: usize,
+    /// The highest publisher `seq` taken (0: none): resends at or below it are refused as duplicates. Kept as
+    /// long as the stream (its owner, watchers or history keep it).
+    last_seq: u64,
 }
 
 impl Stream {
@@ -119,6 +122,7 @@ impl MemoryEngine {
             dead: false,
             history: VecDeque::new(),
             history_bytes: 0,
+            last_seq: 0,
         }));
         map.insert(channel.into(), stream.clone());
         Ok(stream)
@@ -235,12 +239,22 @@ impl Broker for MemoryEngine {
             kind,
             legacy,
             owner,
+            seq,
         } = request;
         let mut legacy = Some(legacy);
         // Owned channels exist while their owner is connected; others are created on first use.
         self.with_stream(channel, false, |s| {
             if owner.is_some() && s.owner != owner {
                 return Err(EngineError::NotOwner(channel.into()));
+            }
+            if let Some(seq) = seq {
+                if seq <= s.last_seq {
+                    return Err(EngineError::Duplicate {
+                        seq,
+                        last: s.last_seq,
+                    });
+                }
+                s.last_seq = seq;
             }
             s.offset += 1;
             let frame = publication_frame(channel, event, data, s.offset, &s.epoch, Millis::now());
@@ -317,8 +331,11 @@ impl Broker for MemoryEngine {
         let _ = self.with_stream(channel, true, |s| s.interested = f());
     }
 
-    fn claim(&self, channel: &str, owner: Owner) -> Result<Option<Owner>, EngineError> {
-        self.with_stream(channel, true, |s| s.owner.replace(owner))
+    fn claim(&self, channel: &str, owner: Owner) -> Result<Claim, EngineError> {
+        self.with_stream(channel, true, |s| Claim {
+            previous: s.owner.replace(owner),
+            last_seq: s.last_seq,
+        })
     }
 
     fn release(&self, channel: &str, owner: Owner) -> bool {
@@ -422,6 +439,7 @@ mod tests {
             kind: Kind::Event,
             legacy: None,
             owner,
+            seq: None,
         }
     }
 
@@ -461,13 +479,13 @@ mod tests {
     fn only_the_owner_publishes_and_a_claim_takes_over() {
         let e = MemoryEngine::new(16, NO_HISTORY);
         let d = Collect::default();
-        assert_eq!(e.claim("sessions/s", 1).unwrap(), None);
+        assert_eq!(e.claim("sessions/s", 1).unwrap().previous, None);
         assert!(e.publish(req("sessions/s", Some(1)), &d).is_ok());
         assert_eq!(
             e.publish(req("sessions/s", Some(2)), &d).unwrap_err(),
             EngineError::NotOwner("sessions/s".into())
         );
-        assert_eq!(e.claim("sessions/s", 2).unwrap(), Some(1));
+        assert_eq!(e.claim("sessions/s", 2).unwrap().previous, Some(1));
         assert!(e.publish(req("sessions/s", Some(1)), &d).is_err());
         assert!(
             !e.release("sessions/s", 1),
@@ -513,6 +531,70 @@ mod tests {
     }
 
     #[test]
+    fn resends_by_seq_are_refused_across_owners_while_history_keeps_the_channel() {
+        let e = MemoryEngine::new(16, LIMITS);
+        let d = Collect::default();
+        let seq = |owner, seq| PublishRequest {
+            seq: Some(seq),
+            ..req("agents/a", Some(owner))
+        };
+        assert_eq!(e.claim("agents/a", 1).unwrap().last_seq, 0);
+        assert_eq!(e.publish(seq(1, 1), &d).unwrap().offset, 1);
+        assert_eq!(e.publish(seq(1, 2), &d).unwrap().offset, 2);
+        assert_eq!(
+            e.publish(seq(1, 2), &d).unwrap_err(),
+            EngineError::Duplicate { seq: 2, last: 2 }
+        );
+        // Gaps are fine (a publisher may have dropped from a full buffer); going back is not.
+        assert_eq!(e.publish(seq(1, 5), &d).unwrap().offset, 3);
+        assert!(e.publish(seq(1, 4), &d).is_err());
+        // The agent reconnects (a new connection): its channel's history kept the stream, so it learns where
+        // the relay stands, its resends are dropped, and the stream continues (same epoch, next offset).
+        let epoch = e
+            .publish(req("agents/a", Some(1)), &d)
+            .unwrap()
+            .epoch
+            .clone();
+        assert!(e.release("agents/a", 1));
+        assert_eq!(
+            e.channel_count(),
+            1,
+            "kept by its history although nobody watches"
+        );
+        assert_eq!(e.claim("agents/a", 2).unwrap().last_seq, 5);
+        assert!(matches!(
+            e.publish(seq(2, 5), &d),
+            Err(EngineError::Duplicate { .. })
+        ));
+        let next = e.publish(seq(2, 6), &d).unwrap();
+        assert_eq!((next.offset, &next.epoch), (5, &epoch));
+    }
+
+    #[test]
+    fn without_history_a_released_channel_and_its_last_seq_are_forgotten() {
+        let e = MemoryEngine::new(
+            16,
+            HistoryLimits {
+                messages: 0,
+                ..LIMITS
+            },
+        );
+        let d = Collect::default();
+        e.claim("agents/b", 1).unwrap();
+        e.publish(
+            PublishRequest {
+                seq: Some(3),
+                ..req("agents/b", Some(1))
+            },
+            &d,
+        )
+        .unwrap();
+        assert!(e.release("agents/b", 1));
+        assert_eq!(e.channel_count(), 0);
+        assert_eq!(e.claim("agents/b", 2).unwrap().last_seq, 0);
+    }
+
+    #[test]
     fn presence_lists_in_arrival_order() {
         let e = MemoryEngine::new(4, LIMITS);
         let info = |id: &str| PresenceInfo {
@@ -523,6 +605,7 @@ mod tests {
             sdk_version: None,
             project_id: None,
             metadata: None,
+            capabilities: None,
             protocol: "v2".into(),
             connected_at: Millis(1.0),
             origin: None,

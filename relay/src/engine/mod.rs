@@ -53,6 +53,9 @@ pub struct PublishRequest<'a> {
     pub legacy: Option<Utf8Bytes>,
     /// Publish only if this connection owns the channel (`sessions/{id}`, `agents/{id}`).
     pub owner: Option<Owner>,
+    /// The publisher's own sequence number (owned channels): a `seq` not above the channel's last one is a
+    /// resend, refused with [`EngineError::Duplicate`] and not published again.
+    pub seq: Option<u64>,
 }
 
 /// A stamped publication, shared by every subscriber (and, with recovery, by history).
@@ -117,6 +120,16 @@ pub enum EngineError {
     /// The relay holds `max_channels` channels already.
     #[error("the relay already holds {0} channels (max_channels)")]
     TooManyChannels(usize),
+    /// The publisher's `seq` is not above the last one the channel took: a resend, already published.
+    #[error("seq {seq} was already taken on this channel (last seq {last}): not published again")]
+    Duplicate { seq: u64, last: u64 },
+}
+
+/// What `claim` found: the previous owner, and the highest publisher `seq` the channel took (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub previous: Option<Owner>,
+    pub last_seq: u64,
 }
 
 /// The node's handler for stamped publications: node-local fan-out. Called in offset order per channel, with
@@ -157,11 +170,14 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// watches (and that keeps no history) may then be forgotten; a later one gets a new epoch.
     fn unsubscribe(&self, channel: &str, f: &mut dyn FnMut() -> bool);
 
-    /// Makes `owner` the channel's owner (creating the channel); returns the previous owner. From now on
-    /// publications with another `owner` are refused.
-    fn claim(&self, channel: &str, owner: Owner) -> Result<Option<Owner>, EngineError>;
+    /// Makes `owner` the channel's owner (creating the channel, or taking up a kept one); returns the
+    /// previous owner and the channel's last publisher `seq`. From now on publications with another `owner` are
+    /// refused.
+    fn claim(&self, channel: &str, owner: Owner) -> Result<Claim, EngineError>;
 
-    /// Ends `owner`'s ownership, if it still owns the channel. Returns whether it did.
+    /// Ends `owner`'s ownership, if it still owns the channel. Returns whether it did. The channel (its epoch,
+    /// offset and last `seq`) stays while its history or a watcher keeps it, so that a publisher that comes back
+    /// continues the same stream and its resends are recognised.
     fn release(&self, channel: &str, owner: Owner) -> bool;
 
     /// Number of channels the engine holds.
