@@ -1,17 +1,18 @@
 "use client";
-// The views of the dashboard, as links that keep the page's relay (`?relay=`): Sessions (the client view) and
-// Live (every channel's messages, the relay's KPIs).
+// The views of the dashboard, as links that keep the page's relay (`?relay=`): Sessions (the client view),
+// Live (every channel's messages, the relay's KPIs) and Agents (terminals, commands, permission prompts).
 
 import Link from "next/link";
 import "./TopNav.css";
 
-export type View = "sessions" | "live";
+export type View = "sessions" | "live" | "agents";
 
 export function TopNav({ current, relayParam }: { current: View; relayParam: string | null }) {
   const query = relayParam ? `?relay=${encodeURIComponent(relayParam)}` : "";
   const links: { view: View; href: string; label: string }[] = [
     { view: "sessions", href: `/${query}`, label: "Sessions" },
     { view: "live", href: `/live${query}`, label: "Live" },
+    { view: "agents", href: `/agents${query}`, label: "Agents" },
   ];
   return (
     <nav className="topnav" aria-label="Views">
