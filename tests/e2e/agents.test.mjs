@@ -11,12 +11,13 @@ import { view } from "./a11y.mjs";
 const T = { timeout: PATIENCE_MS };
 
 function runAgent(relay, name, args) {
-  return new Proc(`agent ${name}`, RELAY_BIN, ["run", "--url", relay.url, "--name", name, "--quiet", ...args]);
+  const token = relay.token ? ["--token", relay.token] : [];
+  return new Proc(`agent ${name}`, RELAY_BIN, ["run", "--url", relay.url, "--name", name, "--quiet", ...token, ...args]);
 }
 
 async function openAgent(browser, relay, name) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  await page.goto(`${relay.page}?view=agents&agent=${name}`);
+  await page.goto(relay.open(`view=agents&agent=${name}`));
   await page.waitForSelector(`[data-testid="agent-panel"][data-agent-id="${name}"]`, T);
   return page;
 }
@@ -155,7 +156,7 @@ describe("agents view", () => {
         "agent waiting for a message",
       );
     await new Promise((ok) => ws.addEventListener("open", ok, { once: true }));
-    ws.send(JSON.stringify({ type: "hello", agentId: "asker", name: "asker" }));
+    ws.send(JSON.stringify({ type: "hello", agentId: "asker", name: "asker", token: relay.token }));
     await next((m) => m.type === "connected");
     const [a, b] = [await openAgent(browser, relay, "asker"), await openAgent(browser, relay, "asker")];
     ws.send(

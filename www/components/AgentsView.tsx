@@ -15,7 +15,7 @@ import {
   type CommandView,
   type PermissionView,
 } from "@/lib/agents";
-import { relayAddress } from "@/lib/relayAddress";
+import { dashboardToken, relayAddress } from "@/lib/relayAddress";
 import { AgentTerminal } from "./AgentTerminal";
 import { TopNav } from "./TopNav";
 
@@ -30,10 +30,12 @@ export function AgentsView() {
   const router = useRouter();
   const relayUrl = relayAddress(params.get("relay"), typeof window === "undefined" ? null : window.location);
   const store = useMemo(() => new AgentsStore(), []);
+  // The token the relay printed in this page's URL fragment (kept for the tab): sent in the first message.
+  const [token] = useState(dashboardToken);
   const [conn, setConn] = useState<{ status: SocketStatus; error: string | null }>({ status: "connecting", error: null });
 
   useEffect(() => {
-    const s: AgentSocket = new AgentSocket(relayUrl, {
+    const s: AgentSocket = new AgentSocket(relayUrl, token, {
       status: (status, error) => setConn({ status, error }),
       subscribed: (channel) => {
         if (channel.startsWith("agents/")) store.reset(channel.slice("agents/".length));
@@ -51,7 +53,7 @@ export function AgentsView() {
       store.attach(null);
       s.close();
     };
-  }, [relayUrl, store]);
+  }, [relayUrl, token, store]);
 
   const { agents, socket } = useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
   const wanted = params.get("agent");

@@ -70,6 +70,8 @@ export class AgentSocket {
 
   constructor(
     private url: string,
+    /** The relay's dashboard token (sent in `hello`); null for a relay run with --no-auth. */
+    private token: string | null,
     private handlers: SocketHandlers,
   ) {
     this.connect();
@@ -86,7 +88,9 @@ export class AgentSocket {
     }
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: "hello", name: "dashboard", batch: true }));
+      const hello: Record<string, unknown> = { type: "hello", name: "dashboard", batch: true };
+      if (this.token) hello.token = this.token;
+      ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== "string") return;

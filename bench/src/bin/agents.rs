@@ -28,6 +28,9 @@ struct Args {
     /// Relay WebSocket URL.
     #[arg(long, default_value = "ws://127.0.0.1:8265")]
     url: String,
+    /// The relay's dashboard token (agents and dashboards use it; none for a relay run with --no-auth).
+    #[arg(long, env = "DEVRELAY_TOKEN")]
+    token: Option<String>,
     #[arg(long, default_value_t = 10)]
     agents: u32,
     /// Output chunks per second per agent.
@@ -52,6 +55,7 @@ struct Args {
 /// `--flood`: one agent printing `bytes_per_sec` of coloured lines, 100 chunks a second.
 async fn flood(args: &Args, bytes_per_sec: usize) -> anyhow::Result<()> {
     let mut c = Config::new(args.url.clone(), Identity::Agent("flood".into()));
+    c.token = args.token.clone();
     c.name = Some("flood".into());
     let (client, mut events) = Client::connect(c)?;
     connected(&mut events).await?;
@@ -105,8 +109,18 @@ fn field(s: &str, key: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
+/// A dashboard's `hello` (batched frames, with the token if there is one).
+fn hello(token: &Option<String>) -> String {
+    let mut h = serde_json::json!({"type": "hello", "batch": true});
+    if let Some(t) = token {
+        h["token"] = t.clone().into();
+    }
+    h.to_string()
+}
+
 async fn dashboard(
     url: String,
+    token: Option<String>,
     epoch: Instant,
     hist: Arc<Mutex<Histogram<u64>>>,
     streams: Arc<Mutex<Streams>>,
@@ -114,8 +128,7 @@ async fn dashboard(
     done: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
-    ws.send(Message::text(r#"{"type":"hello","batch":true}"#))
-        .await?;
+    ws.send(Message::text(hello(&token))).await?;
     ws.send(Message::text(
         r#"{"type":"subscribe","channel":"agents/*","id":"s"}"#,
     ))
@@ -203,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
         all_streams.push(streams.clone());
         dashes.push(tokio::spawn(dashboard(
             args.url.clone(),
+            args.token.clone(),
             epoch,
             hist.clone(),
             streams,
@@ -219,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
     let mut agents = Vec::new();
     for i in 0..args.agents {
         let mut c = Config::new(args.url.clone(), Identity::Agent(format!("bench-{i}")));
+        c.token = args.token.clone();
         c.name = Some(format!("bench agent {i}"));
         let (client, mut events) = Client::connect(c)?;
         connected(&mut events).await?;
@@ -299,6 +314,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut c = Config::new(args.url.clone(), Identity::Agent("bench-cmd".into()));
+    c.token = args.token.clone();
     c.name = Some("bench command agent".into());
     let (client, mut events) = Client::connect(c)?;
     connected(&mut events).await?;
@@ -317,8 +333,7 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let (mut ws, _) = tokio_tungstenite::connect_async(args.url.as_str()).await?;
-    ws.send(Message::text(r#"{"type":"hello","batch":true}"#))
-        .await?;
+    ws.send(Message::text(hello(&args.token))).await?;
     ws.send(Message::text(
         r#"{"type":"subscribe","channel":"agents/bench-cmd","id":"s"}"#,
     ))
