@@ -218,6 +218,7 @@ mod tests {
                     event: odd.into(),
                     data: json!({"a": [1, "é", null]}),
                     id: Some(RequestId::Num(1)),
+                    seq: None,
                 }),
             ),
             (

@@ -17,7 +17,8 @@ function runAgent(relay, name, args) {
 
 async function openAgent(browser, relay, name) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  await page.goto(relay.open(`view=agents&agent=${name}`));
+  // The dashboard token in the fragment, as the relay prints its URL.
+  await page.goto(`${relay.page}agents?agent=${name}${relay.token ? `#token=${relay.token}` : ""}`);
   await page.waitForSelector(`[data-testid="agent-panel"][data-agent-id="${name}"]`, T);
   return page;
 }
