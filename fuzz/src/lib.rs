@@ -227,15 +227,17 @@ pub fn v2_client(text: &str) {
                     event,
                     data,
                     id,
+                    seq,
                 },
                 Ok(ClientMessageRef::Publish {
                     channel: c,
                     event: e,
                     data: d,
                     id: i,
+                    seq: s,
                 }),
             ) => {
-                assert_eq!((channel, event, id), (c, e, i), "{text:?}");
+                assert_eq!((channel, event, id, seq), (c, e, i, s), "{text:?}");
                 let json = |d: &Option<&str>| {
                     d.map(|d| serde_json::from_str::<Value>(d).expect("publish data is JSON"))
                 };
@@ -257,11 +259,12 @@ pub fn v2_client(text: &str) {
                 event,
                 data,
                 id,
+                seq,
             }),
         ) => {
             assert_eq!(
-                (p.channel.as_str(), p.event.as_str(), &p.id),
-                (channel.as_ref(), event.as_ref(), id),
+                (p.channel.as_str(), p.event.as_str(), &p.id, &p.seq),
+                (channel.as_ref(), event.as_ref(), id, seq),
                 "{text:?}"
             );
             let data: Value = data.map_or(Value::Null, |d| {
