@@ -423,3 +423,35 @@ async fn a_channel_without_history_is_forgotten_when_its_agent_leaves() {
     assert!(connected.get("lastSeq").is_none(), "{connected}");
     relay.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn health_and_the_metrics_channel_count_agents() {
+    let relay = Relay::start(Config {
+        metrics_interval: std::time::Duration::from_millis(100),
+        ..Config::default()
+    })
+    .await;
+    let (mut dash, _) = dashboard(&relay, "d", "metrics").await;
+    let (a, _) = agent(&relay, "m1", json!({})).await;
+    let (_b, _) = agent(&relay, "m2", json!({})).await;
+    let m = dash
+        .until(|m| m["event"] == "metric.update" && m["data"]["activeAgents"] == 2)
+        .await;
+    // Agents are agents, not sessions.
+    assert_eq!(m["data"]["activeSessions"], 0, "{m}");
+    let (_, h) = relay.get("/health", &[]).await;
+    let h: Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(
+        (h["agents"].as_u64(), h["sdkClients"].as_u64()),
+        (Some(2), Some(0)),
+        "{h}"
+    );
+    // One leaves: both count it gone.
+    drop(a);
+    dash.until(|m| m["event"] == "metric.update" && m["data"]["activeAgents"] == 1)
+        .await;
+    let (_, h) = relay.get("/health", &[]).await;
+    let h: Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(h["agents"], 1, "{h}");
+    relay.shutdown.cancel();
+}
