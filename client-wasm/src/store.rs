@@ -593,11 +593,8 @@ impl Store {
         self.reconnect_attempt = 0;
     }
 
-    fn start_legacy(&mut self, maybe_late: bool) {
-        self.phase = Phase::Legacy { maybe_late };
-        self.settled_open();
-        self.outbox
-            .push(Outgoing::Dashboard(DashboardMessage::SubscribeDashboard));
+    /// On a seed-000 relay: every channel a page listener wants fails, once, with `LEGACY_RELAY`.
+    fn fail_unsupported_channels(&mut self) {
         for channel in self.channels.unsupported() {
             let failure = Failure::new(
                 codes::LEGACY_RELAY,
@@ -607,6 +604,14 @@ impl Store {
             self.notices
                 .push(Notice::ChannelFailed { channel, failure });
         }
+    }
+
+    fn start_legacy(&mut self, maybe_late: bool) {
+        self.phase = Phase::Legacy { maybe_late };
+        self.settled_open();
+        self.outbox
+            .push(Outgoing::Dashboard(DashboardMessage::SubscribeDashboard));
+        self.fail_unsupported_channels();
         let clock = self.tick();
         self.channels_stamp = clock;
     }
@@ -1362,15 +1367,7 @@ impl Store {
     pub fn add_listener(&mut self, channel: &str) {
         self.channels.add_listener(channel);
         if let Phase::Legacy { .. } = self.phase {
-            for channel in self.channels.unsupported() {
-                let failure = Failure::new(
-                    codes::LEGACY_RELAY,
-                    "this relay speaks the seed-000 protocol only: it has no channels",
-                    Some(&channel),
-                );
-                self.notices
-                    .push(Notice::ChannelFailed { channel, failure });
-            }
+            self.fail_unsupported_channels();
         }
         self.sync_channels();
         self.channels_stamp = self.tick();
