@@ -100,6 +100,10 @@ pub struct Config {
     /// Which tokens the relay accepts (`auth.rs`): by default a random dashboard token per `Config`, i.e. per
     /// launch; [`Auth::Disabled`] for `--no-auth`.
     pub auth: Auth,
+    /// Serve `GET /metrics` without a token (`--metrics-public`), for scrapers that cannot send
+    /// `Authorization: Bearer`. Off by default: the exposition shows counts only, never session data, but how busy
+    /// the relay is, with which roles and message types, is still nobody else's business on a shared machine.
+    pub metrics_public: bool,
     /// Messages per second one connection may send (a token bucket holding one second's worth); beyond it they
     /// are dropped with `rate_limited`. Range: [`Config::INBOUND_MESSAGES_PER_SEC`].
     pub max_inbound_messages_per_sec: u32,
@@ -181,6 +185,7 @@ impl Default for Config {
             history_total_bytes: 256 << 20,
             snapshot_cache_bytes: 256 << 20,
             auth: Auth::default(),
+            metrics_public: false,
             max_inbound_messages_per_sec: 10_000,
             max_inbound_bytes_per_sec: 64 << 20,
             rate_limit_grace: Duration::from_secs(5),

@@ -260,6 +260,23 @@ pub struct QueueDepth {
     pub max_bytes: usize,
 }
 
+/// What the relay holds on behalf of connections and channels, for `/stats` (`retained`): with nobody
+/// connected, every field is 0 — which is how a soak tells a leak from an allocator keeping freed memory.
+/// History, cached snapshots and the channels they keep are `/stats`' `historyBytes`, `snapshotCacheBytes` and
+/// `gauges.activeChannels`: they outlive their connections by design, until `history_max_age`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retained {
+    /// Connections whose outbound queue is registered (for the queue-depth gauges).
+    pub queues: usize,
+    /// Exact channels in the subscription index (with a local subscriber or owner).
+    pub index_channels: usize,
+    /// Subscriptions in the index, exact channels and namespace wildcards together.
+    pub subscriptions: usize,
+    /// Presence entries over all channels (sessions and agents present).
+    pub presence_entries: usize,
+}
+
 /// One channel's numbers for `/health` and `/stats`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -1208,6 +1225,23 @@ impl Hub {
     /// Bytes of history the engine holds.
     pub fn history_bytes(&self) -> usize {
         self.engine.history_bytes()
+    }
+
+    /// What the relay holds for connections (see [`Retained`]).
+    pub fn retained(&self) -> Retained {
+        let queues = lock_queues(&self.queues).len();
+        let (index_channels, subscriptions) = {
+            let idx = read(&self.index);
+            let exact: usize = idx.exact.values().map(|e| e.subs.len()).sum();
+            let wild: usize = idx.wild.iter().map(Vec::len).sum();
+            (idx.exact.len(), exact + wild)
+        };
+        Retained {
+            queues,
+            index_channels,
+            subscriptions,
+            presence_entries: self.engine.presence_entries(),
+        }
     }
 }
 

@@ -221,6 +221,10 @@ struct ServeArgs {
     /// are not allowed still only publish their own session). Only on a machine and network you trust.
     #[arg(long, env = "DEVRELAY_NO_AUTH", conflicts_with_all = ["token", "agent_token"])]
     no_auth: bool,
+    /// Serve GET /metrics without a token, for Prometheus scrapers that cannot send `Authorization: Bearer`
+    /// (its `authorization` / `bearer_token_file` settings can). It shows counts only, never session data.
+    #[arg(long, env = "DEVRELAY_METRICS_PUBLIC")]
+    metrics_public: bool,
 }
 
 impl ServeArgs {
@@ -269,6 +273,7 @@ impl ServeArgs {
             history_total_bytes: self.history_total_bytes,
             snapshot_cache_bytes: self.snapshot_cache_bytes,
             auth: self.auth()?,
+            metrics_public: self.metrics_public,
             max_inbound_messages_per_sec: self.max_inbound_messages_per_sec,
             max_inbound_bytes_per_sec: self.max_inbound_bytes_per_sec,
             rate_limit_grace: Duration::from_secs(self.rate_limit_grace_secs),

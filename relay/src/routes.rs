@@ -322,11 +322,21 @@ async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Response {
     doc["snapshotCacheBytes"] = app.hub.snapshot_cache_bytes().into();
     doc["queues"] = serde_json::to_value(app.hub.queue_depth()).unwrap_or_default();
     doc["pendingPermissions"] = app.hub.permissions.len().into();
+    doc["retained"] = serde_json::to_value(app.hub.retained()).unwrap_or_default();
     Json(doc).into_response()
 }
 
-/// `GET /metrics`: the numbers of `/stats` for Prometheus (`prometheus.rs`).
+/// `GET /metrics`: the numbers of `/stats` for Prometheus (`prometheus.rs`), with the dashboard token like
+/// `/stats` (Prometheus sends it with `authorization` / `bearer_token_file`) unless `--metrics-public`.
 async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if !app.hub.config.metrics_public {
+        if let Err(d) = app.hub.config.auth.check_bearer(
+            &headers,
+            "GET /metrics (or start the relay with --metrics-public)",
+        ) {
+            return denied(&app.hub, d);
+        }
+    }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let openmetrics = prometheus::wants_openmetrics(accept);
     let body = prometheus::render(&app.hub, openmetrics);

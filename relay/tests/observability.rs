@@ -5,7 +5,6 @@
 mod util;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use devrelay::Config;
@@ -298,12 +297,17 @@ mod exposition {
     }
 }
 
-async fn get_full(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
+/// A GET with the relay's dashboard token (`/metrics` needs it like `/stats`; security.rs tests the refusals).
+async fn get_full(relay: &Relay, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let addr = relay.addr;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let accept = accept
+    let mut extra = accept
         .map(|a| format!("Accept: {a}\r\n"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n");
+    for (k, v) in relay.bearer() {
+        extra.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(PATIENCE, s.read_to_end(&mut buf))
@@ -325,7 +329,7 @@ async fn get_full(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, S
 }
 
 async fn scrape(relay: &Relay) -> exposition::Exposition {
-    let (status, content_type, body) = get_full(relay.addr, "/metrics", None).await;
+    let (status, content_type, body) = get_full(relay, "/metrics", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
     exposition::parse(&body, false).unwrap_or_else(|e| panic!("{e}\n{body}"))
@@ -449,7 +453,7 @@ async fn metrics_parse_as_exposition_text_and_move_with_traffic() {
 
     // OpenMetrics when the scraper asks for it (Prometheus does), with its # EOF.
     let (status, content_type, body) = get_full(
-        relay.addr,
+        &relay,
         "/metrics",
         Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
     )

@@ -129,6 +129,21 @@ async fn a_seed_000_sdk_without_a_token_works_exactly_as_before_and_may_do_nothi
         let e = sdk.recv_value().await;
         assert_eq!(code(&e), "wrong_role", "{msg}: {e}");
     }
+    // v2's dashboard messages are refused by role too (not "unknown"), and the connection stays.
+    for msg in [
+        r#"{"type":"command","id":"c1","agentId":"a1","command":"ls"}"#,
+        r#"{"type":"cancel","id":"c1","agentId":"a1"}"#,
+        r#"{"type":"permission_response","requestId":"r1","allowed":true}"#,
+        r#"{"type":"subscribe","channel":"sessions/other"}"#,
+    ] {
+        sdk.send_text(msg).await;
+        let e = sdk.recv_value().await;
+        assert_eq!(code(&e), "wrong_role", "{msg}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("seed-000 SDK"),
+            "{e}"
+        );
+    }
     // ... nor publish for another session.
     sdk.send_text(&event.replace("test-123", "other")).await;
     assert_eq!(code(&sdk.recv_value().await), "session_mismatch");
@@ -434,6 +449,57 @@ async fn http_endpoints_that_reveal_session_data_need_the_bearer_token() {
 }
 
 #[tokio::test]
+async fn metrics_need_the_dashboard_token_unless_the_relay_makes_them_public() {
+    // With tokens (the default), /metrics is held like /stats: the dashboard token as a Bearer token (what
+    // Prometheus' `authorization` / `bearer_token_file` send), 401 without it or with a wrong one, 403 with the
+    // agent token; each refusal says how to fix it (the token, or --metrics-public) and shows no number.
+    let relay = Relay::start(tokens()).await;
+    let _sdk = Client::sdk(&relay.url(), "secret-session").await;
+    let dash = format!("Bearer {DASH}");
+    let agent = format!("Bearer {AGENT}");
+    for (auth, want) in [
+        (None, 401),
+        (Some("Bearer not-the-token-0123456789"), 401),
+        (Some(agent.as_str()), 403),
+        (Some(dash.as_str()), 200),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+        let (status, body) = http_get(relay.addr, "/metrics", &headers).await;
+        assert_eq!(status, want, "{auth:?}: {body}");
+        if want == 200 {
+            assert!(
+                body.contains("devrelay_connections{role=\"sdk\"} 1"),
+                "{body}"
+            );
+        } else {
+            let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("--metrics-public"), "{message}");
+            assert!(!body.contains("devrelay_"), "{body}");
+        }
+    }
+    assert_eq!(relay.stats().await["authFailures"], 3);
+    relay.shutdown.cancel();
+
+    // --metrics-public: open to any scraper, still counts only; /stats (which names sessions) keeps its token.
+    let relay = Relay::start(Config {
+        metrics_public: true,
+        ..tokens()
+    })
+    .await;
+    let _sdk = Client::sdk(&relay.url(), "secret-session").await;
+    let (status, body) = http_get(relay.addr, "/metrics", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("devrelay_connections{role=\"sdk\"} 1"),
+        "{body}"
+    );
+    assert!(!body.contains("secret-session"), "{body}");
+    assert_eq!(http_get(relay.addr, "/stats", &[]).await.0, 401);
+    relay.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn without_auth_everyone_is_a_dashboard_but_foreign_pages_still_are_not() {
     let relay = Relay::start(Config {
         auth: Auth::Disabled,
@@ -526,6 +592,28 @@ fn the_binary_writes_a_private_token_file_and_removes_it_at_exit() {
     assert!(page.contains(&format!("/#token={fixed}")), "{page}");
     let file = runtime.join("devrelay").join(format!("token-{port}"));
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), fixed);
+    stop(child);
+
+    // /metrics needs the token by default; --metrics-public opens it (the flag reaches the relay).
+    let metrics = |port: u16, auth: Option<&str>| {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let (child, port, _) = start(&["--token", fixed]);
+    assert_eq!(metrics(port, None), "401");
+    assert_eq!(metrics(port, Some(fixed)), "200");
+    stop(child);
+    let (child, port, _) = start(&["--token", fixed, "--metrics-public"]);
+    assert_eq!(metrics(port, None), "200");
     stop(child);
 
     // --no-auth: a warning, no file, no fragment.

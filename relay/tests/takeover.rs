@@ -182,7 +182,9 @@ async fn two_live_agents_with_one_id_converge_and_the_kept_one_works() {
         2,
         "the kept one and the marker"
     );
-    let metrics = relay.get("/metrics", &[]).await.1;
+    let bearer = relay.bearer();
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let metrics = relay.get("/metrics", &headers).await.1;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("devrelay_takeovers_refused_total "))

@@ -5,10 +5,11 @@
 
 use devrelay_protocol::channel::session_channel;
 use devrelay_protocol::session_event::names;
-use devrelay_protocol::v2::{PresenceInfo, PresenceKind};
+use devrelay_protocol::v2::{ClientMessage, PresenceInfo, PresenceKind};
 use devrelay_protocol::{
-    splice, ClientInfo, DashboardMessage, ErrorCode, ErrorMessage, Handshake, HandshakeAck,
-    Inbound, InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
+    splice, ClientInfo, DashboardMessage, DecodeError, ErrorCode, ErrorMessage, Handshake,
+    HandshakeAck, Inbound, InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage,
+    PROTOCOL_VERSION,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -30,6 +31,15 @@ impl Connection {
     pub(super) fn on_legacy_text(&mut self, text: Utf8Bytes) {
         let msg = match InboundRef::decode(&text) {
             Ok(msg) => msg,
+            Err(DecodeError::UnknownType(kind))
+                if ClientMessage::TYPES.contains(&kind.as_str()) =>
+            {
+                // A v2 message (a `command`, a `subscribe`, a `permission_response` …) on a seed-000
+                // connection: the relay knows it, this connection may not send it. Its role says why, not
+                // "unknown"; the connection stays, as for the other seed-000 role mismatches.
+                self.hub.metrics.inbound("invalid", text.len());
+                return self.reply_error(ErrorCode::WrongRole, self.v2_on_legacy(&kind));
+            }
             Err(e) => {
                 self.hub.metrics.inbound("invalid", text.len());
                 return self.reply_error(e.code(), e.to_string());
@@ -155,6 +165,18 @@ impl Connection {
         self.principal.identified();
         tracing::info!(conn = self.peer.id, session = %h.session_id, sdk = %h.sdk_version, "SDK connected");
         self.role = Role::Sdk(Box::new(member));
+    }
+
+    /// Why a v2 message `kind` is refused on this seed-000 connection.
+    fn v2_on_legacy(&self, kind: &str) -> String {
+        match &self.role {
+            Role::Sdk(_) => format!(
+                "{kind} is a v2 message; this is a seed-000 SDK connection, which may only publish its own session (reading other sessions, commanding agents and answering permission requests need a v2 dashboard connection with the dashboard token)"
+            ),
+            _ => format!(
+                "{kind} is a v2 message; this connection speaks seed 000 (its first message decided): open a v2 connection (hello) to send it"
+            ),
+        }
     }
 
     /// Whether this connection is the SDK `claimed` names; replies with the error when it is not.

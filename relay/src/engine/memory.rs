@@ -399,6 +399,10 @@ impl Presence for MemoryEngine {
     fn presence_count(&self, channel: &str) -> usize {
         lock(&self.presence).get(channel).map_or(0, HashMap::len)
     }
+
+    fn presence_entries(&self) -> usize {
+        lock(&self.presence).values().map(HashMap::len).sum()
+    }
 }
 
 #[cfg(test)]

@@ -193,6 +193,8 @@ pub trait Presence: Send + Sync + fmt::Debug {
     /// Everyone present in `channel`, in the order they arrived.
     fn presence(&self, channel: &str) -> Vec<PresenceInfo>;
     fn presence_count(&self, channel: &str) -> usize;
+    /// Presence entries over all channels (what `/stats` shows as `retained.presenceEntries`).
+    fn presence_entries(&self) -> usize;
 }
 
 /// A broker and a presence manager: what the relay runs on.
