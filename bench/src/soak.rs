@@ -4,7 +4,11 @@
 //! live for `churn_life` and leave; and one dashboard that never reads, reopened each time the relay closes it
 //! as a slow consumer. The relay's RSS and open file descriptors are sampled every `sample_every`; after
 //! `warmup` they must stay within `flat_pct` of each other, and the steady dashboards must receive every
-//! message of the steady SDKs exactly once, in order.
+//! message of the steady SDKs exactly once, in order. Then every client leaves, and what the relay holds must go
+//! with them: `/stats`' connections, registry, subscription index, presence and queues back to zero within
+//! `release_timeout`, its open fds back to what they were before the first client, and — once history has aged
+//! out (within `history_timeout`) — its history, cached snapshots and channels too. That end state is what tells
+//! a leak from an allocator keeping freed memory: a leak holds something the counters or the fds show.
 //!
 //! Self-contained on the generator's public building blocks (`conn`, `payload`, `stamp`, `procstat`): the
 //! scenarios' accounting (`scenario.rs`) is built for runs of seconds, this one for minutes.
@@ -49,6 +53,11 @@ pub struct SoakOptions {
     pub stalled: bool,
     /// Largest spread of RSS (and of fds) after warm-up, in percent of the smallest sample, still called flat.
     pub flat_pct: f64,
+    /// After every client left: how long the relay may take to let go of what connections hold.
+    pub release_timeout: Duration,
+    /// ... and of what history keeps on purpose (the relay's `--history-max-age-secs`, plus its once-a-second
+    /// housekeeping); zero: do not wait for it.
+    pub history_timeout: Duration,
 }
 
 impl SoakOptions {
@@ -72,6 +81,9 @@ impl SoakOptions {
             churn_ids: 16,
             stalled: true,
             flat_pct: 5.0,
+            release_timeout: Duration::from_secs(60),
+            // The default --history-max-age-secs (300), plus housekeeping and slack.
+            history_timeout: Duration::from_secs(330),
         }
     }
 }
@@ -92,6 +104,79 @@ pub struct SoakSample {
     /// The machine's 1-minute load average (`/proc/loadavg`): the machine is shared.
     #[serde(default)]
     pub load1: Option<f64>,
+}
+
+/// What `/stats` shows the relay holding, by name (see [`held_by_connections`], [`held_by_history`]).
+pub type Held = Vec<(String, u64)>;
+
+/// What connections hold in the relay: all 0 once every client has left.
+pub fn held_by_connections(stats: &serde_json::Value) -> Held {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(u64::MAX);
+    [
+        ("connections", &stats["gauges"]["connections"]),
+        ("sdkClients", &stats["gauges"]["sdkClients"]),
+        ("agents", &stats["gauges"]["agents"]),
+        ("dashboards", &stats["gauges"]["dashboards"]),
+        ("queues.frames", &stats["queues"]["frames"]),
+        ("queues.bytes", &stats["queues"]["bytes"]),
+        ("retained.queues", &stats["retained"]["queues"]),
+        (
+            "retained.indexChannels",
+            &stats["retained"]["indexChannels"],
+        ),
+        (
+            "retained.subscriptions",
+            &stats["retained"]["subscriptions"],
+        ),
+        (
+            "retained.presenceEntries",
+            &stats["retained"]["presenceEntries"],
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), n(v)))
+    .collect()
+}
+
+/// What history keeps on purpose after its publishers left (until `--history-max-age-secs`): all 0 after that.
+pub fn held_by_history(stats: &serde_json::Value) -> Held {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(u64::MAX);
+    [
+        ("historyBytes", &stats["historyBytes"]),
+        ("snapshotCacheBytes", &stats["snapshotCacheBytes"]),
+        ("activeChannels", &stats["gauges"]["activeChannels"]),
+        ("pendingPermissions", &stats["pendingPermissions"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), n(v)))
+    .collect()
+}
+
+fn all_zero(h: &Held) -> bool {
+    h.iter().all(|(_, v)| *v == 0)
+}
+
+/// The relay after every client left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Departure {
+    /// Open fds and RSS before the first client connected.
+    pub baseline_fds: u64,
+    pub baseline_rss_kib: u64,
+    /// Seconds from the last client's leaving until what connections hold was all 0 (`None`: not within
+    /// `release_timeout`), and what was still held at the end of the wait.
+    pub released_after_secs: Option<f64>,
+    pub held_by_connections: Held,
+    /// Open fds then (and RSS): the fds must be back to the baseline.
+    pub fds: u64,
+    pub rss_kib: u64,
+    /// Seconds until history had aged out too (`None`: not within `history_timeout`, or not waited for), what it
+    /// still held, and RSS then.
+    pub aged_out_after_secs: Option<f64>,
+    pub held_by_history: Held,
+    pub aged_rss_kib: Option<u64>,
+    /// Whether connections' holdings went to 0 and the fds back to the baseline (and history aged out, if
+    /// waited for).
+    pub released: bool,
 }
 
 /// The result.
@@ -127,15 +212,64 @@ pub struct SoakReport {
     /// Times the stalled dashboard was closed by the relay as a slow consumer (and reopened).
     pub stalled_closes: u64,
     pub zero_loss: bool,
+    /// After every client left (absent if `/stats` could not be read).
+    pub departure: Option<Departure>,
 }
 
 impl SoakReport {
+    /// Whether the relay let go of everything once the clients left (see [`Departure::released`]).
+    pub fn released(&self) -> bool {
+        self.departure.as_ref().is_some_and(|d| d.released)
+    }
+
+    /// Flat, zero loss, and everything released.
+    pub fn passed(&self) -> bool {
+        self.flat && self.zero_loss && self.released()
+    }
+
+    /// What the relay did once every client had left, in a sentence.
+    pub fn departure_line(&self) -> String {
+        let Some(d) = &self.departure else {
+            return "after the clients left: /stats did not answer".into();
+        };
+        let held = |h: &Held| {
+            let left: Vec<String> = h
+                .iter()
+                .filter(|(_, v)| *v != 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if left.is_empty() {
+                "all 0".to_string()
+            } else {
+                format!("still held: {}", left.join(", "))
+            }
+        };
+        let secs =
+            |s: Option<f64>| s.map_or("not within the wait".into(), |s| format!("after {s:.0} s"));
+        let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
+        format!(
+            "after the clients left: connections, registry, subscriptions, presence and queues {} ({}); open fds {} (before the first client: {}); history, cached snapshots, channels and permission requests {} ({}); RSS {} before the first client, {} when they had left{}",
+            held(&d.held_by_connections),
+            secs(d.released_after_secs),
+            d.fds,
+            d.baseline_fds,
+            held(&d.held_by_history),
+            secs(d.aged_out_after_secs),
+            mib(d.baseline_rss_kib),
+            mib(d.rss_kib),
+            d.aged_rss_kib.map_or(String::new(), |k| format!(", {} once history aged out", mib(k))),
+        )
+    }
+
     /// The verdict line.
     pub fn verdict(&self) -> String {
         let fmt = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.1} %"));
         format!(
-            "{}: after warm-up, RSS spread {} (drift {}), open fds drift {} (spread {}), limit {} %; {} of {} deliveries, {} lost, {} duplicates, {} steady connections closed; churn {} dashboards + {} SDKs ({} failed); stalled dashboard closed {} times",
-            if self.flat && self.zero_loss { "PASS" } else { "FAIL" },
+            "{} (flat: {}, zero loss: {}, released: {}): after warm-up, RSS spread {} (drift {}), open fds drift {} (spread {}), limit {} %; {} of {} deliveries, {} lost, {} duplicates, {} steady connections closed; churn {} dashboards + {} SDKs ({} failed); stalled dashboard closed {} times; {}",
+            if self.passed() { "PASS" } else { "FAIL" },
+            yes(self.flat),
+            yes(self.zero_loss),
+            yes(self.released()),
             fmt(self.rss_spread_pct),
             fmt(self.rss_drift_pct),
             fmt(self.fds_drift_pct),
@@ -150,6 +284,7 @@ impl SoakReport {
             self.churn_sdks,
             self.churn_failures,
             self.stalled_closes,
+            self.departure_line(),
         )
     }
 
@@ -177,6 +312,14 @@ impl SoakReport {
             ));
         }
         out
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
     }
 }
 
@@ -507,12 +650,17 @@ async fn stalled_dashboard(target: Target, counters: Arc<Counters>, cancel: Canc
     }
 }
 
+/// `/stats`, if it answers.
+async fn stats(target: &Target) -> Option<serde_json::Value> {
+    let Ok((200, body)) = conn::http_get(target, "/stats").await else {
+        return None;
+    };
+    serde_json::from_slice(&body).ok()
+}
+
 /// `/stats`' connections, history bytes and queued bytes.
 async fn stats_sample(target: &Target) -> (Option<u64>, Option<u64>, Option<u64>) {
-    let Ok((200, body)) = conn::http_get(target, "/stats").await else {
-        return (None, None, None);
-    };
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
+    let Some(doc) = stats(target).await else {
         return (None, None, None);
     };
     (
@@ -540,6 +688,11 @@ pub async fn run(
     let counters = Arc::new(Counters::default());
     let cancel = CancellationToken::new();
     let clock = Clock::default();
+    let pid = Pid::Other(o.relay_pid);
+    let baseline = (
+        open_fds(o.relay_pid).unwrap_or(0),
+        procstat::rss_kib(pid).unwrap_or(0),
+    );
 
     let mut steady = JoinSet::new();
     for _ in 0..o.dashboards {
@@ -624,7 +777,6 @@ pub async fn run(
     }
 
     // Samples every `sample_every` from the start, and one at the end.
-    let pid = Pid::Other(o.relay_pid);
     let mut samples = Vec::new();
     let mut next = start;
     loop {
@@ -661,6 +813,8 @@ pub async fn run(
     cancel.cancel();
     while side.join_next().await.is_some() {}
     while steady.join_next().await.is_some() {}
+    // Every client has gone now (each task owned its sockets).
+    let departure = depart(&o, baseline).await;
 
     let judged: Vec<&SoakSample> = samples
         .iter()
@@ -705,6 +859,66 @@ pub async fn run(
         first_churn_failure: counters.first_failure.lock().ok().and_then(|f| f.clone()),
         stalled_closes: counters.stalled_closes.load(Ordering::Relaxed),
         zero_loss: lost == 0 && duplicates == 0 && steady_closed == 0 && sent > 0,
+        departure,
+    })
+}
+
+/// Waits (bounded) for the relay to let go of what the clients held, then of what history keeps, and says
+/// what it saw. `baseline`: the relay's open fds and RSS before the first client.
+async fn depart(o: &SoakOptions, baseline: (u64, u64)) -> Option<Departure> {
+    let pid = Pid::Other(o.relay_pid);
+    let left = Instant::now();
+    let poll = Duration::from_millis(250);
+    let (released_after_secs, doc) = loop {
+        let doc = stats(&o.target).await;
+        let fds = open_fds(o.relay_pid).unwrap_or(u64::MAX);
+        if let Some(d) = &doc {
+            if all_zero(&held_by_connections(d)) && fds <= baseline.0 {
+                break (Some(left.elapsed().as_secs_f64()), doc);
+            }
+        }
+        if left.elapsed() >= o.release_timeout {
+            break (None, doc);
+        }
+        tokio::time::sleep(poll).await;
+    };
+    let doc = doc?;
+    let fds = open_fds(o.relay_pid).unwrap_or(0);
+    let rss_kib = procstat::rss_kib(pid).unwrap_or(0);
+    let mut aged = (None, held_by_history(&doc), None);
+    if !o.history_timeout.is_zero() {
+        loop {
+            let Some(d) = stats(&o.target).await else {
+                break;
+            };
+            aged.1 = held_by_history(&d);
+            if all_zero(&aged.1) {
+                aged.0 = Some(left.elapsed().as_secs_f64());
+                aged.2 = procstat::rss_kib(pid);
+                break;
+            }
+            if left.elapsed() >= o.history_timeout {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let held = held_by_connections(&doc);
+    let released = released_after_secs.is_some()
+        && all_zero(&held)
+        && fds <= baseline.0
+        && (o.history_timeout.is_zero() || aged.0.is_some());
+    Some(Departure {
+        baseline_fds: baseline.0,
+        baseline_rss_kib: baseline.1,
+        released_after_secs,
+        held_by_connections: held,
+        fds,
+        rss_kib,
+        aged_out_after_secs: aged.0,
+        held_by_history: aged.1,
+        aged_rss_kib: aged.2,
+        released,
     })
 }
 

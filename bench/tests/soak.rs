@@ -19,6 +19,10 @@ async fn a_short_soak_counts_every_delivery_churns_and_samples() {
     let token = "soak-test-token-0123456789";
     let config = devrelay::Config {
         queue_bytes: 2 << 20,
+        // History ages out within the test, so that its end state can be judged (the soak waits for it).
+        history_max_age: Duration::from_secs(1),
+        // The relay's own `metrics` channel keeps history too; published once an hour, it holds none here.
+        metrics_interval: Duration::from_secs(3600),
         auth: devrelay::Auth::Tokens {
             dashboard: devrelay::Token::new(token).unwrap(),
             agent: None,
@@ -42,6 +46,8 @@ async fn a_short_soak_counts_every_delivery_churns_and_samples() {
     o.churn_life = Duration::from_millis(500);
     // An id comes back after 4 s, long after its last holder left (a takeover would close that one, 4500).
     o.churn_ids = 16;
+    o.release_timeout = Duration::from_secs(20);
+    o.history_timeout = Duration::from_secs(20);
     let mut seen = 0;
     let r = soak::run(o, |_| seen += 1).await.unwrap();
     assert!(r.sent >= 1000, "{}", r.verdict());
@@ -71,6 +77,14 @@ async fn a_short_soak_counts_every_delivery_churns_and_samples() {
     assert!(r.rss_spread_pct.is_some() && r.fds_spread_pct.is_some());
     assert!(r.rss_drift_pct.is_some() && r.fds_drift_pct.is_some());
     assert!(r.markdown_samples().lines().count() >= 7);
+    // Once every client left, the relay held nothing for them, its fds were back to the baseline and its
+    // history aged out: released, and the run passed (this relay shares the process with the clients, so its
+    // "fds" are the process's, which must come back down too).
+    let d = r.departure.as_ref().expect("/stats answered");
+    assert!(d.released, "{}", r.departure_line());
+    assert!(d.released_after_secs.is_some() && d.aged_out_after_secs.is_some());
+    assert!(d.fds <= d.baseline_fds, "{}", r.departure_line());
+    assert!(r.verdict().contains("released: yes"), "{}", r.verdict());
     shutdown.cancel();
     relay.await.unwrap().unwrap();
 }
