@@ -42,6 +42,12 @@ pub struct Config {
     /// write syscall (0: every frame is written at once). The buffer only grows while there is something to send.
     /// Range: [`Config::WRITE_BUFFER_BYTES`].
     pub write_buffer_bytes: usize,
+    /// Inbound messages one connection handles under one cork (`outbox.rs`), in messages: when its socket has a
+    /// burst ready, deliveries to idle peers wait until the burst (or this many of it) is handled and then go
+    /// out as one `writev` per peer. 1: every delivery is written at once. It bounds the delay a cork adds to
+    /// the first message of a burst (and how long the other branches of the connection's loop wait).
+    /// Range: [`Config::CORK_MESSAGES`].
+    pub cork_messages: usize,
     /// Time a client has to send a complete HTTP request head (request line and headers, the WebSocket upgrade
     /// included), counted from the connection's start or the end of its previous response. Slower or silent
     /// clients are disconnected, so half-sent requests cannot hold connections open (slowloris).
@@ -165,6 +171,7 @@ impl Default for Config {
             queue_bytes: 16 << 20,
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 << 10,
+            cork_messages: 64,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_millis(1500),
             dashboard: Assets::embedded(),
@@ -244,6 +251,8 @@ impl Config {
     pub const READ_BUFFER_BYTES: RangeInclusive<usize> = 64..=16 << 20;
     /// `write_buffer_bytes`: 0 to 16 MiB.
     pub const WRITE_BUFFER_BYTES: RangeInclusive<usize> = 0..=16 << 20;
+    /// `cork_messages`: 1 to 4,096 messages.
+    pub const CORK_MESSAGES: RangeInclusive<usize> = 1..=4096;
     /// `header_read_timeout`: 10 ms to 1 h (the flag counts whole seconds: 1 to 3600).
     pub const HEADER_READ_TIMEOUT: RangeInclusive<Duration> =
         Duration::from_millis(10)..=Duration::from_secs(3_600);
@@ -369,6 +378,13 @@ impl Config {
             "bytes",
             &c.write_buffer_bytes,
             &Self::WRITE_BUFFER_BYTES,
+        )?;
+        in_range(
+            "cork_messages",
+            "--cork-messages",
+            "messages",
+            &c.cork_messages,
+            &Self::CORK_MESSAGES,
         )?;
         in_range(
             "header_read_timeout",
@@ -697,7 +713,7 @@ mod tests {
     #[test]
     fn sizes_are_held_to_their_ranges() {
         type Set = fn(&mut Config, usize);
-        let fields: [(&str, RangeInclusive<usize>, Set); 5] = [
+        let fields: [(&str, RangeInclusive<usize>, Set); 6] = [
             ("--max-message-bytes", Config::MAX_MESSAGE_BYTES, |c, v| {
                 c.max_message_bytes = v
             }),
@@ -715,6 +731,9 @@ mod tests {
                 Config::WRITE_BUFFER_BYTES,
                 |c, v| c.write_buffer_bytes = v,
             ),
+            ("--cork-messages", Config::CORK_MESSAGES, |c, v| {
+                c.cork_messages = v
+            }),
         ];
         for (flag, range, set) in fields {
             let with = |v: usize| {

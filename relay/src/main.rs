@@ -110,6 +110,10 @@ struct ServeArgs {
     /// Write coalescing buffer per connection, in bytes.
     #[arg(long, env = "DEVRELAY_WRITE_BUFFER_BYTES", default_value_t = Config::default().write_buffer_bytes)]
     write_buffer_bytes: usize,
+    /// Inbound messages handled under one cork: deliveries of a burst to idle peers go out as one write per
+    /// peer (1: each at once).
+    #[arg(long, env = "DEVRELAY_CORK_MESSAGES", default_value_t = Config::default().cork_messages)]
+    cork_messages: usize,
     /// Channel subscriptions per v2 connection.
     #[arg(long, env = "DEVRELAY_MAX_SUBSCRIPTIONS", default_value_t = Config::default().max_subscriptions)]
     max_subscriptions: usize,
@@ -259,6 +263,7 @@ impl ServeArgs {
             queue_bytes: self.queue_bytes,
             read_buffer_bytes: self.read_buffer_bytes,
             write_buffer_bytes: self.write_buffer_bytes,
+            cork_messages: self.cork_messages,
             max_subscriptions: self.max_subscriptions,
             max_channel_bytes: self.max_channel_bytes,
             max_publish_bytes: self.max_publish_bytes,

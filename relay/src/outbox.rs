@@ -101,6 +101,9 @@ struct State {
     batch: Option<(usize, usize)>,
     /// A write failed: the connection is over.
     broken: Option<io::ErrorKind>,
+    /// Registered with the cork of the thread that is delivering to it: its queued frames are written (or its
+    /// task woken) when that cork is lifted, not one by one.
+    corked: bool,
 }
 
 impl State {
@@ -236,6 +239,7 @@ pub fn outbox(id: ConnId, max_frames: usize, max_bytes: usize) -> (Peer, Outbox)
             inline: true,
             batch: None,
             broken: None,
+            corked: false,
         }),
         ready: Notify::new(),
         close_code: AtomicU16::new(0),
@@ -292,6 +296,14 @@ impl Peer {
             }
             return Delivery::Overflow;
         }
+        // Corked (this thread is handling a burst of inbound messages): the frame waits in the queue and goes
+        // out with the rest of the burst when the cork is lifted — one `writev` (or one wake-up of a batching
+        // connection's writer) per burst instead of one per message. Only an idle peer is corked: one with a
+        // backlog has its writer at work already.
+        if s.corked || (!backlog && s.broken.is_none() && cork::register(&self.mailbox, &mut s)) {
+            Self::enqueue(&mut s, item, len);
+            return Delivery::Queued;
+        }
         // The fast path: nothing ahead of it, so the frame can go to the socket now, from this thread.
         if !backlog && s.inline && s.broken.is_none() {
             if let Some(tcp) = m.tcp.get() {
@@ -319,6 +331,14 @@ impl Peer {
                 }
             }
         }
+        Self::enqueue(&mut s, item, len);
+        drop(s);
+        m.ready.notify_one();
+        Delivery::Queued
+    }
+
+    /// Appends an admitted item to the queue.
+    fn enqueue(s: &mut State, item: Item, len: usize) {
         if let Some(key) = item.conflate {
             let seq = s.head + s.items.len() as u64;
             s.snapshots
@@ -328,9 +348,6 @@ impl Peer {
         s.items.push_back(Some(item));
         s.live += 1;
         s.bytes += len;
-        drop(s);
-        m.ready.notify_one();
-        Delivery::Queued
     }
 
     /// Frames and bytes waiting in this connection's queue now (the queue-depth gauges).
@@ -513,6 +530,19 @@ impl Outbox {
         if let Some(kind) = s.broken {
             return Err(kind.into());
         }
+        s.write_backlog(tcp, latency)
+    }
+
+    /// Snapshots replaced in this queue since the last call.
+    pub fn take_conflated(&mut self) -> u64 {
+        std::mem::take(&mut self.mailbox.lock().conflated)
+    }
+}
+
+impl State {
+    /// `Outbox::flush`'s work, under the lock: also run by whoever lifts a cork.
+    fn write_backlog(&mut self, tcp: &TcpStream, latency: &Histogram) -> io::Result<Flushed> {
+        let s = self;
         let mut items: Vec<Item> = Vec::new();
         loop {
             match s.write_pending(tcp) {
@@ -582,11 +612,6 @@ impl Outbox {
             }
         }
     }
-
-    /// Snapshots replaced in this queue since the last call.
-    pub fn take_conflated(&mut self) -> u64 {
-        std::mem::take(&mut self.mailbox.lock().conflated)
-    }
 }
 
 impl Drop for Outbox {
@@ -599,6 +624,114 @@ impl Drop for Outbox {
         s.bytes = 0;
         s.pending = Vec::new();
         s.pending_pos = 0;
+    }
+}
+
+pub use cork::Cork;
+
+/// Corking, as uWebSockets calls it: while a connection's task handles a burst of inbound messages (whatever
+/// its socket had ready), its deliveries to idle peers are queued instead of written one by one, and each of
+/// those peers gets one `writev` for the whole burst when the cork is lifted (a batching v2 peer: one wake-up
+/// of its writer). A message read alone is written at once, as before: the cork is lifted right after it. On a
+/// stream of small messages this turns one syscall, one TCP segment and one reader wake-up per delivery into
+/// one per burst — the kernel's share of a delivery, which a user-space instruction count does not see.
+///
+/// The cork lives on the thread (a publisher delivers through the hub and the engine, which know nothing of
+/// it) and is `!Send`, so a future that held one across an `.await` could not be spawned: a cork cannot
+/// outlive the synchronous handling it wraps or leak onto another thread.
+mod cork {
+    use std::cell::RefCell;
+    use std::marker::PhantomData;
+    use std::sync::Arc;
+
+    use super::{Flushed, Mailbox, State};
+    use crate::metrics::Histogram;
+
+    /// A thread's list kept between corks holds at most this many slots (no allocation per burst, no memory
+    /// pinned by one huge fan-out).
+    const KEEP: usize = 1024;
+
+    thread_local! {
+        /// `Some` while this thread holds a cork: the mailboxes corked since.
+        static CORKED: RefCell<Option<Vec<Arc<Mailbox>>>> = const { RefCell::new(None) };
+        static SPARE: RefCell<Vec<Arc<Mailbox>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Registers an idle peer with this thread's cork, if there is one (`false`: none, write as usual).
+    pub(super) fn register(mailbox: &Arc<Mailbox>, s: &mut State) -> bool {
+        CORKED.with(|c| match c.borrow_mut().as_mut() {
+            Some(list) => {
+                s.corked = true;
+                list.push(mailbox.clone());
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Holds this thread's cork until dropped. A cork taken while one is held is a no-op (the outer one
+    /// flushes).
+    #[derive(Debug)]
+    pub struct Cork<'a> {
+        latency: &'a Histogram,
+        owner: bool,
+        _not_send: PhantomData<*const ()>,
+    }
+
+    impl<'a> Cork<'a> {
+        /// Corks this thread; `latency` records each publication's stamp-to-write time at the lift.
+        pub fn new(latency: &'a Histogram) -> Cork<'a> {
+            let owner = CORKED.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.is_some() {
+                    return false;
+                }
+                *c = Some(SPARE.with(|s| std::mem::take(&mut *s.borrow_mut())));
+                true
+            });
+            Cork {
+                latency,
+                owner,
+                _not_send: PhantomData,
+            }
+        }
+    }
+
+    impl Drop for Cork<'_> {
+        fn drop(&mut self) {
+            if !self.owner {
+                return;
+            }
+            let Some(mut list) = CORKED.with(|c| c.borrow_mut().take()) else {
+                return;
+            };
+            for mailbox in list.drain(..) {
+                lift(&mailbox, self.latency);
+            }
+            if list.capacity() <= KEEP {
+                SPARE.with(|s| *s.borrow_mut() = list);
+            }
+        }
+    }
+
+    /// Writes what a corked peer was given (as far as its socket takes it), or wakes its task to do so.
+    fn lift(m: &Mailbox, latency: &Histogram) {
+        let mut s = m.lock();
+        s.corked = false;
+        if !s.open {
+            return;
+        }
+        let wake = match m.tcp.get() {
+            Some(tcp) if s.inline && s.broken.is_none() => {
+                // An error is kept in `broken` by the write, for the task to report.
+                !matches!(s.write_backlog(tcp, latency), Ok(Flushed::Done))
+            }
+            _ => true,
+        };
+        drop(s);
+        if wake {
+            m.ready.notify_one();
+        }
     }
 }
 
@@ -858,5 +991,102 @@ mod tests {
                 r#"{"n":6}"#
             ]
         );
+    }
+
+    /// Whether the peer's side has bytes to read right now.
+    fn readable_now(peer: &TcpStream) -> bool {
+        let mut b = [0u8; 1];
+        futures_util::FutureExt::now_or_never(peer.peek(&mut b)).is_some()
+    }
+
+    #[tokio::test]
+    async fn a_cork_holds_deliveries_to_an_idle_socket_and_writes_them_together_when_lifted() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 64, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        let latency = Histogram::default();
+        {
+            let _cork = Cork::new(&latency);
+            let _inner = Cork::new(&latency); // nested: a no-op, the outer one lifts
+            for i in 0..10 {
+                let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
+                assert_eq!(peer.deliver(item), Delivery::Queued, "corked: queued");
+            }
+            drop(_inner);
+            assert_eq!(peer.depth().0, 10, "the inner cork's end wrote nothing");
+            // Nothing reached the socket while corked: give the kernel a moment to show a byte if one had been
+            // written (loopback delivery is synchronous with the write, so none can be in flight).
+            tokio::task::yield_now().await;
+            assert!(!readable_now(&peer_side), "nothing written while corked");
+        }
+        assert_eq!(peer.depth(), (0, 0), "lifting the cork wrote the queue");
+        let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+        assert_eq!(read_frames(&mut peer_side, 10).await, want, "in order");
+        assert!(out.try_recv().is_none());
+        // Without a cork, an idle socket is written by the producer again.
+        let item = Item::plain(Utf8Bytes::from_static("after"));
+        assert_eq!(peer.deliver(item), Delivery::Written);
+        assert_eq!(read_frames(&mut peer_side, 1).await, ["after"]);
+    }
+
+    #[tokio::test]
+    async fn a_lifted_cork_wakes_a_batching_writer_once_and_it_sends_the_burst_as_one_frame() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 64, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        peer.set_batch(Some((100, 1 << 20)));
+        let latency = Histogram::default();
+        {
+            let _cork = Cork::new(&latency);
+            for i in 0..4 {
+                let item = Item::plain(Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)));
+                assert_eq!(peer.deliver(item), Delivery::Queued);
+            }
+        }
+        // The writer's wake-up came with the lift (a stored permit: `work` returns at once).
+        tokio::time::timeout(std::time::Duration::from_secs(10), out.work())
+            .await
+            .expect("the lift woke the writer");
+        assert_eq!(out.flush(&latency).unwrap(), Flushed::Done);
+        assert_eq!(
+            read_frames(&mut peer_side, 1).await,
+            [r#"[{"n":0},{"n":1},{"n":2},{"n":3}]"#]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_gone_while_corked_is_skipped_and_a_backlogged_one_is_left_to_its_writer() {
+        let latency = Histogram::default();
+        let (gone, gone_out) = outbox(1, 8, 1024);
+        let (relay_side, _peer_side) = socket_pair().await;
+        let (busy, mut busy_out) = outbox(2, 8, 1 << 20);
+        busy.attach(Arc::new(relay_side));
+        // A backlog without a writer at work: the first frame is queued by hand (no socket yet on `gone`).
+        {
+            let _cork = Cork::new(&latency);
+            assert_eq!(gone.deliver(frame(3)), Delivery::Queued);
+            drop(gone_out);
+            assert_eq!(
+                gone.deliver(frame(3)),
+                Delivery::Gone,
+                "closed while corked"
+            );
+        }
+        assert_eq!(gone.depth(), (0, 0));
+        // `busy` has a backlog (its writer owes a flush): a cork does not take it over.
+        {
+            let mut s = busy.mailbox.lock();
+            Peer::enqueue(&mut s, frame(5), 5);
+        }
+        {
+            let _cork = Cork::new(&latency);
+            assert_eq!(busy.deliver(frame(6)), Delivery::Queued);
+            assert!(
+                !busy.mailbox.lock().corked,
+                "a backlogged peer is not corked"
+            );
+        }
+        assert_eq!(busy.depth().0, 2, "left to its writer");
+        assert_eq!(busy_out.flush(&latency).unwrap(), Flushed::Done);
     }
 }

@@ -22,7 +22,7 @@ use devrelay_protocol::decode::message_type;
 use devrelay_protocol::v2::{ClientMessage, PresenceKind};
 use devrelay_protocol::Millis;
 use devrelay_protocol::{CloseCode, DashboardMessage, ErrorCode, SdkMessage, Tagged};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -37,7 +37,7 @@ use crate::frame_guard::{FrameGuard, Oversize};
 use crate::hub::{ConnectionSlot, DashboardMark, Hub, Membership, Subscription};
 use crate::limiter::{Admit, InboundLimit};
 use crate::metrics::Metrics;
-use crate::outbox::{outbox, Flushed, Outbox, Peer};
+use crate::outbox::{outbox, Cork, Flushed, Outbox, Peer};
 use crate::socket::Duplex;
 
 /// The socket a connection task serves: tungstenite reads (and writes its control frames through the outbox);
@@ -305,56 +305,34 @@ impl Connection {
                 code = close.close_requested() => return Err(close_with(code)),
                 _ = outbox.work() => self.flush(outbox, &close, shutdown, &mut beat).await?,
                 msg = ws.next() => {
-                    beat.heard();
-                    match msg {
-                        None => return Err(End::Gone),
-                        Some(Ok(Message::Text(text))) => {
-                            last_message = Instant::now();
-                            if self.admit(text.len(), last_message)? {
-                                self.on_text(text);
+                    // Whatever else the socket has ready is handled under one cork (outbox.rs), up to
+                    // `cork_messages`: deliveries to idle peers go out once per burst, not once per message. No
+                    // `.await` while it is held (it is `!Send`: the compiler holds us to that).
+                    let ended = {
+                        let _cork = Cork::new(&metrics.fanout_latency);
+                        let mut msg = msg;
+                        let mut handled = 1;
+                        loop {
+                            let text = matches!(msg, Some(Ok(Message::Text(_))));
+                            if self.on_frame(msg, ws, &mut beat, &mut last_message)? {
+                                break true;
                             }
-                            if let Some(end) = self.closing.take() {
-                                return Err(end);
+                            if !text || handled >= config.cork_messages {
+                                break false;
                             }
-                            if beat.members.len() != self.member_count() {
-                                beat.members = self.member_ids();
-                            }
-                            if let Some(limit) = self.frame_limit.take() {
-                                ws.get_mut().guard_mut().set_limit(limit as u64);
-                            }
-                        }
-                        Some(Ok(Message::Binary(b))) => {
-                            last_message = Instant::now();
-                            self.hub.metrics.inbound("binary", b.len());
-                            if self.admit(b.len(), last_message)? {
-                                self.on_binary();
+                            match ws.next().now_or_never() {
+                                Some(next) => {
+                                    msg = next;
+                                    handled += 1;
+                                }
+                                None => break false,
                             }
                         }
-                        Some(Ok(Message::Close(_))) => {
-                            // tungstenite queued the close reply; push it out, then we are done.
-                            let _ = ws.flush().await;
-                            return Err(End::Gone);
-                        }
-                        Some(Ok(Message::Ping(p))) => {
-                            // The frame guard's marker for a message it kept from tungstenite (or a real ping).
-                            if let Some(o) = ws.get_ref().guard().marker(&p) {
-                                last_message = Instant::now();
-                                self.on_oversize(o, last_message)?;
-                            }
-                        }
-                        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                            Metrics::bump(&self.hub.metrics.oversize_closes);
-                            return Err(End::Close(CloseCode::MessageTooBig,
-                                format!("message of {size} bytes exceeds the {max_size}-byte limit")));
-                        }
-                        Some(Err(WsError::Protocol(e))) => {
-                            return Err(End::Close(CloseCode::PolicyViolation, truncate(format!("protocol error: {e}"))));
-                        }
-                        Some(Err(WsError::Utf8(_))) => {
-                            return Err(End::Close(CloseCode::PolicyViolation, "text frame is not valid UTF-8".into()));
-                        }
-                        Some(Err(_)) => return Err(End::Gone),
+                    };
+                    if ended {
+                        // tungstenite queued the close reply; push it out, then we are done.
+                        let _ = ws.flush().await;
+                        return Err(End::Gone);
                     }
                 }
                 _ = beat.ping.tick() => beat.period_ended(metrics)?,
@@ -378,6 +356,73 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Handles one inbound message (or the end of the stream). `Ok(true)`: the peer sent a close frame (the
+    /// caller flushes tungstenite's reply and ends); `Err`: how the connection ends.
+    fn on_frame(
+        &mut self,
+        msg: Option<Result<Message, WsError>>,
+        ws: &mut Socket,
+        beat: &mut Heartbeat,
+        last_message: &mut Instant,
+    ) -> Result<bool, End> {
+        beat.heard();
+        match msg {
+            None => return Err(End::Gone),
+            Some(Ok(Message::Text(text))) => {
+                *last_message = Instant::now();
+                if self.admit(text.len(), *last_message)? {
+                    self.on_text(text);
+                }
+                if let Some(end) = self.closing.take() {
+                    return Err(end);
+                }
+                if beat.members.len() != self.member_count() {
+                    beat.members = self.member_ids();
+                }
+                if let Some(limit) = self.frame_limit.take() {
+                    ws.get_mut().guard_mut().set_limit(limit as u64);
+                }
+            }
+            Some(Ok(Message::Binary(b))) => {
+                *last_message = Instant::now();
+                self.hub.metrics.inbound("binary", b.len());
+                if self.admit(b.len(), *last_message)? {
+                    self.on_binary();
+                }
+            }
+            Some(Ok(Message::Close(_))) => return Ok(true),
+            Some(Ok(Message::Ping(p))) => {
+                // The frame guard's marker for a message it kept from tungstenite (or a real ping).
+                if let Some(o) = ws.get_ref().guard().marker(&p) {
+                    *last_message = Instant::now();
+                    self.on_oversize(o, *last_message)?;
+                }
+            }
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                Metrics::bump(&self.hub.metrics.oversize_closes);
+                return Err(End::Close(
+                    CloseCode::MessageTooBig,
+                    format!("message of {size} bytes exceeds the {max_size}-byte limit"),
+                ));
+            }
+            Some(Err(WsError::Protocol(e))) => {
+                return Err(End::Close(
+                    CloseCode::PolicyViolation,
+                    truncate(format!("protocol error: {e}")),
+                ));
+            }
+            Some(Err(WsError::Utf8(_))) => {
+                return Err(End::Close(
+                    CloseCode::PolicyViolation,
+                    "text frame is not valid UTF-8".into(),
+                ));
+            }
+            Some(Err(_)) => return Err(End::Gone),
+        }
+        Ok(false)
     }
 
     /// Counts one inbound message against the connection's rate limit: `Ok(true)` to handle it, `Ok(false)` to
