@@ -22,6 +22,53 @@ const SEED = 7;
 const SESSIONS = 2;
 const IDS = demoSessionIds(SEED, SESSIONS);
 
+/** Installs `window.__open(url)` in a page: a WebSocket (resolved once open) with `next()` (the next message, a
+ * batch unpacked), `all` (every message received, in order), `closed` (the close code), `ask(msg)` (sends a v2
+ * request and resolves with "ack" or the error code answering its id) and `reply(msg)` (sends a seed-000 message
+ * and resolves with the next message: its type, or its code if an error). */
+function installSockets() {
+  window.__open = (u) =>
+    new Promise((ok, fail) => {
+      const ws = new WebSocket(u);
+      const queue = [];
+      let waiting = null;
+      ws.all = [];
+      ws.onmessage = (e) => {
+        for (const m of [JSON.parse(e.data)].flat()) {
+          ws.all.push(m);
+          if (waiting) {
+            const w = waiting;
+            waiting = null;
+            w(m);
+          } else queue.push(m);
+        }
+      };
+      ws.closed = new Promise((done) => (ws.onclose = (e) => done(e.code)));
+      ws.next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((w) => (waiting = w)));
+      ws.until = async (pred) => {
+        for (;;) {
+          const m = await ws.next();
+          if (pred(m)) return m;
+        }
+      };
+      ws.ask = async (msg) => {
+        ws.send(JSON.stringify(msg));
+        for (;;) {
+          const m = await ws.next();
+          if (m.id === msg.id && (m.type === "ack" || m.type === "error")) return m.type === "ack" ? "ack" : m.code;
+          if (m.type === "error" && m.id === undefined && msg.id === undefined) return m.code;
+        }
+      };
+      ws.reply = async (msg) => {
+        ws.send(JSON.stringify(msg));
+        const m = await ws.next();
+        return m.type === "error" ? m.code : m.type;
+      };
+      ws.onopen = () => ok(ws);
+      ws.onerror = () => fail(new Error(`socket ${u} failed`));
+    });
+}
+
 describe("devrelay dashboard", () => {
   let relay, demo, browser, page;
   // What the first page load fetched from the relay, and the WebSocket URLs the page opened.
@@ -517,35 +564,10 @@ describe("devrelay dashboard", () => {
     // dashboard that may also be an agent).
     const agentToken = "agent-token-for-the-e2e-0123";
     const roles = await startRelay(0, ["--agent-token", agentToken], "roles-relay");
+    await page.evaluate(installSockets);
     const outcome = await page.evaluate(
       async ({ url, token, agentToken }) => {
-        const open = (u) =>
-          new Promise((ok, fail) => {
-            const ws = new WebSocket(u);
-            const queue = [];
-            let waiting = null;
-            ws.onmessage = (e) => {
-              for (const m of [JSON.parse(e.data)].flat()) {
-                if (waiting) {
-                  const w = waiting;
-                  waiting = null;
-                  w(m);
-                } else queue.push(m);
-              }
-            };
-            ws.closed = new Promise((done) => (ws.onclose = (e) => done(e.code)));
-            ws.next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((w) => (waiting = w)));
-            ws.ask = async (msg) => {
-              ws.send(JSON.stringify(msg));
-              for (;;) {
-                const m = await ws.next();
-                if (m.id === msg.id && (m.type === "ack" || m.type === "error")) return m.type === "ack" ? "ack" : m.code;
-                if (m.type === "error" && m.id === undefined && msg.id === undefined) return m.code;
-              }
-            };
-            ws.onopen = () => ok(ws);
-            ws.onerror = () => fail(new Error(`socket ${u} failed`));
-          });
+        const open = window.__open;
         const out = {};
         // A dashboard without a token, and with a wrong one (on the URL, as a client that can only set a URL).
         let ws = await open(url);
@@ -616,6 +638,180 @@ describe("devrelay dashboard", () => {
       dashboard: "dashboard",
       sdk: ["ack", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN"],
       legacy: ["wrong_role", "wrong_role"],
+    });
+    // The dashboard page itself is untouched by all that.
+    assert.equal(await status().getAttribute("data-state"), "open");
+  });
+
+  test("in Chromium, only a dashboard commands an agent or answers its permission requests: SDKs and agents are refused and the agent never hears of it", async () => {
+    // The target: an agent (the agent token) with a pending permission request. Against it, from the relay's own
+    // page (an allowed Origin, loopback): a seed-000 SDK without a token, a v2 SDK without a token, another
+    // agent, and sockets that try a dashboard's action as their first message. Then a dashboard does the same
+    // and is obeyed: the agent receives exactly the dashboard's command and the dashboard's answer, nothing else.
+    const agentToken = "agent-token-for-the-e2e-4567";
+    const commands = await startRelay(0, ["--agent-token", agentToken], "commands-relay");
+    await page.evaluate(installSockets);
+    let outcome;
+    try {
+      outcome = await page.evaluate(
+        async ({ url, token, agentToken }) => {
+          const open = window.__open;
+          const out = {};
+          const command = (id, agentId = "target") => ({ type: "command", id, agentId, command: "touch", args: [`/tmp/devrelay-e2e-${id}`] });
+          const answer = (id) => ({ type: "permission_response", requestId: "perm-target", allowed: true, id });
+
+          const agent = await open(url);
+          agent.send(JSON.stringify({ type: "hello", agentId: "target", token: agentToken, capabilities: { commands: true, allow: ["*"] } }));
+          out.agentRole = (await agent.next()).role;
+          out.permissionRequest = await agent.ask({
+            type: "publish",
+            channel: "agents/target",
+            event: "permission_request",
+            data: { requestId: "perm-target", toolName: "bash", command: "rm -rf target", description: "clean" },
+            id: "p1",
+          });
+          // A dashboard watching the sessions the SDKs below publish: what they may still do arrives here.
+          const dash = await open(url);
+          dash.send(JSON.stringify({ type: "hello", batch: true, token }));
+          const connected = await dash.next();
+          out.dashboardRole = connected.role;
+          for (const [i, channel] of ["sessions/legacy-sdk", "sessions/v2-sdk", "agents/rogue", "agents/target"].entries()) {
+            out[`watch${i}`] = await dash.ask({ type: "subscribe", channel, id: `w${i}` });
+          }
+
+          // A seed-000 SDK (handshake, no token): v2's dashboard messages are the wrong role for it; it stays.
+          const legacy = await open(url);
+          out.legacyHandshake = await legacy.reply({ type: "handshake", protocolVersion: 1, sdkVersion: "x", sessionId: "legacy-sdk" });
+          out.legacy = [
+            await legacy.reply(command("legacy-cmd")),
+            await legacy.reply({ type: "cancel", id: "legacy-cmd", agentId: "target" }),
+            await legacy.reply(answer("legacy-answer")),
+            await legacy.reply({ type: "subscribe", channel: "sessions/v2-sdk" }),
+            await legacy.reply({ type: "subscribe", channel: "agents/target" }),
+            await legacy.reply({ type: "request_client_snapshot", sessionId: "v2-sdk" }),
+          ];
+          legacy.send(
+            JSON.stringify({ type: "stream_event", sessionId: "legacy-sdk", timestamp: 1, threadId: "t", event: { type: "RUN_STARTED" }, seq: 1 }),
+          );
+          const publication = (channel) => (m) => m.channel === channel && m.type === undefined;
+          out.legacyStillPublishes = (await dash.until(publication("sessions/legacy-sdk"))).event;
+
+          // A v2 SDK (hello with a session, no token): FORBIDDEN, and it keeps its connection.
+          const sdk = await open(url);
+          sdk.send(JSON.stringify({ type: "hello", sessionId: "v2-sdk" }));
+          out.sdkRole = (await sdk.next()).role;
+          out.sdk = [
+            await sdk.ask(command("sdk-cmd")),
+            await sdk.ask({ type: "cancel", id: "sdk-cmd", agentId: "target" }),
+            await sdk.ask({ type: "input", agentId: "target", data: "y\r", id: "sdk-input" }),
+            await sdk.ask(answer("sdk-answer")),
+            await sdk.ask({ type: "subscribe", channel: "sessions/legacy-sdk", id: "sdk-sub1" }),
+            await sdk.ask({ type: "subscribe", channel: "agents/target", id: "sdk-sub2" }),
+          ];
+          out.sdkStillPublishes = await sdk.ask({ type: "publish", channel: "sessions/v2-sdk", event: "x", data: 1, id: "own" });
+          await dash.until(publication("sessions/v2-sdk"));
+
+          // Another agent (the agent token): FORBIDDEN too, and it keeps its connection.
+          const rogue = await open(url);
+          rogue.send(JSON.stringify({ type: "hello", agentId: "rogue", token: agentToken }));
+          out.rogueRole = (await rogue.next()).role;
+          out.rogue = [
+            await rogue.ask(command("rogue-cmd")),
+            await rogue.ask({ type: "cancel", id: "rogue-cmd", agentId: "target" }),
+            await rogue.ask({ type: "input", agentId: "target", data: "y\r", id: "rogue-input" }),
+            await rogue.ask(answer("rogue-answer")),
+            await rogue.ask({ type: "subscribe", channel: "sessions/legacy-sdk", id: "rogue-sub1" }),
+            await rogue.ask({ type: "subscribe", channel: "agents/target", id: "rogue-sub2" }),
+          ];
+          out.rogueStillPublishes = await rogue.ask({ type: "publish", channel: "agents/rogue", event: "x", data: 1, id: "own" });
+          await dash.until(publication("agents/rogue"));
+
+          // A socket whose first message is a dashboard's action, without a token: that needs the dashboard
+          // token, which nothing later can add: UNAUTHORIZED, closed with 4501.
+          out.first = [];
+          for (const first of [command("first-cmd"), answer("first-answer")]) {
+            const ws = await open(url);
+            ws.send(JSON.stringify(first));
+            const connected = await ws.next();
+            const refusal = await ws.next();
+            out.first.push([connected.type, refusal.code, refusal.id, await ws.closed]);
+          }
+
+          // The dashboard: obeyed. Its command reaches the agent; its answer is the one that resolves the request.
+          out.dashCommand = await dash.ask({ type: "command", id: "dash-cmd", agentId: "target", command: "echo", args: ["ok"] });
+          const received = await agent.until((m) => m.type === "command");
+          out.dashAnswer = await dash.ask({ type: "permission_response", requestId: "perm-target", allowed: false, id: "dash-answer" });
+          const response = await agent.until((m) => m.type === "permission_response");
+          out.resolved = (await dash.until(publication("agents/target"))).event;
+          out.agentGot = {
+            command: [received.id, received.from?.clientId === connected.clientId],
+            response: [response.requestId, response.allowed, response.by?.clientId === connected.clientId],
+            commands: agent.all.filter((m) => m.type === "command").map((m) => m.id),
+            responses: agent.all.filter((m) => m.type === "permission_response").length,
+            types: [...new Set(agent.all.map((m) => m.type ?? "publication"))].sort(),
+          };
+
+          // The SDKs and the other agent never received what they tried to subscribe to: the channels were
+          // published after their attempts (a legacy event, the resolution on agents/target), and each connection's
+          // last request is answered after anything that would have been queued for it before.
+          legacy.send(
+            JSON.stringify({ type: "stream_event", sessionId: "legacy-sdk", timestamp: 2, threadId: "t", event: { type: "RUN_FINISHED" }, seq: 2 }),
+          );
+          await dash.until(publication("sessions/legacy-sdk"));
+          out.legacyLast = await legacy.reply({ type: "request_client_list" });
+          out.sdkLast = await sdk.ask({ type: "publish", channel: "sessions/v2-sdk", event: "x", data: 2, id: "own2" });
+          out.rogueLast = await rogue.ask({ type: "publish", channel: "agents/rogue", event: "x", data: 2, id: "own2" });
+          out.legacyFrames = legacy.all.map((m) => m.type);
+          const publications = (ws) => ws.all.filter((m) => m.channel !== undefined && m.type === undefined).length;
+          out.sdkPublications = publications(sdk);
+          out.roguePublications = publications(rogue);
+          for (const ws of [agent, dash, legacy, sdk, rogue]) ws.close();
+          return out;
+        },
+        { url: commands.url, token: commands.token, agentToken },
+      );
+    } finally {
+      await commands.stop();
+    }
+    const forbidden = Array(6).fill("FORBIDDEN");
+    assert.deepEqual(outcome, {
+      agentRole: "agent",
+      permissionRequest: "ack",
+      dashboardRole: "dashboard",
+      watch0: "ack",
+      watch1: "ack",
+      watch2: "ack",
+      watch3: "ack",
+      legacyHandshake: "handshake_ack",
+      legacy: ["wrong_role", "wrong_role", "wrong_role", "wrong_role", "wrong_role", "wrong_role"],
+      legacyStillPublishes: "stream_event",
+      sdkRole: "sdk",
+      sdk: forbidden,
+      sdkStillPublishes: "ack",
+      rogueRole: "agent",
+      rogue: forbidden,
+      rogueStillPublishes: "ack",
+      first: [
+        ["connected", "UNAUTHORIZED", "first-cmd", 4501],
+        ["connected", "UNAUTHORIZED", "first-answer", 4501],
+      ],
+      dashCommand: "ack",
+      dashAnswer: "ack",
+      resolved: "permission_resolved",
+      agentGot: {
+        // Exactly one command and one answer, the dashboard's, and nothing from the others.
+        command: ["dash-cmd", true],
+        response: ["perm-target", false, true],
+        commands: ["dash-cmd"],
+        responses: 1,
+        types: ["ack", "command", "connected", "permission_response"],
+      },
+      legacyLast: "wrong_role",
+      sdkLast: "ack",
+      rogueLast: "ack",
+      legacyFrames: ["handshake_ack", ...Array(7).fill("error")],
+      sdkPublications: 0,
+      roguePublications: 0,
     });
     // The dashboard page itself is untouched by all that.
     assert.equal(await status().getAttribute("data-state"), "open");
