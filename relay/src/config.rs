@@ -48,6 +48,11 @@ pub struct Config {
     /// the first message of a burst (and how long the other branches of the connection's loop wait).
     /// Range: [`Config::CORK_MESSAGES`].
     pub cork_messages: usize,
+    /// Peers a connection writes to itself when it lifts its cork, in peers: the rest of a fan-out is handed to
+    /// the peers' own tasks, which the other worker threads run in parallel (0: every peer's task writes its
+    /// own). Writing inline saves a task wake-up per delivery; handing off spreads a big fan-out's syscalls over
+    /// the cores. Range: [`Config::INLINE_WRITE_PEERS`].
+    pub inline_write_peers: usize,
     /// Time a client has to send a complete HTTP request head (request line and headers, the WebSocket upgrade
     /// included), counted from the connection's start or the end of its previous response. Slower or silent
     /// clients are disconnected, so half-sent requests cannot hold connections open (slowloris).
@@ -172,6 +177,7 @@ impl Default for Config {
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 << 10,
             cork_messages: 64,
+            inline_write_peers: 8,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_millis(1500),
             dashboard: Assets::embedded(),
@@ -253,6 +259,8 @@ impl Config {
     pub const WRITE_BUFFER_BYTES: RangeInclusive<usize> = 0..=16 << 20;
     /// `cork_messages`: 1 to 4,096 messages.
     pub const CORK_MESSAGES: RangeInclusive<usize> = 1..=4096;
+    /// `inline_write_peers`: 0 to 1,048,576 peers.
+    pub const INLINE_WRITE_PEERS: RangeInclusive<usize> = 0..=1 << 20;
     /// `header_read_timeout`: 10 ms to 1 h (the flag counts whole seconds: 1 to 3600).
     pub const HEADER_READ_TIMEOUT: RangeInclusive<Duration> =
         Duration::from_millis(10)..=Duration::from_secs(3_600);
@@ -385,6 +393,13 @@ impl Config {
             "messages",
             &c.cork_messages,
             &Self::CORK_MESSAGES,
+        )?;
+        in_range(
+            "inline_write_peers",
+            "--inline-write-peers",
+            "peers",
+            &c.inline_write_peers,
+            &Self::INLINE_WRITE_PEERS,
         )?;
         in_range(
             "header_read_timeout",
@@ -713,7 +728,7 @@ mod tests {
     #[test]
     fn sizes_are_held_to_their_ranges() {
         type Set = fn(&mut Config, usize);
-        let fields: [(&str, RangeInclusive<usize>, Set); 6] = [
+        let fields: [(&str, RangeInclusive<usize>, Set); 7] = [
             ("--max-message-bytes", Config::MAX_MESSAGE_BYTES, |c, v| {
                 c.max_message_bytes = v
             }),
@@ -734,6 +749,11 @@ mod tests {
             ("--cork-messages", Config::CORK_MESSAGES, |c, v| {
                 c.cork_messages = v
             }),
+            (
+                "--inline-write-peers",
+                Config::INLINE_WRITE_PEERS,
+                |c, v| c.inline_write_peers = v,
+            ),
         ];
         for (flag, range, set) in fields {
             let with = |v: usize| {

@@ -114,6 +114,10 @@ struct ServeArgs {
     /// peer (1: each at once).
     #[arg(long, env = "DEVRELAY_CORK_MESSAGES", default_value_t = Config::default().cork_messages)]
     cork_messages: usize,
+    /// Peers of a burst's fan-out the publishing connection writes itself; the rest are written by their own
+    /// tasks on the other worker threads (0: all by their tasks).
+    #[arg(long, env = "DEVRELAY_INLINE_WRITE_PEERS", default_value_t = Config::default().inline_write_peers)]
+    inline_write_peers: usize,
     /// Channel subscriptions per v2 connection.
     #[arg(long, env = "DEVRELAY_MAX_SUBSCRIPTIONS", default_value_t = Config::default().max_subscriptions)]
     max_subscriptions: usize,
@@ -264,6 +268,7 @@ impl ServeArgs {
             read_buffer_bytes: self.read_buffer_bytes,
             write_buffer_bytes: self.write_buffer_bytes,
             cork_messages: self.cork_messages,
+            inline_write_peers: self.inline_write_peers,
             max_subscriptions: self.max_subscriptions,
             max_channel_bytes: self.max_channel_bytes,
             max_publish_bytes: self.max_publish_bytes,

@@ -674,13 +674,17 @@ mod cork {
     #[derive(Debug)]
     pub struct Cork<'a> {
         latency: &'a Histogram,
+        inline_peers: usize,
         owner: bool,
         _not_send: PhantomData<*const ()>,
     }
 
     impl<'a> Cork<'a> {
-        /// Corks this thread; `latency` records each publication's stamp-to-write time at the lift.
-        pub fn new(latency: &'a Histogram) -> Cork<'a> {
+        /// Corks this thread; `latency` records each publication's stamp-to-write time at the lift. The first
+        /// `inline_peers` peers corked are written by this thread when it lifts the cork; the rest are handed to
+        /// their own tasks, which other worker threads run meanwhile — a big fan-out is written in parallel
+        /// instead of one peer after another on the publisher's thread.
+        pub fn new(latency: &'a Histogram, inline_peers: usize) -> Cork<'a> {
             let owner = CORKED.with(|c| {
                 let mut c = c.borrow_mut();
                 if c.is_some() {
@@ -691,6 +695,7 @@ mod cork {
             });
             Cork {
                 latency,
+                inline_peers,
                 owner,
                 _not_send: PhantomData,
             }
@@ -705,8 +710,8 @@ mod cork {
             let Some(mut list) = CORKED.with(|c| c.borrow_mut().take()) else {
                 return;
             };
-            for mailbox in list.drain(..) {
-                lift(&mailbox, self.latency);
+            for (i, mailbox) in list.drain(..).enumerate() {
+                lift(&mailbox, self.latency, i < self.inline_peers);
             }
             if list.capacity() <= KEEP {
                 SPARE.with(|s| *s.borrow_mut() = list);
@@ -714,15 +719,16 @@ mod cork {
         }
     }
 
-    /// Writes what a corked peer was given (as far as its socket takes it), or wakes its task to do so.
-    fn lift(m: &Mailbox, latency: &Histogram) {
+    /// Writes what a corked peer was given (as far as its socket takes it) if `write`, or wakes its task to do
+    /// so.
+    fn lift(m: &Mailbox, latency: &Histogram, write: bool) {
         let mut s = m.lock();
         s.corked = false;
         if !s.open {
             return;
         }
         let wake = match m.tcp.get() {
-            Some(tcp) if s.inline && s.broken.is_none() => {
+            Some(tcp) if write && s.inline && s.broken.is_none() => {
                 // An error is kept in `broken` by the write, for the task to report.
                 !matches!(s.write_backlog(tcp, latency), Ok(Flushed::Done))
             }
@@ -1006,8 +1012,8 @@ mod tests {
         peer.attach(Arc::new(relay_side));
         let latency = Histogram::default();
         {
-            let _cork = Cork::new(&latency);
-            let _inner = Cork::new(&latency); // nested: a no-op, the outer one lifts
+            let _cork = Cork::new(&latency, usize::MAX);
+            let _inner = Cork::new(&latency, usize::MAX); // nested: a no-op, the outer one lifts
             for i in 0..10 {
                 let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
                 assert_eq!(peer.deliver(item), Delivery::Queued, "corked: queued");
@@ -1037,7 +1043,7 @@ mod tests {
         peer.set_batch(Some((100, 1 << 20)));
         let latency = Histogram::default();
         {
-            let _cork = Cork::new(&latency);
+            let _cork = Cork::new(&latency, usize::MAX);
             for i in 0..4 {
                 let item = Item::plain(Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)));
                 assert_eq!(peer.deliver(item), Delivery::Queued);
@@ -1063,7 +1069,7 @@ mod tests {
         busy.attach(Arc::new(relay_side));
         // A backlog without a writer at work: the first frame is queued by hand (no socket yet on `gone`).
         {
-            let _cork = Cork::new(&latency);
+            let _cork = Cork::new(&latency, usize::MAX);
             assert_eq!(gone.deliver(frame(3)), Delivery::Queued);
             drop(gone_out);
             assert_eq!(
@@ -1079,7 +1085,7 @@ mod tests {
             Peer::enqueue(&mut s, frame(5), 5);
         }
         {
-            let _cork = Cork::new(&latency);
+            let _cork = Cork::new(&latency, usize::MAX);
             assert_eq!(busy.deliver(frame(6)), Delivery::Queued);
             assert!(
                 !busy.mailbox.lock().corked,
@@ -1088,5 +1094,34 @@ mod tests {
         }
         assert_eq!(busy.depth().0, 2, "left to its writer");
         assert_eq!(busy_out.flush(&latency).unwrap(), Flushed::Done);
+    }
+
+    #[tokio::test]
+    async fn past_its_inline_budget_a_cork_hands_peers_to_their_own_tasks() {
+        let latency = Histogram::default();
+        let (a_side, mut a_peer) = socket_pair().await;
+        let (b_side, mut b_peer) = socket_pair().await;
+        let (a, _a_out) = outbox(1, 8, 1 << 20);
+        let (b, mut b_out) = outbox(2, 8, 1 << 20);
+        a.attach(Arc::new(a_side));
+        b.attach(Arc::new(b_side));
+        {
+            let _cork = Cork::new(&latency, 1);
+            for peer in [&a, &b, &a, &b] {
+                assert_eq!(peer.deliver(frame(4)), Delivery::Queued);
+            }
+        }
+        assert_eq!(
+            a.depth(),
+            (0, 0),
+            "the first peer corked is written at the lift"
+        );
+        assert_eq!(b.depth().0, 2, "the second is left to its task");
+        tokio::time::timeout(std::time::Duration::from_secs(10), b_out.work())
+            .await
+            .expect("and its task was woken");
+        assert_eq!(b_out.flush(&latency).unwrap(), Flushed::Done);
+        assert_eq!(read_frames(&mut a_peer, 2).await, ["xxxx", "xxxx"]);
+        assert_eq!(read_frames(&mut b_peer, 2).await, ["xxxx", "xxxx"]);
     }
 }
