@@ -1,13 +1,10 @@
 //! One stream event as the dashboard shows it: the AG-UI body plus a category and a one-line summary.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use crate::json_writer::ObjectWriter;
-use devrelay_protocol::dashboard_view::StreamEventRef;
-use devrelay_protocol::json_reader;
+use devrelay_protocol::dashboard_view::{AgUiEventRef, StreamEventRef};
 use devrelay_protocol::Millis;
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// Coarse kind of an AG-UI event, from its `type` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +72,7 @@ pub struct EventEntry {
 
 impl EventEntry {
     pub fn new(id: u64, ev: StreamEventRef<'_>) -> Self {
-        let summary = summarize(&ev.event.kind, ev.event.raw.0);
+        let summary = summarize(&ev.event);
         EventEntry {
             id,
             seq: ev.seq,
@@ -105,27 +102,20 @@ impl EventEntry {
 }
 
 /// One line naming the event: `TOOL_CALL_START get_weather (call_1)`, `TEXT_MESSAGE_CONTENT (msg_5) "It is…"`.
-/// `kind` is the event's `type`, `raw` its JSON object text.
-pub fn summarize(kind: &str, raw: &str) -> String {
-    let fields = SummaryFields::read(raw);
-    // The first of `names` that is present as a string (the last occurrence of a repeated key), if non-empty.
-    let field = |names: &[usize]| {
-        names
-            .iter()
-            .find_map(|&i| fields[i].as_deref())
-            .filter(|s| !s.is_empty())
-    };
-    let mut out = kind.to_owned();
-    if let Some(name) = field(&[TOOL_CALL_NAME, COMPONENT_NAME, NAME]) {
+/// Made of the event's `type` and its names (read with the event, in the frame's one pass).
+pub fn summarize(event: &AgUiEventRef<'_>) -> String {
+    let names = &event.names;
+    let mut out = event.kind.clone();
+    if let Some(name) = first_present([&names.tool_call_name, &names.component_name, &names.name]) {
         out.push(' ');
         out.push_str(name);
     }
-    if let Some(id) = field(&[TOOL_CALL_ID, MESSAGE_ID, RUN_ID]) {
+    if let Some(id) = first_present([&names.tool_call_id, &names.message_id, &names.run_id]) {
         out.push_str(" (");
         out.push_str(id);
         out.push(')');
     }
-    if let Some(delta) = field(&[DELTA]) {
+    if let Some(delta) = names.delta.as_deref().filter(|s| !s.is_empty()) {
         out.push_str(" \"");
         out.push_str(&truncate(delta, DELTA_MAX_CHARS));
         out.push('"');
@@ -133,128 +123,12 @@ pub fn summarize(kind: &str, raw: &str) -> String {
     one_line(&truncate(&out, SUMMARY_MAX_CHARS))
 }
 
-/// The members a summary is made of, in the order of `SummaryFields`' slots.
-const SUMMARY_FIELDS: [&str; 7] = [
-    "toolCallName",
-    "componentName",
-    "name",
-    "toolCallId",
-    "messageId",
-    "runId",
-    "delta",
-];
-const TOOL_CALL_NAME: usize = 0;
-const COMPONENT_NAME: usize = 1;
-const NAME: usize = 2;
-const TOOL_CALL_ID: usize = 3;
-const MESSAGE_ID: usize = 4;
-const RUN_ID: usize = 5;
-const DELTA: usize = 6;
-
-/// The string values of `SUMMARY_FIELDS` in an event object (`None`: absent or not a string), read in one pass
-/// that skips everything else and borrows from the text where it can.
-struct SummaryFields<'a>([Option<Cow<'a, str>>; SUMMARY_FIELDS.len()]);
-
-impl<'a> SummaryFields<'a> {
-    fn read(raw: &'a str) -> [Option<Cow<'a, str>>; SUMMARY_FIELDS.len()] {
-        // The protocol decoder already checked that `raw` is an object; a failure here only loses the details.
-        json_reader::from_str::<SummaryFields<'a>>(raw)
-            .map(|f| f.0)
-            .unwrap_or_default()
-    }
-}
-
-impl<'de> Deserialize<'de> for SummaryFields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(FieldsVisitor)
-    }
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = SummaryFields<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: [Option<Cow<'de, str>>; SUMMARY_FIELDS.len()] = Default::default();
-        while let Some(slot) = map.next_key_seed(Slot)? {
-            match slot {
-                Some(i) => fields[i] = map.next_value_seed(MaybeStr)?,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(SummaryFields(fields))
-    }
-}
-
-/// A key, as its index in `SUMMARY_FIELDS`.
-struct Slot;
-
-impl<'de> DeserializeSeed<'de> for Slot {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for Slot {
-    type Value = Option<usize>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(SUMMARY_FIELDS.iter().position(|n| *n == v))
-    }
-}
-
-/// Any value, as `Some` text if it is a string.
-struct MaybeStr;
-
-impl<'de> DeserializeSeed<'de> for MaybeStr {
-    type Value = Option<Cow<'de, str>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MaybeStr {
-    type Value = Option<Cow<'de, str>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any value")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_owned())))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
+/// The first of `names` that is present (as a string), if it is not empty.
+fn first_present<'s>(names: [&'s Option<Cow<'_, str>>; 3]) -> Option<&'s str> {
+    names
+        .into_iter()
+        .find_map(|n| n.as_deref())
+        .filter(|s| !s.is_empty())
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -283,8 +157,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use devrelay_protocol::dashboard_view::ag_ui_event;
+    use devrelay_protocol::v2_view::stream_event_data;
+
+    fn summary_of(text: &str) -> String {
+        summarize(&ag_ui_event(text).unwrap())
+    }
+
     fn summary(value: serde_json::Value) -> String {
-        summarize(value["type"].as_str().unwrap(), &value.to_string())
+        summary_of(&value.to_string())
     }
 
     #[test]
@@ -340,10 +221,7 @@ mod tests {
             "toolCallId": "c\"1", "name": "tool"}),
         );
         assert_eq!(s, "TOOL_CALL_END tool (c\"1)");
-        let s = summarize(
-            "X",
-            r#"{"type":"X","name":"a","name":"b","toolCallId":"","messageId":"m"}"#,
-        );
+        let s = summary_of(r#"{"type":"X","name":"a","name":"b","toolCallId":"","messageId":"m"}"#);
         assert_eq!(
             s, "X b",
             "an empty string stops the search, like the first match in a map"
@@ -357,7 +235,7 @@ mod tests {
             "seq": 43, "event": {"type": "TOOL_CALL_START", "toolCallId": "call_1", "toolCallName": "get_weather"}
         })
         .to_string();
-        let se: StreamEventRef<'_> = json_reader::from_str(&text).unwrap();
+        let se = stream_event_data(&text).unwrap();
         let entry = EventEntry::new(9, se);
         let mut out = Vec::new();
         entry.write_json(&mut out);

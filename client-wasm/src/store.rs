@@ -25,8 +25,8 @@ use devrelay_protocol::channel::session_channel;
 use devrelay_protocol::dashboard_view::StreamEventRef;
 use devrelay_protocol::v2::PresenceKind;
 use devrelay_protocol::v2_view::{
-    self, AckRef, ConnectedRef, ErrorRef, LimitsRef, PresenceInfoRef, PublicationRef,
-    RelayMessageRef, RequestIdRef,
+    self, AckRef, ConnectedRef, ErrorRef, FrameItem, LimitsRef, PresenceInfoRef, PublicationRef,
+    RelayMessageRef, RequestIdRef, StreamEventData,
 };
 use devrelay_protocol::{ClientInfo, DashboardMessage, Millis, RelayToDashboardRef, SessionRef};
 use serde::Serialize;
@@ -770,11 +770,12 @@ impl Store {
     }
 
     fn receive_v2(&mut self, frame: &str) {
-        match v2_view::split_batch(frame) {
+        // One pass over the frame: messages and their stream events read together.
+        match v2_view::decode_frame(frame) {
             Ok(items) => {
                 self.messages_received += items.len() as u64;
                 for item in items {
-                    self.receive_v2_item(item);
+                    self.apply_v2(item);
                 }
             }
             Err(_) => {
@@ -784,9 +785,23 @@ impl Store {
         }
     }
 
+    /// A message that came after `connected` in the same frame (not read in a frame's one pass: rare).
     fn receive_v2_item(&mut self, item: &str) {
-        match RelayMessageRef::decode(item) {
-            Ok(RelayMessageRef::Publication(p)) => self.publication(&p, item),
+        self.apply_v2(FrameItem {
+            text: item,
+            message: RelayMessageRef::decode(item),
+            stream_event: StreamEventData::default(),
+        });
+    }
+
+    fn apply_v2(&mut self, item: FrameItem<'_>) {
+        let FrameItem {
+            text,
+            message,
+            stream_event,
+        } = item;
+        match message {
+            Ok(RelayMessageRef::Publication(p)) => self.publication(&p, text, stream_event),
             Ok(RelayMessageRef::Ack(a)) => self.ack(&a),
             Ok(RelayMessageRef::Error(e)) => self.v2_error(&e),
             // A repeated `connected`, `pong` (the heartbeat's answer: any frame counts, the shell saw it),
@@ -798,7 +813,12 @@ impl Store {
 
     /// A publication: dropped if already seen (two subscriptions covering its channel), else applied to the
     /// state (presence on `global`, a followed session's snapshot or event) and handed to page listeners.
-    fn publication(&mut self, p: &PublicationRef<'_>, raw: &str) {
+    fn publication<'a>(
+        &mut self,
+        p: &PublicationRef<'a>,
+        raw: &str,
+        stream_event: StreamEventData<'a>,
+    ) {
         let channel = p.channel.as_ref();
         if self.channels.resuming(channel) {
             return; // it comes again in the replay after the resume's `ack`
@@ -820,7 +840,7 @@ impl Store {
                         Ok(()) => self.snapshot(id, p.data.0),
                         Err(_) => self.ignore(),
                     },
-                    "stream_event" => match v2_view::stream_event_data(p.data.0) {
+                    "stream_event" => match stream_event.read(p.data.0) {
                         Ok(event) => self.stream_event(id, event),
                         Err(_) => self.ignore(),
                     },

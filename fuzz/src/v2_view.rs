@@ -1,8 +1,10 @@
 //! The wasm client's borrowed v2 decoder (`v2_view`) against the owned one (`v2::decode_relay_frame`), on any
 //! text: `split_batch` + `RelayMessageRef::decode` accept what `decode_relay_frame` accepts, refuse what it
 //! refuses with the same kind of error, and read the same values (raw `data` / `metadata` as the same JSON).
-//! The same text, read as a publication's `data`, is checked by `snapshot_data` / `stream_event_data` exactly as
-//! the relay's `check_snapshot` / `check_stream_event` check it, and as presence data like the owned types.
+//! The one-pass reader (`decode_frame`) reads what `split_batch` + `RelayMessageRef::decode` + `stream_event_data`
+//! read. The same text, read as a publication's `data`, is checked by `snapshot_data` / `stream_event_data`
+//! exactly as the relay's `check_snapshot` / `check_stream_event` check it, and as presence data like the owned
+//! types.
 
 use devrelay_protocol::decode::DecodeError;
 use devrelay_protocol::v2::{
@@ -10,8 +12,9 @@ use devrelay_protocol::v2::{
     RelayMessage, RequestId, V2Error,
 };
 use devrelay_protocol::v2_view::{
-    presence_info, presence_left, snapshot_data, split_batch, stream_event_data, AckRef,
-    ConnectedRef, ErrorRef, PresenceInfoRef, PublicationRef, RelayMessageRef, RequestIdRef,
+    decode_frame, presence_info, presence_left, snapshot_data, split_batch, stream_event_data,
+    AckRef, ConnectedRef, ErrorRef, FrameItem, PresenceInfoRef, PublicationRef, RelayMessageRef,
+    RequestIdRef,
 };
 use devrelay_protocol::view::{check_snapshot, check_stream_event};
 use serde_json::Value;
@@ -198,7 +201,66 @@ fn same_error(a: &V2Error, b: &ErrorRef<'_>, text: &str) {
 
 pub fn v2_view(text: &str) {
     frames(text);
+    one_pass(text);
     publication_data(text);
+}
+
+/// The client's one-pass reader (`decode_frame`) against the general path it replaces (`split_batch`, then
+/// `RelayMessageRef::decode` per message and `stream_event_data` per stream event): the same verdict, message
+/// texts, messages and stream events, AG-UI names as serde_json reads the body.
+fn one_pass(text: &str) {
+    let general = split_batch(text).map(|items| {
+        items
+            .into_iter()
+            .map(|item| (item, RelayMessageRef::decode(item)))
+            .collect::<Vec<_>>()
+    });
+    let (fast, general) = match (decode_frame(text), general) {
+        (Ok(fast), Ok(general)) => (fast, general),
+        (Err(a), Err(b)) => {
+            assert_eq!(a, b, "{text:?}");
+            return;
+        }
+        (a, b) => panic!("the one pass and the general path disagree on {text:?}: {a:?} vs {b:?}"),
+    };
+    assert_eq!(fast.len(), general.len(), "{text:?}");
+    for (item, (item_text, message)) in fast.into_iter().zip(general) {
+        let FrameItem {
+            text: fast_text,
+            message: fast_message,
+            stream_event,
+        } = item;
+        assert_eq!(
+            (fast_text, &fast_message),
+            (item_text, &message),
+            "{text:?}"
+        );
+        // (A message that is no valid publication may have had its `data` read too: nothing uses it.)
+        let Ok(RelayMessageRef::Publication(p)) = &fast_message else {
+            continue;
+        };
+        let event = stream_event.read(p.data.0);
+        assert_eq!(event, stream_event_data(p.data.0), "{text:?}");
+        if let Ok(e) = event {
+            let body = raw(e.event.raw.0, text);
+            let n = &e.event.names;
+            for (key, name) in [
+                ("toolCallName", &n.tool_call_name),
+                ("componentName", &n.component_name),
+                ("name", &n.name),
+                ("toolCallId", &n.tool_call_id),
+                ("messageId", &n.message_id),
+                ("runId", &n.run_id),
+                ("delta", &n.delta),
+            ] {
+                assert_eq!(
+                    name.as_deref(),
+                    body.get(key).and_then(Value::as_str),
+                    "{key} in {text:?}"
+                );
+            }
+        }
+    }
 }
 
 fn frames(text: &str) {

@@ -10,13 +10,11 @@
 //! error codes, and agree on every value.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::decode::{read_type, DecodeError, Object};
-use crate::json_reader::{self, RawJson, ReadError};
+use crate::decode::{read_type, DecodeError};
+use crate::json_reader::{self, Cursor, RawJson, ReadError};
 use crate::view::SnapshotCheck;
 use crate::{ClientInfo, ClientList, Millis, SessionRef};
 
@@ -43,45 +41,135 @@ pub enum RelayToDashboardRef<'a> {
     },
 }
 
-/// The `stream_event` inside a `stream_event_update`, its AG-UI body raw.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The `stream_event` inside a `stream_event_update`, its AG-UI body raw (read by [`read_stream_event`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamEventRef<'a> {
     /// Must be `"stream_event"` in a `stream_event_update` (checked by [`RelayToDashboardRef::decode`]); may be
     /// absent in a v2 `stream_event` publication's `data` (see `v2_view::stream_event_data`).
-    #[serde(rename = "type", default, borrow)]
     pub(crate) tag: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub session_id: Cow<'a, str>,
     pub timestamp: Millis,
-    #[serde(borrow)]
     pub thread_id: Cow<'a, str>,
-    #[serde(borrow)]
     pub event: AgUiEventRef<'a>,
     pub seq: u64,
 }
 
-/// An AG-UI event: its `type` and the raw object text (`{"type": …, …any}`).
-#[derive(Debug, Clone)]
+/// An AG-UI event: its `type`, the members a dashboard names it by, and the raw object text
+/// (`{"type": …, …any}`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgUiEventRef<'a> {
     pub kind: String,
+    pub names: AgUiNames<'a>,
     pub raw: RawJson<'a>,
+}
+
+/// The string members by which a list tells AG-UI events apart (the dashboard's one-line summary), read in the
+/// same pass as the event's `type`: each is the value of the member's last occurrence if that is a string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgUiNames<'a> {
+    pub tool_call_name: Option<Cow<'a, str>>,
+    pub component_name: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub tool_call_id: Option<Cow<'a, str>>,
+    pub message_id: Option<Cow<'a, str>>,
+    pub run_id: Option<Cow<'a, str>>,
+    pub delta: Option<Cow<'a, str>>,
+}
+
+impl<'a> AgUiNames<'a> {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Cow<'a, str>>> {
+        Some(match key {
+            "toolCallName" => &mut self.tool_call_name,
+            "componentName" => &mut self.component_name,
+            "name" => &mut self.name,
+            "toolCallId" => &mut self.tool_call_id,
+            "messageId" => &mut self.message_id,
+            "runId" => &mut self.run_id,
+            "delta" => &mut self.delta,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads the AG-UI event object at the cursor in one pass: an object with a string `type` exactly once (as the
+/// owned `AgUiEvent`), its [`AgUiNames`], and its text.
+pub(crate) fn read_ag_ui_event<'a>(c: &mut Cursor<'a>) -> Result<AgUiEventRef<'a>, ReadError> {
+    let start = c.mark();
+    if c.peek()? != b'{' {
+        c.value()?;
+        return Err(ReadError::Data);
+    }
+    c.enter()?;
+    let (mut kind, mut names, mut first) = (None, AgUiNames::default(), true);
+    while c.next(b'}', first)? {
+        let key = c.key(first)?;
+        if std::mem::take(&mut first) && key == json_reader::RAW_VALUE_TOKEN {
+            // serde_json's raw value, not an event: judged (refused, or taken as the JSON text it holds, which
+            // is no object with a `type`) as the body's raw skip always has.
+            c.reset(start);
+            c.value()?;
+            return Err(ReadError::Data);
+        }
+        if key == "type" {
+            once(&mut kind, c.string()?)?;
+        } else if let Some(slot) = names.slot(&key) {
+            *slot = c.string_or_skip()?;
+        } else {
+            c.value()?;
+        }
+    }
+    Ok(AgUiEventRef {
+        kind: kind.ok_or(ReadError::Data)?.into_owned(),
+        names,
+        raw: RawJson(c.since(start.position())),
+    })
+}
+
+/// Reads the `stream_event` object at the cursor in one pass, its body with [`read_ag_ui_event`]: what serde's
+/// derive of its fields reads through `json_reader` (each known member at most once, unknown ones skipped,
+/// `type` absent, `null` or a string), and the body's names.
+pub(crate) fn read_stream_event<'a>(c: &mut Cursor<'a>) -> Result<StreamEventRef<'a>, ReadError> {
+    if c.peek()? != b'{' {
+        c.value()?;
+        return Err(ReadError::Data);
+    }
+    c.enter()?;
+    let (mut tag, mut session_id, mut timestamp) = (None, None, None);
+    let (mut thread_id, mut event, mut seq) = (None, None, None);
+    let mut first = true;
+    while c.next(b'}', first)? {
+        match c.key(std::mem::take(&mut first))?.as_ref() {
+            "type" => once(&mut tag, c.optional_string()?),
+            "sessionId" => once(&mut session_id, c.string()?),
+            "timestamp" => once(&mut timestamp, Millis(c.f64()?)),
+            "threadId" => once(&mut thread_id, c.string()?),
+            "event" => once(&mut event, read_ag_ui_event(c)?),
+            "seq" => once(&mut seq, c.u64()?),
+            _ => c.value().map(drop),
+        }?;
+    }
+    let missing = ReadError::Data;
+    Ok(StreamEventRef {
+        tag: tag.flatten(),
+        session_id: session_id.ok_or(missing)?,
+        timestamp: timestamp.ok_or(missing)?,
+        thread_id: thread_id.ok_or(missing)?,
+        event: event.ok_or(missing)?,
+        seq: seq.ok_or(missing)?,
+    })
+}
+
+/// A member read once: a second occurrence is an error (serde's derive: `duplicate_field`).
+fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), ReadError> {
+    if slot.is_some() {
+        return Err(ReadError::Data);
+    }
+    *slot = Some(value);
+    Ok(())
 }
 
 /// The prefix the relay writes on every `stream_event_update` (see `splice::stream_event_update`).
 const STREAM_EVENT_UPDATE_PREFIX: &str = r#"{"type":"stream_event_update","#;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StreamEventUpdateRef<'a> {
-    /// Read (not checked: the prefix did) so that a second `type` is refused, as everywhere.
-    #[serde(rename = "type", borrow)]
-    _tag: Cow<'a, str>,
-    #[serde(borrow)]
-    session_id: Cow<'a, str>,
-    #[serde(borrow)]
-    event: Object<StreamEventRef<'a>>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -107,7 +195,7 @@ impl<'a> RelayToDashboardRef<'a> {
         // pass that reads `type` is skipped (the struct below ignores the `type` member). Should the frame not be
         // a valid update after all, the general path below decides what is wrong with it.
         if text.starts_with(STREAM_EVENT_UPDATE_PREFIX) {
-            if let Ok(update) = Self::stream_event_update(text) {
+            if let Ok((update, false)) = Self::stream_event_update(text) {
                 return Ok(update);
             }
         }
@@ -136,7 +224,9 @@ impl<'a> RelayToDashboardRef<'a> {
                     snapshot: m.snapshot,
                 }
             }
-            "stream_event_update" => Self::stream_event_update(text).map_err(invalid)?,
+            // After the `type` pass, an `event` that begins with the raw-value token is a raw value with nothing
+            // else in it, which is no stream event; the token first in the update itself is a member like any.
+            "stream_event_update" => Self::stream_event_update(text).map_err(invalid)?.0,
             "error" => {
                 let m: ErrorRef<'a> = json_reader::from_str(text).map_err(json)?;
                 Self::Error {
@@ -148,78 +238,49 @@ impl<'a> RelayToDashboardRef<'a> {
         })
     }
 
-    fn stream_event_update(text: &'a str) -> Result<RelayToDashboardRef<'a>, &'static str> {
-        let m: StreamEventUpdateRef<'a> =
-            json_reader::from_str(text).map_err(|_| "invalid stream_event_update")?;
-        if m.event.0.tag.as_deref() != Some("stream_event") {
+    /// A `stream_event_update` read in one pass (the event body once, its names with it): the members serde's
+    /// derive would read through `json_reader` (`type`, `sessionId`, `event` each once, unknown ones skipped),
+    /// the event an object whose `type` is `stream_event`. With it, whether an object walked began with
+    /// serde_json's raw-value token: then the `type` pass (`read_type`), which skips the event as
+    /// `serde_json::Value` reads it, must judge the frame first.
+    fn stream_event_update(text: &'a str) -> Result<(RelayToDashboardRef<'a>, bool), &'static str> {
+        let (session_id, event, raw_value_token) = json_reader::whole(text, |c| {
+            if c.peek()? != b'{' {
+                c.value()?;
+                return Err(ReadError::Data);
+            }
+            c.enter()?;
+            let (mut tag, mut session_id, mut event) = (None, None, None);
+            let mut first = true;
+            while c.next(b'}', first)? {
+                match c.key(std::mem::take(&mut first))?.as_ref() {
+                    // Read (not checked: the prefix or the `type` pass did) so that a second `type` is refused.
+                    "type" => once(&mut tag, c.string()?),
+                    "sessionId" => once(&mut session_id, c.string()?),
+                    "event" => once(&mut event, read_stream_event(c)?),
+                    _ => c.value().map(drop),
+                }?;
+            }
+            let missing = ReadError::Data;
+            tag.ok_or(missing)?;
+            Ok((
+                session_id.ok_or(missing)?,
+                event.ok_or(missing)?,
+                c.take_raw_value_token(),
+            ))
+        })
+        .map_err(|_| "invalid stream_event_update")?;
+        if event.tag.as_deref() != Some("stream_event") {
             return Err("event is not a stream_event");
         }
-        Ok(Self::StreamEventUpdate {
-            session_id: m.session_id,
-            event: m.event.0,
-        })
+        Ok((
+            Self::StreamEventUpdate { session_id, event },
+            raw_value_token,
+        ))
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for AgUiEventRef<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawJson::deserialize(d)?;
-        // A second pass over the (small) body: an object with a string `type`, like the owned `AgUiEvent`.
-        let kind = json_reader::from_str::<EventKind>(raw.0)
-            .map_err(|_| de::Error::custom("invalid AG-UI event"))?
-            .0;
-        Ok(AgUiEventRef { kind, raw })
-    }
-}
-
-struct EventKind(String);
-
-impl<'de> Deserialize<'de> for EventKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(KindVisitor).map(EventKind)
-    }
-}
-
-/// Reads the `type` member of an object, skipping every other member; `type` twice is an error (as for the owned
-/// `AgUiEvent`, whose derived deserializer refuses a repeated field).
-struct KindVisitor;
-
-impl<'de> Visitor<'de> for KindVisitor {
-    type Value = String;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an AG-UI event object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
-        let mut kind = None;
-        while let Some(IsType(is_type)) = map.next_key()? {
-            if is_type {
-                if kind.is_some() {
-                    return Err(de::Error::duplicate_field("type"));
-                }
-                kind = Some(map.next_value::<String>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        kind.ok_or_else(|| de::Error::missing_field("type"))
-    }
-}
-
-/// A map key, as "is it `type`?" (no allocation, escaped keys included).
-struct IsType(bool);
-
-impl<'de> Deserialize<'de> for IsType {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = IsType;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<IsType, E> {
-                Ok(IsType(v == "type"))
-            }
-        }
-        d.deserialize_str(V)
-    }
+/// An AG-UI event object read alone (the client's tests build summaries with it).
+pub fn ag_ui_event(text: &str) -> Result<AgUiEventRef<'_>, ReadError> {
+    json_reader::whole(text, read_ag_ui_event)
 }

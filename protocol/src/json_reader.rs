@@ -106,11 +106,12 @@ impl<'de: 'a, 'a> de::Deserialize<'de> for RawJson<'a> {
 }
 
 /// The key by which serde_json's `Value` recognises a `RawValue` (`serde_json::raw::TOKEN`, private).
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+pub(crate) const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// serde_json's nesting limit.
 const MAX_DEPTH: u32 = 127;
 
+#[derive(Debug)]
 struct Reader<'de> {
     text: &'de str,
     pos: usize,
@@ -706,112 +707,219 @@ impl<'de> MapAccess<'de> for Items<'_, 'de> {
 // visitor per shape instantiates the reader's generic entry points once per shape (~2 KB of wasm each); these are
 // one non-generic pass each.
 
+/// A position in a JSON text, for decoders that walk it once: they read the members they want where they stand
+/// and skip (validating) the rest, so the whole text is checked as strictly as [`from_str`] checks it, nesting
+/// counted from the text's root. Every method leaves the cursor after what it read; after an error the cursor is
+/// somewhere inside the text (go back with [`Cursor::mark`] / [`Cursor::reset`]).
+#[derive(Debug)]
+pub struct Cursor<'a> {
+    r: Reader<'a>,
+    raw_value_token: bool,
+}
+
+/// A saved cursor position (and nesting depth).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    pos: usize,
+    depth: u32,
+}
+
+impl Mark {
+    /// The position, for [`Cursor::since`].
+    pub fn position(self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Cursor {
+            r: Reader {
+                text,
+                pos: 0,
+                depth: 0,
+            },
+            raw_value_token: false,
+        }
+    }
+
+    /// The first byte of the next value (whitespace skipped), not consumed.
+    pub fn peek(&mut self) -> Result<u8, ReadError> {
+        self.r.peek_value()
+    }
+
+    /// Where the next value starts (whitespace skipped).
+    pub fn position(&mut self) -> usize {
+        self.r.skip_ws();
+        self.r.pos
+    }
+
+    /// The text from `start` (a [`Cursor::position`]) to the cursor.
+    pub fn since(&self, start: usize) -> &'a str {
+        self.r.text.get(start..self.r.pos).unwrap_or_default()
+    }
+
+    pub fn mark(&mut self) -> Mark {
+        Mark {
+            pos: self.position(),
+            depth: self.r.depth,
+        }
+    }
+
+    pub fn reset(&mut self, mark: Mark) {
+        self.r.pos = mark.pos;
+        self.r.depth = mark.depth;
+    }
+
+    /// Enters the object or array whose `{` / `[` is next (the caller peeked it).
+    pub fn enter(&mut self) -> Result<(), ReadError> {
+        self.r.enter()
+    }
+
+    /// Moves to the next item of the object or array being read (`first`: none read yet); `Ok(false)` once its
+    /// closing `end` (`}` / `]`) is consumed.
+    pub fn next(&mut self, end: u8, first: bool) -> Result<bool, ReadError> {
+        let b = self.r.peek_value()?;
+        if b == end {
+            self.r.pos += 1;
+            self.r.depth -= 1;
+            return Ok(false);
+        }
+        if !first {
+            if b != b',' {
+                return Err(ReadError::Syntax);
+            }
+            self.r.pos += 1;
+        }
+        Ok(true)
+    }
+
+    /// An object member's key, and the `:` after it (`first`: the object's first key). An object whose first
+    /// key is serde_json's raw-value token is a raw value to `serde_json::Value` and to [`from_str`]'s skip, not
+    /// an object of members: a walker reads it as members like serde's derive does, and this remembers that it
+    /// met one ([`Cursor::take_raw_value_token`]) for a caller that must judge the text as the skip would.
+    pub fn key(&mut self, first: bool) -> Result<Cow<'a, str>, ReadError> {
+        if self.r.peek_value()? != b'"' {
+            return Err(ReadError::Syntax);
+        }
+        let key = self.r.string()?;
+        self.r.expect(b':')?;
+        if first && key == RAW_VALUE_TOKEN {
+            self.raw_value_token = true;
+        }
+        Ok(key)
+    }
+
+    /// Whether an object walked since the last call began with serde_json's raw-value token (see
+    /// [`Cursor::key`]).
+    pub fn take_raw_value_token(&mut self) -> bool {
+        std::mem::take(&mut self.raw_value_token)
+    }
+
+    /// Skips the next value, validating it; its text.
+    pub fn value(&mut self) -> Result<&'a str, ReadError> {
+        let start = self.position();
+        self.r.skip()?;
+        Ok(self.since(start))
+    }
+
+    /// The next value as a string; anything else is a type error (after it was validated).
+    pub fn string(&mut self) -> Result<Cow<'a, str>, ReadError> {
+        self.r.string_value()
+    }
+
+    /// The next value as an optional string: `null` is `None`.
+    pub fn optional_string(&mut self) -> Result<Option<Cow<'a, str>>, ReadError> {
+        if self.r.peek_value()? == b'n' {
+            self.r.literal("null")?;
+            Ok(None)
+        } else {
+            self.string().map(Some)
+        }
+    }
+
+    /// The next value if it is a string; `None` for anything else (validated).
+    pub fn string_or_skip(&mut self) -> Result<Option<Cow<'a, str>>, ReadError> {
+        if self.r.peek_value()? == b'"' {
+            self.r.string().map(Some)
+        } else {
+            self.r.skip().map(|()| None)
+        }
+    }
+
+    /// The next value as a `u64` (non-negative integers only, as serde).
+    pub fn u64(&mut self) -> Result<u64, ReadError> {
+        match self.r.number_value()? {
+            Number::U64(v) => Ok(v),
+            Number::I64(_) | Number::F64(_) => Err(ReadError::Data),
+        }
+    }
+
+    /// The next value as an `f64` (any number, as serde).
+    pub fn f64(&mut self) -> Result<f64, ReadError> {
+        Ok(match self.r.number_value()? {
+            Number::U64(v) => v as f64,
+            Number::I64(v) => v as f64,
+            Number::F64(v) => v,
+        })
+    }
+
+    /// Nothing but whitespace may be left.
+    pub fn end(&mut self) -> Result<(), ReadError> {
+        self.r.end()
+    }
+}
+
 /// The members of a JSON object text, in order: keys decoded, values as their raw text (each validated). `Data`
 /// for a JSON text that is not an object, `Syntax` for one that is not JSON.
 pub fn members(text: &str) -> Result<Vec<(Cow<'_, str>, &str)>, ReadError> {
-    let mut r = Reader {
-        text,
-        pos: 0,
-        depth: 0,
-    };
-    if r.peek_value()? != b'{' {
-        r.skip()?;
-        r.end()?;
+    let mut c = Cursor::new(text);
+    if c.peek()? != b'{' {
+        c.value()?;
+        c.end()?;
         return Err(ReadError::Data);
     }
-    r.enter()?;
+    c.enter()?;
     let mut out = Vec::new();
-    if r.peek_value()? == b'}' {
-        r.pos += 1;
-    } else {
-        loop {
-            if r.peek_value()? != b'"' {
-                return Err(ReadError::Syntax);
-            }
-            let key = r.string()?;
-            r.expect(b':')?;
-            r.skip_ws();
-            let start = r.pos;
-            r.skip()?;
-            out.push((key, text.get(start..r.pos).ok_or(ReadError::Syntax)?));
-            match r.peek_value()? {
-                b',' => r.pos += 1,
-                b'}' => {
-                    r.pos += 1;
-                    break;
-                }
-                _ => return Err(ReadError::Syntax),
-            }
-        }
+    while c.next(b'}', out.is_empty())? {
+        let key = c.key(out.is_empty())?;
+        out.push((key, c.value()?));
     }
-    r.end()?;
+    c.end()?;
     Ok(out)
 }
 
 /// The elements of a JSON array text, as their raw text (each validated). `Data` for a JSON text that is not an
 /// array.
 pub fn elements(text: &str) -> Result<Vec<&str>, ReadError> {
-    let mut r = Reader {
-        text,
-        pos: 0,
-        depth: 0,
-    };
-    if r.peek_value()? != b'[' {
-        r.skip()?;
-        r.end()?;
+    let mut c = Cursor::new(text);
+    if c.peek()? != b'[' {
+        c.value()?;
+        c.end()?;
         return Err(ReadError::Data);
     }
-    r.enter()?;
+    c.enter()?;
     let mut out = Vec::new();
-    if r.peek_value()? == b']' {
-        r.pos += 1;
-    } else {
-        loop {
-            r.skip_ws();
-            let start = r.pos;
-            r.skip()?;
-            out.push(text.get(start..r.pos).ok_or(ReadError::Syntax)?);
-            match r.peek_value()? {
-                b',' => r.pos += 1,
-                b']' => {
-                    r.pos += 1;
-                    break;
-                }
-                _ => return Err(ReadError::Syntax),
-            }
-        }
+    while c.next(b']', out.is_empty())? {
+        out.push(c.value()?);
     }
-    r.end()?;
+    c.end()?;
     Ok(out)
 }
 
 /// A raw value (from [`members`] / [`elements`]) read as a string: what serde reads into a `String`.
 pub fn read_str(raw: &str) -> Result<Cow<'_, str>, ReadError> {
-    let mut r = Reader {
-        text: raw,
-        pos: 0,
-        depth: 0,
-    };
-    let s = r.string_value()?;
-    r.end()?;
-    Ok(s)
+    whole(raw, Cursor::string)
 }
 
 /// A raw value as a `u64` (non-negative integers only, as serde).
 pub fn read_u64(raw: &str) -> Result<u64, ReadError> {
-    match read_number(raw)? {
-        Number::U64(v) => Ok(v),
-        Number::I64(_) | Number::F64(_) => Err(ReadError::Data),
-    }
+    whole(raw, Cursor::u64)
 }
 
 /// A raw value as an `f64` (any number, as serde).
 pub fn read_f64(raw: &str) -> Result<f64, ReadError> {
-    Ok(match read_number(raw)? {
-        Number::U64(v) => v as f64,
-        Number::I64(v) => v as f64,
-        Number::F64(v) => v,
-    })
+    whole(raw, Cursor::f64)
 }
 
 /// A raw value as a `bool`.
@@ -828,15 +936,15 @@ pub fn is_null(raw: &str) -> bool {
     raw == "null"
 }
 
-fn read_number(raw: &str) -> Result<Number, ReadError> {
-    let mut r = Reader {
-        text: raw,
-        pos: 0,
-        depth: 0,
-    };
-    let n = r.number_value()?;
-    r.end()?;
-    Ok(n)
+/// `text` read by `read`, with nothing after it.
+pub fn whole<'a, T>(
+    text: &'a str,
+    read: impl FnOnce(&mut Cursor<'a>) -> Result<T, ReadError>,
+) -> Result<T, ReadError> {
+    let mut c = Cursor::new(text);
+    let value = read(&mut c)?;
+    c.end()?;
+    Ok(value)
 }
 
 impl Reader<'_> {

@@ -9,6 +9,8 @@ use proptest::strategy::Strategy;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+mod one_pass;
+
 macro_rules! fixture {
     ($name:literal) => {
         (
@@ -498,6 +500,7 @@ fn check_dashboard(text: &str) {
             );
             let body: Value = serde_json::from_str(event.event.raw.0).unwrap();
             assert_eq!(serde_json::to_value(&e.event).unwrap(), body);
+            one_pass::assert_names(event.event.raw.0, &event.event.names);
             let _: StreamEvent = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
         }
         (RelayToDashboard::Error(a), RelayToDashboardRef::Error { code, message }) => {
@@ -1048,6 +1051,16 @@ proptest::proptest! {
         check_routing(&text);
     }
 
+    /// The v2 client's one-pass frame reader against the general path, on frames made from a stream event
+    /// publication as the relay writes it, a batch of one with other messages, edited or damaged.
+    #[test]
+    fn the_one_pass_reader_agrees_on_generated_frames(text in proptest::prop_oneof![
+        generated::message(v2_frames()),
+        generated::damaged(generated::message(v2_frames())),
+    ]) {
+        one_pass::check_one_pass(&text);
+    }
+
     #[test]
     fn dashboard_view_agrees_on_generated_messages(text in generated::message({
         let mut bases: Vec<String> = TO_DASHBOARD.iter().map(|(_, t)| t.to_string()).collect();
@@ -1097,5 +1110,46 @@ fn serde_json_raw_value_token_objects_are_judged_alike() {
         let value = serde_json::from_str::<Value>(body);
         let skipped = devrelay_protocol::json_reader::from_str::<serde::de::IgnoredAny>(body);
         assert_eq!(value.is_ok(), skipped.is_ok(), "{body}: {value:?}");
+    }
+}
+
+/// Relay → v2 client frames for the generated tests: a `stream_event` publication (`event` before `data`, as the
+/// relay writes it), alone and in a batch with other messages.
+fn v2_frames() -> Vec<String> {
+    let event = fixture!("stream_event").1.trim();
+    let publication = format!(
+        r#"{{"channel":"sessions/sess-7f3a","event":"stream_event","data":{event},"offset":7,"epoch":"e","timestamp":1763812801500}}"#
+    );
+    let tool = r#"{"channel":"sessions/s","event":"stream_event","data":{"sessionId":"s","timestamp":1,"threadId":"t","seq":2,"event":{"type":"TOOL_CALL_START","toolCallId":"c","toolCallName":"n","name":"x","runId":"r"}},"offset":8,"epoch":"e","timestamp":2}"#;
+    let ack = r#"{"type":"ack","id":9,"success":true,"channel":"sessions/s","offset":44,"epoch":"e","timestamp":1}"#;
+    vec![
+        publication.clone(),
+        format!("[{publication},{tool}]"),
+        format!("[{ack},{publication},{tool}]"),
+    ]
+}
+
+/// The one-pass `stream_event_update` reader leaves every object it walks that begins with serde_json's
+/// raw-value token to the general path, whose raw skip of the body judges it as `Value` does (the walk alone
+/// would read it as members).
+#[test]
+fn stream_event_updates_with_raw_value_tokens_take_the_general_path() {
+    let token = r#""$serde_json::private::RawValue""#;
+    let update = |event: &str| {
+        format!(r#"{{"type":"stream_event_update","sessionId":"s","event":{event}}}"#)
+    };
+    let event = |first: &str, body: &str| {
+        format!(
+            r#"{{{first}"type":"stream_event","sessionId":"s","timestamp":1,"threadId":"t","seq":1,"event":{body}}}"#
+        )
+    };
+    for text in [
+        update(&event("", &format!(r#"{{{token}:"1","type":"X"}}"#))),
+        update(&event("", &format!(r#"{{{token}:"{{}}"}}"#))),
+        update(&event("", &format!(r#"{{"type":"X",{token}:"1"}}"#))),
+        update(&event(&format!(r#"{token}:"1","#), r#"{"type":"X"}"#)),
+        update(&event("", r#"{"type":"X","name":"n","delta":"d"}"#)),
+    ] {
+        check_dashboard(&text);
     }
 }

@@ -477,3 +477,132 @@ fn session_data_is_checked_like_the_relay_checks_it() {
         }
     }
 }
+
+mod one_pass;
+
+/// A `stream_event` publication as the relay writes it: `event` before `data`.
+fn stream_event_publication(data: &str) -> String {
+    format!(
+        r#"{{"channel":"sessions/sess-7f3a","event":"stream_event","data":{data},"offset":7,"epoch":"e","timestamp":1763812801500}}"#
+    )
+}
+
+/// The client's one-pass reader (`decode_frame`: batch, messages, stream events and their AG-UI names in one
+/// walk) gives what the general path gives, on stream events and their mutations in every position of a frame,
+/// the other relay messages, member orders the walk cannot use, serde_json's raw-value token, nesting at the
+/// limit and frames cut short; and it does read the relay's stream events in its one pass.
+#[test]
+fn the_one_pass_reader_agrees_with_the_general_path() {
+    let event = include_str!("../../tests/fixtures/stream_event.json").trim();
+    let base = raw(event);
+    let wrongs = [
+        json!(null),
+        json!("s"),
+        json!(1.5),
+        json!([]),
+        json!({}),
+        json!(-1),
+        json!(true),
+        json!("stream_event"),
+    ];
+    let mut datas = vec![event.to_string()];
+    for path in ["", "/event"] {
+        datas.extend(mutations(&base, path, &wrongs));
+    }
+    let body = r#"{"type":"TOOL_CALL_START","toolCallId":"call_1","toolCallName":"get_weather"}"#;
+    let with_body = |b: &str| {
+        format!(r#"{{"sessionId":"s","timestamp":1,"threadId":"t","event":{b},"seq":1}}"#)
+    };
+    datas.extend([
+        r#"{"type":null,"sessionId":"s","timestamp":1.5,"threadId":"t","event":{"type":"X"},"seq":1}"#.into(),
+        r#"{"type":null,"type":"stream_event","sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X"},"seq":1}"#.into(),
+        r#"{"type":"stream_event_update","sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X"},"seq":1}"#.into(),
+        r#"{"sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X"},"seq":1,"seq":2}"#.into(),
+        r#"{"s\u0065ssionId":"s","timestamp":-0,"threadId":"t","event":{"typ\u0065":"X"},"se\u0071":18446744073709551615}"#.into(),
+        r#"{"sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X"},"seq":18446744073709551616}"#.into(),
+        r#"{"sessionId":"s","timestamp":1e400,"threadId":"t","event":{"type":"X"},"seq":1}"#.into(),
+        r#"{"sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X","x":1e999},"seq":1}"#.into(),
+        r#"{"sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X","x":"\ud800"},"seq":1}"#.into(),
+        r#"{"sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X","type":"X"},"seq":1}"#.into(),
+        r#"{"sessionId":"s","timestamp":1,"threadId":"t","event":["type","X"],"seq":1}"#.into(),
+        r#"["s",1,"t",{"type":"X"},1]"#.into(),
+        with_body(body),
+        with_body(r#"{"type":"X","name":"a","name":7,"toolCallId":"","messageId":"m\u00e9","delta":"d\n","runId":{"a":"b"}}"#),
+        with_body(r#"{"type":"X","componentName":"c","name":"a","name":"b","n\u0061me":"c","runId":"r"}"#),
+        // serde_json's raw-value token, first in the data, in the body, alone or not.
+        r#"{"$serde_json::private::RawValue":"1"}"#.into(),
+        r#"{"$serde_json::private::RawValue":"1","sessionId":"s","timestamp":1,"threadId":"t","event":{"type":"X"},"seq":1}"#.into(),
+        with_body(r#"{"$serde_json::private::RawValue":"{}"}"#),
+        with_body(r#"{"$serde_json::private::RawValue":"1","type":"X"}"#),
+        with_body(r#"{"type":"X","$serde_json::private::RawValue":"1"}"#),
+        with_body(r#"{"type":"X","x":{"$serde_json::private::RawValue":"[1]"}}"#),
+    ]);
+    // Nesting around the limit (127 levels, counted from the frame's `[`).
+    for n in 118..130 {
+        let deep = format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        datas.push(with_body(&format!(r#"{{"type":"X","deep":{deep}}}"#)));
+    }
+    let publications: Vec<String> = datas.iter().map(|d| stream_event_publication(d)).collect();
+    let good = &publications[0];
+    let mut frames = Vec::new();
+    for p in &publications {
+        frames.push(p.clone());
+        frames.push(format!("[{p}]"));
+        frames.push(format!("[{p},{good}]"));
+        frames.push(format!(" [ {good} ,\n{p} ] "));
+    }
+    // Member orders and spellings the walk cannot use, or must not be fooled by.
+    for p in [
+        format!(
+            r#"{{"channel":"sessions/s","data":{event},"event":"stream_event","offset":7,"epoch":"e","timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"channel":"sessions/s","event":"stream\u005fevent","data":{event},"offset":7,"epoch":"e","timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"channel":"sessions/s","ev\u0065nt":"stream_event","d\u0061ta":{event},"offset":7,"epoch":"e","timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"channel":"sessions/s","event":"stream_event","data":{event},"data":{event},"offset":7,"epoch":"e","timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"channel":"sessions/s","event":"stream_event","event":"x","data":{event},"offset":7,"epoch":"e","timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"channel":"sessions/s","event":"text_delta","data":{event},"offset":7,"epoch":"e","timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"channel":"sessions/s","event":"stream_event","data":{event},"offset":7,"epoch":"e","timestamp":1,"type":"pong"}}"#
+        ),
+        format!(
+            r#"{{"type":"ack","event":"stream_event","data":{event},"success":true,"timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"channel":"sessions/s","event":"stream_event","data":{event},"offset":-7,"epoch":"e","timestamp":1}}"#
+        ),
+        format!(
+            r#"{{"$serde_json::private::RawValue":"1","event":"stream_event","data":{event}}}"#
+        ),
+        r#"{"$serde_json::private::RawValue":"{}"}"#.to_string(),
+        format!(r#"  {good}  "#),
+    ] {
+        frames.push(p.clone());
+        frames.push(format!("[{good},{p}]"));
+    }
+    // Every other relay message, alone and after a stream event.
+    for text in corpus() {
+        frames.push(format!("[{good},{text}]"));
+        frames.push(text);
+    }
+    // Cut short anywhere, or given a stray byte.
+    let two = format!("[{good},{good}]");
+    for at in (0..two.len()).filter(|&at| two.is_char_boundary(at)) {
+        frames.push(two[..at].to_string());
+        frames.push(format!("{}}}{}", &two[..at], &two[at..]));
+    }
+    let read: usize = frames.iter().map(|f| one_pass::check_one_pass(f)).sum();
+    assert!(
+        read > 2 * publications.len(),
+        "the relay's stream events must be read in the pass ({read})"
+    );
+}

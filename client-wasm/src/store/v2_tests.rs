@@ -414,6 +414,49 @@ fn a_batch_is_applied_in_order_and_counted_per_message() {
     assert_eq!(s.ignored_frames(), 2);
 }
 
+/// The relay writes a publication's `event` before its `data`: the frame's one pass (`decode_frame`) reads the
+/// stream events there, summaries included (the `serde_json` frames above put `data` first and take the other
+/// path). A frame that turns out not to be JSON at its very end applies none of its messages.
+#[test]
+fn stream_events_in_the_relays_member_order_are_read_in_the_frames_pass() {
+    let mut s = with_sessions();
+    let relay_order = |seq: u64, body: &str| {
+        format!(
+            r#"{{"channel":"sessions/a","event":"stream_event","data":{{"type":"stream_event","sessionId":"a","timestamp":1,"threadId":"t","seq":{seq},"event":{body}}},"offset":{seq},"epoch":"e1","timestamp":1}}"#
+        )
+    };
+    let tool = r#"{"type":"TOOL_CALL_START","toolCallId":"call_1","toolCallName":"get_weather"}"#;
+    let text = r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m\u00e9","delta":"It is\nsunny"}"#;
+    let frame = format!("[{},{}]", relay_order(1, tool), relay_order(2, text));
+    let items = v2_view::decode_frame(&frame).unwrap();
+    assert!(
+        items.iter().all(|i| i.stream_event.is_read()),
+        "the path under test"
+    );
+    s.receive(&frame);
+    assert_eq!(seqs(&s, "a"), [1, 2]);
+    let ring = s.session("a").unwrap().events();
+    let summaries: Vec<&str> = ring.entries().iter().map(|e| e.summary.as_str()).collect();
+    assert_eq!(
+        summaries,
+        [
+            "TOOL_CALL_START get_weather (call_1)",
+            "TEXT_MESSAGE_CONTENT (mé) \"It is sunny\""
+        ]
+    );
+    assert_eq!(ring.entries()[1].event, text, "the body as sent");
+    let ignored = s.ignored_frames();
+    let cut = format!("[{},{}", relay_order(3, tool), relay_order(4, text));
+    s.receive(&cut);
+    assert_eq!(seqs(&s, "a"), [1, 2], "nothing of a frame that is not JSON");
+    assert_eq!(s.ignored_frames(), ignored + 1);
+    // One stream event that is not one (no `seq`) costs itself only.
+    let bad = relay_order(5, tool).replace(r#""seq":5,"#, "");
+    s.receive(&format!("[{bad},{}]", relay_order(6, text)));
+    assert_eq!(seqs(&s, "a"), [1, 2, 6]);
+    assert_eq!(s.ignored_frames(), ignored + 2);
+}
+
 #[test]
 fn a_publication_seen_twice_is_applied_once() {
     let mut s = with_sessions();
