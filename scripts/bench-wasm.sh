@@ -7,6 +7,9 @@
 # Then big snapshots (SNAPSHOT_SIZES, default 1 MB and 5 MB; SNAPSHOTS of each, default 5) to DevtoolsConnection
 # over seed 000 and v2: the page's busy time from the frame's arrival to the listener holding the snapshot, against
 # a bare JSON.parse of the same frame, and long tasks. PHASES=events or PHASES=snapshots runs one part only.
+# The event phases' SDK writes its whole burst at once (SOURCE=burst; SOURCE=ws is the old one-send-per-event
+# Node WebSocket, which capped the fast kinds): the table prints how fast the relay read it (the source's ceiling)
+# and the floors' events/s (the whole pipeline's, to a page that keeps nothing).
 # Prints a table with medians and writes the raw JSON to target/bench-wasm.json. Figures go into BENCHMARKS.md
 # ("Dashboard client (wasm) benchmark", "Dashboard client: v2 batched frames", "Dashboard client: big snapshots").
 set -euo pipefail
@@ -68,19 +71,33 @@ if (r.snapshots.length > 0) {
     }
 }
 if (r.results.length === 0) process.exit(0);
-console.log(`${r.count} stream events, cap ${r.capacity}, ${r.rounds} rounds, ${r.chromiumVersion}`);
-console.log("impl      round  elapsed ms  events/s  main-thread ms  notifications  kept  frames");
+console.log(`${r.count} stream events, cap ${r.capacity}, ${r.rounds} rounds, source ${r.source}, ${r.chromiumVersion}`);
+console.log("impl      round  elapsed ms  events/s  main-thread ms  notifications  kept  frames  source ms");
 for (const x of r.results)
   console.log(`${x.kind.padEnd(9)} ${String(x.round).padStart(5)} ${x.elapsedMs.toFixed(0).padStart(11)} ` +
     `${x.eventsPerSec.toFixed(0).padStart(9)} ${x.mainThreadMs.toFixed(0).padStart(15)} ` +
-    `${String(x.notifications).padStart(14)} ${String(x.kept).padStart(5)} ${String(x.frames ?? "").padStart(7)}`);
+    `${String(x.notifications).padStart(14)} ${String(x.kept).padStart(5)} ${String(x.frames ?? "").padStart(7)} ` +
+    `${x.sourceMs.toFixed(0).padStart(10)}`);
+const kinds = [...new Set(r.results.map((x) => x.kind))];
 console.log("medians:");
-for (const kind of ["floor", "js", "wasm", "floor-v2", "v2"])
+for (const kind of kinds)
   console.log(`  ${kind.padEnd(9)} ${median(kind, "eventsPerSec").toFixed(0).padStart(9)} events/s  ` +
-    `${median(kind, "mainThreadMs").toFixed(0).padStart(7)} ms main thread`);
+    `${median(kind, "mainThreadMs").toFixed(0).padStart(7)} ms main thread  ` +
+    `${median(kind, "sourceEventsPerSec").toFixed(0).padStart(9)} events/s into the relay`);
 const ratio = (a, b, key) => median(a, key) / median(b, key);
+// The ceiling: the source (how fast the relay read the SDK's events, all phases) and the whole pipeline (the
+// floors, which keep no state: what the relay and the browser's socket deliver to a page that does nothing).
+const source = med(r.results.map((x) => x.sourceEventsPerSec));
+console.log(`pipeline ceiling: the relay read the SDK's events at ${source.toFixed(0)} events/s (median of all ` +
+  `phases; ${(source / median("js", "eventsPerSec")).toFixed(1)}x what js consumed)` +
+  (kinds.includes("floor-v2") ? `; floor-v2 (batched frames, no state) reached ${median("floor-v2", "eventsPerSec").toFixed(0)} ` +
+    `events/s (${ratio("floor-v2", "js", "eventsPerSec").toFixed(2)}x js)` : "") +
+  (kinds.includes("floor") ? `; floor (one message per frame, no state) ${median("floor", "eventsPerSec").toFixed(0)} events/s` : ""));
 console.log(`v2 vs the seed-000 hook pattern (js): throughput ${ratio("v2", "js", "eventsPerSec").toFixed(2)}x ` +
   `(target >= 5x), main-thread time ${(1 / ratio("js", "v2", "mainThreadMs")).toFixed(3)} of it (target <= 0.2)`);
+if (kinds.includes("v2-base"))
+  console.log(`v2 vs v2-base (BASE_PKG, the package before a change, same run): throughput ` +
+    `${ratio("v2", "v2-base", "eventsPerSec").toFixed(2)}x, main-thread time ${ratio("v2", "v2-base", "mainThreadMs").toFixed(3)}x`);
 console.log(`seed 000, wasm vs js: throughput ${ratio("wasm", "js", "eventsPerSec").toFixed(2)}x, ` +
   `main-thread time js/wasm ${ratio("js", "wasm", "mainThreadMs").toFixed(2)}x`);
 JS

@@ -1,16 +1,23 @@
 // Browser benchmark driver: serves pkg/ and this directory, opens the page in headless Chromium (playwright-core,
-// Debian's chromium), and for each phase acts as the SDK itself (Node's WebSocket, outside the browser, so the
-// page's main thread only does dashboard work) sending `count` stream events through the relay given as argv[2]
+// Debian's chromium), and for each phase acts as the SDK itself (in Node, outside the browser, so the page's main
+// thread only does dashboard work) sending `count` stream events through the relay given as argv[2]
 // to one dashboard implementation (page.html: the floors, the seed-pattern JS baseline, DevtoolsConnection over
 // seed 000 and over v2 batched frames). Prints a JSON report. Main-thread time is Chromium's own TaskDuration
 // metric (CDP Performance) over the phase. Needs node --experimental-websocket.
 // Snapshot phases: the SDK sends big `state_snapshot`s (a long conversation, SNAPSHOT_SIZES bytes, SNAPSHOTS of each
 // per phase) to a DevtoolsConnection over seed 000 (`state_update`) and over v2 (`state_snapshot` publications); the
 // page times the handler and the notification (page.html) and parses the same frame bare for reference.
-// Usage: [PHASES=events,snapshots] [SNAPSHOT_SIZES=1000000,5000000] [SNAPSHOTS=5] node run.mjs <relay ws url>
-//   [count=100000] [rounds=3]
+// The event phases' SDK (SOURCE=burst, the default) is a raw WebSocket client over TCP that writes all `count`
+// frames, built before the phase starts, with one socket write: the relay takes them as fast as it can read, so
+// the source is never what limits a phase (it reports how long the relay took to read the burst: `sourceMs`).
+// SOURCE=ws is the earlier source, Node's WebSocket sending one event at a time, which could not produce more than
+// ~7-10 k events/s on this machine under load and so capped every fast kind (BENCHMARKS.md).
+// Usage: [PHASES=events,snapshots] [SOURCE=burst|ws] [SNAPSHOT_SIZES=1000000,5000000] [SNAPSHOTS=5]
+//   node run.mjs <relay ws url> [count=100000] [rounds=3]
 import http from "node:http";
 import fs from "node:fs";
+import net from "node:net";
+import crypto from "node:crypto";
 import path from "node:path";
 import { createRequire } from "node:module";
 
@@ -21,7 +28,10 @@ const { chromium } = require("playwright-core");
 const relayUrl = process.argv[2];
 const count = Number(process.argv[3] ?? 100_000);
 const rounds = Number(process.argv[4] ?? 3);
-const KINDS = (process.env.KINDS ?? "floor,js,wasm,floor-v2,v2").split(",");
+// With BASE_PKG the event phases run `v2-base` too: DevtoolsConnection over v2 from the package before a change.
+const KINDS = (process.env.KINDS ?? `floor,js,wasm,floor-v2,v2${process.env.BASE_PKG ? ",v2-base" : ""}`).split(",");
+const SOURCE = process.env.SOURCE ?? "burst";
+if (!["burst", "ws"].includes(SOURCE)) throw new Error(`SOURCE must be burst or ws, not ${SOURCE}`);
 const loadavg = () => fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);
 const loadStart = loadavg();
 
@@ -71,6 +81,82 @@ function printProfile(profile) {
     console.error(`${(us / 1000).toFixed(1).padStart(9)} ms ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
 }
 
+// A client text frame, masked with the all-zero key (the payload bytes stay as they are; the relay still unmasks
+// every byte, as the load generator's frames make it do).
+function clientFrame(text) {
+  const payload = Buffer.from(text);
+  const n = payload.length;
+  const head = n < 126 ? [0x81, 0x80 | n] : n < 65536 ? [0x81, 0x80 | 126, n >> 8, n & 255]
+    : [0x81, 0x80 | 127, 0, 0, 0, 0, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255];
+  return Buffer.concat([Buffer.from(head), Buffer.alloc(4), payload]);
+}
+
+// The events an SDK sends in a phase (AG-UI TEXT_MESSAGE_CONTENT, ~250 B each), `seq` 1..n.
+function streamEvent(sessionId, seq) {
+  return JSON.stringify({
+    type: "stream_event", sessionId, timestamp: 1763812800000 + seq, threadId: "thr_1", seq,
+    event: { type: "TEXT_MESSAGE_CONTENT", messageId: `msg_${seq >> 6}`, delta: `token ${seq} of the answer ` },
+  });
+}
+
+// The burst source: a seed-000 SDK over a raw TCP socket (HTTP upgrade, `handshake`, wait for `handshake_ack`;
+// whatever the relay sends after that is read and dropped). `burst(frames)` writes the frames with one socket
+// write and resolves with the milliseconds until Node handed the last byte to the kernel: with the loopback's
+// socket buffers that is, to within a few hundred kilobytes, the time the relay took to read the whole burst.
+async function rawSdk(url, sessionId) {
+  const u = new URL(url);
+  const socket = net.connect(Number(u.port), u.hostname);
+  socket.setNoDelay(true);
+  await new Promise((resolve, reject) => (socket.once("connect", resolve), socket.once("error", reject)));
+  let received = "";
+  let check = null;
+  socket.on("data", (chunk) => {
+    if (check === null) return;
+    received += chunk.toString("latin1");
+    check();
+  });
+  const until = (done, what) => new Promise((resolve, reject) => {
+    socket.once("close", () => reject(new Error(`relay closed the SDK socket while waiting for ${what}: ${received}`)));
+    check = () => done(received) && ((check = null), resolve());
+    check();
+  });
+  socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
+    `Connection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString("base64")}\r\n` +
+    "Sec-WebSocket-Version: 13\r\n\r\n");
+  await until((r) => r.includes("\r\n\r\n"), "the upgrade");
+  if (!received.startsWith("HTTP/1.1 101")) throw new Error(`upgrade refused: ${received.split("\r\n")[0]}`);
+  socket.write(clientFrame(JSON.stringify({ type: "handshake", protocolVersion: 1, sdkVersion: "bench", sessionId })));
+  await until((r) => r.includes('"handshake_ack"'), "handshake_ack");
+  return {
+    burst: (frames) => {
+      const t0 = performance.now();
+      return new Promise((resolve, reject) =>
+        socket.write(frames, (e) => (e ? reject(e) : resolve(performance.now() - t0))));
+    },
+    // A close frame (1000), masked like the others; the relay answers and closes the TCP connection.
+    close: () => socket.end(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])),
+  };
+}
+
+// The earlier source (SOURCE=ws): Node's WebSocket, one `send` per event. Resolves with the milliseconds until
+// its buffer was empty (`bufferedAmount` 0, polled).
+async function wsSdk(url, sessionId) {
+  const sdk = new WebSocket(url);
+  await new Promise((resolve, reject) => ((sdk.onopen = resolve), (sdk.onerror = reject)));
+  const acked = new Promise((resolve) => (sdk.onmessage = resolve));
+  sdk.send(JSON.stringify({ type: "handshake", protocolVersion: 1, sdkVersion: "bench", sessionId }));
+  await acked;
+  return {
+    send: async (n) => {
+      const t0 = performance.now();
+      for (let seq = 1; seq <= n; seq++) sdk.send(streamEvent(sessionId, seq));
+      while (sdk.bufferedAmount > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      return performance.now() - t0;
+    },
+    close: () => sdk.close(1000),
+  };
+}
+
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -87,11 +173,11 @@ try {
   const metric = async (name) => (await cdp.send("Performance.getMetrics")).metrics.find((m) => m.name === name).value;
 
   async function phase(kind, n, sessionId) {
-    const sdk = new WebSocket(relayUrl);
-    await new Promise((resolve, reject) => ((sdk.onopen = resolve), (sdk.onerror = reject)));
-    const acked = new Promise((resolve) => (sdk.onmessage = resolve));
-    sdk.send(JSON.stringify({ type: "handshake", protocolVersion: 1, sdkVersion: "bench", sessionId }));
-    await acked;
+    const sdk = SOURCE === "burst" ? await rawSdk(relayUrl, sessionId) : await wsSdk(relayUrl, sessionId);
+    // Built before the clock starts: the phase measures delivery and consumption, not JSON.stringify in Node.
+    const frames = SOURCE === "burst"
+      ? Buffer.concat(Array.from({ length: n }, (_, i) => clientFrame(streamEvent(sessionId, i + 1))))
+      : null;
     await page.evaluate(([k, c, id]) => window.startPhase(k, c, id), [kind, n, sessionId]);
     const profiling = process.env.PROFILE === kind && n === count;
     if (profiling) {
@@ -101,14 +187,10 @@ try {
     }
     const before = await metric("TaskDuration");
     const t0 = performance.now();
-    for (let seq = 1; seq <= n; seq++) {
-      sdk.send(JSON.stringify({
-        type: "stream_event", sessionId, timestamp: 1763812800000 + seq, threadId: "thr_1", seq,
-        event: { type: "TEXT_MESSAGE_CONTENT", messageId: `msg_${seq >> 6}`, delta: `token ${seq} of the answer ` },
-      }));
-    }
+    const sent = SOURCE === "burst" ? sdk.burst(frames) : sdk.send(n);
     const r = await page.evaluate(() => window.finishPhase());
     r.elapsedMs = performance.now() - t0;
+    r.sourceMs = await sent;
     r.mainThreadMs = ((await metric("TaskDuration")) - before) * 1000;
     if (profiling) {
       const { profile } = await cdp.send("Profiler.stop");
@@ -117,7 +199,8 @@ try {
     }
     r.count = n;
     r.eventsPerSec = n / (r.elapsedMs / 1000);
-    sdk.close(1000);
+    r.sourceEventsPerSec = n / (r.sourceMs / 1000);
+    sdk.close();
     return r;
   }
 
@@ -210,13 +293,15 @@ try {
       r.round = round;
       results.push(r);
       console.error(`${kind} round ${round}: ${r.elapsedMs.toFixed(0)} ms, ${r.eventsPerSec.toFixed(0)} ev/s, ` +
-        `main thread ${r.mainThreadMs.toFixed(0)} ms, ${r.notifications} notifications, kept ${r.kept}` +
+        `main thread ${r.mainThreadMs.toFixed(0)} ms, ${r.notifications} notifications, kept ${r.kept}, ` +
+        `source done in ${r.sourceMs.toFixed(0)} ms` +
         (r.frames === null ? "" : `, ${r.messages} messages in ${r.frames} frames`));
     }
   }
   const chromiumVersion = browser.version();
   const loadAverage = { start: loadStart, end: loadavg() };
-  console.log(JSON.stringify({ count, rounds, capacity: 5000, chromiumVersion, loadAverage, results, snapshots }, null, 2));
+  console.log(JSON.stringify({ count, rounds, capacity: 5000, source: SOURCE, chromiumVersion, loadAverage, results, snapshots },
+    null, 2));
 } finally {
   await browser.close();
   server.close();
