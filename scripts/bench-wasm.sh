@@ -79,6 +79,7 @@ for (const x of r.results)
     `${String(x.notifications).padStart(14)} ${String(x.kept).padStart(5)} ${String(x.frames ?? "").padStart(7)} ` +
     `${x.sourceMs.toFixed(0).padStart(10)}`);
 const kinds = [...new Set(r.results.map((x) => x.kind))];
+const has = (...ks) => ks.every((k) => kinds.includes(k));
 console.log("medians:");
 for (const kind of kinds)
   console.log(`  ${kind.padEnd(9)} ${median(kind, "eventsPerSec").toFixed(0).padStart(9)} events/s  ` +
@@ -89,15 +90,17 @@ const ratio = (a, b, key) => median(a, key) / median(b, key);
 // floors, which keep no state: what the relay and the browser's socket deliver to a page that does nothing).
 const source = med(r.results.map((x) => x.sourceEventsPerSec));
 console.log(`pipeline ceiling: the relay read the SDK's events at ${source.toFixed(0)} events/s (median of all ` +
-  `phases; ${(source / median("js", "eventsPerSec")).toFixed(1)}x what js consumed)` +
-  (kinds.includes("floor-v2") ? `; floor-v2 (batched frames, no state) reached ${median("floor-v2", "eventsPerSec").toFixed(0)} ` +
+  `phases${has("js") ? `; ${(source / median("js", "eventsPerSec")).toFixed(1)}x what js consumed` : ""})` +
+  (has("floor-v2", "js") ? `; floor-v2 (batched frames, no state) reached ${median("floor-v2", "eventsPerSec").toFixed(0)} ` +
     `events/s (${ratio("floor-v2", "js", "eventsPerSec").toFixed(2)}x js)` : "") +
   (kinds.includes("floor") ? `; floor (one message per frame, no state) ${median("floor", "eventsPerSec").toFixed(0)} events/s` : ""));
-console.log(`v2 vs the seed-000 hook pattern (js): throughput ${ratio("v2", "js", "eventsPerSec").toFixed(2)}x ` +
-  `(target >= 5x), main-thread time ${(1 / ratio("js", "v2", "mainThreadMs")).toFixed(3)} of it (target <= 0.2)`);
-if (kinds.includes("v2-base"))
+if (has("v2", "js"))
+  console.log(`v2 vs the seed-000 hook pattern (js): throughput ${ratio("v2", "js", "eventsPerSec").toFixed(2)}x ` +
+    `(target >= 5x), main-thread time ${(1 / ratio("js", "v2", "mainThreadMs")).toFixed(3)} of it (target <= 0.2)`);
+if (has("v2", "v2-base"))
   console.log(`v2 vs v2-base (BASE_PKG, the package before a change, same run): throughput ` +
     `${ratio("v2", "v2-base", "eventsPerSec").toFixed(2)}x, main-thread time ${ratio("v2", "v2-base", "mainThreadMs").toFixed(3)}x`);
-console.log(`seed 000, wasm vs js: throughput ${ratio("wasm", "js", "eventsPerSec").toFixed(2)}x, ` +
-  `main-thread time js/wasm ${ratio("js", "wasm", "mainThreadMs").toFixed(2)}x`);
+if (has("wasm", "js"))
+  console.log(`seed 000, wasm vs js: throughput ${ratio("wasm", "js", "eventsPerSec").toFixed(2)}x, ` +
+    `main-thread time js/wasm ${ratio("js", "wasm", "mainThreadMs").toFixed(2)}x`);
 JS
