@@ -20,6 +20,9 @@ use crate::{ClientInfo, ClientList, Millis, SessionRef};
 
 /// A `RelayToDashboard` message, bodies borrowed from the frame.
 #[derive(Debug, Clone)]
+// A decoded view lives on the stack for one frame; boxing the big variant (an event with its names) would cost an
+// allocation per stream event, the message that comes by the thousand.
+#[allow(clippy::large_enum_variant)]
 pub enum RelayToDashboardRef<'a> {
     ClientList(ClientList),
     ClientConnected(ClientInfo),
