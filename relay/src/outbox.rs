@@ -94,8 +94,8 @@ struct State {
     /// before anything else. Counted in `bytes`.
     pending: Vec<u8>,
     pending_pos: usize,
-    /// Producers may write to the socket themselves (not for connections that batch: their frames wait for
-    /// the writer, which joins them).
+    /// Producers may write single frames to the socket themselves (not for connections that batch: their
+    /// frames wait to be joined — by the writer, or by the cork's lift, which writes a burst as one frame).
     inline: bool,
     /// Batching connections: most messages and bytes per frame.
     batch: Option<(usize, usize)>,
@@ -645,7 +645,7 @@ mod cork {
     use std::sync::Arc;
 
     use super::{Flushed, Mailbox, State};
-    use crate::metrics::Histogram;
+    use crate::metrics::Metrics;
 
     /// A thread's list kept between corks holds at most this many slots (no allocation per burst, no memory
     /// pinned by one huge fan-out).
@@ -673,18 +673,19 @@ mod cork {
     /// flushes).
     #[derive(Debug)]
     pub struct Cork<'a> {
-        latency: &'a Histogram,
+        metrics: &'a Metrics,
         inline_peers: usize,
         owner: bool,
         _not_send: PhantomData<*const ()>,
     }
 
     impl<'a> Cork<'a> {
-        /// Corks this thread; `latency` records each publication's stamp-to-write time at the lift. The first
+        /// Corks this thread; the lift records each publication's stamp-to-write time and the snapshots its queues
+        /// conflated in `metrics` (as the connection's own writer does after a flush). The first
         /// `inline_peers` peers corked are written by this thread when it lifts the cork; the rest are handed to
         /// their own tasks, which other worker threads run meanwhile — a big fan-out is written in parallel
         /// instead of one peer after another on the publisher's thread.
-        pub fn new(latency: &'a Histogram, inline_peers: usize) -> Cork<'a> {
+        pub fn new(metrics: &'a Metrics, inline_peers: usize) -> Cork<'a> {
             let owner = CORKED.with(|c| {
                 let mut c = c.borrow_mut();
                 if c.is_some() {
@@ -694,7 +695,7 @@ mod cork {
                 true
             });
             Cork {
-                latency,
+                metrics,
                 inline_peers,
                 owner,
                 _not_send: PhantomData,
@@ -711,7 +712,7 @@ mod cork {
                 return;
             };
             for (i, mailbox) in list.drain(..).enumerate() {
-                lift(&mailbox, self.latency, i < self.inline_peers);
+                lift(&mailbox, self.metrics, i < self.inline_peers);
             }
             if list.capacity() <= KEEP {
                 SPARE.with(|s| *s.borrow_mut() = list);
@@ -721,16 +722,29 @@ mod cork {
 
     /// Writes what a corked peer was given (as far as its socket takes it) if `write`, or wakes its task to do
     /// so.
-    fn lift(m: &Mailbox, latency: &Histogram, write: bool) {
+    fn lift(m: &Mailbox, metrics: &Metrics, write: bool) {
         let mut s = m.lock();
         s.corked = false;
         if !s.open {
             return;
         }
+        // Snapshots replaced while this peer's queue had a backlog: counted by whoever writes the queue, and the
+        // writer may never run again if the lifts keep it empty.
+        let conflated = std::mem::take(&mut s.conflated);
+        if conflated > 0 {
+            metrics
+                .conflated
+                .fetch_add(conflated, std::sync::atomic::Ordering::Relaxed);
+        }
+        // A batching peer is written here too: `write_backlog` joins what the burst gave it into one frame, as
+        // its own writer would, minus the wake-up.
         let wake = match m.tcp.get() {
-            Some(tcp) if write && s.inline && s.broken.is_none() => {
+            Some(tcp) if write && s.broken.is_none() => {
                 // An error is kept in `broken` by the write, for the task to report.
-                !matches!(s.write_backlog(tcp, latency), Ok(Flushed::Done))
+                !matches!(
+                    s.write_backlog(tcp, &metrics.fanout_latency),
+                    Ok(Flushed::Done)
+                )
             }
             _ => true,
         };
@@ -1010,10 +1024,10 @@ mod tests {
         let (relay_side, mut peer_side) = socket_pair().await;
         let (peer, mut out) = outbox(1, 64, 1 << 20);
         peer.attach(Arc::new(relay_side));
-        let latency = Histogram::default();
+        let metrics = crate::metrics::Metrics::default();
         {
-            let _cork = Cork::new(&latency, usize::MAX);
-            let _inner = Cork::new(&latency, usize::MAX); // nested: a no-op, the outer one lifts
+            let _cork = Cork::new(&metrics, usize::MAX);
+            let _inner = Cork::new(&metrics, usize::MAX); // nested: a no-op, the outer one lifts
             for i in 0..10 {
                 let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
                 assert_eq!(peer.deliver(item), Delivery::Queued, "corked: queued");
@@ -1036,40 +1050,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lifted_cork_wakes_a_batching_writer_once_and_it_sends_the_burst_as_one_frame() {
-        let (relay_side, mut peer_side) = socket_pair().await;
-        let (peer, mut out) = outbox(1, 64, 1 << 20);
-        peer.attach(Arc::new(relay_side));
-        peer.set_batch(Some((100, 1 << 20)));
+    async fn a_lifted_cork_gives_a_batching_peer_its_burst_as_one_frame_or_wakes_its_writer_past_the_budget(
+    ) {
         let latency = Histogram::default();
-        {
-            let _cork = Cork::new(&latency, usize::MAX);
-            for i in 0..4 {
-                let item = Item::plain(Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)));
-                assert_eq!(peer.deliver(item), Delivery::Queued);
+        let metrics = crate::metrics::Metrics::default();
+        for budget in [usize::MAX, 0] {
+            let (relay_side, mut peer_side) = socket_pair().await;
+            let (peer, mut out) = outbox(1, 64, 1 << 20);
+            peer.attach(Arc::new(relay_side));
+            peer.set_batch(Some((100, 1 << 20)));
+            {
+                let _cork = Cork::new(&metrics, budget);
+                for i in 0..4 {
+                    let item = Item::plain(Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)));
+                    assert_eq!(peer.deliver(item), Delivery::Queued);
+                }
             }
+            if budget == 0 {
+                assert_eq!(peer.depth().0, 4, "past the budget: left to the writer");
+                // The writer's wake-up came with the lift (a stored permit: `work` returns at once).
+                tokio::time::timeout(std::time::Duration::from_secs(10), out.work())
+                    .await
+                    .expect("the lift woke the writer");
+                assert_eq!(out.flush(&latency).unwrap(), Flushed::Done);
+            } else {
+                assert_eq!(peer.depth(), (0, 0), "written at the lift");
+            }
+            assert_eq!(
+                read_frames(&mut peer_side, 1).await,
+                [r#"[{"n":0},{"n":1},{"n":2},{"n":3}]"#],
+                "budget {budget}"
+            );
         }
-        // The writer's wake-up came with the lift (a stored permit: `work` returns at once).
-        tokio::time::timeout(std::time::Duration::from_secs(10), out.work())
-            .await
-            .expect("the lift woke the writer");
-        assert_eq!(out.flush(&latency).unwrap(), Flushed::Done);
-        assert_eq!(
-            read_frames(&mut peer_side, 1).await,
-            [r#"[{"n":0},{"n":1},{"n":2},{"n":3}]"#]
-        );
     }
 
     #[tokio::test]
     async fn a_peer_gone_while_corked_is_skipped_and_a_backlogged_one_is_left_to_its_writer() {
         let latency = Histogram::default();
+        let metrics = crate::metrics::Metrics::default();
         let (gone, gone_out) = outbox(1, 8, 1024);
         let (relay_side, _peer_side) = socket_pair().await;
         let (busy, mut busy_out) = outbox(2, 8, 1 << 20);
         busy.attach(Arc::new(relay_side));
         // A backlog without a writer at work: the first frame is queued by hand (no socket yet on `gone`).
         {
-            let _cork = Cork::new(&latency, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX);
             assert_eq!(gone.deliver(frame(3)), Delivery::Queued);
             drop(gone_out);
             assert_eq!(
@@ -1085,7 +1110,7 @@ mod tests {
             Peer::enqueue(&mut s, frame(5), 5);
         }
         {
-            let _cork = Cork::new(&latency, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX);
             assert_eq!(busy.deliver(frame(6)), Delivery::Queued);
             assert!(
                 !busy.mailbox.lock().corked,
@@ -1099,6 +1124,7 @@ mod tests {
     #[tokio::test]
     async fn past_its_inline_budget_a_cork_hands_peers_to_their_own_tasks() {
         let latency = Histogram::default();
+        let metrics = crate::metrics::Metrics::default();
         let (a_side, mut a_peer) = socket_pair().await;
         let (b_side, mut b_peer) = socket_pair().await;
         let (a, _a_out) = outbox(1, 8, 1 << 20);
@@ -1106,7 +1132,7 @@ mod tests {
         a.attach(Arc::new(a_side));
         b.attach(Arc::new(b_side));
         {
-            let _cork = Cork::new(&latency, 1);
+            let _cork = Cork::new(&metrics, 1);
             for peer in [&a, &b, &a, &b] {
                 assert_eq!(peer.deliver(frame(4)), Delivery::Queued);
             }
@@ -1123,5 +1149,21 @@ mod tests {
         assert_eq!(b_out.flush(&latency).unwrap(), Flushed::Done);
         assert_eq!(read_frames(&mut a_peer, 2).await, ["xxxx", "xxxx"]);
         assert_eq!(read_frames(&mut b_peer, 2).await, ["xxxx", "xxxx"]);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_replaced_under_a_cork_is_counted_at_the_lift() {
+        use std::sync::atomic::Ordering;
+        let metrics = crate::metrics::Metrics::default();
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, _out) = outbox(1, 8, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        {
+            let _cork = Cork::new(&metrics, usize::MAX);
+            peer.deliver(snapshot(1, "old"));
+            peer.deliver(snapshot(1, "new"));
+        }
+        assert_eq!(metrics.conflated.load(Ordering::Relaxed), 1);
+        assert_eq!(read_frames(&mut peer_side, 1).await, ["new"]);
     }
 }

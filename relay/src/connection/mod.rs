@@ -309,7 +309,7 @@ impl Connection {
                     // `cork_messages`: deliveries to idle peers go out once per burst, not once per message. No
                     // `.await` while it is held (it is `!Send`: the compiler holds us to that).
                     let ended = {
-                        let _cork = Cork::new(&metrics.fanout_latency, config.inline_write_peers);
+                        let _cork = Cork::new(metrics, config.inline_write_peers);
                         let mut msg = msg;
                         let mut handled = 1;
                         loop {
