@@ -43,7 +43,7 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::engine::{self, Engine, EngineError, Kind, Position, PublishRequest};
-use crate::limiter::TokenBucket;
+use crate::limiter::{InboundRates, TokenBucket};
 use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Delivery, Item, Peer};
 use crate::permission::{AnswerError, Pending, Permissions};
@@ -215,6 +215,8 @@ pub struct Hub {
     pub connections: AtomicUsize,
     /// New connections per second (`max_connections_per_sec`).
     connection_rate: Mutex<TokenBucket>,
+    /// What each connection may send per second (shared by their limiters).
+    pub inbound_rates: Arc<InboundRates>,
     /// Connections watching (seed-000 dashboards, and v2 connections that subscribe without an identity).
     pub dashboards: AtomicUsize,
     next_id: AtomicU64,
@@ -346,6 +348,12 @@ impl Hub {
                 connections_per_sec,
                 std::time::Instant::now(),
             )),
+            inbound_rates: Arc::new(InboundRates::new(
+                config.max_inbound_messages_per_sec,
+                config.max_inbound_bytes_per_sec,
+                config.largest_message_bytes(),
+                config.rate_limit_grace,
+            )),
             dashboards: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             request_snapshot: encode(&RelayToSdk::RequestSnapshot),
@@ -365,6 +373,15 @@ impl Hub {
         QueueMark {
             hub: self.clone(),
             conn: peer.id,
+        }
+    }
+
+    /// Asks every open connection to close with `code` (the relay is shutting down: 1001). A connection still
+    /// setting up when this runs is not listed yet; it looks at the shutdown itself once it is
+    /// (`connection::set_up`).
+    pub fn close_all(&self, code: CloseCode) {
+        for peer in lock_queues(&self.queues).values() {
+            peer.request_close(code);
         }
     }
 

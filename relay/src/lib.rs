@@ -65,11 +65,14 @@ pub async fn run(
     tracker.spawn(telemetry::run(hub.clone(), shutdown.clone()));
     tracker.spawn(permission::run(hub.clone(), shutdown.clone()));
     let app = routes::router(routes::AppState {
-        hub,
+        hub: hub.clone(),
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
     listener::serve(listener, app, &config, &shutdown, &tracker).await;
+    // WebSockets hear of the shutdown through their close request (a waiter of their own on the token would
+    // cost every idle connection's task a few dozen bytes), and close with 1001.
+    hub.close_all(devrelay_protocol::CloseCode::GoingAway);
     // Each connection closes within `shutdown_grace` of the cancellation (WebSockets after their 1001, HTTP after
     // its current response), so this wait is the bound on the whole shutdown.
     tracker.close();

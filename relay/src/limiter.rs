@@ -46,13 +46,45 @@ impl TokenBucket {
     }
 }
 
-/// A connection's inbound limits: messages and bytes per second, and how long it has been going over them.
+/// The inbound limits every connection is held to: set once (from the config), shared by all connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundRates {
+    messages_per_sec: f64,
+    bytes_per_sec: f64,
+    /// The byte bucket's size: a second's worth, or one largest message if that is more.
+    byte_capacity: f64,
+    grace: Duration,
+}
+
+impl InboundRates {
+    /// Limits of `messages_per_sec` and `bytes_per_sec`; the byte bucket holds at least `largest_message` bytes
+    /// (a message the relay accepts must be able to pass). Over them for longer than `grace`: `Close`.
+    pub fn new(
+        messages_per_sec: u32,
+        bytes_per_sec: u64,
+        largest_message: usize,
+        grace: Duration,
+    ) -> Self {
+        let bytes = bytes_per_sec as f64;
+        InboundRates {
+            messages_per_sec: f64::from(messages_per_sec),
+            bytes_per_sec: bytes,
+            byte_capacity: bytes.max(largest_message as f64),
+            grace,
+        }
+    }
+}
+
+/// A connection's inbound limits: messages and bytes per second (two token buckets refilled together), and how
+/// long it has been going over them. Kept small, as every idle connection holds one: the rates are shared, and
+/// an episode of going over them is allocated only while there is one.
 #[derive(Debug, Clone)]
 pub struct InboundLimit {
-    messages: TokenBucket,
-    bytes: TokenBucket,
-    grace: Duration,
-    over: Option<Over>,
+    rates: std::sync::Arc<InboundRates>,
+    messages: f64,
+    bytes: f64,
+    last: Instant,
+    over: Option<Box<Over>>,
 }
 
 /// An episode of going over the limit: it ends after a second without a dropped message.
@@ -81,51 +113,54 @@ pub enum Admit {
 const EPISODE_GAP: Duration = Duration::from_secs(1);
 
 impl InboundLimit {
-    /// Limits of `messages_per_sec` and `bytes_per_sec`; the byte bucket holds at least `largest_message` bytes
-    /// (a message the relay accepts must be able to pass). Over them for longer than `grace`: `Close`.
-    pub fn new(
-        messages_per_sec: u32,
-        bytes_per_sec: u64,
-        largest_message: usize,
-        grace: Duration,
-        now: Instant,
-    ) -> Self {
-        let messages = f64::from(messages_per_sec);
-        let bytes = bytes_per_sec as f64;
+    /// Full buckets at `now`.
+    pub fn new(rates: std::sync::Arc<InboundRates>, now: Instant) -> Self {
         InboundLimit {
-            messages: TokenBucket::new(messages, messages, now),
-            bytes: TokenBucket::new(bytes, bytes.max(largest_message as f64), now),
-            grace,
+            messages: rates.messages_per_sec,
+            bytes: rates.byte_capacity,
+            rates,
+            last: now,
             over: None,
         }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let r = &*self.rates;
+        self.messages = (self.messages + elapsed * r.messages_per_sec).min(r.messages_per_sec);
+        self.bytes = (self.bytes + elapsed * r.bytes_per_sec).min(r.byte_capacity);
+        self.last = now;
     }
 
     /// Accounts for one inbound message of `len` bytes.
     pub fn admit(&mut self, len: usize, now: Instant) -> Admit {
         let len = len as f64;
-        if self.messages.has(1.0, now) && self.bytes.has(len, now) {
-            self.messages.try_take(1.0, now);
-            self.bytes.try_take(len, now);
+        self.refill(now);
+        if self.messages >= 1.0 && self.bytes >= len {
+            self.messages -= 1.0;
+            self.bytes -= len;
             if self
                 .over
+                .as_ref()
                 .is_some_and(|o| now.saturating_duration_since(o.last_drop) > EPISODE_GAP)
             {
                 self.over = None;
             }
             return Admit::Yes;
         }
-        let over = match self.over.as_mut() {
+        let grace = self.rates.grace;
+        let over = match self.over.as_deref_mut() {
             Some(o) if now.saturating_duration_since(o.last_drop) <= EPISODE_GAP => o,
-            _ => self.over.insert(Over {
+            _ => self.over.insert(Box::new(Over {
                 since: now,
                 last_drop: now,
                 untold: 0,
                 told: None,
-            }),
+            })),
         };
         over.last_drop = now;
         over.untold += 1;
-        if now.saturating_duration_since(over.since) >= self.grace && over.told.is_some() {
+        if now.saturating_duration_since(over.since) >= grace && over.told.is_some() {
             return Admit::Close;
         }
         let due = over
@@ -145,6 +180,11 @@ impl InboundLimit {
 mod tests {
     use super::*;
 
+    fn limit(messages: u32, bytes: u64, largest: usize, grace: Duration, now: Instant) -> InboundLimit {
+        let rates = InboundRates::new(messages, bytes, largest, grace);
+        InboundLimit::new(std::sync::Arc::new(rates), now)
+    }
+
     #[test]
     fn a_bucket_passes_a_burst_then_its_rate() {
         let t0 = Instant::now();
@@ -160,7 +200,7 @@ mod tests {
     #[test]
     fn over_the_limit_drops_tells_once_a_second_then_closes_after_the_grace() {
         let t0 = Instant::now();
-        let mut l = InboundLimit::new(100, 1 << 30, 1 << 20, Duration::from_secs(3), t0);
+        let mut l = limit(100, 1 << 30, 1 << 20, Duration::from_secs(3), t0);
         for _ in 0..100 {
             assert_eq!(l.admit(10, t0), Admit::Yes);
         }
@@ -190,7 +230,7 @@ mod tests {
     #[test]
     fn a_pause_ends_the_episode() {
         let t0 = Instant::now();
-        let mut l = InboundLimit::new(1, 1 << 30, 1 << 20, Duration::from_secs(2), t0);
+        let mut l = limit(1, 1 << 30, 1 << 20, Duration::from_secs(2), t0);
         assert_eq!(l.admit(1, t0), Admit::Yes);
         assert!(matches!(l.admit(1, t0), Admit::Dropped { .. }));
         // Back within the limit for a while: the next drop starts a new episode (and is told).
@@ -205,7 +245,7 @@ mod tests {
     #[test]
     fn bytes_count_and_one_largest_message_always_fits() {
         let t0 = Instant::now();
-        let mut l = InboundLimit::new(1000, 100, 5000, Duration::from_secs(1), t0);
+        let mut l = limit(1000, 100, 5000, Duration::from_secs(1), t0);
         assert_eq!(l.admit(5000, t0), Admit::Yes);
         assert!(matches!(l.admit(10, t0), Admit::Dropped { .. }));
     }

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use devrelay_protocol::CloseCode;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Histogram;
@@ -64,10 +64,12 @@ impl Item {
 #[derive(Debug)]
 struct Mailbox {
     state: Mutex<State>,
-    ready: Notify,
+    /// The connection's task, woken for work (queued frames, a started frame's rest, a failed write) and for a
+    /// close request. One waker rather than a `Notify` each: only that task ever waits on its mailbox, and a
+    /// waker registered at poll time costs the idle connection no waiter in its task's future.
+    waker: AtomicWaker,
     /// 0 until a close is requested; then the close code (first request wins).
     close_code: AtomicU16,
-    close_ready: Notify,
     max_frames: usize,
     max_bytes: usize,
     /// The socket, once the connection has one (its write half belongs to this mailbox).
@@ -241,9 +243,8 @@ pub fn outbox(id: ConnId, max_frames: usize, max_bytes: usize) -> (Peer, Outbox)
             broken: None,
             corked: false,
         }),
-        ready: Notify::new(),
+        waker: AtomicWaker::new(),
         close_code: AtomicU16::new(0),
-        close_ready: Notify::new(),
         max_frames: max_frames.max(1),
         max_bytes,
         tcp: OnceLock::new(),
@@ -318,14 +319,14 @@ impl Peer {
                         if written < n + len {
                             s.keep_unwritten(&slices, written);
                             drop(s);
-                            m.ready.notify_one();
+                            m.waker.wake();
                         }
                         return Delivery::Written;
                     }
                     Err(e) => {
                         s.broken = Some(e.kind());
                         drop(s);
-                        m.ready.notify_one();
+                        m.waker.wake();
                         return Delivery::Gone;
                     }
                 }
@@ -333,7 +334,7 @@ impl Peer {
         }
         Self::enqueue(&mut s, item, len);
         drop(s);
-        m.ready.notify_one();
+        m.waker.wake();
         Delivery::Queued
     }
 
@@ -394,7 +395,7 @@ impl Peer {
         if written < buf.len() {
             s.keep_unwritten(&[IoSlice::new(buf)], written);
             drop(s);
-            m.ready.notify_one();
+            m.waker.wake();
         }
         Ok(())
     }
@@ -429,14 +430,23 @@ impl Peer {
         }
     }
 
-    /// Waits until a close is requested; returns its code.
+    /// Waits until a close is requested; returns its code. Only the connection's own task may wait (one waker).
+    #[cfg(test)]
     pub async fn close_requested(&self) -> CloseCode {
-        loop {
-            let code = self.mailbox.close_code.load(Ordering::Acquire);
-            if code != 0 {
-                return CloseCode::from_code(code).unwrap_or(CloseCode::Normal);
-            }
-            self.mailbox.close_ready.notified().await;
+        std::future::poll_fn(|cx| self.poll_close(cx)).await
+    }
+
+    /// Whether a close was requested (its code), else registers the connection's task to be woken by one.
+    pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<CloseCode> {
+        let m = &*self.mailbox;
+        if let Some(code) = m.close_code() {
+            return Poll::Ready(code);
+        }
+        m.waker.register(cx.waker());
+        // A request made before the registration woke nobody: look again.
+        match m.close_code() {
+            Some(code) => Poll::Ready(code),
+            None => Poll::Pending,
         }
     }
 
@@ -448,9 +458,23 @@ impl Peer {
             .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if first {
-            m.close_ready.notify_one();
+            m.waker.wake();
         }
         first
+    }
+}
+
+impl Mailbox {
+    fn close_code(&self) -> Option<CloseCode> {
+        match self.close_code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(CloseCode::from_code(code).unwrap_or(CloseCode::Normal)),
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        let s = self.lock();
+        s.live > 0 || s.has_pending() || s.broken.is_some()
     }
 }
 
@@ -500,16 +524,24 @@ impl Outbox {
 
     /// Waits until there is something to write: queued messages, the rest of a started frame, or a failed
     /// write to report.
+    #[cfg(test)]
     pub async fn work(&mut self) {
-        loop {
-            {
-                let s = self.mailbox.lock();
-                if s.live > 0 || s.has_pending() || s.broken.is_some() {
-                    return;
-                }
-            }
-            // `notify_one` stores a permit when nobody waits: work queued after the check is not missed.
-            self.mailbox.ready.notified().await;
+        std::future::poll_fn(|cx| self.poll_work(cx)).await
+    }
+
+    /// Ready when there is something to write (see [`Outbox::work`]), else registers the connection's task to be
+    /// woken when there is.
+    pub fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let m = &*self.mailbox;
+        if m.has_work() {
+            return Poll::Ready(());
+        }
+        m.waker.register(cx.waker());
+        // Work queued before the registration woke nobody: look again.
+        if m.has_work() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -750,7 +782,7 @@ mod cork {
         };
         drop(s);
         if wake {
-            m.ready.notify_one();
+            m.waker.wake();
         }
     }
 }

@@ -19,10 +19,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::{check_host, check_origin};
 use crate::auth::{Denied, Principal, Source};
-use crate::connection::ConnectParams;
+use crate::connection::{ConnectParams, Start};
 use crate::engine::{EngineError, PublishRequest};
 use crate::frame_guard::FrameGuard;
-use crate::hub::{ConnectionRefused, Hub};
+use crate::hub::{ConnectionRefused, ConnectionSlot, Hub};
 use crate::metrics::{Metrics, Rejection};
 use crate::prometheus;
 use crate::publish::{self, Refusal};
@@ -233,32 +233,20 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
         nonce = r.to_le_bytes();
     }
     let guard = FrameGuard::new(largest as u64, nonce);
-    let hub = app.hub.clone();
-    let shutdown = app.shutdown.clone();
     let params = ConnectParams::from_query(req.uri().query());
     let token = params.token.clone().or(bearer);
-    app.tracker.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let (transport, prefix) = Transport::from_upgraded(upgraded);
-                let source = Source {
-                    loopback: transport.peer_is_loopback(),
-                    foreign_origin,
-                };
-                let admitted = Principal::admit(&hub.config.auth, token.as_deref(), source);
-                // The socket itself: the connection writes to it directly (`outbox.rs`, `socket.rs`).
-                let Transport::Tcp(tcp) = transport else {
-                    tracing::warn!("upgraded connection is not a TCP socket; dropped");
-                    return;
-                };
-                crate::connection::serve(
-                    tcp, prefix, guard, ws_config, hub, shutdown, params, admitted, slot,
-                )
-                .await;
-            }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-        }
+    let pending = Box::new(PendingUpgrade {
+        on_upgrade,
+        foreign_origin,
+        token,
+        guard,
+        ws_config,
+        hub: app.hub.clone(),
+        shutdown: app.shutdown.clone(),
+        params,
+        slot,
     });
+    app.tracker.spawn(connect(pending));
 
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = res.headers_mut();
@@ -268,6 +256,74 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     res
+}
+
+/// An accepted upgrade, until hyper hands its socket over. Boxed into the connection's task, which then holds
+/// one pointer instead of each of these beside the connection they become (`connection::Start`).
+struct PendingUpgrade {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    foreign_origin: Option<String>,
+    token: Option<String>,
+    guard: FrameGuard,
+    ws_config: WebSocketConfig,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+    params: ConnectParams,
+    slot: ConnectionSlot,
+}
+
+impl PendingUpgrade {
+    /// Waits for the upgrade and admits the connection's principal. `None`: nothing to serve.
+    async fn upgraded(self: Box<Self>) -> Option<Box<Start>> {
+        let PendingUpgrade {
+            on_upgrade,
+            foreign_origin,
+            token,
+            guard,
+            ws_config,
+            hub,
+            shutdown,
+            params,
+            slot,
+        } = *self;
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return None;
+            }
+        };
+        let (transport, leftover) = Transport::from_upgraded(upgraded);
+        let source = Source {
+            loopback: transport.peer_is_loopback(),
+            foreign_origin,
+        };
+        let admitted = Principal::admit(&hub.config.auth, token.as_deref(), source);
+        // The socket itself: the connection writes to it directly (`outbox.rs`, `socket.rs`).
+        let Transport::Tcp(tcp) = transport else {
+            tracing::warn!("upgraded connection is not a TCP socket; dropped");
+            return None;
+        };
+        Some(Box::new(Start {
+            tcp,
+            leftover,
+            guard,
+            ws_config,
+            hub,
+            shutdown,
+            params,
+            admitted,
+            slot,
+        }))
+    }
+}
+
+/// A WebSocket connection's task, from the upgrade to the close.
+async fn connect(pending: Box<PendingUpgrade>) {
+    // Boxed: the wait for the upgrade is over before the connection starts, and need not size its task.
+    if let Some(start) = Box::pin(pending.upgraded()).await {
+        crate::connection::serve(start).await;
+    }
 }
 
 /// `GET /health`: open to anyone (monitors, `curl`), so it shows counts only. Channel names carry session and
