@@ -138,9 +138,10 @@ pub enum Protocol {
 struct Member {
     conn: ConnId,
     peer: Peer,
-    presence: PresenceInfo,
-    /// Seed-000 dashboards' view of a session.
-    legacy: Option<ClientInfo>,
+    /// Shared with the engine's presence entry on `global` (one copy per member, not two).
+    presence: Arc<PresenceInfo>,
+    /// A session seed-000 dashboards see (`client_info`).
+    legacy: bool,
     protocol: Protocol,
     /// An agent's `hello.capabilities` (`None`: it said nothing, and everything is routed to it).
     capabilities: Option<Capabilities>,
@@ -579,11 +580,12 @@ impl Hub {
     // Sessions and agents
 
     /// Registers a session or agent (replacing, and closing with 4000, an older connection with the same id),
-    /// announces it (seed-000 `client_connected`, `*.connected` on `global`), and claims its channel.
+    /// announces it (seed-000 `client_connected` if `legacy`: a session seed-000 dashboards see; `*.connected`
+    /// on `global`), and claims its channel.
     pub fn join(
         self: &Arc<Self>,
         presence: PresenceInfo,
-        legacy: Option<ClientInfo>,
+        legacy: bool,
         protocol: Protocol,
         peer: Peer,
         joiner: Joiner,
@@ -619,17 +621,18 @@ impl Hub {
             Metrics::bump(&self.metrics.sessions_replaced);
             tracing::info!(%id, old = old.conn, "{} replaced by a newer connection", kind.noun());
             old.peer.request_close(CloseCode::SessionReplaced);
-            self.announce_leave(kind, &id, old.legacy.is_some());
+            self.announce_leave(kind, &id, old.legacy);
         }
-        if let Some(info) = &legacy {
+        if legacy {
             self.fan_out_legacy(
                 "client_connected",
-                &encode(&RelayToDashboard::ClientConnected(info.clone())),
+                &encode(&RelayToDashboard::ClientConnected(client_info(&presence))),
             );
         }
+        let presence = Arc::new(presence);
         self.engine
             .add_presence(channel::GLOBAL, &presence_key(kind, &id), presence.clone());
-        self.publish_relay(channel::GLOBAL, connected_event(kind), &presence);
+        self.publish_relay(channel::GLOBAL, connected_event(kind), &*presence);
         let conn = peer.id;
         r.members(kind).insert(
             id.clone(),
@@ -706,7 +709,7 @@ impl Hub {
                     timestamp: Millis::now(),
                 };
                 self.publish_relay(channel::GLOBAL, conflict_event(kind), &conflict);
-                if old.legacy.is_some() {
+                if old.legacy {
                     let error = RelayToDashboard::Error(devrelay_protocol::ErrorMessage::new(
                         devrelay_protocol::ErrorCode::IdConflict,
                         refused.to_string(),
@@ -753,8 +756,8 @@ impl Hub {
             return;
         }
         let m = r.members(kind).remove(id).expect("checked above");
-        let channel = m.presence.channel;
-        self.engine.release(&channel, conn);
+        let channel = &m.presence.channel;
+        self.engine.release(channel, conn);
         {
             let mut idx = write(&self.index);
             if let Some(e) = idx.exact.get_mut(channel.as_str()) {
@@ -765,7 +768,7 @@ impl Hub {
                 }
             }
         }
-        self.announce_leave(kind, id, m.legacy.is_some());
+        self.announce_leave(kind, id, m.legacy);
     }
 
     /// A member stopped answering pings (`Some(drop_at)`, when it will be dropped unless it answers) or answered
@@ -781,7 +784,8 @@ impl Hub {
             return;
         }
         let now = Millis::now();
-        m.presence.stale_since = drop_at.map(|_| now);
+        // A new info for the engine's entry and ours (the engine's is replaced, not written through).
+        Arc::make_mut(&mut m.presence).stale_since = drop_at.map(|_| now);
         self.engine
             .update_presence(channel::GLOBAL, &presence_key(kind, id), m.presence.clone());
         match drop_at {
@@ -983,7 +987,8 @@ impl Hub {
         let mut clients: Vec<ClientInfo> = r
             .sessions
             .values()
-            .filter_map(|m| m.legacy.clone())
+            .filter(|m| m.legacy)
+            .map(|m| client_info(&m.presence))
             .collect();
         clients.sort_by(ClientInfo::list_order);
         encode(&RelayToDashboard::ClientList(ClientList { clients }))
@@ -1004,7 +1009,7 @@ impl Hub {
             .sessions
             .values()
             .map(|m| &**m)
-            .filter(|m| m.legacy.is_some())
+            .filter(|m| m.legacy)
             .collect();
         sessions.sort_by(|a, b| {
             a.presence
@@ -1321,6 +1326,17 @@ impl engine::Delivery for Hub {
     }
 }
 
+/// A session as seed-000 dashboards see it (`client_list`, `client_connected`): what its presence says, in seed
+/// 000's shape (a v2 session that gave no SDK version shows `"v2"`).
+fn client_info(p: &PresenceInfo) -> ClientInfo {
+    ClientInfo {
+        session_id: p.id.clone(),
+        sdk_version: p.sdk_version.clone().unwrap_or_else(|| "v2".into()),
+        project_id: p.project_id.clone(),
+        connected_at: p.connected_at,
+    }
+}
+
 fn presence_key(kind: PresenceKind, id: &str) -> String {
     format!("{}:{id}", kind.noun())
 }
@@ -1491,15 +1507,6 @@ mod tests {
         }
     }
 
-    fn client(id: &str) -> ClientInfo {
-        ClientInfo {
-            session_id: id.into(),
-            sdk_version: "1".into(),
-            project_id: None,
-            connected_at: Millis(1.0),
-        }
-    }
-
     #[test]
     fn a_full_session_is_busy_not_closed() {
         let hub = hub();
@@ -1507,7 +1514,7 @@ mod tests {
         let _member = hub
             .join(
                 presence("s"),
-                Some(client("s")),
+                true,
                 Protocol::V1,
                 peer.clone(),
                 Joiner::default(),
@@ -1527,7 +1534,7 @@ mod tests {
         let _m2 = busy
             .join(
                 presence("t"),
-                None,
+                false,
                 Protocol::V1,
                 peer2.clone(),
                 Joiner::default(),
@@ -1559,7 +1566,7 @@ mod tests {
             commands: true,
             ..Capabilities::default()
         });
-        let _member = hub.join(info, None, Protocol::V2, peer.clone(), Joiner::default());
+        let _member = hub.join(info, false, Protocol::V2, peer.clone(), Joiner::default());
         let frame = || Utf8Bytes::from_static("{}");
         assert_eq!(
             hub.route_to_agent("a", AgentRequest::Command, frame()),
@@ -1593,7 +1600,7 @@ mod tests {
             let _member = h
                 .join(
                     presence("p"),
-                    Some(client("p")),
+                    true,
                     Protocol::V1,
                     peer,
                     Joiner::default(),
@@ -1619,7 +1626,7 @@ mod tests {
         let old = hub
             .join(
                 presence("x"),
-                Some(client("x")),
+                true,
                 Protocol::V1,
                 old_peer.clone(),
                 Joiner::default(),
@@ -1628,7 +1635,7 @@ mod tests {
         let new = hub
             .join(
                 presence("x"),
-                Some(client("x")),
+                true,
                 Protocol::V1,
                 new_peer,
                 Joiner::default(),
@@ -1669,7 +1676,7 @@ mod tests {
             let (peer, out) = outbox(conn, 16, 1 << 20);
             let joined = hub.join(
                 presence("dup"),
-                Some(client("dup")),
+                true,
                 Protocol::V1,
                 peer,
                 Joiner::default(),
@@ -1687,7 +1694,7 @@ mod tests {
             let refused = hub
                 .join(
                     presence("dup"),
-                    Some(client("dup")),
+                    true,
                     Protocol::V1,
                     peer,
                     Joiner::default(),
@@ -1707,7 +1714,7 @@ mod tests {
         drop(members);
         let (peer, _out) = outbox(9, 16, 1 << 20);
         assert!(hub
-            .join(presence("dup"), None, Protocol::V1, peer, Joiner::default())
+            .join(presence("dup"), false, Protocol::V1, peer, Joiner::default())
             .is_ok());
     }
 
@@ -1720,7 +1727,7 @@ mod tests {
         };
         let (p1, _o1) = outbox(1, 16, 1 << 20);
         let _held = hub
-            .join(app.clone(), None, Protocol::V1, p1, Joiner::default())
+            .join(app.clone(), false, Protocol::V1, p1, Joiner::default())
             .unwrap();
         let evil = PresenceInfo {
             origin: Some("https://evil.example".into()),
@@ -1728,19 +1735,19 @@ mod tests {
         };
         let (p2, _o2) = outbox(2, 16, 1 << 20);
         let refused = hub
-            .join(evil.clone(), None, Protocol::V1, p2, Joiner::default())
+            .join(evil.clone(), false, Protocol::V1, p2, Joiner::default())
             .unwrap_err();
         assert!(matches!(refused, JoinRefused::OtherOrigin { .. }));
         // The same origin may (a reload), and so may a connection with a token.
         let (p3, _o3) = outbox(3, 16, 1 << 20);
         let _reloaded = hub
-            .join(app, None, Protocol::V1, p3, Joiner::default())
+            .join(app, false, Protocol::V1, p3, Joiner::default())
             .unwrap();
         let (p4, _o4) = outbox(4, 16, 1 << 20);
         let token = Joiner {
             authenticated: true,
             welcome: None,
         };
-        assert!(hub.join(evil, None, Protocol::V1, p4, token).is_ok());
+        assert!(hub.join(evil, false, Protocol::V1, p4, token).is_ok());
     }
 }

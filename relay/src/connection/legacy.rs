@@ -7,9 +7,8 @@ use devrelay_protocol::channel::session_channel;
 use devrelay_protocol::session_event::names;
 use devrelay_protocol::v2::{ClientMessage, PresenceInfo, PresenceKind};
 use devrelay_protocol::{
-    splice, ClientInfo, DashboardMessage, DecodeError, ErrorCode, ErrorMessage, Handshake,
-    HandshakeAck, Inbound, InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage,
-    PROTOCOL_VERSION,
+    splice, DashboardMessage, DecodeError, ErrorCode, ErrorMessage, Handshake, HandshakeAck,
+    Inbound, InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -137,7 +136,6 @@ impl Connection {
             welcome: Some(("handshake_ack", encode(&ack))),
         };
         let now = Millis::now();
-        let info = ClientInfo::from_handshake(&h, now);
         let presence = PresenceInfo {
             kind: PresenceKind::Session,
             id: h.session_id.clone(),
@@ -154,7 +152,7 @@ impl Connection {
         };
         let member = match self.hub.join(
             presence,
-            Some(info),
+            true,
             Protocol::V1,
             self.peer.clone(),
             joiner,

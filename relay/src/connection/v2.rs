@@ -15,7 +15,7 @@ use devrelay_protocol::v2::{
     Origin, PermissionResponse, Pong, PresenceInfo, PresenceKind, RelayMessage, RequestId,
     RequestSnapshot, ResizeRequest, Subscribe, Unsubscribe, V2Error, V2ErrorCode, PROTOCOL_V2,
 };
-use devrelay_protocol::{ClientInfo, DashboardMessage, Millis, SdkMessage, Tagged};
+use devrelay_protocol::{DashboardMessage, Millis, SdkMessage, Tagged};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{ConnectParams, Connection, Role};
@@ -299,12 +299,7 @@ impl Connection {
                 stale_since: None,
             };
             // A v2 session is a session to seed-000 dashboards too.
-            let legacy = (kind == PresenceKind::Session).then(|| ClientInfo {
-                session_id: wanted.clone(),
-                sdk_version: hello.sdk_version.clone().unwrap_or_else(|| "v2".into()),
-                project_id: hello.project_id.clone(),
-                connected_at: now,
-            });
+            let legacy = kind == PresenceKind::Session;
             let joiner = Joiner {
                 authenticated,
                 welcome: None,

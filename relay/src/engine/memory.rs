@@ -67,10 +67,10 @@ fn footprint(p: &Publication) -> usize {
     p.frame.len() + p.legacy.as_ref().map_or(0, |l| l.len())
 }
 
-/// One channel's presence: client → (arrival number, info). Boxed: the table's slots are per entry and, with the
-/// table's spare capacity, paid up to twice over for every idle connection; a pointer there is 8 bytes, the info
-/// ~250.
-type Members = HashMap<String, (u64, Box<PresenceInfo>)>;
+/// One channel's presence: client → (arrival number, info). Behind a pointer: the table's slots are per entry
+/// and, with the table's spare capacity, paid up to twice over for every idle connection; a pointer there is 8
+/// bytes, the info ~250. Shared with the hub's registry, which holds the same info for the same member.
+type Members = HashMap<String, (u64, Arc<PresenceInfo>)>;
 
 /// The default engine: streams and presence in this process's memory.
 #[derive(Debug)]
@@ -359,12 +359,12 @@ impl Broker for MemoryEngine {
 }
 
 impl Presence for MemoryEngine {
-    fn add_presence(&self, channel: &str, client: &str, info: PresenceInfo) {
+    fn add_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>) {
         let seq = self.presence_seq.fetch_add(1, Ordering::Relaxed);
         lock(&self.presence)
             .entry(channel.into())
             .or_default()
-            .insert(client.into(), (seq, Box::new(info)));
+            .insert(client.into(), (seq, info));
     }
 
     fn remove_presence(&self, channel: &str, client: &str) {
@@ -377,12 +377,12 @@ impl Presence for MemoryEngine {
         }
     }
 
-    fn update_presence(&self, channel: &str, client: &str, info: PresenceInfo) {
+    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>) {
         if let Some((_, entry)) = lock(&self.presence)
             .get_mut(channel)
             .and_then(|members| members.get_mut(client))
         {
-            **entry = info;
+            *entry = info;
         }
     }
 
@@ -391,7 +391,7 @@ impl Presence for MemoryEngine {
         let Some(members) = p.get(channel) else {
             return Vec::new();
         };
-        let mut list: Vec<&(u64, Box<PresenceInfo>)> = members.values().collect();
+        let mut list: Vec<&(u64, Arc<PresenceInfo>)> = members.values().collect();
         list.sort_by_key(|(seq, _)| *seq);
         list.into_iter().map(|(_, info)| (**info).clone()).collect()
     }
@@ -616,7 +616,7 @@ mod tests {
             stale_since: None,
         };
         for id in ["b", "a", "c"] {
-            e.add_presence("global", id, info(id));
+            e.add_presence("global", id, Arc::new(info(id)));
         }
         e.remove_presence("global", "a");
         let ids: Vec<String> = e.presence("global").into_iter().map(|p| p.id).collect();

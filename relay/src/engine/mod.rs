@@ -186,10 +186,11 @@ pub trait Broker: Send + Sync + fmt::Debug {
 
 /// Who is connected.
 pub trait Presence: Send + Sync + fmt::Debug {
-    fn add_presence(&self, channel: &str, client: &str, info: PresenceInfo);
+    /// Adds a client. The info is shared (`Arc`) with whoever else keeps it (the hub's registry), not copied.
+    fn add_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>);
     fn remove_presence(&self, channel: &str, client: &str);
     /// Replaces a present client's info in its place (a stale mark); nothing if it is not present.
-    fn update_presence(&self, channel: &str, client: &str, info: PresenceInfo);
+    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>);
     /// Everyone present in `channel`, in the order they arrived.
     fn presence(&self, channel: &str) -> Vec<PresenceInfo>;
     fn presence_count(&self, channel: &str) -> usize;
