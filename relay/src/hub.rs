@@ -1598,13 +1598,7 @@ mod tests {
         let h = hub.clone();
         let task = std::thread::spawn(move || {
             let _member = h
-                .join(
-                    presence("p"),
-                    true,
-                    Protocol::V1,
-                    peer,
-                    Joiner::default(),
-                )
+                .join(presence("p"), true, Protocol::V1, peer, Joiner::default())
                 .unwrap();
             assert_eq!(h.gauges().sdk_clients, 1);
             panic!("a bug in a connection task");
@@ -1674,13 +1668,7 @@ mod tests {
         // Three takeovers within the window are fine (a reload, a restarted process, ...).
         for conn in 1..=4 {
             let (peer, out) = outbox(conn, 16, 1 << 20);
-            let joined = hub.join(
-                presence("dup"),
-                true,
-                Protocol::V1,
-                peer,
-                Joiner::default(),
-            );
+            let joined = hub.join(presence("dup"), true, Protocol::V1, peer, Joiner::default());
             members.push((joined.unwrap(), out));
         }
         // The fourth in a row is one too many: the id is contested, the one connection kept.
@@ -1692,13 +1680,7 @@ mod tests {
         for conn in 5..=8 {
             let (peer, _out) = outbox(conn, 16, 1 << 20);
             let refused = hub
-                .join(
-                    presence("dup"),
-                    true,
-                    Protocol::V1,
-                    peer,
-                    Joiner::default(),
-                )
+                .join(presence("dup"), true, Protocol::V1, peer, Joiner::default())
                 .unwrap_err();
             assert!(
                 matches!(refused, JoinRefused::Contested { .. }),
@@ -1714,7 +1696,13 @@ mod tests {
         drop(members);
         let (peer, _out) = outbox(9, 16, 1 << 20);
         assert!(hub
-            .join(presence("dup"), false, Protocol::V1, peer, Joiner::default())
+            .join(
+                presence("dup"),
+                false,
+                Protocol::V1,
+                peer,
+                Joiner::default()
+            )
             .is_ok());
     }
 

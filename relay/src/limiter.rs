@@ -180,7 +180,13 @@ impl InboundLimit {
 mod tests {
     use super::*;
 
-    fn limit(messages: u32, bytes: u64, largest: usize, grace: Duration, now: Instant) -> InboundLimit {
+    fn limit(
+        messages: u32,
+        bytes: u64,
+        largest: usize,
+        grace: Duration,
+        now: Instant,
+    ) -> InboundLimit {
         let rates = InboundRates::new(messages, bytes, largest, grace);
         InboundLimit::new(std::sync::Arc::new(rates), now)
     }

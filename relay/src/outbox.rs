@@ -26,8 +26,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use devrelay_protocol::CloseCode;
-use tokio::net::TcpStream;
 use futures_util::task::AtomicWaker;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Histogram;

@@ -197,8 +197,9 @@ struct Live {
     ws: Socket,
     beat: Heartbeat,
     timers: Timers,
-    /// Which event source the loop looks at first, rotating: with a backlog the outbox is always ready, and a
-    /// fixed order would starve the reads (pongs among them) until the heartbeat took the peer for silent.
+    /// Which event source the loop looks at first (`0..SOURCES`), rotating: with a backlog the outbox is always
+    /// ready, and a fixed order would starve the reads (pongs among them) until the heartbeat took the peer for
+    /// silent.
     turn: u8,
     _slot: ConnectionSlot,
 }
@@ -231,6 +232,9 @@ impl Timers {
         }
     }
 }
+
+/// How many event sources the loop polls (`Live::poll_event`).
+const SOURCES: u8 = 5;
 
 /// What woke the connection's loop.
 enum Event {
@@ -369,7 +373,7 @@ impl Live {
             // The event is handled (and gone) before anything is awaited: the loop's future holds no event.
             let next = {
                 let event = std::future::poll_fn(|cx| self.poll_event(cx)).await;
-                self.turn = self.turn.wrapping_add(1);
+                self.turn = (self.turn + 1) % SOURCES;
                 self.handle(event)?
             };
             match next {
@@ -439,9 +443,9 @@ impl Live {
     /// The next event, looking at each source in turn, from a different one each time (`turn`); each source
     /// left pending wakes the task when it is ready.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        const SOURCES: u8 = 5;
+        // Every source once per call, whatever `turn` is: one left out would not wake the task when ready.
         for i in 0..SOURCES {
-            let polled = match self.turn.wrapping_add(i) % SOURCES {
+            let polled = match (self.turn + i) % SOURCES {
                 0 => self.conn.peer.poll_close(cx).map(Event::Close),
                 1 => self.outbox.poll_work(cx).map(|()| Event::Work),
                 2 => self.ws.poll_next_unpin(cx).map(Event::Frame),
