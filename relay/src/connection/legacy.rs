@@ -150,13 +150,10 @@ impl Connection {
             origin: self.principal.foreign_origin().map(Into::into),
             stale_since: None,
         };
-        let member = match self.hub.join(
-            presence,
-            true,
-            Protocol::V1,
-            self.peer.clone(),
-            joiner,
-        ) {
+        let member = match self
+            .hub
+            .join(presence, true, Protocol::V1, self.peer.clone(), joiner)
+        {
             Ok(member) => member,
             Err(refused) => return self.refuse_id(refused, false, None),
         };
