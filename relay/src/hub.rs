@@ -386,6 +386,15 @@ impl Hub {
         }
     }
 
+    /// Ticks the heartbeat of every open connection in `slice` of `slices` (by id; `pulse.rs`).
+    pub fn tick_slice(&self, slice: u64, slices: u64) {
+        for (id, peer) in lock_queues(&self.queues).iter() {
+            if id % slices == slice {
+                peer.tick();
+            }
+        }
+    }
+
     /// What is waiting in the outbound queues now, over every open connection.
     pub fn queue_depth(&self) -> QueueDepth {
         let queues = lock_queues(&self.queues);
@@ -1505,6 +1514,37 @@ mod tests {
             origin: None,
             stale_since: None,
         }
+    }
+
+    #[test]
+    fn the_pulse_ticks_every_connection_once_per_period() {
+        use crate::pulse::SLICES;
+        use std::task::{Context, Poll};
+        let hub = hub();
+        let conns: Vec<_> = (1..=40)
+            .map(|id| {
+                let (peer, out) = outbox(id, 8, 1 << 20);
+                (hub.track_queue(&peer), peer, out)
+            })
+            .collect();
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let ticked = |cx: &mut Context<'_>| -> Vec<u64> {
+            conns
+                .iter()
+                .filter(|(_, peer, _)| peer.poll_tick(cx) == Poll::Ready(()))
+                .map(|(_, peer, _)| peer.id)
+                .collect()
+        };
+        // One slice: only its share of the connections.
+        hub.tick_slice(3, SLICES);
+        assert_eq!(ticked(&mut cx), [3, 19, 35]);
+        assert!(ticked(&mut cx).is_empty(), "a tick is taken once");
+        // A whole period: every connection, once.
+        for slice in 0..SLICES {
+            hub.tick_slice(slice, SLICES);
+        }
+        assert_eq!(ticked(&mut cx), (1..=40).collect::<Vec<_>>());
+        assert!(ticked(&mut cx).is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod outbox;
 mod permission;
 mod prometheus;
 mod publish;
+mod pulse;
 mod read_ahead;
 mod routes;
 pub mod run;
@@ -64,6 +65,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     tracker.spawn(telemetry::run(hub.clone(), shutdown.clone()));
     tracker.spawn(permission::run(hub.clone(), shutdown.clone()));
+    tracker.spawn(pulse::run(hub.clone(), shutdown.clone()));
     let app = routes::router(routes::AppState {
         hub: hub.clone(),
         tracker: tracker.clone(),

@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -70,6 +70,8 @@ struct Mailbox {
     waker: AtomicWaker,
     /// 0 until a close is requested; then the close code (first request wins).
     close_code: AtomicU16,
+    /// A ping period ended (`pulse.rs`) and the connection has not seen it yet.
+    tick: AtomicBool,
     max_frames: usize,
     max_bytes: usize,
     /// The socket, once the connection has one (its write half belongs to this mailbox).
@@ -245,6 +247,7 @@ pub fn outbox(id: ConnId, max_frames: usize, max_bytes: usize) -> (Peer, Outbox)
         }),
         waker: AtomicWaker::new(),
         close_code: AtomicU16::new(0),
+        tick: AtomicBool::new(false),
         max_frames: max_frames.max(1),
         max_bytes,
         tcp: OnceLock::new(),
@@ -447,6 +450,29 @@ impl Peer {
         match m.close_code() {
             Some(code) => Poll::Ready(code),
             None => Poll::Pending,
+        }
+    }
+
+    /// A ping period of this connection ended (`pulse.rs`): its task is woken to look at its heartbeat.
+    pub fn tick(&self) {
+        let m = &*self.mailbox;
+        m.tick.store(true, Ordering::Release);
+        m.waker.wake();
+    }
+
+    /// Whether a ping period ended since the last call (then it is taken), else registers the connection's
+    /// task to be woken when one does.
+    pub fn poll_tick(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let m = &*self.mailbox;
+        if m.tick.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        m.waker.register(cx.waker());
+        // A tick before the registration woke nobody: look again.
+        if m.tick.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 

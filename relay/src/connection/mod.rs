@@ -33,7 +33,7 @@ use devrelay_protocol::Millis;
 use devrelay_protocol::{CloseCode, DashboardMessage, ErrorCode, SdkMessage, Tagged};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
@@ -334,7 +334,7 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
         outbox,
         _queue_mark: queue_mark,
         ws,
-        beat: Heartbeat::new(c.ping_interval),
+        beat: Heartbeat::default(),
         timers: Timers {
             identify: Some(Box::pin(tokio::time::sleep(c.identify_timeout))),
             idle: (!c.idle_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(c.idle_timeout))),
@@ -449,7 +449,7 @@ impl Live {
                 0 => self.conn.peer.poll_close(cx).map(Event::Close),
                 1 => self.outbox.poll_work(cx).map(|()| Event::Work),
                 2 => self.ws.poll_next_unpin(cx).map(Event::Frame),
-                3 => self.beat.ping.poll_tick(cx).map(|_| Event::Tick),
+                3 => self.conn.peer.poll_tick(cx).map(|()| Event::Tick),
                 _ => self.timers.poll(cx),
             };
             if polled.is_ready() {
@@ -962,12 +962,14 @@ fn truncate(mut s: String) -> String {
 /// The liveness check of one connection: a ping every `ping_interval`; a peer from which nothing at all was heard
 /// during a whole interval is closed (4003) — unless it is a session or an agent: that one is *stale* (shown to
 /// dashboards) for `stale_grace`, still pinged, and continues if it answers within it (a process paused at a
-/// breakpoint, a laptop lid), else it is closed the same way. Which sessions / agents to mark is read from the
-/// connection when it is needed, not kept here.
+/// breakpoint, a laptop lid), else it is closed the same way. The periods are the relay's pulse (`pulse.rs`),
+/// not a timer of each connection's own; which sessions / agents to mark is read from the connection when it
+/// is needed, not kept here.
+#[derive(Default)]
 struct Heartbeat {
-    ping: Interval,
-    /// Anything heard from the peer since the last ping (a pong, a heartbeat, any frame).
-    heard: bool,
+    /// Nothing heard from the peer since the last ping (a pong, a heartbeat, any frame). Starts `false`: the
+    /// connection is new, so it is alive.
+    silent: bool,
     /// A period ended and its ping is still to be sent (it could not pass a write in progress).
     ping_due: bool,
     /// Since when it has been stale (the end of its first silent period).
@@ -975,20 +977,9 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn new(period: std::time::Duration) -> Self {
-        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Heartbeat {
-            ping,
-            heard: true,
-            ping_due: false,
-            stale_since: None,
-        }
-    }
-
     /// Something arrived from the peer: it is alive, and a stale one is fresh again.
     fn heard(&mut self, conn: &Connection) {
-        self.heard = true;
+        self.silent = false;
         if self.stale_since.take().is_some() {
             conn.mark_stale(None);
         }
@@ -997,9 +988,9 @@ impl Heartbeat {
     /// A ping period ended: if nothing was heard during it, a dashboard ends (4003) and a session / agent goes
     /// stale, or ends once stale for the whole grace; either way (if it stays) a ping is due.
     fn period_ended(&mut self, conn: &Connection) -> Result<(), End> {
-        if !self.heard {
+        if self.silent {
             let grace = conn.hub.config.stale_grace;
-            let period = self.ping.period();
+            let period = conn.hub.config.ping_interval;
             let now = Instant::now();
             let ends = match self.stale_since {
                 _ if conn.member_count() == 0 || grace.is_zero() => true,
@@ -1018,7 +1009,7 @@ impl Heartbeat {
                 return Err(close_with(CloseCode::HeartbeatTimeout));
             }
         }
-        self.heard = false;
+        self.silent = true;
         self.ping_due = true;
         Ok(())
     }
@@ -1038,7 +1029,7 @@ where
         if let Poll::Ready(code) = conn.peer.poll_close(cx) {
             return Poll::Ready(Err(close_with(code)));
         }
-        if beat.ping.poll_tick(cx).is_pending() {
+        if conn.peer.poll_tick(cx).is_pending() {
             return Poll::Pending;
         }
         // Nothing is read while a write is in progress, and no ping can pass a blocked one: a write that stays
