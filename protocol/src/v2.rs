@@ -896,6 +896,14 @@ pub fn decode_relay_frame(text: &str) -> Result<Vec<RelayInbound>, DecodeError> 
 }
 
 fn decode_one(text: &str) -> Result<RelayInbound, DecodeError> {
+    // A message is a JSON object. serde would also read a struct from a JSON array of its fields; the client's
+    // view (`v2_view`) reads objects only, and both call anything else the wrong shape (found by the `v2_view`
+    // fuzz target on `[[]]`).
+    if !text.trim_start().starts_with('{') {
+        return Err(DecodeError::BadJson(
+            "a relay message is a JSON object".to_owned(),
+        ));
+    }
     #[derive(Deserialize)]
     struct Tag<'a> {
         #[serde(rename = "type", borrow, default)]

@@ -151,6 +151,17 @@ fn corpus() -> Vec<String> {
             r#"{"type":"arror","code":"F","channel":"global","timestamp":17631e812800123}"#,
             r#"{"type":"nope","x":"\ud800"}"#,
             r#"{"channel":"c","event":"e","data":{"$serde_json::private::RawValue":1},"offset":1,"epoch":"e","timestamp":1}"#,
+            // Found by the v2_view fuzz target: a batch element that is JSON but no object. serde reads a struct
+            // from an array of its fields (so `[]` got as far as "a publication of 0 fields"); a relay message is
+            // an object, and anything else is the wrong shape to both decoders.
+            r#"[[]]"#,
+            r#"[[null]]"#,
+            r#"[[null,"e"]]"#,
+            r#"[{"type":"pong","timestamp":1},[]]"#,
+            r#"[]"#,
+            r#"[1]"#,
+            r#"null"#,
+            r#"  "pong""#,
         ]
         .map(String::from),
     );
