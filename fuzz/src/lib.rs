@@ -1,10 +1,12 @@
 //! The properties the fuzz targets check, one function per decoder: each panics (a crash for libFuzzer) when
 //! its decoder panics or its property breaks. Where the protocol has two decoders for one message (a borrowed
 //! view and the owned types), the property is that they agree; where it has an encoder, that decoding what it
-//! wrote gives the value back. `relay` drives a live relay; `v2_view` holds the wasm client's v2 decoder to the owned one.
+//! wrote gives the value back. `relay` drives a live relay; `v2_view` holds the wasm client's v2 decoder to the owned one; `ws_reader`
+//! holds the relay's WebSocket frame reader to tungstenite's.
 
 pub mod relay;
 pub mod v2_view;
+pub mod ws_reader;
 
 use std::fmt::Debug;
 

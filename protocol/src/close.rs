@@ -14,6 +14,11 @@ pub enum CloseCode {
     Normal = 1000,
     /// 1001: the relay is shutting down. Reconnect (with backoff): it will likely be back.
     GoingAway = 1001,
+    /// 1002: the peer broke the WebSocket framing rules (an unmasked frame, RSV bits, an unknown opcode, a
+    /// fragmented or oversized control frame, a continuation out of place, a bad close frame).
+    ProtocolError = 1002,
+    /// 1007: a text message (or a close reason) that is not UTF-8.
+    InvalidPayload = 1007,
     /// 1008: the peer broke the protocol in a way that cannot be answered with an `error` message.
     PolicyViolation = 1008,
     /// 1009: a fragmented message exceeded the connection's size limit (a single oversized frame is refused
@@ -55,9 +60,11 @@ pub const TERMINAL_RANGE_START: u16 = 4500;
 
 impl CloseCode {
     /// Every code, for tables and tests.
-    pub const ALL: [CloseCode; 14] = [
+    pub const ALL: [CloseCode; 16] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
+        CloseCode::ProtocolError,
+        CloseCode::InvalidPayload,
         CloseCode::PolicyViolation,
         CloseCode::MessageTooBig,
         CloseCode::InternalError,
@@ -87,6 +94,8 @@ impl CloseCode {
         match self {
             CloseCode::Normal => "normal closure",
             CloseCode::GoingAway => "relay shutting down",
+            CloseCode::ProtocolError => "protocol error",
+            CloseCode::InvalidPayload => "invalid payload: not UTF-8",
             CloseCode::PolicyViolation => "protocol violation",
             CloseCode::MessageTooBig => "message too big",
             CloseCode::InternalError => "internal error",

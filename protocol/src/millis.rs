@@ -18,6 +18,35 @@ impl Millis {
     }
 }
 
+impl Millis {
+    /// Appends the JSON form (as `Serialize` writes it) to `out`: an integral value (every `Millis::now`) without
+    /// an allocation or core's formatting.
+    pub fn push_json(self, out: &mut String) {
+        let v = self.0;
+        if v.fract() == 0.0 && v.abs() <= MAX_EXACT {
+            if v < 0.0 {
+                out.push('-');
+            }
+            crate::decimal::push_u64(out, v.abs() as u64);
+        } else {
+            out.push_str(&serde_json::to_string(&self).unwrap_or_else(|_| "0".into()));
+        }
+    }
+
+    /// How many bytes `push_json` writes.
+    pub fn json_len(self) -> usize {
+        let v = self.0;
+        if v.fract() == 0.0 && v.abs() <= MAX_EXACT {
+            usize::from(v < 0.0) + crate::decimal::u64_len(v.abs() as u64)
+        } else {
+            serde_json::to_string(&self).map_or(1, |s| s.len())
+        }
+    }
+}
+
+/// 2^53: beyond it f64 has no exact integers and JSON readers disagree anyway.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+
 impl From<u64> for Millis {
     fn from(v: u64) -> Self {
         Millis(v as f64)
@@ -27,8 +56,7 @@ impl From<u64> for Millis {
 impl Serialize for Millis {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let v = self.0;
-        // 2^53: beyond it f64 has no exact integers and JSON readers disagree anyway.
-        if v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_992.0 {
+        if v.fract() == 0.0 && v.abs() <= MAX_EXACT {
             s.serialize_i64(v as i64)
         } else {
             s.serialize_f64(v)
@@ -39,5 +67,37 @@ impl Serialize for Millis {
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         f64::deserialize(d).map(Millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_json_writes_what_serialize_writes() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -12.0,
+            1.5,
+            1_763_812_801_500.0,
+            9_007_199_254_740_992.0,
+            9_007_199_254_740_994.0,
+            -9_007_199_254_740_992.0,
+            1e300,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            let mut out = String::from("[");
+            Millis(v).push_json(&mut out);
+            assert_eq!(
+                out,
+                format!("[{}", serde_json::to_string(&Millis(v)).unwrap()),
+                "{v}"
+            );
+            assert_eq!(Millis(v).json_len(), out.len() - 1, "{v}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -27,6 +28,13 @@ pub fn stream_event_update(session_id: &str, raw_stream_event: &str) -> String {
     out.push_str(raw);
     out.push('}');
     out
+}
+
+/// Where `raw_stream_event` (trimmed) is inside `frame`, the `stream_event_update` that `stream_event_update`
+/// built from it: the SDK's frame, for whoever needs it without a copy of its own.
+pub fn stream_event_in_update(frame: &str, raw_stream_event: &str) -> Range<usize> {
+    let end = frame.len().saturating_sub(1);
+    end.saturating_sub(raw_stream_event.trim().len())..end
 }
 
 /// `{"type":"state_update","sessionId":…,"snapshot":{<raw state_snapshot members except "type">}}`.
@@ -57,8 +65,16 @@ pub fn state_update(session_id: &str, raw_state_snapshot: &str) -> Result<String
 }
 
 fn push_json_string(out: &mut String, s: &str) {
-    // serde_json's escaping; writing a &str into a String cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    // serde_json escapes quotes, backslashes and control characters. Ids rarely have any: then the text is
+    // the string itself in quotes, without the allocation serde_json's writer needs.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // serde_json's escaping; writing a &str into a String cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
 }
 
 /// Whether a raw key (`"…"`, quotes included) names `type`, escapes decoded (`"typ\u0065"` does).
@@ -118,6 +134,30 @@ mod tests {
             members.join(",")
         );
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn the_sdk_frame_is_found_inside_its_update() {
+        let raw = " {\"type\":\"stream_event\",\"sessionId\":\"s\"}\n";
+        let frame = stream_event_update("s", raw);
+        assert_eq!(&frame[stream_event_in_update(&frame, raw)], raw.trim());
+    }
+
+    #[test]
+    fn session_ids_are_quoted_as_serde_json_quotes_them() {
+        for id in [
+            "s1",
+            "é ü/\u{7f}",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "\u{1}",
+            "",
+        ] {
+            let mut out = String::new();
+            push_json_string(&mut out, id);
+            assert_eq!(out, serde_json::to_string(id).unwrap(), "{id:?}");
+        }
     }
 
     #[test]

@@ -940,8 +940,16 @@ fn decode_one(text: &str) -> Result<RelayInbound, DecodeError> {
 
 /// Writes a JSON string: validated names need no escaping (the usual case); anything else (a seed-000
 /// session id with a space, say) is escaped.
+/// Whether `name` is written as it is (quoted, no escapes): every character one `channel::is_name_char`
+/// allows. Byte by byte, which is the same thing (a byte from 0x80 up belongs to a character it refuses), and
+/// a fraction of the cost of decoding characters: the relay asks this for every frame it stamps.
+fn plain_name(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'*'))
+}
+
 fn push_name(out: &mut String, name: &str) {
-    if name.chars().all(crate::channel::is_name_char) {
+    if plain_name(name) {
         out.push('"');
         out.push_str(name);
         out.push('"');
@@ -949,6 +957,35 @@ fn push_name(out: &mut String, name: &str) {
         // Escaping a &str into a String cannot fail.
         out.push_str(&serde_json::to_string(name).unwrap_or_default());
     }
+}
+
+/// The length of `push_name`'s text.
+fn name_len(name: &str) -> usize {
+    if plain_name(name) {
+        name.len() + 2
+    } else {
+        serde_json::to_string(name).map_or(0, |s| s.len())
+    }
+}
+
+/// Exactly `publication_frame(…).len()`, without building the frame: the relay accounts for a frame it builds
+/// only when someone needs it (a seed-000 event nobody reads over v2).
+pub fn publication_frame_len(
+    channel: &str,
+    event: &str,
+    data: Option<&str>,
+    offset: u64,
+    epoch: &str,
+    timestamp: Millis,
+) -> usize {
+    const FIXED: usize = r#"{"channel":,"event":,"data":,"offset":,"epoch":"","timestamp":}"#.len();
+    FIXED
+        + name_len(channel)
+        + name_len(event)
+        + data.unwrap_or("null").trim().len()
+        + crate::decimal::u64_len(offset)
+        + epoch.len()
+        + timestamp.json_len()
 }
 
 /// Writes a publication frame around the publisher's raw `data` (no re-encoding). `epoch` is hex.
@@ -969,12 +1006,12 @@ pub fn publication_frame(
     out.push_str(r#","data":"#);
     out.push_str(data.trim());
     out.push_str(r#","offset":"#);
-    let _ = write!(out, "{offset}");
+    crate::decimal::push_u64(&mut out, offset);
     out.push_str(r#","epoch":""#);
     out.push_str(epoch);
     out.push_str(r#"","timestamp":"#);
-    // Millis serializes integral values without a fraction, as every other timestamp on the wire.
-    out.push_str(&serde_json::to_string(&timestamp).unwrap_or_else(|_| "0".into()));
+    // Integral values without a fraction, as every other timestamp on the wire.
+    timestamp.push_json(&mut out);
     out.push('}');
     out
 }
@@ -1010,6 +1047,46 @@ mod tests {
         );
         let none = publication_frame("topics/x", "e", None, 1, "e0", Millis(1.0));
         assert!(none.contains(r#""data":null,"#));
+    }
+
+    #[test]
+    fn plain_names_are_the_names_of_name_characters() {
+        for name in [
+            "sessions/a-1_b.c~",
+            "topics/é",
+            "topics/a b",
+            "a*",
+            "a\"",
+            "a\\",
+            "\u{7f}",
+            "",
+        ] {
+            let by_char = name.chars().all(crate::channel::is_name_char);
+            assert_eq!(plain_name(name), by_char, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_frame_length_is_known_without_the_frame() {
+        for channel in ["sessions/s1", "topics/é", "topics/a\"b"] {
+            for event in ["stream_event", "x y"] {
+                for data in [None, Some(" {\"a\": 1} "), Some("[]")] {
+                    for offset in [0, 9, 10, u64::MAX] {
+                        for ts in [
+                            Millis(0.0),
+                            Millis(1_763_812_801_500.0),
+                            Millis(-3.0),
+                            Millis(1.25),
+                        ] {
+                            let frame = publication_frame(channel, event, data, offset, "00ab", ts);
+                            let len =
+                                publication_frame_len(channel, event, data, offset, "00ab", ts);
+                            assert_eq!(len, frame.len(), "{frame}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

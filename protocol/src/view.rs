@@ -37,6 +37,9 @@ impl<'a> InboundRef<'a> {
         // The frames that come by the thousand, type first: the type and the fields in one pass. The struct
         // reads `type` too, so a second one fails here; whatever fails goes the general way, which says why.
         if text.starts_with(STREAM_EVENT_PREFIX) {
+            if let Some(session_id) = stream_event_walk(text) {
+                return Ok(InboundRef::StreamEvent { session_id });
+            }
             if let Ok(c) = json_reader::from_str::<StreamEventFrameCheck<'a>>(text) {
                 return Ok(InboundRef::StreamEvent {
                     session_id: c.session_id,
@@ -64,6 +67,76 @@ impl<'a> InboundRef<'a> {
             _ => Inbound::decode(text).map(InboundRef::Message),
         }
     }
+}
+
+/// [`StreamEventFrameCheck`]'s rules in one walk of a `json_reader::Cursor`, without serde's visitors (a
+/// streaming SDK's frame, thousands a second: the struct's derived visitors cost about as much again as reading
+/// the text). The same reader checks every string, number and skipped value, so the text is held to exactly the
+/// same JSON; the fields to the same types. `None` whenever anything is not plainly right — a missing or
+/// repeated field, a wrong type, bad JSON, serde_json's raw-value token anywhere — and the struct then decides
+/// (and says why): this accepts nothing the struct refuses.
+fn stream_event_walk(text: &str) -> Option<Cow<'_, str>> {
+    const TYPE: u8 = 1;
+    const SESSION_ID: u8 = 2;
+    const TIMESTAMP: u8 = 4;
+    const THREAD_ID: u8 = 8;
+    const EVENT: u8 = 16;
+    const SEQ: u8 = 32;
+    let mut c = json_reader::Cursor::new(text);
+    if c.peek().ok()? != b'{' {
+        return None;
+    }
+    c.enter().ok()?;
+    let (mut seen, mut session_id, mut first) = (0u8, None, true);
+    while c.next(b'}', first).ok()? {
+        let key = c.key(first).ok()?;
+        first = false;
+        let field = match key.as_ref() {
+            "type" => c.string().ok().map(|_| TYPE),
+            "sessionId" => c.string().ok().map(|id| {
+                session_id = Some(id);
+                SESSION_ID
+            }),
+            "timestamp" => c.f64().ok().map(|_| TIMESTAMP),
+            "threadId" => c.string().ok().map(|_| THREAD_ID),
+            "event" => event_walk(&mut c).map(|()| EVENT),
+            "seq" => c.u64().ok().map(|_| SEQ),
+            _ => c.value().ok().map(|_| 0),
+        }?;
+        if seen & field != 0 {
+            return None;
+        }
+        seen |= field;
+    }
+    c.end().ok()?;
+    let all = TYPE | SESSION_ID | TIMESTAMP | THREAD_ID | EVENT | SEQ;
+    if seen != all || c.take_raw_value_token() {
+        return None;
+    }
+    session_id
+}
+
+/// [`EventCheck`] in an `Object`, walked: an object with one string `type` (anything else skipped, validated).
+fn event_walk(c: &mut json_reader::Cursor<'_>) -> Option<()> {
+    if c.peek().ok()? != b'{' {
+        return None;
+    }
+    c.enter().ok()?;
+    let (mut typed, mut first) = (false, true);
+    while c.next(b'}', first).ok()? {
+        let key = c.key(first).ok()?;
+        first = false;
+        if key == "type" {
+            if typed {
+                return None;
+            }
+            c.string().ok()?;
+            typed = true;
+        } else {
+            c.value().ok()?;
+        }
+    }
+    typed.then_some(())
 }
 
 /// Reads a check struct with `json_reader`; on failure, serde_json (same struct) says what is wrong.
@@ -185,4 +258,85 @@ fn check_data<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, St
             .map_or_else(|| e.to_string(), |e| e.to_string());
         format!("invalid {kind} data: {why}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk accepts only what the struct accepts, with the same session id; and the usual frames.
+    #[test]
+    fn the_walk_agrees_with_the_struct() {
+        let good = r#"{"type":"stream_event","sessionId":"s\u0031","timestamp":1.5e3,"threadId":"t","x":[{"y":null}],"event":{"type":"TEXT","delta":"a\"b"},"seq":7}"#;
+        let deep = format!(r#""seq":7,"deep":{}1{}"#, "[".repeat(200), "]".repeat(200));
+        // (text, whether the walk takes it; when it does not, the struct decides.)
+        let cases = [
+            (good.to_string(), true),
+            (format!("{good} \n"), true),
+            (good.replace('}', "} "), true),
+            (
+                good.replace(
+                    r#"[{"y":null}]"#,
+                    r#"{"$serde_json::private::RawValue":"1"}"#,
+                ),
+                true,
+            ),
+            (good.replace(r#""seq":7"#, r#""seq":-7"#), false),
+            (good.replace(r#""seq":7"#, r#""seq":7.0"#), false),
+            (good.replace(r#""seq":7"#, r#""seq":"7""#), false),
+            (good.replace(r#","seq":7"#, ""), false),
+            (
+                good.replace(r#""threadId":"t""#, r#""threadId":"t","threadId":"u""#),
+                false,
+            ),
+            (good.replace(r#""x":"#, r#""sessionI\u0064":"#), false),
+            (
+                good.replace(r#""timestamp":1.5e3"#, r#""timestamp":null"#),
+                false,
+            ),
+            (
+                good.replace(r#""timestamp":1.5e3"#, r#""timestamp":1e999"#),
+                false,
+            ),
+            (good.replace(r#"{"type":"TEXT","#, r#"{"type":1,"#), false),
+            (
+                good.replace(r#"{"type":"TEXT","#, r#"{"type":"A","type":"B","#),
+                false,
+            ),
+            (
+                good.replace(r#"{"type":"TEXT","delta":"a\"b"}"#, r#"["TEXT"]"#),
+                false,
+            ),
+            (
+                good.replace(r#"{"type":"TEXT","delta":"a\"b"}"#, r#"{"delta":1}"#),
+                false,
+            ),
+            (
+                good.replace(
+                    r#"{"type":"TEXT","#,
+                    r#"{"$serde_json::private::RawValue":"1","type":"T","#,
+                ),
+                false,
+            ),
+            (good.replace(r#"[{"y":null}]"#, "[1,]"), false),
+            (
+                good.replace(r#""delta":"a\"b""#, "\"delta\":\"a\u{1}\""),
+                false,
+            ),
+            (format!("{good}x"), false),
+            (good.replace(r#""seq":7"#, &deep), false),
+        ];
+        for (text, takes) in &cases {
+            let walk = stream_event_walk(text);
+            assert_eq!(walk.is_some(), *takes, "{text}");
+            if let Some(id) = &walk {
+                let full = json_reader::from_str::<StreamEventFrameCheck<'_>>(text);
+                let full = full.unwrap_or_else(|e| {
+                    panic!("the walk took what the struct refuses ({e}): {text}")
+                });
+                assert_eq!(id, &full.session_id, "{text}");
+            }
+        }
+        assert_eq!(stream_event_walk(good).as_deref(), Some("s1"));
+    }
 }

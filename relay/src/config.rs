@@ -33,14 +33,15 @@ pub struct Config {
     /// Outbound queue capacity per connection, in bytes (sum of queued frames). Overflow: slow consumer.
     /// Range: [`Config::QUEUE_BYTES`].
     pub queue_bytes: usize,
-    /// tungstenite read buffer per connection, in bytes: the most it reads per call. It is allocated (and
-    /// zero-filled) per connection, so it is the main cost of an idle one. Socket reads themselves go through a
-    /// per-thread 64 KiB read-ahead (`read_ahead.rs`), so a small buffer does not mean small syscalls.
-    /// Range: [`Config::READ_BUFFER_BYTES`].
+    /// Was tungstenite's read buffer per connection, in bytes. Still accepted (and range-checked) so existing
+    /// command lines and environments keep working, but it sizes nothing any more: the relay reads frames
+    /// itself (`ws_reader.rs`), through a per-thread 64 KiB scratch buffer, and an idle connection holds no read
+    /// buffer at all. Range: [`Config::READ_BUFFER_BYTES`].
     pub read_buffer_bytes: usize,
-    /// tungstenite write buffer target per connection, in bytes: frames are coalesced up to this size before a
-    /// write syscall (0: every frame is written at once). The buffer only grows while there is something to send.
-    /// Range: [`Config::WRITE_BUFFER_BYTES`].
+    /// Was tungstenite's write buffer target per connection, in bytes. Still accepted (and range-checked), but
+    /// it sizes nothing any more: every frame the relay sends goes through the connection's outbox
+    /// (`outbox.rs`), which writes as much as the socket takes in one `writev`. Range:
+    /// [`Config::WRITE_BUFFER_BYTES`].
     pub write_buffer_bytes: usize,
     /// Inbound messages one connection handles under one cork (`outbox.rs`), in messages: when its socket has a
     /// burst ready, deliveries to idle peers wait until the burst (or this many of it) is handled and then go
@@ -631,7 +632,7 @@ impl Config {
     }
 
     /// The largest message any connection may send: a snapshot's limit or the others', whichever is larger. A
-    /// frame over it is never buffered (`frame_guard.rs`).
+    /// frame over it is never buffered (`ws_reader.rs`).
     pub fn largest_message_bytes(&self) -> usize {
         self.max_message_bytes.max(self.max_snapshot_bytes)
     }

@@ -25,7 +25,9 @@
 //! Lock order: registry → one engine stream → index → a peer's queue. The permission table is a leaf (nothing
 //! is taken while it is held).
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
@@ -33,8 +35,7 @@ use std::time::Instant;
 use devrelay_protocol::agent_event::{self, PermissionResolved};
 use devrelay_protocol::channel::{self, Namespace};
 use devrelay_protocol::v2::{
-    self, presence_event, Capabilities, Origin, PermissionAnswer, PresenceInfo, PresenceKind,
-    PresenceRef,
+    self, presence_event, Origin, PermissionAnswer, PresenceInfo, PresenceKind, PresenceRef,
 };
 use devrelay_protocol::{
     ClientInfo, ClientList, CloseCode, Millis, RelayToDashboard, RelayToSdk, SessionRef,
@@ -47,6 +48,7 @@ use crate::limiter::{InboundRates, TokenBucket};
 use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Delivery, Item, Peer};
 use crate::permission::{AnswerError, Pending, Permissions};
+use crate::presence::{member_id, PresenceEntry};
 use crate::Config;
 
 /// Serializes a message once, for sending to one or many peers.
@@ -88,21 +90,38 @@ struct Subscriber {
     format: Format,
 }
 
-/// Per-channel counters (while the channel has local subscribers or an owner here).
+/// What a channel that published keeps in the index (while it has local subscribers or an owner here).
 #[derive(Debug, Default)]
-struct Counters {
+struct Busy {
     published: AtomicU64,
     bytes: AtomicU64,
     delivered: AtomicU64,
+    /// `sessions/{id}`: the latest `state_snapshot` publication, for subscribers that arrive later.
+    snapshot: Mutex<Option<Arc<engine::Publication>>>,
 }
+
+/// Zero counters and no snapshot, for a channel that never published.
+static QUIET: Busy = Busy {
+    published: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+    delivered: AtomicU64::new(0),
+    snapshot: Mutex::new(None),
+};
 
 #[derive(Debug, Default)]
 struct Entry {
     subs: Vec<Subscriber>,
     owned: bool,
-    counters: Counters,
-    /// `sessions/{id}`: the latest `state_snapshot` publication, for subscribers that arrive later.
-    snapshot: Mutex<Option<Arc<engine::Publication>>>,
+    /// Made by the channel's first publication: every idle session has an entry (it owns its channel), and
+    /// the table's slot holds 16 bytes for this rather than 40.
+    busy: std::sync::OnceLock<Box<Busy>>,
+}
+
+impl Entry {
+    /// Its counters and cached snapshot (zero and none before its first publication).
+    fn busy(&self) -> &Busy {
+        self.busy.get().map_or(&QUIET, |b| b)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -138,17 +157,24 @@ pub enum Protocol {
 struct Member {
     conn: ConnId,
     peer: Peer,
-    /// Shared with the engine's presence entry on `global` (one copy per member, not two).
-    presence: Arc<PresenceInfo>,
+    /// Shared with the engine's presence entry on `global` (one copy per member, not two); its channel name is
+    /// the registry's key. An agent's `hello.capabilities` are in it (`None`: it said nothing, and everything
+    /// is routed to it).
+    presence: Arc<PresenceEntry>,
     /// A session seed-000 dashboards see (`client_info`).
     legacy: bool,
     protocol: Protocol,
-    /// An agent's `hello.capabilities` (`None`: it said nothing, and everything is routed to it).
-    capabilities: Option<Capabilities>,
     shared: Arc<MemberShared>,
+    /// Only for an id that changed hands lately (most never do): boxed, 8 bytes for the rest.
+    takeovers: Option<Box<Takeovers>>,
+}
+
+/// Takeovers of one id from live connections.
+#[derive(Debug, Default)]
+struct Takeovers {
     /// When this id was taken over from a live connection lately (this member's own arrival included), within
     /// `takeover_window`: passed on to a successor, dropped when the id is left.
-    takeovers: std::collections::VecDeque<Instant>,
+    times: VecDeque<Instant>,
     /// Takeovers of this id are refused until then (two connections kept replacing each other).
     contested_until: Option<Instant>,
     /// Dashboards were told about the conflict (once per contest).
@@ -188,16 +214,48 @@ impl MemberShared {
     }
 }
 
+/// A registry key: the member's channel name (`sessions/{id}`, the `Arc` its presence holds, not a copy),
+/// hashed and compared by the id it ends with, so that the registry is looked up by id.
+#[derive(Debug, Clone)]
+struct ById(Arc<str>);
+
+impl ById {
+    fn id(&self) -> &str {
+        member_id(&self.0)
+    }
+}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for ById {}
+
+// Consistent with `Hash` and `Eq` above, which is what `Borrow` asks: both look at the id only.
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.id()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Registry {
     // Boxed members: a table's slots (with its spare capacity, up to twice the entries) hold a pointer, not the
-    // ~400-byte member, which is most of what an idle connection costs the registry.
-    sessions: HashMap<String, Box<Member>>,
-    agents: HashMap<String, Box<Member>>,
+    // member, and the key is the member's own name.
+    sessions: HashMap<ById, Box<Member>>,
+    agents: HashMap<ById, Box<Member>>,
 }
 
 impl Registry {
-    fn members(&mut self, kind: PresenceKind) -> &mut HashMap<String, Box<Member>> {
+    fn members(&mut self, kind: PresenceKind) -> &mut HashMap<ById, Box<Member>> {
         match kind {
             PresenceKind::Session => &mut self.sessions,
             PresenceKind::Agent => &mut self.agents,
@@ -486,9 +544,9 @@ impl Hub {
             .map(|(name, e)| ChannelStat {
                 channel: name.to_string(),
                 subscribers: e.subs.len(),
-                published: e.counters.published.load(Ordering::Relaxed),
-                bytes: e.counters.bytes.load(Ordering::Relaxed),
-                delivered: e.counters.delivered.load(Ordering::Relaxed),
+                published: e.busy().published.load(Ordering::Relaxed),
+                bytes: e.busy().bytes.load(Ordering::Relaxed),
+                delivered: e.busy().delivered.load(Ordering::Relaxed),
             })
             .chain(
                 [Namespace::Agents, Namespace::Sessions, Namespace::Topics]
@@ -577,6 +635,7 @@ impl Hub {
             data: Some(&data),
             kind: Kind::Event,
             legacy: None,
+            data_in_legacy: None,
             owner: None,
             seq: None,
         };
@@ -599,16 +658,18 @@ impl Hub {
         peer: Peer,
         joiner: Joiner,
     ) -> Result<Membership, JoinRefused> {
-        let kind = presence.kind;
-        let id = presence.id.clone();
-        let channel = presence.channel.clone();
-        let capabilities = presence.capabilities.clone();
+        let presence = PresenceEntry::new(presence);
+        let kind = presence.kind();
+        // The member's one copy of its names: the registry, the engine's stream and presence, the index and
+        // the membership share it.
+        let channel = presence.channel().clone();
+        let id = member_id(&channel);
         let shared = Arc::new(MemberShared::default());
         let mut r = self.lock();
         // Whether it may take the id over (before anything changes): replacing a live connection is how a
         // reloaded page or a restarted process comes back, but two live ones replacing each other for ever (two
         // tabs with one sessionId, both reconnecting whatever the close code) must settle on one.
-        let takeovers = match r.members(kind).get_mut(&id) {
+        let takeovers = match r.members(kind).get_mut(id) {
             Some(old) => Some(self.may_take_over(old, &presence, &joiner)?),
             None => None,
         };
@@ -617,52 +678,61 @@ impl Hub {
             .engine
             .claim(&channel, peer.id)
             .map_or(0, |c| c.last_seq);
-        write(&self.index)
-            .exact
-            .entry(channel.as_str().into())
-            .or_default()
-            .owned = true;
+        {
+            let mut idx = write(&self.index);
+            match idx.exact.get_mut(&*channel) {
+                Some(e) => e.owned = true,
+                None => {
+                    let entry = Entry {
+                        owned: true,
+                        ..Entry::default()
+                    };
+                    idx.exact.insert(channel.clone(), entry);
+                }
+            }
+        }
         if let Some((kind_name, frame)) = &joiner.welcome {
             // Before the member is visible: it precedes anything sent to it as a member (request_snapshot).
             self.send(&peer, kind_name, frame);
         }
-        if let Some(old) = r.members(kind).remove(&id) {
+        if let Some((_, old)) = r.members(kind).remove_entry(id) {
             Metrics::bump(&self.metrics.sessions_replaced);
             tracing::info!(%id, old = old.conn, "{} replaced by a newer connection", kind.noun());
             old.peer.request_close(CloseCode::SessionReplaced);
-            self.announce_leave(kind, &id, old.legacy);
+            self.announce_leave(kind, old.presence.channel(), old.legacy);
         }
         if legacy {
             self.fan_out_legacy(
                 "client_connected",
-                &encode(&RelayToDashboard::ClientConnected(client_info(&presence))),
+                &encode(&RelayToDashboard::ClientConnected(presence.client_info())),
             );
         }
         let presence = Arc::new(presence);
         self.engine
-            .add_presence(channel::GLOBAL, &presence_key(kind, &id), presence.clone());
-        self.publish_relay(channel::GLOBAL, connected_event(kind), &*presence);
+            .add_presence(channel::GLOBAL, channel.clone(), presence.clone());
+        self.publish_relay(channel::GLOBAL, connected_event(kind), &presence.info());
         let conn = peer.id;
         r.members(kind).insert(
-            id.clone(),
+            ById(channel.clone()),
             Box::new(Member {
                 conn,
                 peer,
                 presence,
                 legacy,
                 protocol,
-                capabilities,
                 shared: shared.clone(),
-                takeovers: takeovers.unwrap_or_default(),
-                contested_until: None,
-                conflict_told: false,
+                takeovers: takeovers.map(|times| {
+                    Box::new(Takeovers {
+                        times,
+                        ..Takeovers::default()
+                    })
+                }),
             }),
         );
         Ok(Membership {
             guard: MemberGuard {
                 hub: self.clone(),
                 kind,
-                id,
                 conn,
             },
             channel,
@@ -679,41 +749,43 @@ impl Hub {
     fn may_take_over(
         &self,
         old: &mut Member,
-        presence: &PresenceInfo,
+        presence: &PresenceEntry,
         joiner: &Joiner,
-    ) -> Result<std::collections::VecDeque<Instant>, JoinRefused> {
-        let kind = presence.kind;
+    ) -> Result<VecDeque<Instant>, JoinRefused> {
+        let kind = presence.kind();
         let noun = kind.noun();
-        if old.presence.origin != presence.origin && !joiner.authenticated {
+        let id = presence.id();
+        if old.presence.origin() != presence.origin() && !joiner.authenticated {
             Metrics::bump(&self.metrics.takeovers_refused);
             return Err(JoinRefused::OtherOrigin {
                 noun,
-                id: presence.id.clone(),
+                id: id.into(),
             });
         }
         let now = Instant::now();
         let window = self.config.takeover_window;
-        old.takeovers
-            .retain(|t| now.saturating_duration_since(*t) < window);
-        let contested = old.contested_until.is_some_and(|until| now < until);
-        if contested || old.takeovers.len() >= self.config.takeover_limit {
+        let t = old.takeovers.get_or_insert_with(Box::default);
+        t.times
+            .retain(|at| now.saturating_duration_since(*at) < window);
+        let contested = t.contested_until.is_some_and(|until| now < until);
+        if contested || t.times.len() >= self.config.takeover_limit {
             // It goes on for as long as the other keeps trying: each attempt extends it.
-            old.contested_until = Some(now + window);
+            t.contested_until = Some(now + window);
             Metrics::bump(&self.metrics.takeovers_refused);
             let refused = JoinRefused::Contested {
                 noun,
-                id: presence.id.clone(),
-                n: old.takeovers.len(),
+                id: id.into(),
+                n: t.times.len(),
                 window: window.as_secs(),
-                age_secs: ((Millis::now().0 - old.presence.connected_at.0).max(0.0) / 1000.0)
+                age_secs: ((Millis::now().0 - old.presence.connected_at().0).max(0.0) / 1000.0)
                     as u64,
             };
-            if !std::mem::replace(&mut old.conflict_told, true) {
-                tracing::warn!(id = %presence.id, "{noun} id conflict: two connections kept replacing each other");
+            if !std::mem::replace(&mut t.conflict_told, true) {
+                tracing::warn!(%id, "{noun} id conflict: two connections kept replacing each other");
                 let conflict = v2::PresenceConflict {
                     kind,
-                    id: presence.id.clone(),
-                    channel: old.presence.channel.clone(),
+                    id: id.into(),
+                    channel: old.presence.channel().to_string(),
                     message: refused.to_string(),
                     timestamp: Millis::now(),
                 };
@@ -728,12 +800,14 @@ impl Hub {
             }
             return Err(refused);
         }
-        let mut history = std::mem::take(&mut old.takeovers);
+        let mut history = std::mem::take(&mut t.times);
         history.push_back(now);
         Ok(history)
     }
 
-    fn announce_leave(&self, kind: PresenceKind, id: &str, legacy: bool) {
+    /// Tells everyone that the member of `channel` (`sessions/{id}`, `agents/{id}`) left.
+    fn announce_leave(&self, kind: PresenceKind, channel: &str, legacy: bool) {
+        let id = member_id(channel);
         if legacy {
             self.fan_out_legacy(
                 "client_disconnected",
@@ -742,8 +816,7 @@ impl Hub {
                 })),
             );
         }
-        self.engine
-            .remove_presence(channel::GLOBAL, &presence_key(kind, id));
+        self.engine.remove_presence(channel::GLOBAL, channel);
         self.publish_relay(
             channel::GLOBAL,
             disconnected_event(kind),
@@ -765,38 +838,47 @@ impl Hub {
             return;
         }
         let m = r.members(kind).remove(id).expect("checked above");
-        let channel = &m.presence.channel;
+        let channel = m.presence.channel();
         self.engine.release(channel, conn);
         {
             let mut idx = write(&self.index);
-            if let Some(e) = idx.exact.get_mut(channel.as_str()) {
+            if let Some(e) = idx.exact.get_mut(&**channel) {
                 e.owned = false;
                 self.uncache_snapshot(e);
                 if e.subs.is_empty() {
-                    idx.exact.remove(channel.as_str());
+                    idx.exact.remove(&**channel);
                 }
             }
         }
-        self.announce_leave(kind, id, m.legacy);
+        self.announce_leave(kind, channel, m.legacy);
     }
 
-    /// A member stopped answering pings (`Some(drop_at)`, when it will be dropped unless it answers) or answered
+    /// A member stopped answering pings (`Some((since, drop_at))`: since when, and when it will be dropped unless
+    /// it answers, both read by the caller from one clock reading) or answered
     /// again (`None`): its presence entry says so (`staleSince`, for dashboards that subscribe later) and
     /// `session.stale` / `session.fresh` (`agent.*`) tell the ones watching. Nothing if this connection no longer
     /// is the member (it was replaced).
-    pub fn set_stale(&self, kind: PresenceKind, id: &str, conn: ConnId, drop_at: Option<Millis>) {
+    pub fn set_stale(
+        &self,
+        kind: PresenceKind,
+        id: &str,
+        conn: ConnId,
+        stale: Option<(Millis, Millis)>,
+    ) {
         let mut r = self.lock();
         let Some(m) = r.members(kind).get_mut(id) else {
             return;
         };
-        if m.conn != conn || m.presence.stale_since.is_some() == drop_at.is_some() {
+        if m.conn != conn || m.presence.stale_since().is_some() == stale.is_some() {
             return;
         }
-        let now = Millis::now();
-        // A new info for the engine's entry and ours (the engine's is replaced, not written through).
-        Arc::make_mut(&mut m.presence).stale_since = drop_at.map(|_| now);
+        let now = stale.map_or_else(Millis::now, |(since, _)| since);
+        let drop_at = stale.map(|(_, drop_at)| drop_at);
+        // A new info for the engine's entry and ours (the engine's is replaced, not written through); the
+        // name stays shared.
+        Arc::make_mut(&mut m.presence).set_stale_since(drop_at.map(|_| now));
         self.engine
-            .update_presence(channel::GLOBAL, &presence_key(kind, id), m.presence.clone());
+            .update_presence(channel::GLOBAL, m.presence.channel(), m.presence.clone());
         match drop_at {
             Some(drop_at) => {
                 Metrics::bump(&self.metrics.stale);
@@ -913,7 +995,7 @@ impl Hub {
         let peer = {
             let r = self.lock();
             let m = r.agents.get(agent_id).ok_or(RouteError::Unknown)?;
-            let interactive = m.capabilities.as_ref().is_none_or(|c| c.input);
+            let interactive = m.presence.capabilities().is_none_or(|c| c.input);
             if matches!(request, AgentRequest::Input | AgentRequest::Resize) && !interactive {
                 return Err(RouteError::NotInteractive);
             }
@@ -964,7 +1046,7 @@ impl Hub {
         let peer = {
             let mut r = self.lock();
             r.members(p.requester.0)
-                .get(&p.requester.1)
+                .get(p.requester.1.as_str())
                 .map(|m| m.peer.clone())
         };
         match peer {
@@ -997,7 +1079,7 @@ impl Hub {
             .sessions
             .values()
             .filter(|m| m.legacy)
-            .map(|m| client_info(&m.presence))
+            .map(|m| m.presence.client_info())
             .collect();
         clients.sort_by(ClientInfo::list_order);
         encode(&RelayToDashboard::ClientList(ClientList { clients }))
@@ -1022,13 +1104,13 @@ impl Hub {
             .collect();
         sessions.sort_by(|a, b| {
             a.presence
-                .connected_at
+                .connected_at()
                 .0
-                .total_cmp(&b.presence.connected_at.0)
+                .total_cmp(&b.presence.connected_at().0)
         });
         for m in sessions {
-            let cached = idx.exact.get(m.presence.channel.as_str()).and_then(|e| {
-                lock_snapshot(&e.snapshot)
+            let cached = idx.exact.get(&**m.presence.channel()).and_then(|e| {
+                lock_snapshot(&e.busy().snapshot)
                     .as_ref()
                     .and_then(|p| p.legacy.clone())
             });
@@ -1118,7 +1200,7 @@ impl Hub {
             // A replay must fit the subscriber's queue with room to spare, or it would be closed as a slow
             // consumer and come back asking for the same: then it resynchronises instead (or, for retained
             // history, gets the newest part that fits).
-            let bytes: usize = replay.iter().map(|p| p.frame.len()).sum();
+            let bytes: usize = replay.iter().map(|p| p.frame_len()).sum();
             if replay.len() > max_frames || bytes > max_bytes {
                 match since {
                     engine::Since::Position { .. } => {
@@ -1131,11 +1213,11 @@ impl Hub {
                     _ => {
                         let (mut n, mut b) = (0, 0);
                         for p in replay.iter().rev() {
-                            if n + 1 > max_frames || b + p.frame.len() > max_bytes {
+                            if n + 1 > max_frames || b + p.frame_len() > max_bytes {
                                 break;
                             }
                             n += 1;
-                            b += p.frame.len();
+                            b += p.frame_len();
                         }
                         replay.drain(..replay.len() - n);
                     }
@@ -1146,15 +1228,15 @@ impl Hub {
             if let Some(sub) = sub.take() {
                 entry.subs.push(sub);
             }
-            let snapshot = lock_snapshot(&entry.snapshot).as_ref().map(|p| {
+            let snapshot = lock_snapshot(&entry.busy().snapshot).as_ref().map(|p| {
                 let age = p.at.elapsed().as_millis() as u64;
-                (p.frame.clone(), age)
+                (p.frame().clone(), age)
             });
             drop(idx);
             let presence =
                 (name == channel::GLOBAL).then(|| self.engine.presence(channel::GLOBAL));
             let joined = Joined {
-                position: Some(j.position.clone()),
+                position: Some(*j.position),
                 presence,
                 recovery,
                 replayed: (!matches!(since, engine::Since::Live)).then_some(replay.len() as u64),
@@ -1164,12 +1246,12 @@ impl Hub {
             self.send(peer, "ack", &ack(joined));
             for p in &replay {
                 let item = Item {
-                    frame: p.frame.clone(),
+                    frame: p.frame().clone(),
                     conflate: None,
                     at: None,
                 };
                 if self.push(peer, item).accepted() {
-                    self.metrics.outbound("publication", 1, p.frame.len());
+                    self.metrics.outbound("publication", 1, p.frame_len());
                 }
             }
         })?;
@@ -1217,12 +1299,12 @@ fn lock_snapshot(
 }
 
 fn snapshot_size(p: &engine::Publication) -> usize {
-    p.frame.len() + p.legacy.as_ref().map_or(0, |l| l.len())
+    p.frame_len() + p.legacy.as_ref().map_or(0, |l| l.len())
 }
 
 impl Hub {
     /// Keeps a session's newest snapshot for later subscribers, within `snapshot_cache_bytes` over all sessions.
-    fn cache_snapshot(&self, e: &Entry, p: &Arc<engine::Publication>) {
+    fn cache_snapshot(&self, e: &Busy, p: &Arc<engine::Publication>) {
         let mut slot = lock_snapshot(&e.snapshot);
         let old = slot.take().map_or(0, |o| snapshot_size(&o));
         let new = snapshot_size(p);
@@ -1237,7 +1319,7 @@ impl Hub {
 
     /// Forgets a channel entry's cached snapshot (its session left).
     fn uncache_snapshot(&self, e: &Entry) {
-        if let Some(old) = lock_snapshot(&e.snapshot).take() {
+        if let Some(old) = lock_snapshot(&e.busy().snapshot).take() {
             self.snapshot_cache
                 .fetch_sub(snapshot_size(&old), Ordering::Relaxed);
         }
@@ -1293,7 +1375,7 @@ impl engine::Delivery for Hub {
             .chain(wild)
         {
             let frame = match (sub.format, &p.legacy) {
-                (Format::V2, _) => &p.frame,
+                (Format::V2, _) => p.frame(),
                 (Format::Legacy, Some(frame)) => frame,
                 (Format::Legacy, None) => continue,
             };
@@ -1309,21 +1391,19 @@ impl engine::Delivery for Hub {
                 }
             }
         }
-        if let (Some(e), Kind::Snapshot) = (entry, p.kind) {
-            self.cache_snapshot(e, p);
-        }
         if let Some(e) = entry {
-            e.counters.published.fetch_add(1, Ordering::Relaxed);
-            e.counters
-                .bytes
-                .fetch_add(p.frame.len() as u64, Ordering::Relaxed);
-            e.counters
-                .delivered
-                .fetch_add(v2 + legacy, Ordering::Relaxed);
+            let busy = e.busy.get_or_init(Box::default);
+            if p.kind == Kind::Snapshot {
+                self.cache_snapshot(busy, p);
+            }
+            busy.published.fetch_add(1, Ordering::Relaxed);
+            busy.bytes
+                .fetch_add(p.frame_len() as u64, Ordering::Relaxed);
+            busy.delivered.fetch_add(v2 + legacy, Ordering::Relaxed);
         }
         if v2 > 0 {
             self.metrics
-                .outbound("publication", v2 as usize, p.frame.len());
+                .outbound("publication", v2 as usize, p.frame_len());
         }
         if let (Some(frame), true) = (&p.legacy, legacy > 0) {
             let kind = match p.kind {
@@ -1333,21 +1413,6 @@ impl engine::Delivery for Hub {
             self.metrics.outbound(kind, legacy as usize, frame.len());
         }
     }
-}
-
-/// A session as seed-000 dashboards see it (`client_list`, `client_connected`): what its presence says, in seed
-/// 000's shape (a v2 session that gave no SDK version shows `"v2"`).
-fn client_info(p: &PresenceInfo) -> ClientInfo {
-    ClientInfo {
-        session_id: p.id.clone(),
-        sdk_version: p.sdk_version.clone().unwrap_or_else(|| "v2".into()),
-        project_id: p.project_id.clone(),
-        connected_at: p.connected_at,
-    }
-}
-
-fn presence_key(kind: PresenceKind, id: &str) -> String {
-    format!("{}:{id}", kind.noun())
 }
 
 fn connected_event(kind: PresenceKind) -> &'static str {
@@ -1383,9 +1448,9 @@ pub struct Joiner {
 /// A registered session or agent; dropping it unregisters (if this connection still is the member).
 #[derive(Debug)]
 pub struct Membership {
+    /// `sessions/{id}` or `agents/{id}`: the member's one copy of its names (shared with the registry).
+    pub channel: Arc<str>,
     guard: MemberGuard,
-    /// `sessions/{id}` or `agents/{id}`.
-    pub channel: String,
     pub shared: Arc<MemberShared>,
     /// The highest publisher `seq` the channel had taken when this member joined (`connected.lastSeq`).
     pub last_seq: u64,
@@ -1393,10 +1458,18 @@ pub struct Membership {
 
 impl Membership {
     pub fn id(&self) -> &str {
-        &self.guard.id
+        member_id(&self.channel)
     }
     pub fn kind(&self) -> PresenceKind {
         self.guard.kind
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.guard
+            .hub
+            .leave(self.guard.kind, member_id(&self.channel), self.guard.conn);
     }
 }
 
@@ -1404,14 +1477,7 @@ impl Membership {
 struct MemberGuard {
     hub: Arc<Hub>,
     kind: PresenceKind,
-    id: String,
     conn: ConnId,
-}
-
-impl Drop for MemberGuard {
-    fn drop(&mut self) {
-        self.hub.leave(self.kind, &self.id, self.conn);
-    }
 }
 
 /// One subscription of one connection; dropping it unsubscribes.
@@ -1491,6 +1557,7 @@ mod tests {
     use super::*;
     use crate::engine::memory::MemoryEngine;
     use crate::outbox::outbox;
+    use devrelay_protocol::v2::Capabilities;
 
     fn hub() -> Arc<Hub> {
         Arc::new(Hub::new(
@@ -1514,6 +1581,24 @@ mod tests {
             origin: None,
             stale_since: None,
         }
+    }
+
+    #[test]
+    fn a_members_state_stays_small() {
+        use std::mem::size_of;
+        // Every idle SDK holds these (BENCHMARKS.md, "Idle connection memory"): a registry slot (key and box),
+        // the boxed member, the connection's membership, and its channel's index entry (inline in the slot).
+        let sizes = (
+            size_of::<ById>(),
+            size_of::<Member>(),
+            size_of::<Membership>(),
+            size_of::<Entry>(),
+        );
+        eprintln!("ById, Member, Membership, Entry: {sizes:?} bytes");
+        assert!(
+            sizes.0 <= 16 && sizes.1 <= 56 && sizes.2 <= 56 && sizes.3 <= 48,
+            "{sizes:?}"
+        );
     }
 
     #[test]
@@ -1685,6 +1770,7 @@ mod tests {
             data: None,
             kind: Kind::Event,
             legacy: None,
+            data_in_legacy: None,
             owner: Some(owner),
             seq: None,
         };

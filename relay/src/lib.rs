@@ -11,23 +11,22 @@ pub mod config;
 mod connection;
 pub mod demo;
 pub mod engine;
-mod frame_guard;
 mod hub;
 mod limiter;
 mod listener;
 mod metrics;
 mod outbox;
 mod permission;
+pub mod presence;
 mod prometheus;
 mod publish;
 mod pulse;
-mod read_ahead;
 mod routes;
 pub mod run;
-mod socket;
 mod telemetry;
 pub mod token_file;
 mod transport;
+pub mod ws_reader;
 
 use std::sync::Arc;
 

@@ -100,14 +100,14 @@ struct ServeArgs {
     /// Outbound queue per connection, in bytes (overflow: close 4002 slow consumer).
     #[arg(long, env = "DEVRELAY_QUEUE_BYTES", default_value_t = Config::default().queue_bytes)]
     queue_bytes: usize,
-    /// Read buffer per connection, in bytes (the main memory cost of an idle connection).
+    /// No effect (was tungstenite's read buffer; the relay reads frames itself); accepted for old command lines.
     #[arg(long, env = "DEVRELAY_READ_BUFFER_BYTES", default_value_t = Config::default().read_buffer_bytes)]
     read_buffer_bytes: usize,
     /// Runtime worker threads (default: one per CPU). Fewer threads mean fewer cross-thread wake-ups per
     /// fan-out, at the price of parallelism.
     #[arg(long, env = "DEVRELAY_WORKER_THREADS")]
     worker_threads: Option<usize>,
-    /// Write coalescing buffer per connection, in bytes.
+    /// No effect (was tungstenite's write buffer; frames go through the outbox); accepted for old command lines.
     #[arg(long, env = "DEVRELAY_WRITE_BUFFER_BYTES", default_value_t = Config::default().write_buffer_bytes)]
     write_buffer_bytes: usize,
     /// Inbound messages handled under one cork: deliveries of a burst to idle peers go out as one write per

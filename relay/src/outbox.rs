@@ -27,10 +27,11 @@ use std::time::Instant;
 
 use devrelay_protocol::CloseCode;
 use futures_util::task::AtomicWaker;
+use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::metrics::Histogram;
+use crate::metrics::{Histogram, Tally};
 
 /// Identifies one WebSocket connection for the relay's lifetime.
 pub type ConnId = u64;
@@ -39,6 +40,10 @@ pub type ConnId = u64;
 const KEEP_CAPACITY: usize = 64;
 /// Frames per `writev` when a backlog is written frame by frame.
 const WRITE_BATCH: usize = 64;
+/// Frames of one `writev` whose bookkeeping (items, headers, slices) lives on the stack: every frame-by-frame
+/// write, and batches up to this many messages. A writer flushing a burst of one must not pay three heap
+/// allocations for it; only a bigger batch spills (once per batch, not per message).
+const STACK_FRAMES: usize = WRITE_BATCH;
 
 /// One queued message.
 #[derive(Debug, Clone)]
@@ -293,8 +298,21 @@ impl Peer {
             s.bytes -= old_len;
             s.conflated += 1;
         }
-        let backlog = s.live > 0 || s.has_pending();
-        if s.live >= m.max_frames || (s.bytes + len > m.max_bytes && backlog) {
+        let mut backlog = s.live > 0 || s.has_pending();
+        let full = |s: &State, backlog: bool| {
+            s.live >= m.max_frames || (s.bytes + len > m.max_bytes && backlog)
+        };
+        // A corked queue holds this burst's deliveries unwritten, not a backlog the peer failed to read: before
+        // calling the peer slow, write them (as the lift would; a resume's replays of several channels in one
+        // burst fill a queue that each of them alone fits). The stamp-to-write latency of what goes out here is
+        // not recorded (the publisher holds no metrics): a rare path, and the lift records the rest.
+        if s.corked && full(&s, backlog) && s.broken.is_none() {
+            if let Some(tcp) = m.tcp.get() {
+                let _ = s.write_backlog(tcp, None);
+                backlog = s.live > 0 || s.has_pending();
+            }
+        }
+        if full(&s, backlog) {
             if overflow_closes {
                 s.open = false;
             }
@@ -588,7 +606,7 @@ impl Outbox {
         if let Some(kind) = s.broken {
             return Err(kind.into());
         }
-        s.write_backlog(tcp, latency)
+        s.write_backlog(tcp, Some(&mut latency.tally()))
     }
 
     /// Snapshots replaced in this queue since the last call.
@@ -604,7 +622,7 @@ impl State {
         &mut self,
         tcp: &TcpStream,
         item: Item,
-        latency: &Histogram,
+        latency: Option<&mut Tally<'_>>,
     ) -> io::Result<Flushed> {
         let len = item.frame.len();
         let (header, n) = text_header(len);
@@ -619,7 +637,7 @@ impl State {
                 return Err(e);
             }
         };
-        if let Some(at) = item.at {
+        if let (Some(at), Some(latency)) = (item.at, latency) {
             latency.record(at.elapsed());
         }
         if written < n + len {
@@ -629,10 +647,22 @@ impl State {
         Ok(Flushed::Done)
     }
 
-    /// `Outbox::flush`'s work, under the lock: also run by whoever lifts a cork.
-    fn write_backlog(&mut self, tcp: &TcpStream, latency: &Histogram) -> io::Result<Flushed> {
+    /// `Outbox::flush`'s work, under the lock: also run by whoever lifts a cork, and by a producer whose corked
+    /// queue filled. Records each publication's stamp-to-write latency in `latency`, if given. Nothing on the
+    /// heap unless a batch holds more than `STACK_FRAMES` messages.
+    fn write_backlog(
+        &mut self,
+        tcp: &TcpStream,
+        mut latency: Option<&mut Tally<'_>>,
+    ) -> io::Result<Flushed> {
         let s = self;
-        let mut items: Vec<Item> = Vec::new();
+        if s.live == 1 && !s.has_pending() {
+            // A burst of one (the usual case at a modest rate): written as the uncorked fast path writes it.
+            if let Some(item) = s.pop() {
+                return s.write_one(tcp, item, latency);
+            }
+        }
+        let mut items: SmallVec<[Item; STACK_FRAMES]> = SmallVec::new();
         loop {
             match s.write_pending(tcp) {
                 Ok(true) => {}
@@ -658,7 +688,7 @@ impl State {
                 items.push(item);
             }
             // `pop` took the payload out of `bytes`; what the socket does not take goes back in as pending.
-            let mut headers: Vec<([u8; 10], usize)> = Vec::with_capacity(items.len());
+            let mut headers: SmallVec<[([u8; 10], usize); STACK_FRAMES]> = SmallVec::new();
             let batched = s.batch.is_some() && items.len() > 1;
             if batched {
                 let len = payload + items.len() + 1;
@@ -666,7 +696,7 @@ impl State {
             } else {
                 headers.extend(items.iter().map(|i| text_header(i.frame.len())));
             }
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(items.len() * 2 + 2);
+            let mut slices: SmallVec<[IoSlice<'_>; 2 * STACK_FRAMES + 2]> = SmallVec::new();
             if batched {
                 let (h, n) = &headers[0];
                 slices.push(IoSlice::new(&h[..*n]));
@@ -689,10 +719,12 @@ impl State {
                     return Err(e);
                 }
             };
-            let now = Instant::now();
-            for item in &items {
-                if let Some(at) = item.at {
-                    latency.record(now.saturating_duration_since(at));
+            if let Some(latency) = latency.as_deref_mut() {
+                let now = Instant::now();
+                for item in &items {
+                    if let Some(at) = item.at {
+                        latency.record(now.saturating_duration_since(at));
+                    }
                 }
             }
             if written < total {
@@ -734,7 +766,7 @@ mod cork {
     use std::sync::Arc;
 
     use super::{Flushed, Mailbox, State};
-    use crate::metrics::Metrics;
+    use crate::metrics::{Metrics, Tally};
 
     /// A thread's list kept between corks holds at most this many slots (no allocation per burst, no memory
     /// pinned by one huge fan-out).
@@ -800,9 +832,18 @@ mod cork {
             let Some(mut list) = CORKED.with(|c| c.borrow_mut().take()) else {
                 return;
             };
-            for (i, mailbox) in list.drain(..).enumerate() {
-                lift(&mailbox, self.metrics, i < self.inline_peers);
+            let mut latency = self.metrics.fanout_latency.tally();
+            // The peers past the budget are woken first: their tasks (on the other worker threads) write
+            // while this thread writes its own share, instead of after it.
+            let inline = self.inline_peers.min(list.len());
+            for mailbox in &list[inline..] {
+                lift(mailbox, self.metrics, &mut latency, false);
             }
+            for mailbox in &list[..inline] {
+                lift(mailbox, self.metrics, &mut latency, true);
+            }
+            drop(latency);
+            list.clear();
             if list.capacity() <= KEEP {
                 SPARE.with(|s| *s.borrow_mut() = list);
             }
@@ -811,7 +852,7 @@ mod cork {
 
     /// Writes what a corked peer was given (as far as its socket takes it) if `write`, or wakes its task to do
     /// so.
-    fn lift(m: &Mailbox, metrics: &Metrics, write: bool) {
+    fn lift(m: &Mailbox, metrics: &Metrics, latency: &mut Tally<'_>, write: bool) {
         let mut s = m.lock();
         s.corked = false;
         if !s.open {
@@ -829,17 +870,8 @@ mod cork {
         // its own writer would, minus the wake-up.
         let wake = match m.tcp.get() {
             Some(tcp) if write && s.broken.is_none() => {
-                // An error is kept in `broken` by the write, for the task to report. A burst of one (the usual
-                // case at a modest rate) is written as the uncorked fast path writes it: no allocation.
-                let latency = &metrics.fanout_latency;
-                let written = if s.live == 1 && !s.has_pending() {
-                    match s.pop() {
-                        Some(item) => s.write_one(tcp, item, latency),
-                        None => Ok(Flushed::Done),
-                    }
-                } else {
-                    s.write_backlog(tcp, latency)
-                };
+                // An error is kept in `broken` by the write, for the task to report.
+                let written = s.write_backlog(tcp, Some(latency));
                 !matches!(written, Ok(Flushed::Done))
             }
             _ => true,
@@ -1109,6 +1141,30 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_batch_bigger_than_the_stack_holds_is_still_one_frame_and_every_latency_lands() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 1000, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        let n = STACK_FRAMES * 2 + 3;
+        peer.set_batch(Some((n, 1 << 20)));
+        let at = Instant::now();
+        for i in 0..n {
+            let item = Item {
+                frame: Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)),
+                conflate: None,
+                at: Some(at),
+            };
+            assert_eq!(peer.deliver(item), Delivery::Queued);
+        }
+        let latency = Histogram::default();
+        assert_eq!(out.flush(&latency).unwrap(), Flushed::Done);
+        let want: Vec<String> = (0..n).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+        let got = read_frames(&mut peer_side, 1).await;
+        assert_eq!(got, [format!("[{}]", want.join(","))]);
+        assert_eq!(latency.snapshot().count(), n as u64);
+    }
+
     /// Whether the peer's side has bytes to read right now.
     fn readable_now(peer: &TcpStream) -> bool {
         let mut b = [0u8; 1];
@@ -1181,6 +1237,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lift_records_one_latency_per_publication_it_writes() {
+        let metrics = crate::metrics::Metrics::default();
+        let mut sides = Vec::new();
+        let mut peers = Vec::new();
+        for id in 0..3 {
+            let (relay_side, peer_side) = socket_pair().await;
+            let (peer, out) = outbox(id, 8, 1 << 20);
+            peer.attach(Arc::new(relay_side));
+            sides.push(peer_side);
+            peers.push((peer, out));
+        }
+        let publication = |text: &'static str, at| Item {
+            frame: Utf8Bytes::from_static(text),
+            conflate: None,
+            at: Some(at),
+        };
+        let (old, new) = (
+            Instant::now() - std::time::Duration::from_millis(50),
+            Instant::now(),
+        );
+        {
+            let _cork = Cork::new(&metrics, usize::MAX);
+            for (peer, _) in &peers {
+                assert_eq!(peer.deliver(publication("a", old)), Delivery::Queued);
+            }
+            // A burst of two for the last peer, and a reply (no stamp: no latency).
+            let (last, _) = &peers[2];
+            assert_eq!(last.deliver(publication("b", new)), Delivery::Queued);
+            assert_eq!(
+                last.deliver(Item::plain(Utf8Bytes::from_static("r"))),
+                Delivery::Queued
+            );
+        }
+        assert_eq!(metrics.fanout_latency.snapshot().count(), 4);
+        assert!(metrics.fanout_latency.snapshot().sum_us() >= 3 * 50_000);
+        for (i, side) in sides.iter_mut().enumerate() {
+            let want: &[&str] = if i == 2 { &["a", "b", "r"] } else { &["a"] };
+            assert_eq!(read_frames(side, want.len()).await, want);
+        }
+    }
+
+    #[tokio::test]
     async fn a_peer_gone_while_corked_is_skipped_and_a_backlogged_one_is_left_to_its_writer() {
         let latency = Histogram::default();
         let metrics = crate::metrics::Metrics::default();
@@ -1245,6 +1343,29 @@ mod tests {
         assert_eq!(b_out.flush(&latency).unwrap(), Flushed::Done);
         assert_eq!(read_frames(&mut a_peer, 2).await, ["xxxx", "xxxx"]);
         assert_eq!(read_frames(&mut b_peer, 2).await, ["xxxx", "xxxx"]);
+    }
+
+    #[tokio::test]
+    async fn a_corked_queue_that_fills_is_written_out_not_closed_as_slow() {
+        let metrics = crate::metrics::Metrics::default();
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, _out) = outbox(1, 8, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        {
+            let _cork = Cork::new(&metrics, usize::MAX);
+            for i in 0..20 {
+                let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
+                assert_eq!(
+                    peer.deliver(item),
+                    Delivery::Queued,
+                    "message {i}: a burst larger than the queue is not a slow consumer"
+                );
+            }
+            assert!(peer.depth().0 < 8, "written as the queue filled");
+        }
+        assert_eq!(peer.depth(), (0, 0));
+        let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+        assert_eq!(read_frames(&mut peer_side, 20).await, want, "all, in order");
     }
 
     #[tokio::test]

@@ -13,7 +13,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,7 +20,6 @@ use crate::access::{check_host, check_origin};
 use crate::auth::{Denied, Principal, Source};
 use crate::connection::{ConnectParams, Start};
 use crate::engine::{EngineError, PublishRequest};
-use crate::frame_guard::FrameGuard;
 use crate::hub::{ConnectionRefused, ConnectionSlot, Hub};
 use crate::metrics::{Metrics, Rejection};
 use crate::prometheus;
@@ -142,8 +140,8 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
     header_has_token(headers, header::UPGRADE, "websocket")
 }
 
-/// The WebSocket endpoint. Done by hand (rather than axum's extractor) to hand tokio-tungstenite our exact
-/// buffer and size limits and to see its typed errors (e.g. message too long → 1009).
+/// The WebSocket endpoint. Done by hand (rather than axum's extractor): the connection takes the upgraded TCP
+/// socket itself, reads its frames with devrelay's own reader (`ws_reader.rs`) and writes through its outbox.
 async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     let headers = req.headers();
     if !is_upgrade(headers) {
@@ -211,36 +209,12 @@ async fn websocket(State(app): State<AppState>, mut req: Request) -> Response {
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
 
-    let config = &app.hub.config;
-    // The frame guard keeps larger messages from tungstenite (`frame_guard.rs`); its own limits are a backstop.
-    let largest = config.largest_message_bytes();
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.write_buffer_bytes)
-        .max_write_buffer_size(
-            config
-                .write_buffer_bytes
-                .saturating_add(largest)
-                .saturating_mul(2),
-        )
-        .max_message_size(Some(largest))
-        .max_frame_size(Some(largest));
-    let mut nonce = [0u8; 8];
-    if getrandom::fill(&mut nonce).is_err() {
-        // Without a nonce a peer could forge a marker: it could only make the relay tell it its own message
-        // was too big. Still, take what randomness std has.
-        let r = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), largest);
-        nonce = r.to_le_bytes();
-    }
-    let guard = FrameGuard::new(largest as u64, nonce);
     let params = ConnectParams::from_query(req.uri().query());
     let token = params.token.clone().or(bearer);
     let pending = Box::new(PendingUpgrade {
         on_upgrade,
         foreign_origin,
         token,
-        guard,
-        ws_config,
         hub: app.hub.clone(),
         shutdown: app.shutdown.clone(),
         params,
@@ -264,8 +238,6 @@ struct PendingUpgrade {
     on_upgrade: hyper::upgrade::OnUpgrade,
     foreign_origin: Option<String>,
     token: Option<String>,
-    guard: FrameGuard,
-    ws_config: WebSocketConfig,
     hub: Arc<Hub>,
     shutdown: CancellationToken,
     params: ConnectParams,
@@ -279,8 +251,6 @@ impl PendingUpgrade {
             on_upgrade,
             foreign_origin,
             token,
-            guard,
-            ws_config,
             hub,
             shutdown,
             params,
@@ -299,7 +269,7 @@ impl PendingUpgrade {
             foreign_origin,
         };
         let admitted = Principal::admit(&hub.config.auth, token.as_deref(), source);
-        // The socket itself: the connection writes to it directly (`outbox.rs`, `socket.rs`).
+        // The socket itself: the connection reads its frames (`ws_reader.rs`) and writes to it (`outbox.rs`).
         let Transport::Tcp(tcp) = transport else {
             tracing::warn!("upgraded connection is not a TCP socket; dropped");
             return None;
@@ -307,8 +277,6 @@ impl PendingUpgrade {
         Some(Box::new(Start {
             tcp,
             leftover,
-            guard,
-            ws_config,
             hub,
             shutdown,
             params,
@@ -500,6 +468,7 @@ async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Byte
         data,
         kind: checked.kind,
         legacy: checked.legacy,
+        data_in_legacy: None,
         owner: None,
         seq: None,
     };
@@ -507,7 +476,7 @@ async fn api_publish(State(app): State<AppState>, headers: HeaderMap, body: Byte
         Ok(publication) => Json(json!({
             "channel": checked.channel.name(),
             "offset": publication.offset,
-            "epoch": &*publication.epoch,
+            "epoch": publication.epoch,
         }))
         .into_response(),
         Err(e @ EngineError::TooManyChannels(_)) => api_error(

@@ -1,7 +1,7 @@
 //! The socket under a WebSocket connection. After the upgrade hyper hands back the accepted `TcpStream` itself
 //! (when it can), so the connection can see its peer's address (loopback or not: `auth.rs`), write to it
-//! directly (`socket.rs`, `outbox.rs`) and end it abortively (RST) when a clean close cannot get through (a slow
-//! consumer behind a zero window: `connection/mod.rs`).
+//! directly (`outbox.rs`), read its frames itself (`ws_reader.rs`) and end it abortively (RST) when a clean
+//! close cannot get through (a slow consumer behind a zero window: `connection/mod.rs`).
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;

@@ -7,6 +7,7 @@ mod util;
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use util::{Client, Proxy, Relay, V2};
 
@@ -167,6 +168,87 @@ async fn a_replay_larger_than_the_queue_takes_is_refused_not_attempted() {
     assert_eq!(relay.stats().await["slowConsumerCloses"], 0);
 }
 
+/// Resumes of several channels read in one burst (one cork): each replay fits half the queue, together they
+/// exceed it. The burst's replays are written out as the queue fills instead of being held for the cork's lift,
+/// which closed the dashboard as a slow consumer (bench/run.sh's reconnect storm, scenario h, found it).
+#[tokio::test]
+async fn resumes_of_several_channels_in_one_burst_replay_more_than_the_queue_holds() {
+    let relay = Relay::start(devrelay::Config {
+        queue_messages: 40,
+        ..Default::default()
+    })
+    .await;
+    let sessions = ["b1", "b2", "b3", "b4"];
+    let per = 15u64; // ≤ queue_messages / 2: each replay alone is allowed
+    let mut watcher = V2::dashboard(&relay.dash()).await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
+    let mut epochs = Vec::new();
+    for s in sessions {
+        watcher.subscribe(&format!("sessions/{s}")).await;
+        let ack = dash.subscribe(&format!("sessions/{s}")).await;
+        epochs.push(ack["epoch"].as_str().unwrap().to_string());
+        dash.request(
+            json!({"type": "unsubscribe", "channel": format!("sessions/{s}")}),
+            &format!("u:{s}"),
+        )
+        .await;
+    }
+    let mut sdks = Vec::new();
+    for s in sessions {
+        let mut sdk = Client::sdk(&relay.url(), s).await;
+        for seq in 1..=per {
+            sdk.send_text(&event(s, seq)).await;
+        }
+        sdks.push(sdk);
+    }
+    // Every event is in its channel's history once the watcher has seen the last of each session.
+    let mut done = 0;
+    while done < sessions.len() {
+        let p = watcher.publication().await;
+        if seq_of(&p) == per {
+            done += 1;
+        }
+    }
+    // The four resumes in one write, so that the relay reads them in one burst.
+    for (s, epoch) in sessions.iter().zip(&epochs) {
+        let msg = json!({"type": "subscribe", "channel": format!("sessions/{s}"), "id": format!("r:{s}"),
+                         "since": {"offset": 0, "epoch": epoch}});
+        dash.c
+            .ws
+            .feed(tokio_tungstenite::tungstenite::Message::text(
+                msg.to_string(),
+            ))
+            .await
+            .unwrap();
+    }
+    dash.c.ws.flush().await.unwrap();
+    let mut acks = 0;
+    let mut seen: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    while acks < sessions.len()
+        || seen.values().map(Vec::len).sum::<usize>() < sessions.len() * per as usize
+    {
+        let m = dash.next().await;
+        if m["type"] == "ack" {
+            assert_eq!(m["recovered"], true, "{m}");
+            assert_eq!(m["replayed"], per, "{m}");
+            acks += 1;
+        } else {
+            assert!(m.get("type").is_none(), "only acks and publications: {m}");
+            seen.entry(m["channel"].as_str().unwrap().to_string())
+                .or_default()
+                .push(seq_of(&m));
+        }
+    }
+    for s in sessions {
+        assert_eq!(
+            seen[&format!("sessions/{s}")],
+            (1..=per).collect::<Vec<_>>(),
+            "{s}: every event once, in order"
+        );
+    }
+    assert_eq!(relay.stats().await["slowConsumerCloses"], 0);
+}
+
 #[tokio::test]
 async fn a_relay_restart_changes_the_epoch() {
     let first = Relay::start(Default::default()).await;
@@ -196,6 +278,51 @@ async fn a_relay_restart_changes_the_epoch() {
     );
     assert_ne!(ack["epoch"], epoch.as_str());
     shutdown.cancel();
+}
+
+/// A session's stream holds its epoch as a number from the moment the session joins (not a string made on first
+/// use): the epoch an idle session's watcher is told before anything was published is the one its publications
+/// carry, across the session reconnecting, and a resume from it recovers.
+#[tokio::test]
+async fn an_idle_sessions_epoch_is_the_one_its_first_publication_carries() {
+    let relay = Relay::start(Default::default()).await;
+    let sdk = Client::sdk(&relay.url(), "quiet").await;
+    let mut dash = V2::dashboard(&relay.dash()).await;
+    dash.subscribe("global").await;
+    let ack = dash.subscribe("sessions/quiet").await;
+    assert_eq!(ack["offset"], 0, "{ack}");
+    let epoch = ack["epoch"].as_str().unwrap().to_string();
+    assert!(
+        epoch.len() == 16
+            && epoch
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "16 lowercase hex digits: {epoch}"
+    );
+    // The session leaves and comes back; its watched channel lives on, and so does its epoch.
+    drop(sdk);
+    dash.until(|m| m["event"] == "session.disconnected" && m["data"]["id"] == "quiet")
+        .await;
+    let mut sdk = Client::sdk(&relay.url(), "quiet").await;
+    sdk.send_text(&event("quiet", 1)).await;
+    let p = dash
+        .until(|m| m.get("type").is_none() && m["channel"] == "sessions/quiet")
+        .await;
+    assert_eq!(
+        (p["offset"].as_u64(), p["epoch"].as_str()),
+        (Some(1), Some(epoch.as_str())),
+        "{p}"
+    );
+    let mut late = V2::dashboard(&relay.dash()).await;
+    let ack = resume(&mut late, "sessions/quiet", 0, &epoch).await;
+    assert_eq!(
+        (ack["recovered"].as_bool(), ack["replayed"].as_u64()),
+        (Some(true), Some(1)),
+        "{ack}"
+    );
+    assert_eq!(ack["epoch"], epoch.as_str());
+    let replayed = late.publication().await;
+    assert_eq!(replayed, p, "the replay is the publication itself");
 }
 
 #[tokio::test]

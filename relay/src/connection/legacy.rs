@@ -68,7 +68,7 @@ impl Connection {
                 if let Err(d) = self.principal.may_watch() {
                     return self.deny(d, false, None);
                 }
-                // A dashboard sends no snapshots: the frame guard holds it to the smaller limit.
+                // A dashboard sends no snapshots: the reader (`ws_reader.rs`) holds it to the smaller limit.
                 self.frame_limit = Some(self.hub.config.max_message_bytes);
                 let sub = self.hub.subscribe_legacy_dashboard(self.peer.clone());
                 tracing::info!(conn = self.peer.id, "dashboard subscribed");
@@ -215,13 +215,17 @@ impl Connection {
         let Role::Sdk(member) = &self.role else {
             return;
         };
-        let legacy = match what {
-            Forward::Snapshot => splice::state_update(session, raw),
-            Forward::Event => Ok(splice::stream_event_update(session, raw)),
-        };
-        let legacy = match legacy {
-            Ok(frame) => Utf8Bytes::from(frame),
-            Err(e) => return self.reply_error(e.code(), e.to_string()),
+        let (legacy, data_in_legacy) = match what {
+            Forward::Snapshot => match splice::state_update(session, raw) {
+                Ok(frame) => (frame, None),
+                Err(e) => return self.reply_error(e.code(), e.to_string()),
+            },
+            Forward::Event => {
+                let frame = splice::stream_event_update(session, raw);
+                // The SDK's frame is in there: the v2 frame can be built from it if anyone needs one.
+                let range = splice::stream_event_in_update(&frame, raw);
+                (frame, Some(range))
+            }
         };
         let request = PublishRequest {
             channel: &member.channel,
@@ -231,7 +235,8 @@ impl Connection {
                 Forward::Snapshot => Kind::Snapshot,
                 Forward::Event => Kind::Event,
             },
-            legacy: Some(legacy),
+            legacy: Some(Utf8Bytes::from(legacy)),
+            data_in_legacy,
             owner: Some(self.peer.id),
             seq: None,
         };

@@ -31,27 +31,17 @@ use devrelay_protocol::decode::message_type;
 use devrelay_protocol::v2::ClientMessage;
 use devrelay_protocol::Millis;
 use devrelay_protocol::{CloseCode, DashboardMessage, ErrorCode, SdkMessage, Tagged};
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Denied, DeniedKind, Principal};
-use crate::frame_guard::{FrameGuard, Oversize};
 use crate::hub::{ConnectionSlot, DashboardMark, Hub, Membership, QueueMark, Subscription};
 use crate::limiter::{Admit, InboundLimit};
 use crate::metrics::Metrics;
 use crate::outbox::{outbox, Cork, Flushed, Outbox, Peer};
-use crate::socket::Duplex;
-
-/// The socket a connection task serves: tungstenite reads (and writes its control frames through the outbox);
-/// data frames are written by the outbox (`outbox.rs`, `socket.rs`).
-pub type Socket = WebSocketStream<Duplex>;
+use crate::ws_reader::{ControlFrame, Oversize, ReadError, ReadOutcome, Received, Stop, WsReader};
 
 /// What a connection said about itself in its upgrade request (seed 002's `?agent_id=&session_id=`, and
 /// `?token=` for clients that can only set a URL).
@@ -154,8 +144,8 @@ struct Connection {
     principal: Principal,
     /// What it may send per second.
     inbound: InboundLimit,
-    /// A new largest message for the frame guard, set by a handler (a dashboard sends no snapshots: it gets
-    /// `max_message_bytes`), applied by the loop, which holds the socket.
+    /// A new largest message for the reader (`ws_reader.rs`), set by a handler (a dashboard sends no snapshots:
+    /// it gets `max_message_bytes`), applied by the loop, which holds the socket.
     frame_limit: Option<usize>,
     role: Role,
     /// Set by a handler that ends the connection (a refusal): the loop returns it after that frame. Boxed: rare,
@@ -171,8 +161,6 @@ pub struct Start {
     pub tcp: TcpStream,
     /// The bytes hyper read past the upgrade request (a client may send its first frame right behind it).
     pub leftover: Bytes,
-    pub guard: FrameGuard,
-    pub ws_config: WebSocketConfig,
     pub hub: Arc<Hub>,
     /// Looked at once, when the connection is listed: from then on a shutdown reaches it as a close request
     /// (`Hub::close_all`).
@@ -194,7 +182,9 @@ struct Live {
     outbox: Outbox,
     /// The queue-depth gauges see this queue while it exists.
     _queue_mark: QueueMark,
-    ws: Socket,
+    /// The socket's reading side: frames read and checked by devrelay (`ws_reader.rs`); its writes belong to the
+    /// outbox.
+    reader: WsReader,
     beat: Heartbeat,
     timers: Timers,
     /// Which event source the loop looks at first (`0..SOURCES`), rotating: with a backlog the outbox is always
@@ -242,8 +232,8 @@ enum Event {
     Close(CloseCode),
     /// Its queue has something to write.
     Work,
-    /// A read from the socket.
-    Frame(Option<Result<Message, WsError>>),
+    /// The socket has something to read (or failed).
+    Readable(std::io::Result<()>),
     /// A ping period ended.
     Tick,
     Idle,
@@ -258,7 +248,7 @@ enum Next {
     Wait,
     /// The queue's backlog, once the socket takes more.
     FlushBlocked,
-    /// The peer closed: the close reply is to be flushed.
+    /// The peer closed: the echo of its close frame is to be flushed.
     Closed,
 }
 
@@ -279,8 +269,6 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
     let Start {
         tcp,
         leftover,
-        guard,
-        ws_config,
         hub,
         shutdown,
         params,
@@ -289,21 +277,20 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
     } = *start;
     let id = hub.next_conn_id();
     let (peer, outbox) = outbox(id, hub.config.queue_messages, hub.config.queue_bytes);
-    let Ok(io) = Duplex::new(tcp, leftover, guard, &peer) else {
-        // The bytes behind the upgrade request already broke the frame rules: nothing to answer on.
-        return None;
-    };
-    let mut ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(ws_config)).await;
+    // The socket's writes belong to the outbox from now on; its reads to the reader, which serves the bytes
+    // hyper read past the upgrade request first. Messages over the largest limit are never buffered.
+    let tcp = Arc::new(tcp);
+    peer.attach(tcp.clone());
+    let limit = hub.config.largest_message_bytes() as u64;
+    let mut reader = WsReader::new(tcp, &leftover, limit);
+    drop(leftover);
     let principal = match admitted {
         Ok(p) => p,
         Err(d) => {
             Metrics::bump(&hub.metrics.auth_failures);
             tracing::info!(reason = %d.message, "connection refused at the upgrade");
-            let frame = CloseFrame {
-                code: WsCloseCode::from(d.close_code().code()),
-                reason: Utf8Bytes::from(d.close_reason()),
-            };
-            close_handshake(&mut ws, frame, hub.config.shutdown_grace).await;
+            let frame = ControlFrame::close(d.close_code().code(), &d.close_reason());
+            close_handshake(&mut reader, &peer, frame, hub.config.shutdown_grace).await;
             return None;
         }
     };
@@ -333,7 +320,7 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
         conn,
         outbox,
         _queue_mark: queue_mark,
-        ws,
+        reader,
         beat: Heartbeat::default(),
         timers: Timers {
             identify: Some(Box::pin(tokio::time::sleep(c.identify_timeout))),
@@ -385,8 +372,12 @@ impl Live {
                     flushed?;
                 }
                 Next::Closed => {
-                    // tungstenite queued the close reply; push it out, then we are done.
-                    let _ = self.ws.flush().await;
+                    // The echo of the peer's close is written or queued; push it out (for at most the grace),
+                    // then we are done.
+                    let peer = &self.conn.peer;
+                    let flush = std::future::poll_fn(|cx| peer.poll_flush_control(cx));
+                    let grace = self.conn.hub.config.shutdown_grace;
+                    let _ = Box::pin(tokio::time::timeout(grace, flush)).await;
                     return Err(End::Gone);
                 }
             }
@@ -406,7 +397,8 @@ impl Live {
                     Err(_) => return Err(End::Gone),
                 }
             }
-            Event::Frame(msg) => return self.on_burst(msg),
+            Event::Readable(Ok(())) => return self.on_readable(),
+            Event::Readable(Err(_)) => return Err(End::Gone),
             Event::Tick => self.beat.period_ended(&self.conn)?,
             Event::Idle => {
                 let c = &self.conn.hub.config;
@@ -448,7 +440,7 @@ impl Live {
             let polled = match (self.turn + i) % SOURCES {
                 0 => self.conn.peer.poll_close(cx).map(Event::Close),
                 1 => self.outbox.poll_work(cx).map(|()| Event::Work),
-                2 => self.ws.poll_next_unpin(cx).map(Event::Frame),
+                2 => self.reader.poll_ready(cx).map(Event::Readable),
                 3 => self.conn.peer.poll_tick(cx).map(|()| Event::Tick),
                 _ => self.timers.poll(cx),
             };
@@ -459,102 +451,65 @@ impl Live {
         Poll::Pending
     }
 
-    /// Handles `msg` and whatever else the socket has ready, up to `cork_messages`, under one cork (outbox.rs):
+    /// Reads what the socket has (one read: at most the per-thread scratch buffer's worth, `ws_reader.rs`) and
+    /// handles every message in it as it is parsed, under one cork per `cork_messages` messages (outbox.rs):
     /// deliveries to idle peers go out once per burst, not once per message. Synchronous: the cork is `!Send`
     /// and must not be held across an `.await`.
-    fn on_burst(&mut self, msg: Option<Result<Message, WsError>>) -> Result<Next, End> {
+    fn on_readable(&mut self) -> Result<Next, End> {
         let hub = self.conn.hub.clone();
-        let _cork = Cork::new(&hub.metrics, hub.config.inline_write_peers);
-        let mut msg = msg;
-        let mut handled = 1;
-        loop {
-            let text = matches!(msg, Some(Ok(Message::Text(_))));
-            if let Next::Closed = self.on_frame(msg)? {
-                return Ok(Next::Closed);
-            }
-            if !text || handled >= hub.config.cork_messages {
-                return Ok(Next::Wait);
-            }
-            // Polled without a waker: the loop polls the socket again (with its own) before it waits.
-            match self.ws.next().now_or_never() {
-                Some(next) => {
-                    msg = next;
-                    handled += 1;
-                }
-                None => return Ok(Next::Wait),
-            }
-        }
-    }
-
-    /// Handles one read from the socket.
-    fn on_frame(&mut self, msg: Option<Result<Message, WsError>>) -> Result<Next, End> {
         let Live {
             conn,
-            ws,
+            reader,
             beat,
             timers,
             ..
         } = self;
-        beat.heard(conn);
-        match msg {
-            None => return Err(End::Gone),
-            Some(Ok(Message::Text(text))) => {
-                timers.last_message = Instant::now();
-                if conn.admit(text.len(), timers.last_message)? {
-                    conn.on_text(text);
-                }
-                if let Some(end) = conn.closing.take() {
-                    return Err(*end);
-                }
-                if let Some(limit) = conn.frame_limit.take() {
-                    ws.get_mut().guard_mut().set_limit(limit as u64);
-                }
+        let mut cork = None;
+        let mut corked = 0;
+        let mut closed = false;
+        let mut heard = false;
+        let read = reader.read(&mut |received: Received<'_>| {
+            if !heard {
+                // Before the message is handled: a stale session is fresh again before what it sends is seen.
+                beat.heard(conn);
+                heard = true;
             }
-            Some(Ok(Message::Binary(b))) => {
-                timers.last_message = Instant::now();
-                conn.hub.metrics.inbound("binary", b.len());
-                if conn.admit(b.len(), timers.last_message)? {
-                    conn.on_binary();
-                }
+            if corked == 0 {
+                drop(cork.take()); // the last burst's is lifted first
+                cork = Some(Cork::new(&hub.metrics, hub.config.inline_write_peers));
             }
-            Some(Ok(Message::Close(_))) => return Ok(Next::Closed),
-            Some(Ok(Message::Ping(p))) => {
-                // The frame guard's marker for a message it kept from tungstenite (or a real ping).
-                if let Some(o) = ws.get_ref().guard().marker(&p) {
-                    timers.last_message = Instant::now();
-                    conn.on_oversize(o, timers.last_message)?;
-                }
+            corked = (corked + 1) % hub.config.cork_messages.max(1);
+            let handled = on_received(conn, timers, received, &mut closed);
+            if let Some(end) = conn.closing.take() {
+                return Err(*end);
             }
-            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                Metrics::bump(&conn.hub.metrics.oversize_closes);
-                return Err(End::Close(
-                    CloseCode::MessageTooBig,
-                    format!("message of {size} bytes exceeds the {max_size}-byte limit"),
-                ));
-            }
-            Some(Err(WsError::Protocol(e))) => {
-                return Err(End::Close(
-                    CloseCode::PolicyViolation,
-                    truncate(format!("protocol error: {e}")),
-                ));
-            }
-            Some(Err(WsError::Utf8(_))) => {
-                return Err(End::Close(
-                    CloseCode::PolicyViolation,
-                    "text frame is not valid UTF-8".into(),
-                ));
-            }
-            Some(Err(_)) => return Err(End::Gone),
+            handled.map(|()| conn.frame_limit.take().map(|l| l as u64))
+        });
+        drop(cork);
+        match read {
+            // Part of a frame is something heard too (a large message arriving slowly).
+            Ok(ReadOutcome::Read) if !heard => beat.heard(conn),
+            Ok(ReadOutcome::Read | ReadOutcome::WouldBlock) => {}
+            Ok(ReadOutcome::Eof | ReadOutcome::Broken(_)) => return Err(End::Gone),
+            Err(Stop::Handler(end)) => return Err(end),
+            Err(Stop::Read(e)) => return Err(read_failed(e)),
         }
-        Ok(Next::Wait)
+        Ok(if closed { Next::Closed } else { Next::Wait })
     }
 
-    /// Sends the period's ping.
+    /// Sends the period's ping (through the outbox: after what is queued, never inside a data frame).
     async fn ping(&mut self) -> Result<(), End> {
-        let Live { conn, ws, beat, .. } = self;
-        let ping = ws.send(Message::Ping(Default::default()));
-        interruptible(ping, conn, beat).await
+        let Live { conn, beat, .. } = self;
+        if conn
+            .peer
+            .write_control(ControlFrame::ping().as_bytes())
+            .is_err()
+        {
+            return Err(End::Gone);
+        }
+        let peer = &conn.peer;
+        let flush = std::future::poll_fn(|cx| peer.poll_flush_control(cx));
+        interruptible(flush, conn, beat).await
     }
 
     /// The rest of a flush the socket could not take at once (`Outbox::flush`): waits for the socket between
@@ -567,7 +522,7 @@ impl Live {
             let Some(tcp) = outbox.socket() else {
                 return Err(End::Gone);
             };
-            let writable = async move { tcp.writable().await.map_err(WsError::Io) };
+            let writable = async move { tcp.writable().await };
             interruptible(writable, conn, beat).await?;
             match outbox.flush(&conn.hub.metrics.fanout_latency) {
                 Ok(Flushed::Done) => return Ok(()),
@@ -604,11 +559,9 @@ impl Live {
                 let Live { conn, outbox, .. } = &mut *self;
                 let _ = tokio::time::timeout(grace, flush_queued(outbox, &conn.hub.metrics)).await;
             }
-            let frame = CloseFrame {
-                code: WsCloseCode::from(code.code()),
-                reason: Utf8Bytes::from(reason),
-            };
-            close_handshake(&mut self.ws, frame, grace).await;
+            let frame = ControlFrame::close(code.code(), &reason);
+            let Live { conn, reader, .. } = &mut *self;
+            close_handshake(reader, &conn.peer, frame, grace).await;
         }
     }
 }
@@ -649,7 +602,7 @@ impl Connection {
         }
     }
 
-    /// A message the frame guard kept from tungstenite (over the connection's limit): a fragmented one ends the
+    /// A message the reader skipped (over the connection's limit, `ws_reader.rs`): a fragmented one ends the
     /// connection (1009, after the close handshake); a whole one is refused with `too_big` and the connection
     /// stays — and a session's oversized snapshot is shown to its dashboards, who would otherwise wait for it.
     fn on_oversize(&mut self, o: Oversize, now: Instant) -> Result<(), End> {
@@ -728,7 +681,7 @@ impl Connection {
     }
 
     fn on_text(&mut self, text: Utf8Bytes) {
-        // Only snapshots may be larger than `max_message_bytes` (up to `max_snapshot_bytes`, which the frame guard
+        // Only snapshots may be larger than `max_message_bytes` (up to `max_snapshot_bytes`, which the reader
         // already held it to).
         let max = self.hub.config.max_message_bytes;
         if text.len() > max && !is_snapshot(&text) {
@@ -812,9 +765,9 @@ impl Connection {
         }
     }
 
-    /// Marks the sessions / agents this connection is stale (`Some(drop_at)`) or fresh again (`None`).
-    fn mark_stale(&self, drop_at: Option<Millis>) {
-        let mark = |m: &Membership| self.hub.set_stale(m.kind(), m.id(), self.peer.id, drop_at);
+    /// Marks the sessions / agents this connection is stale (`Some((since, drop_at))`) or fresh again (`None`).
+    fn mark_stale(&self, stale: Option<(Millis, Millis)>) {
+        let mark = |m: &Membership| self.hub.set_stale(m.kind(), m.id(), self.peer.id, stale);
         match &self.role {
             Role::Sdk(m) => mark(m),
             Role::V2(state) => state.memberships().for_each(mark),
@@ -905,16 +858,84 @@ fn tells_why(code: CloseCode) -> bool {
 /// Sends `frame` and reads on until the peer answers it (or the stream ends), for at most `grace`. Reading on is
 /// what gets the close through: a socket dropped with the peer's data still unread is reset, and a reset makes
 /// the peer's stack discard what it had not read yet — our close frame among it — so it would see 1006 and no
-/// reason. Best effort: a peer that stopped reading may never take the frame. Boxed: it runs once, at the end,
-/// and should not size every idle connection's task.
-async fn close_handshake(ws: &mut Socket, frame: CloseFrame, grace: std::time::Duration) {
+/// reason. What the peer sends meanwhile is skipped, not buffered (`WsReader::drain_to_close`). Best effort: a
+/// peer that stopped reading may never take the frame. Boxed: it runs once, at the end, and should not size
+/// every idle connection's task.
+async fn close_handshake(
+    reader: &mut WsReader,
+    peer: &Peer,
+    frame: ControlFrame,
+    grace: std::time::Duration,
+) {
     let _ = Box::pin(tokio::time::timeout(grace, async {
-        if ws.close(Some(frame)).await.is_err() {
+        if peer.write_control(frame.as_bytes()).is_err() {
             return;
         }
-        while let Some(Ok(_)) = ws.next().await {}
+        if std::future::poll_fn(|cx| peer.poll_flush_control(cx))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        reader.drain_to_close().await;
     }))
     .await;
+}
+
+/// Handles one thing the reader received. Pings are answered through the outbox's control path (in order with
+/// the data frames queued before them); a close is echoed and ends the connection (`closed`).
+fn on_received(
+    conn: &mut Connection,
+    timers: &mut Timers,
+    received: Received<'_>,
+    closed: &mut bool,
+) -> Result<(), End> {
+    match received {
+        Received::Text(text) => {
+            timers.last_message = Instant::now();
+            if conn.admit(text.len(), timers.last_message)? {
+                conn.on_text(text);
+            }
+        }
+        Received::Binary(len) => {
+            timers.last_message = Instant::now();
+            conn.hub.metrics.inbound("binary", len);
+            if conn.admit(len, timers.last_message)? {
+                conn.on_binary();
+            }
+        }
+        Received::Ping(payload) => {
+            if conn
+                .peer
+                .write_control(ControlFrame::pong(payload).as_bytes())
+                .is_err()
+            {
+                return Err(End::Gone);
+            }
+        }
+        Received::Pong => {}
+        Received::Close { payload, .. } => {
+            // The echo (RFC 6455 5.5.1: the code it sent, back); nothing is read after it.
+            let _ = conn
+                .peer
+                .write_control(ControlFrame::close_echo(payload).as_bytes());
+            *closed = true;
+        }
+        Received::Oversize(o) => {
+            timers.last_message = Instant::now();
+            conn.on_oversize(o, timers.last_message)?;
+        }
+    }
+    Ok(())
+}
+
+/// How a connection whose frames broke the rules ends: closed with the rule's code and reason (1002, 1007), or,
+/// for a drain that went on too long, at once.
+fn read_failed(e: ReadError) -> End {
+    match e.close_code() {
+        Some(code) => End::Close(code, truncate(e.to_string())),
+        None => End::Gone,
+    }
 }
 
 /// Writes what is queued (a refusal's `error`), waiting for the socket as needed but not for more messages.
@@ -1000,7 +1021,9 @@ impl Heartbeat {
                     // Ticks come every period: it is dropped at the first one at least `grace` from now.
                     let periods = grace.as_secs_f64() / period.as_secs_f64();
                     let ms = periods.ceil() * period.as_secs_f64() * 1000.0;
-                    conn.mark_stale(Some(Millis(Millis::now().0 + ms)));
+                    // One clock reading for both: the announced drop is `grace` after the announced start.
+                    let since = Millis::now();
+                    conn.mark_stale(Some((since, Millis(since.0 + ms))));
                     false
                 }
             };
@@ -1019,7 +1042,7 @@ impl Heartbeat {
 /// boxed futures only (`Live::ping`, `Live::flush_blocked`): its state exists only while a write is in progress.
 async fn interruptible<F>(write: F, conn: &Connection, beat: &mut Heartbeat) -> Result<(), End>
 where
-    F: Future<Output = Result<(), WsError>>,
+    F: Future<Output = std::io::Result<()>>,
 {
     let mut write = std::pin::pin!(write);
     std::future::poll_fn(|cx| loop {
@@ -1050,11 +1073,14 @@ where
 mod tests {
     use super::*;
 
-    // Measured (release, 2026-12-01): serve's future 72 B, `Live` 704 B, `Connection` 160 B; debug builds lay
-    // futures out less tightly, hence the room.
+    // Measured (2026-12-01, devrelay's own reader): serve's future 72 B, `Live` 416 B, `Connection` 160 B, the
+    // reader (`WsReader`: all an idle connection holds for its reads, no buffer) 152 B; debug builds lay futures
+    // out less tightly, hence the room. (With tungstenite, `Live` was 704 B and carried its 408 B stream, beside a
+    // 512 B read buffer and two 63 B waker proxies on the heap.)
     const SERVE_FUTURE_MAX: usize = 256;
-    const LIVE_MAX: usize = 768;
+    const LIVE_MAX: usize = 448;
     const CONNECTION_MAX: usize = 176;
+    const READER_MAX: usize = 160;
 
     /// The size of the future `f` returns (without calling it).
     pub(crate) fn future_size<A, F: Future>(_: fn(A) -> F) -> usize {
@@ -1062,8 +1088,9 @@ mod tests {
     }
 
     /// Regression guards for what every idle connection holds (BENCHMARKS.md, "Idle connection memory"): its
-    /// task's future (`serve`, with the loop inline) and the state it works on (`Live`). A change that grows
-    /// either past these bounds should be a deliberate one, with the bound raised and the numbers re-measured.
+    /// task's future (`serve`, with the loop inline), the state it works on (`Live`) and its reader. A change
+    /// that grows any of them past these bounds should be a deliberate one, with the bound raised and the numbers
+    /// re-measured.
     #[test]
     fn an_idle_connection_stays_small() {
         let task = future_size(serve);
@@ -1072,6 +1099,9 @@ mod tests {
         assert!(live <= LIVE_MAX, "Live: {live} B");
         let conn = std::mem::size_of::<Connection>();
         assert!(conn <= CONNECTION_MAX, "Connection: {conn} B");
+        let reader = std::mem::size_of::<WsReader>();
+        assert!(reader <= READER_MAX, "WsReader: {reader} B");
+        println!("serve {task} B, Live {live} B, Connection {conn} B, WsReader {reader} B");
     }
 
     #[test]

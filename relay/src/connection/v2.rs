@@ -238,7 +238,7 @@ impl Connection {
                 // Nothing else a connection without an identity could be: close, saying why.
                 return self.deny_and_close(d, id);
             }
-            // A dashboard sends no snapshots: the frame guard holds it to the smaller limit.
+            // A dashboard sends no snapshots: the reader (`ws_reader.rs`) holds it to the smaller limit.
             self.frame_limit = Some(self.hub.config.max_message_bytes);
         }
         for (kind, _) in wants.iter().filter(|(_, w)| *w) {
@@ -343,7 +343,7 @@ impl Connection {
             .iter()
             .chain(state.agent.iter())
             .filter(|m| m.last_seq > 0)
-            .map(|m| (m.channel.clone(), m.last_seq))
+            .map(|m| (m.channel.to_string(), m.last_seq))
             .collect();
         let connected = RelayMessage::Connected(Connected {
             client_id: state.client_id.clone(),
@@ -631,6 +631,7 @@ impl Connection {
             data: r.data,
             kind: r.kind,
             legacy: r.legacy,
+            data_in_legacy: None,
             owner: r.owned.then_some(self.peer.id),
             seq: r.seq,
         };

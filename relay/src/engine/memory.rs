@@ -17,60 +17,79 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use devrelay_protocol::v2::{publication_frame, PresenceInfo};
+use devrelay_protocol::session_event::names;
+use devrelay_protocol::v2::{publication_frame, publication_frame_len, PresenceInfo};
 use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
-    Broker, Claim, Delivery, EngineError, HistoryLimits, Joined, Owner, Position, Presence,
-    Publication, PublishRequest, Since,
+    Broker, Claim, Delivery, EngineError, Epoch, HistoryLimits, Joined, Owner, Position, Presence,
+    Publication, PublishRequest, Since, V2Frame,
 };
+use crate::presence::PresenceEntry;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while these locks are held; if something ever did, keep serving rather than cascade.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One channel's stream. Every connected session and agent owns one, most of them idle, so it is small: the
+/// epoch is a number (see [`Epoch`]) and the history is allocated with its first publication and given back
+/// when it empties.
 #[derive(Debug)]
 struct Stream {
     id: u64,
-    epoch: Arc<str>,
+    epoch: Epoch,
     offset: u64,
     owner: Option<Owner>,
     interested: bool,
     /// Removed from the map: whoever still holds it must look the channel up again.
     dead: bool,
-    /// The last publications, oldest first; offsets are consecutive.
-    history: VecDeque<Arc<Publication>>,
-    history_bytes: usize,
+    /// The last publications (`None`: none).
+    history: Option<Box<History>>,
     /// The highest publisher `seq` taken (0: none): resends at or below it are refused as duplicates. Kept as
     /// long as the stream (its owner, watchers or history keep it).
     last_seq: u64,
 }
 
+/// A stream's retained publications, oldest first; offsets are consecutive. Never empty while it exists.
+#[derive(Debug, Default)]
+struct History {
+    publications: VecDeque<Arc<Publication>>,
+    bytes: usize,
+}
+
 impl Stream {
     fn idle(&self) -> bool {
-        self.owner.is_none() && !self.interested && self.history.is_empty()
+        self.owner.is_none() && !self.interested && self.history.is_none()
+    }
+
+    fn history(&self) -> impl Iterator<Item = &Arc<Publication>> {
+        self.history.iter().flat_map(|h| h.publications.iter())
     }
 
     /// Drops the oldest publication; returns its size.
     fn drop_oldest(&mut self) -> Option<usize> {
-        let p = self.history.pop_front()?;
+        let h = self.history.as_mut()?;
+        let p = h.publications.pop_front()?;
         let size = footprint(&p);
-        self.history_bytes -= size;
+        h.bytes -= size;
+        if h.publications.is_empty() {
+            self.history = None;
+        }
         Some(size)
     }
 }
 
 /// What a publication costs history.
 fn footprint(p: &Publication) -> usize {
-    p.frame.len() + p.legacy.as_ref().map_or(0, |l| l.len())
+    p.frame_len() + p.legacy.as_ref().map_or(0, |l| l.len())
 }
 
-/// One channel's presence: client → (arrival number, info). Behind a pointer: the table's slots are per entry
-/// and, with the table's spare capacity, paid up to twice over for every idle connection; a pointer there is 8
-/// bytes, the info ~250. Shared with the hub's registry, which holds the same info for the same member.
-type Members = HashMap<String, (u64, Arc<PresenceInfo>)>;
+/// One channel's presence: client (its channel name) → (arrival number, info). The name and the info behind
+/// pointers, shared with the hub's registry, which holds the same ones for the same member: the table's slots
+/// are per entry and, with the table's spare capacity, paid up to twice over for every idle connection.
+type Members = HashMap<Arc<str>, (u64, Arc<PresenceEntry>)>;
 
 /// The default engine: streams and presence in this process's memory.
 #[derive(Debug)]
@@ -102,30 +121,50 @@ impl MemoryEngine {
         }
     }
 
-    /// The stream of `channel`, created if missing (subject to `max_channels` unless `always`).
-    fn stream(&self, channel: &str, always: bool) -> Result<Arc<Mutex<Stream>>, EngineError> {
+    /// The stream of `channel` and its name as the map holds it (shared by its publications rather than
+    /// copied into each), created if missing (subject to `max_channels` unless `always`).
+    fn stream(
+        &self,
+        channel: &str,
+        always: bool,
+    ) -> Result<(Arc<str>, Arc<Mutex<Stream>>), EngineError> {
         let mut map = lock(&self.streams);
-        if let Some(s) = map.get(channel) {
-            return Ok(s.clone());
+        if let Some((name, s)) = map.get_key_value(channel) {
+            return Ok((name.clone(), s.clone()));
         }
         if !always && map.len() >= self.max_channels {
             return Err(EngineError::TooManyChannels(self.max_channels));
         }
+        let stream = self.new_stream();
+        let name: Arc<str> = channel.into();
+        map.insert(name.clone(), stream.clone());
+        Ok((name, stream))
+    }
+
+    /// A new, empty stream: its epoch is chosen here, once, for its life — random per process (the keys) and
+    /// per stream (the id).
+    fn new_stream(&self) -> Arc<Mutex<Stream>> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let epoch = format!("{:016x}", self.epoch_keys.hash_one(id));
-        let stream = Arc::new(Mutex::new(Stream {
+        Arc::new(Mutex::new(Stream {
             id,
-            epoch: epoch.into(),
+            epoch: Epoch(self.epoch_keys.hash_one(id)),
             offset: 0,
             owner: None,
             interested: false,
             dead: false,
-            history: VecDeque::new(),
-            history_bytes: 0,
+            history: None,
             last_seq: 0,
-        }));
-        map.insert(channel.into(), stream.clone());
-        Ok(stream)
+        }))
+    }
+
+    /// Creates the stream of `name` under that very name (the caller's copy, shared: a member's channel) if
+    /// there is none.
+    fn create_named(&self, name: &Arc<str>) {
+        let mut map = lock(&self.streams);
+        if !map.contains_key(&**name) {
+            let stream = self.new_stream();
+            map.insert(name.clone(), stream);
+        }
     }
 
     /// Locks the live stream of `channel` (retrying if it was forgotten meanwhile) and runs `f` on it.
@@ -135,13 +174,23 @@ impl MemoryEngine {
         always: bool,
         mut f: impl FnMut(&mut Stream) -> T,
     ) -> Result<T, EngineError> {
+        self.with_named_stream(channel, always, |s, _| f(s))
+    }
+
+    /// [`MemoryEngine::with_stream`], also handing `f` the channel's shared name.
+    fn with_named_stream<T>(
+        &self,
+        channel: &str,
+        always: bool,
+        mut f: impl FnMut(&mut Stream, &Arc<str>) -> T,
+    ) -> Result<T, EngineError> {
         loop {
-            let stream = self.stream(channel, always)?;
+            let (name, stream) = self.stream(channel, always)?;
             let mut s = lock(&stream);
             if s.dead {
                 continue;
             }
-            let out = f(&mut s);
+            let out = f(&mut s, &name);
             let idle = s.idle();
             drop(s);
             if idle {
@@ -159,11 +208,14 @@ impl MemoryEngine {
             return;
         }
         let size = footprint(p);
-        s.history.push_back(p.clone());
-        s.history_bytes += size;
+        let h = s.history.get_or_insert_with(Box::default);
+        h.publications.push_back(p.clone());
+        h.bytes += size;
         let mut total = self.history_total.fetch_add(size, Ordering::Relaxed) + size;
-        while s.history.len() > limits.messages
-            || s.history_bytes > limits.bytes
+        while s
+            .history
+            .as_ref()
+            .is_some_and(|h| h.publications.len() > limits.messages || h.bytes > limits.bytes)
             || total > limits.total_bytes
         {
             let Some(freed) = s.drop_oldest() else { break };
@@ -174,8 +226,8 @@ impl MemoryEngine {
     /// Drops publications older than the age limit.
     fn expire(&self, s: &mut Stream, now: Instant) {
         while s
-            .history
-            .front()
+            .history()
+            .next()
             .is_some_and(|p| now.saturating_duration_since(p.at) > self.history.max_age)
         {
             if let Some(freed) = s.drop_oldest() {
@@ -197,9 +249,26 @@ impl MemoryEngine {
     }
 }
 
+/// Whether a publication's v2 frame can wait: its `data` is where the request says in its seed-000 frame
+/// (checked: a wrong range must not change what v2 subscribers get) and its event a seed-000 one. Returns the
+/// event as a `'static` name and the range.
+fn deferrable(
+    event: &str,
+    data: Option<&str>,
+    legacy: Option<&Utf8Bytes>,
+    range: Option<&std::ops::Range<usize>>,
+) -> Option<(&'static str, std::ops::Range<usize>)> {
+    let event = [names::STREAM_EVENT, names::STATE_SNAPSHOT]
+        .into_iter()
+        .find(|n| *n == event)?;
+    let range = range?.clone();
+    let inside = legacy?.as_str().get(range.clone())?;
+    (inside == data?.trim()).then_some((event, range))
+}
+
 /// The publications after `offset` of epoch `epoch`, if the history holds every one of them.
 fn recover(s: &Stream, offset: u64, epoch: &str) -> Result<Vec<Arc<Publication>>, String> {
-    if epoch != &*s.epoch {
+    if epoch != s.epoch.text().as_str() {
         return Err(format!(
             "epoch changed ({epoch} → {}): the channel was recreated, e.g. by a relay restart",
             s.epoch
@@ -215,7 +284,7 @@ fn recover(s: &Stream, offset: u64, epoch: &str) -> Result<Vec<Arc<Publication>>
         return Ok(Vec::new());
     }
     // History holds offsets first..=s.offset (consecutive); everything after `offset` must be in it.
-    let first = s.history.front().map_or(s.offset + 1, |p| p.offset);
+    let first = s.history().next().map_or(s.offset + 1, |p| p.offset);
     if offset + 1 < first {
         return Err(format!(
             "too far behind: {} publications missed, history starts at offset {first}",
@@ -223,7 +292,7 @@ fn recover(s: &Stream, offset: u64, epoch: &str) -> Result<Vec<Arc<Publication>>
         ));
     }
     let skip = (offset + 1 - first) as usize;
-    Ok(s.history.iter().skip(skip).cloned().collect())
+    Ok(s.history().skip(skip).cloned().collect())
 }
 
 impl Broker for MemoryEngine {
@@ -238,12 +307,13 @@ impl Broker for MemoryEngine {
             data,
             kind,
             legacy,
+            data_in_legacy,
             owner,
             seq,
         } = request;
         let mut legacy = Some(legacy);
         // Owned channels exist while their owner is connected; others are created on first use.
-        self.with_stream(channel, false, |s| {
+        self.with_named_stream(channel, false, |s, name| {
             if owner.is_some() && s.owner != owner {
                 return Err(EngineError::NotOwner(channel.into()));
             }
@@ -257,15 +327,27 @@ impl Broker for MemoryEngine {
                 s.last_seq = seq;
             }
             s.offset += 1;
-            let frame = publication_frame(channel, event, data, s.offset, &s.epoch, Millis::now());
+            let legacy = legacy.take().flatten();
+            let now = Millis::now();
+            let epoch = s.epoch.text();
+            let epoch = epoch.as_str();
+            let frame = match deferrable(event, data, legacy.as_ref(), data_in_legacy.as_ref()) {
+                Some((event, range)) => {
+                    let len = publication_frame_len(channel, event, data, s.offset, epoch, now);
+                    V2Frame::deferred(event, range, now, len)
+                }
+                None => V2Frame::ready(Utf8Bytes::from(publication_frame(
+                    channel, event, data, s.offset, epoch, now,
+                ))),
+            };
             let publication = Arc::new(Publication {
-                channel: channel.into(),
+                channel: name.clone(),
                 stream: s.id,
                 offset: s.offset,
-                epoch: s.epoch.clone(),
+                epoch: s.epoch,
                 kind,
-                frame: Utf8Bytes::from(frame),
-                legacy: legacy.take().flatten(),
+                frame,
+                legacy,
                 at: Instant::now(),
             });
             delivery.deliver(&publication);
@@ -285,11 +367,11 @@ impl Broker for MemoryEngine {
             self.expire(s, Instant::now());
             let position = Position {
                 offset: s.offset,
-                epoch: s.epoch.clone(),
+                epoch: s.epoch,
             };
             let (replay, recovery) = match since {
                 Since::Live => (Vec::new(), None),
-                Since::Retained => (s.history.iter().cloned().collect(), None),
+                Since::Retained => (s.history().cloned().collect(), None),
                 Since::Position { offset, epoch } => match recover(s, offset, epoch) {
                     Ok(replay) => (replay, Some(Ok(()))),
                     Err(why) => (Vec::new(), Some(Err(why))),
@@ -331,7 +413,11 @@ impl Broker for MemoryEngine {
         let _ = self.with_stream(channel, true, |s| s.interested = f());
     }
 
-    fn claim(&self, channel: &str, owner: Owner) -> Result<Claim, EngineError> {
+    fn claim(&self, channel: &Arc<str>, owner: Owner) -> Result<Claim, EngineError> {
+        // Owned channels are not counted against `max_channels` (connections bound them). Should the new stream
+        // be forgotten before it is claimed (it is idle until then), `with_stream` makes another, under a copy
+        // of the name: nothing but the sharing is lost.
+        self.create_named(channel);
         self.with_stream(channel, true, |s| Claim {
             previous: s.owner.replace(owner),
             last_seq: s.last_seq,
@@ -359,12 +445,14 @@ impl Broker for MemoryEngine {
 }
 
 impl Presence for MemoryEngine {
-    fn add_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>) {
+    fn add_presence(&self, channel: &str, client: Arc<str>, info: Arc<PresenceEntry>) {
         let seq = self.presence_seq.fetch_add(1, Ordering::Relaxed);
-        lock(&self.presence)
-            .entry(channel.into())
-            .or_default()
-            .insert(client.into(), (seq, info));
+        let mut p = lock(&self.presence);
+        match p.get_mut(channel) {
+            Some(members) => members,
+            None => p.entry(channel.into()).or_default(),
+        }
+        .insert(client, (seq, info));
     }
 
     fn remove_presence(&self, channel: &str, client: &str) {
@@ -377,7 +465,7 @@ impl Presence for MemoryEngine {
         }
     }
 
-    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>) {
+    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceEntry>) {
         if let Some((_, entry)) = lock(&self.presence)
             .get_mut(channel)
             .and_then(|members| members.get_mut(client))
@@ -391,9 +479,9 @@ impl Presence for MemoryEngine {
         let Some(members) = p.get(channel) else {
             return Vec::new();
         };
-        let mut list: Vec<&(u64, Arc<PresenceInfo>)> = members.values().collect();
+        let mut list: Vec<&(u64, Arc<PresenceEntry>)> = members.values().collect();
         list.sort_by_key(|(seq, _)| *seq);
-        list.into_iter().map(|(_, info)| (**info).clone()).collect()
+        list.into_iter().map(|(_, info)| info.info()).collect()
     }
 
     fn presence_count(&self, channel: &str) -> usize {
@@ -442,6 +530,7 @@ mod tests {
             data: Some("1"),
             kind: Kind::Event,
             legacy: None,
+            data_in_legacy: None,
             owner,
             seq: None,
         }
@@ -469,27 +558,180 @@ mod tests {
         assert_eq!(got, want);
         let mut epochs = Vec::new();
         for ch in ["topics/a", "topics/b"] {
-            e.subscribe(ch, Since::Live, &mut |j| {
-                epochs.push(j.position.epoch.clone())
-            })
-            .unwrap();
+            e.subscribe(ch, Since::Live, &mut |j| epochs.push(j.position.epoch))
+                .unwrap();
         }
         assert_ne!(epochs[0], epochs[1]);
         let p = e.publish(req("topics/a", None), &d).unwrap();
-        assert!(p.frame.contains(r#""offset":4,"#), "{}", p.frame.as_str());
+        assert!(
+            p.frame().contains(r#""offset":4,"#),
+            "{}",
+            p.frame().as_str()
+        );
+    }
+
+    #[test]
+    fn a_seed_000_event_gets_the_same_v2_frame_built_later_and_a_wrong_range_builds_it_now() {
+        let e = MemoryEngine::new(16, LIMITS);
+        let d = Collect::default();
+        let raw = r#" {"type":"stream_event","sessionId":"s","seq":1} "#;
+        let legacy = devrelay_protocol::splice::stream_event_update("s", raw);
+        let range = devrelay_protocol::splice::stream_event_in_update(&legacy, raw);
+        let publish = |range: std::ops::Range<usize>| {
+            e.publish(
+                PublishRequest {
+                    event: names::STREAM_EVENT,
+                    data: Some(raw),
+                    legacy: Some(Utf8Bytes::from(legacy.clone())),
+                    data_in_legacy: Some(range),
+                    ..req("sessions/s", None)
+                },
+                &d,
+            )
+            .unwrap()
+        };
+        let deferred = publish(range.clone());
+        assert!(
+            deferred.frame.built.get().is_none(),
+            "not built at the publish"
+        );
+        let (len, frame) = (deferred.frame_len(), deferred.frame().clone());
+        let eager = publication_frame(
+            "sessions/s",
+            names::STREAM_EVENT,
+            Some(raw),
+            deferred.offset,
+            deferred.epoch.text().as_str(),
+            deferred.frame.deferred.as_ref().unwrap().2,
+        );
+        assert_eq!((frame.as_str(), len), (eager.as_str(), eager.len()));
+        assert!(
+            std::ptr::eq(deferred.frame(), deferred.frame()),
+            "built once"
+        );
+        // A range that is not where the data is: the frame is built from `data` at once.
+        let wrong = publish(range.start + 1..range.end);
+        assert!(wrong.frame.built.get().is_some());
+        assert!(wrong
+            .frame()
+            .contains(r#""data":{"type":"stream_event","sessionId":"s","seq":1},"#));
+    }
+
+    #[test]
+    fn an_epoch_is_sixteen_hex_digits_and_the_same_for_the_streams_life() {
+        for n in [0, 1, 0xab, 0x0123_4567_89ab_cdef, u64::MAX] {
+            assert_eq!(Epoch(n).text().as_str(), format!("{n:016x}"));
+            assert_eq!(Epoch(n).to_string(), format!("{n:016x}"));
+            assert_eq!(
+                serde_json::to_string(&Epoch(n)).unwrap(),
+                format!("\"{n:016x}\"")
+            );
+        }
+        let e = MemoryEngine::new(16, LIMITS);
+        let d = Collect::default();
+        let channel: Arc<str> = "sessions/idle".into();
+        e.claim(&channel, 1).unwrap();
+        // Told before the first publication (an idle session's watcher), carried by every publication, and
+        // kept across a new owner while the stream lives.
+        let mut told = None;
+        e.subscribe("sessions/idle", Since::Live, &mut |j| {
+            told = Some(*j.position)
+        })
+        .unwrap();
+        let told = told.unwrap();
+        assert_eq!(told.offset, 0);
+        let first = e.publish(req("sessions/idle", Some(1)), &d).unwrap();
+        assert_eq!(first.epoch, told.epoch);
+        assert!(
+            first
+                .frame()
+                .contains(&format!(r#""epoch":"{}""#, told.epoch)),
+            "{}",
+            first.frame().as_str()
+        );
+        assert!(e.release("sessions/idle", 1));
+        e.claim(&channel, 2).unwrap();
+        assert_eq!(
+            e.publish(req("sessions/idle", Some(2)), &d).unwrap().epoch,
+            told.epoch
+        );
+        let mut again = None;
+        e.subscribe(
+            "sessions/idle",
+            Since::Position {
+                offset: 0,
+                epoch: &told.epoch.to_string(),
+            },
+            &mut |j| again = Some((*j.position, j.replay.len(), j.recovery.clone())),
+        )
+        .unwrap();
+        assert_eq!(
+            again.unwrap(),
+            (
+                Position {
+                    offset: 2,
+                    epoch: told.epoch
+                },
+                2,
+                Some(Ok(()))
+            )
+        );
+        // Another channel has another epoch.
+        let other = e.publish(req("topics/other", None), &d).unwrap();
+        assert_ne!(other.epoch, told.epoch);
+    }
+
+    #[test]
+    fn a_stream_gives_its_history_back_when_it_empties() {
+        let e = MemoryEngine::new(
+            16,
+            HistoryLimits {
+                max_age: Duration::ZERO,
+                ..LIMITS
+            },
+        );
+        let d = Collect::default();
+        let channel: Arc<str> = "sessions/h".into();
+        e.claim(&channel, 1).unwrap();
+        let (_, stream) = e.stream("sessions/h", true).unwrap();
+        assert!(
+            lock(&stream).history.is_none(),
+            "nothing published: no history"
+        );
+        e.publish(req("sessions/h", Some(1)), &d).unwrap();
+        assert_eq!(
+            lock(&stream).history.as_ref().map(|h| h.publications.len()),
+            Some(1)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        e.maintain();
+        assert!(lock(&stream).history.is_none(), "expired: given back");
+        assert_eq!(
+            (e.history_bytes(), e.channel_count()),
+            (0, 1),
+            "the owner keeps the stream"
+        );
+    }
+
+    #[test]
+    fn an_idle_stream_stays_small() {
+        // Every connected session and agent has one (BENCHMARKS.md, "Idle connection memory").
+        let size = std::mem::size_of::<Stream>();
+        eprintln!("Stream: {size} bytes");
+        assert!(size <= 64, "{size}");
     }
 
     #[test]
     fn only_the_owner_publishes_and_a_claim_takes_over() {
         let e = MemoryEngine::new(16, NO_HISTORY);
         let d = Collect::default();
-        assert_eq!(e.claim("sessions/s", 1).unwrap().previous, None);
+        assert_eq!(e.claim(&"sessions/s".into(), 1).unwrap().previous, None);
         assert!(e.publish(req("sessions/s", Some(1)), &d).is_ok());
         assert_eq!(
             e.publish(req("sessions/s", Some(2)), &d).unwrap_err(),
             EngineError::NotOwner("sessions/s".into())
         );
-        assert_eq!(e.claim("sessions/s", 2).unwrap().previous, Some(1));
+        assert_eq!(e.claim(&"sessions/s".into(), 2).unwrap().previous, Some(1));
         assert!(e.publish(req("sessions/s", Some(1)), &d).is_err());
         assert!(
             !e.release("sessions/s", 1),
@@ -529,7 +771,7 @@ mod tests {
             EngineError::TooManyChannels(2)
         );
         assert!(
-            e.claim("sessions/s", 9).is_ok(),
+            e.claim(&"sessions/s".into(), 9).is_ok(),
             "owned channels are bounded by connections"
         );
     }
@@ -542,7 +784,7 @@ mod tests {
             seq: Some(seq),
             ..req("agents/a", Some(owner))
         };
-        assert_eq!(e.claim("agents/a", 1).unwrap().last_seq, 0);
+        assert_eq!(e.claim(&"agents/a".into(), 1).unwrap().last_seq, 0);
         assert_eq!(e.publish(seq(1, 1), &d).unwrap().offset, 1);
         assert_eq!(e.publish(seq(1, 2), &d).unwrap().offset, 2);
         assert_eq!(
@@ -554,18 +796,14 @@ mod tests {
         assert!(e.publish(seq(1, 4), &d).is_err());
         // The agent reconnects (a new connection): its channel's history kept the stream, so it learns where
         // the relay stands, its resends are dropped, and the stream continues (same epoch, next offset).
-        let epoch = e
-            .publish(req("agents/a", Some(1)), &d)
-            .unwrap()
-            .epoch
-            .clone();
+        let epoch = e.publish(req("agents/a", Some(1)), &d).unwrap().epoch;
         assert!(e.release("agents/a", 1));
         assert_eq!(
             e.channel_count(),
             1,
             "kept by its history although nobody watches"
         );
-        assert_eq!(e.claim("agents/a", 2).unwrap().last_seq, 5);
+        assert_eq!(e.claim(&"agents/a".into(), 2).unwrap().last_seq, 5);
         assert!(matches!(
             e.publish(seq(2, 5), &d),
             Err(EngineError::Duplicate { .. })
@@ -584,7 +822,7 @@ mod tests {
             },
         );
         let d = Collect::default();
-        e.claim("agents/b", 1).unwrap();
+        e.claim(&"agents/b".into(), 1).unwrap();
         e.publish(
             PublishRequest {
                 seq: Some(3),
@@ -595,7 +833,7 @@ mod tests {
         .unwrap();
         assert!(e.release("agents/b", 1));
         assert_eq!(e.channel_count(), 0);
-        assert_eq!(e.claim("agents/b", 2).unwrap().last_seq, 0);
+        assert_eq!(e.claim(&"agents/b".into(), 2).unwrap().last_seq, 0);
     }
 
     #[test]
@@ -616,9 +854,10 @@ mod tests {
             stale_since: None,
         };
         for id in ["b", "a", "c"] {
-            e.add_presence("global", id, Arc::new(info(id)));
+            let entry = Arc::new(PresenceEntry::new(info(id)));
+            e.add_presence("global", entry.channel().clone(), entry);
         }
-        e.remove_presence("global", "a");
+        e.remove_presence("global", "sessions/a");
         let ids: Vec<String> = e.presence("global").into_iter().map(|p| p.id).collect();
         assert_eq!(ids, ["b", "c"]);
         assert_eq!(e.presence_count("global"), 2);
@@ -696,8 +935,7 @@ mod tests {
             let e = MemoryEngine::new(16, LIMITS);
             e.publish(req("topics/x", None), &Collect::default())
                 .unwrap()
-                .frame
-                .len()
+                .frame_len()
         };
         let limits = HistoryLimits {
             messages: 100,

@@ -16,20 +16,66 @@
 pub mod memory;
 
 use std::fmt;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use devrelay_protocol::v2::PresenceInfo;
+use devrelay_protocol::v2::{publication_frame, PresenceInfo};
+use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::presence::PresenceEntry;
 
 /// Identifies the connection that owns a channel (node-local connection id).
 pub type Owner = u64;
 
 /// A channel's position: the offset of its latest publication (0 before the first) and its epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub offset: u64,
-    pub epoch: Arc<str>,
+    pub epoch: Epoch,
+}
+
+/// A channel's epoch: chosen when the channel is created in this relay process, the same for as long as the
+/// channel lives, different after it is forgotten and created again (or the relay restarts). On the wire it is 16
+/// lowercase hex digits. Kept as the number (8 bytes, no allocation: every session's channel has one, and an
+/// idle one never shows it) and written out where it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The wire form, without allocating.
+    pub fn text(self) -> EpochText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        EpochText(digits)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+impl serde::Serialize for Epoch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text().as_str())
+    }
+}
+
+/// An epoch's 16 hex digits, on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochText([u8; 16]);
+
+impl EpochText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// What kind of publication this is, for queue policies.
@@ -51,6 +97,9 @@ pub struct PublishRequest<'a> {
     pub kind: Kind,
     /// The seed-000 form for legacy dashboards (`state_update` / `stream_event_update`), if there is one.
     pub legacy: Option<Utf8Bytes>,
+    /// Where `data` (trimmed) is inside `legacy`, if it is (a seed-000 `stream_event`: the SDK's frame, wrapped
+    /// once): then the v2 frame can wait until a v2 subscriber or a replay needs it.
+    pub data_in_legacy: Option<Range<usize>>,
     /// Publish only if this connection owns the channel (`sessions/{id}`, `agents/{id}`).
     pub owner: Option<Owner>,
     /// The publisher's own sequence number (owned channels): a `seq` not above the channel's last one is a
@@ -65,14 +114,82 @@ pub struct Publication {
     /// Identifies the channel's stream for this relay's lifetime (conflation key in queues).
     pub stream: u64,
     pub offset: u64,
-    pub epoch: Arc<str>,
+    pub epoch: Epoch,
     pub kind: Kind,
-    /// The v2 frame `{channel, event, data, offset, epoch, timestamp}`, serialized once.
-    pub frame: Utf8Bytes,
+    /// The v2 frame `{channel, event, data, offset, epoch, timestamp}`: see [`Publication::frame`].
+    pub frame: V2Frame,
     /// The seed-000 frame, if the publication has one.
     pub legacy: Option<Utf8Bytes>,
     /// When it was stamped (fan-out latency is measured from here to the socket write).
     pub at: Instant,
+}
+
+/// A publication's v2 frame, serialized once: when it is stamped, or — for a seed-000 event, whose `data` is
+/// in its seed-000 frame already — the first time someone needs it (a v2 subscriber, a replay). A session
+/// watched only by seed-000 dashboards then never builds it (a copy of the event and two allocations per
+/// message); history accounts for it by its length, known without building it, so the bounds do not depend on
+/// who read what.
+#[derive(Debug)]
+pub struct V2Frame {
+    built: OnceLock<Utf8Bytes>,
+    len: usize,
+    /// Not built yet: the event name, where `data` is in the seed-000 frame, and the stamp time.
+    deferred: Option<(&'static str, Range<usize>, Millis)>,
+}
+
+impl V2Frame {
+    /// A frame built already.
+    pub fn ready(frame: Utf8Bytes) -> V2Frame {
+        V2Frame {
+            len: frame.len(),
+            built: OnceLock::from(frame),
+            deferred: None,
+        }
+    }
+
+    /// A frame to build from the publication's seed-000 frame when needed; `len` is its length
+    /// (`publication_frame_len`).
+    pub fn deferred(
+        event: &'static str,
+        data: Range<usize>,
+        timestamp: Millis,
+        len: usize,
+    ) -> V2Frame {
+        V2Frame {
+            built: OnceLock::new(),
+            len,
+            deferred: Some((event, data, timestamp)),
+        }
+    }
+}
+
+impl Publication {
+    /// The v2 frame (built now if it was deferred; every caller after gets the same bytes).
+    pub fn frame(&self) -> &Utf8Bytes {
+        self.frame.built.get_or_init(|| {
+            let Some((event, range, timestamp)) = &self.frame.deferred else {
+                // `ready` always sets `built`.
+                return Utf8Bytes::from_static("null");
+            };
+            let data = self
+                .legacy
+                .as_ref()
+                .and_then(|l| l.as_str().get(range.clone()));
+            Utf8Bytes::from(publication_frame(
+                &self.channel,
+                event,
+                data,
+                self.offset,
+                self.epoch.text().as_str(),
+                *timestamp,
+            ))
+        })
+    }
+
+    /// The v2 frame's length, whether it is built or not.
+    pub fn frame_len(&self) -> usize {
+        self.frame.len
+    }
 }
 
 /// What a new subscriber wants replayed before the live publications.
@@ -172,8 +289,9 @@ pub trait Broker: Send + Sync + fmt::Debug {
 
     /// Makes `owner` the channel's owner (creating the channel, or taking up a kept one); returns the
     /// previous owner and the channel's last publisher `seq`. From now on publications with another `owner` are
-    /// refused.
-    fn claim(&self, channel: &str, owner: Owner) -> Result<Claim, EngineError>;
+    /// refused. The name is the member's own (`PresenceEntry::channel`): a channel created here keeps it rather
+    /// than a copy.
+    fn claim(&self, channel: &Arc<str>, owner: Owner) -> Result<Claim, EngineError>;
 
     /// Ends `owner`'s ownership, if it still owns the channel. Returns whether it did. The channel (its epoch,
     /// offset and last `seq`) stays while its history or a watcher keeps it, so that a publisher that comes back
@@ -186,12 +304,13 @@ pub trait Broker: Send + Sync + fmt::Debug {
 
 /// Who is connected.
 pub trait Presence: Send + Sync + fmt::Debug {
-    /// Adds a client. The info is shared (`Arc`) with whoever else keeps it (the hub's registry), not copied.
-    fn add_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>);
+    /// Adds a client, named by its own channel (`sessions/{id}`, `agents/{id}`: unique over both kinds). The
+    /// name and the info are shared (`Arc`) with whoever else keeps them (the hub's registry), not copied.
+    fn add_presence(&self, channel: &str, client: Arc<str>, info: Arc<PresenceEntry>);
     fn remove_presence(&self, channel: &str, client: &str);
     /// Replaces a present client's info in its place (a stale mark); nothing if it is not present.
-    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceInfo>);
-    /// Everyone present in `channel`, in the order they arrived.
+    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceEntry>);
+    /// Everyone present in `channel`, in the order they arrived, in the wire form.
     fn presence(&self, channel: &str) -> Vec<PresenceInfo>;
     fn presence_count(&self, channel: &str) -> usize;
     /// Presence entries over all channels (what `/stats` shows as `retained.presenceEntries`).
