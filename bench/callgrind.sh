@@ -12,6 +12,12 @@
 #   CALLGRIND_RATE=4                  messages per second per SDK (valgrind runs a relay 20–50× slower)
 #   CALLGRIND_SECS=10                 the long run's duration (the short one is 1 s)
 #   BENCH_OUT=target/bench-results    where callgrind-RELAY-SCENARIO.json and the callgrind.out files go
+#   DEVRELAY_BIN=target/release/devrelay  the relay binary (e.g. a copy of main's, for an A/B); set, nothing
+#                                     is built (the load generator only if it is missing)
+#   DEVRELAY_BENCH_BIN=target/release/devrelay-bench  the load generator (one binary for every side of an A/B)
+#   DEVRELAY_ARGS="--inline-write-peers 64"  extra flags for devrelay
+#   CALLGRIND_TAG=NAME                a label in the output file names (A/B runs side by side)
+#   BUN_BIN=…/node_modules/.bin/bun  the bun binary (default: the baseline's own install)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,13 +27,19 @@ RATE=${CALLGRIND_RATE:-4}
 SECS=${CALLGRIND_SECS:-10}
 OUT=${BENCH_OUT:-target/bench-results}
 TARGET_DIR=${CARGO_TARGET_DIR:-$(pwd)/target}
-BENCH=$TARGET_DIR/release/devrelay-bench
-RELAY_BIN=$TARGET_DIR/release/devrelay
-BUN=bench/baselines/bun-relay/node_modules/.bin/bun
+BENCH=${DEVRELAY_BENCH_BIN:-$TARGET_DIR/release/devrelay-bench}
+RELAY_BIN=${DEVRELAY_BIN:-$TARGET_DIR/release/devrelay}
+read -r -a RELAY_ARGS <<<"${DEVRELAY_ARGS:-}"
+TAG=${CALLGRIND_TAG:+-$CALLGRIND_TAG}
+BUN=${BUN_BIN:-bench/baselines/bun-relay/node_modules/.bin/bun}
 
 log() { printf '[callgrind] %s\n' "$*" >&2; }
 command -v valgrind >/dev/null || { log "valgrind is required (apt-get install valgrind)"; exit 1; }
-cargo build --release --quiet -p devrelay -p devrelay-bench
+if [ -n "${DEVRELAY_BIN:-}" ]; then
+  [ -x "$BENCH" ] || cargo build --release --quiet -p devrelay-bench
+else
+  cargo build --release --quiet -p devrelay -p devrelay-bench
+fi
 mkdir -p "$OUT/callgrind"
 
 PID=""
@@ -44,10 +56,10 @@ TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 # run_once RELAY SECS TAG: the relay under callgrind, one scenario run; prints "instructions deliveries".
 run_once() {
   local relay=$1 secs=$2 tag=$3
-  local cg="$OUT/callgrind/callgrind.out.$relay-$SCENARIO-$tag" logf="$OUT/callgrind/$relay-$SCENARIO-$tag.log"
+  local cg="$OUT/callgrind/callgrind.out.$relay$TAG-$SCENARIO-$tag" logf="$OUT/callgrind/$relay$TAG-$SCENARIO-$tag.log"
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$cg" --dump-instr=no --collect-jumps=no)
   case $relay in
-    devrelay) "${vg[@]}" "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$TOKEN" --max-inbound-messages-per-sec 10000000 --max-inbound-bytes-per-sec 17179869184 --max-connections 1048576 --max-connections-per-sec 1000000 >"$logf" 2>&1 & ;;
+    devrelay) "${vg[@]}" "$RELAY_BIN" --host 127.0.0.1 --port 0 --token "$TOKEN" --max-inbound-messages-per-sec 10000000 --max-inbound-bytes-per-sec 17179869184 --max-connections 1048576 --max-connections-per-sec 1000000 "${RELAY_ARGS[@]}" >"$logf" 2>&1 & ;;
     bun) FANOUT=publish "${vg[@]}" "$BUN" bench/baselines/bun-relay/server.ts 0 >"$logf" 2>&1 & ;;
     bun-loop) FANOUT=loop "${vg[@]}" "$BUN" bench/baselines/bun-relay/server.ts 0 >"$logf" 2>&1 & ;;
     node-ws) "${vg[@]}" node bench/baselines/node-relay/server.js 0 >"$logf" 2>&1 & ;;
@@ -69,7 +81,7 @@ run_once() {
     PID=""
     return 1
   fi
-  local json="$OUT/callgrind/$relay-$SCENARIO-$tag.json"
+  local json="$OUT/callgrind/$relay$TAG-$SCENARIO-$tag.json"
   "$BENCH" "$SCENARIO" --url "$url" --label "$relay" --rate "$RATE" --duration-secs "$secs" \
     --drain-secs 30 --json "$json" >&2
   stop
@@ -85,7 +97,7 @@ for relay in $RELAYS; do
   log "$relay: short run (1 s)"
   read -r ir_short d_short < <(run_once "$relay" 1 short) || { log "$relay: skipped"; continue; }
   RELAY=$relay SCENARIO=$SCENARIO RATE=$RATE SECS=$SECS IR_LONG=$ir_long D_LONG=$d_long IR_SHORT=$ir_short \
-  D_SHORT=$d_short OUTF="$OUT/callgrind-$relay-$SCENARIO.json" node -e '
+  D_SHORT=$d_short OUTF="$OUT/callgrind-$relay$TAG-$SCENARIO.json" node -e '
     const e = process.env;
     const ir = Number(e.IR_LONG) - Number(e.IR_SHORT), d = Number(e.D_LONG) - Number(e.D_SHORT);
     const r = {

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs every benchmark scenario (a–f of issue 4; a2, g, h of issues 9 and 12) against devrelay and each
+# Runs every benchmark scenario (a–f of issue 4; a2, g, g10, h of issues 9 and 12) against devrelay and each
 # baseline relay, back to back in one session, each run against a freshly started relay process, BENCH_RUNS
 # times in rounds (every scenario × relay once per round, so a noisy minute hits all relays alike); then writes
 # the generated section of BENCHMARKS.md from the medians (other sections of that file are kept).
-# The v2 scenarios (a2, g, h) run against devrelay only: the baselines speak seed 000.
+# The v2 scenarios (a2, g, g10, h) run against devrelay only: the baselines speak seed 000.
 #
 # Usage: bench/run.sh
 # Environment (all optional):
-#   BENCH_SCENARIOS="a a2 b c d e f g h"   which scenarios
+#   BENCH_SCENARIOS="a a2 b c d e f g g10 h"   which scenarios
 #   BENCH_RELAYS="devrelay bun bun-loop node-ws"   which relays (also: node-ws-once)
 #   BENCH_RUNS=3                      runs per scenario × relay (the report shows medians)
 #   BENCH_DURATION_SECS=N             measured seconds per fan-out scenario (default: each scenario's own)
@@ -22,10 +22,10 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SCENARIOS=${BENCH_SCENARIOS:-"a a2 b c d e f g h"}
+SCENARIOS=${BENCH_SCENARIOS:-"a a2 b c d e f g g10 h"}
 RELAYS=${BENCH_RELAYS:-"devrelay bun bun-loop node-ws"}
 RUNS=${BENCH_RUNS:-3}
-V2_ONLY=" a2 g h "
+V2_ONLY=" a2 g g10 h "
 WORKERS=${BENCH_WORKERS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-10000}
 OUT=${BENCH_OUT:-target/bench-results}

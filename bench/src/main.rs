@@ -14,7 +14,7 @@ use devrelay_bench::scenario::{self, Options};
 #[derive(Debug, Parser)]
 #[command(
     name = "devrelay-bench",
-    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n  a2 a over v2: SDKs publish, batched dashboards on sessions/*\n  g  100 sessions × 50 v2 dashboards following 2 each × 100 msg/s\n  h  reconnect storm: a's load over v2, every dashboard away 5 s, back with since\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator; `devrelay-bench soak --help` for the soak."
+    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n  a2 a over v2: SDKs publish, batched dashboards on sessions/*\n  g  100 sessions × 50 v2 dashboards following 2 each × 100 msg/s\n  g10 g plus 900 silent sessions followed by 450 more dashboards (same deliveries)\n  h  reconnect storm: a's load over v2, every dashboard away 5 s, back with since\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator; `devrelay-bench soak --help` for the soak."
 )]
 struct RunArgs {
     /// Scenario name: a, a2, b, c, d, e, f, g or h.
@@ -43,6 +43,9 @@ struct RunArgs {
     /// Override the number of connections of scenario d.
     #[arg(long)]
     connections: Option<u32>,
+    /// Connections of scenario d in set-up at once.
+    #[arg(long, default_value_t = 256)]
+    connecting: usize,
     /// Override the number of dashboards of a fan-out scenario.
     #[arg(long)]
     dashboards: Option<u32>,
@@ -325,6 +328,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     opts.window = args.window;
     opts.drain_timeout = Duration::from_secs_f64(args.drain_secs);
     opts.connections = args.connections;
+    opts.connecting = args.connecting;
     opts.dashboards = args.dashboards;
     opts.sdks = args.sdks;
     opts.rate = args.rate;

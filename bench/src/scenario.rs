@@ -107,6 +107,9 @@ pub struct Fanout {
     pub dashboard_protocol: DashboardProtocol,
     pub follow: Follow,
     pub storm: Option<Storm>,
+    /// The last `silent_sdks` of the SDKs connect (and answer pings) but never send: sessions that exist, with
+    /// dashboards following them, and no traffic (g10's bystanders).
+    pub silent_sdks: u32,
 }
 
 impl Fanout {
@@ -122,6 +125,7 @@ impl Fanout {
             dashboard_protocol: DashboardProtocol::Legacy,
             follow: Follow::All,
             storm: None,
+            silent_sdks: 0,
         }
     }
 
@@ -235,6 +239,18 @@ pub fn all() -> Vec<Scenario> {
             default_secs: 10.0,
         },
         Scenario {
+            name: "g10",
+            title: "g among bystanders: g's 100 sessions and 50 dashboards, plus 900 silent sessions followed by 450 more dashboards (the same deliveries, 100× the sessions × dashboards)",
+            kind: Kind::Fanout(Fanout {
+                sdk_protocol: SdkProtocol::V2,
+                dashboard_protocol: v2_batched,
+                follow: Follow::Each(2),
+                silent_sdks: 900,
+                ..Fanout::legacy(1000, 500, Some(100.0), event)
+            }),
+            default_secs: 10.0,
+        },
+        Scenario {
             name: "h",
             title: "reconnect storm: scenario a's load over v2, all 50 dashboards dropped for 5 s, back at once with since (issue 12)",
             kind: Kind::Fanout(Fanout {
@@ -275,6 +291,9 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// Override of the connection count of idle scenarios.
     pub connections: Option<u32>,
+    /// Connections of an idle scenario being set up at once (each is timed from its start, so by Little's law
+    /// their median time is about this many over the rate the two sides sustain).
+    pub connecting: usize,
     /// Override of the dashboard count / SDK count of fan-out scenarios (for quick runs and tests).
     pub dashboards: Option<u32>,
     pub sdks: Option<u32>,
@@ -298,6 +317,7 @@ impl Options {
             window: 256,
             drain_timeout: Duration::from_secs(10),
             connections: None,
+            connecting: 256,
             dashboards: None,
             sdks: None,
             rate: None,
@@ -721,6 +741,9 @@ async fn run_fanout(
     let mut senders = JoinSet::new();
     let mut listeners = Vec::new();
     let mut signals = Vec::new();
+    let active = f.sdks - f.silent_sdks.min(f.sdks);
+    // Silent SDKs keep their write half open (and their listener answers pings) until the run ends.
+    let mut silent = Vec::new();
     for (i, (stream, reader)) in sdks {
         let template = match (f.message, f.sdk_protocol) {
             (MessageKind::StreamEvent { bytes }, SdkProtocol::Legacy) => {
@@ -740,9 +763,13 @@ async fn run_fanout(
         let sig = Arc::new(SdkSignals::default());
         listeners.push(tokio::spawn(sdk_listener(r, reader, sig.clone())));
         signals.push(sig.clone());
+        if i >= active {
+            silent.push(w);
+            continue;
+        }
         let schedule = f.rate.map(|rate| {
             let period = Duration::from_secs_f64(1.0 / rate);
-            (period.mul_f64(f64::from(i) / f64::from(f.sdks)), period)
+            (period.mul_f64(f64::from(i) / f64::from(active)), period)
         });
         let plan = SenderPlan {
             index: i,
@@ -1026,7 +1053,7 @@ async fn run_idle(
     let tcp_before = netstat::read();
     let cancel = CancellationToken::new();
     // Bound the connects in flight so the listen backlog is not the thing being measured.
-    let connecting = Arc::new(Semaphore::new(256));
+    let connecting = Arc::new(Semaphore::new(opts.connecting.max(1)));
     let started = Instant::now();
     let mut set = JoinSet::new();
     for i in 0..n {
@@ -1138,7 +1165,7 @@ mod tests {
     #[test]
     fn scenarios_match_the_issues() {
         let names: Vec<_> = all().iter().map(|s| s.name).collect();
-        assert_eq!(names, ["a", "a2", "b", "c", "d", "e", "f", "g", "h"]);
+        assert_eq!(names, ["a", "a2", "b", "c", "d", "e", "f", "g", "g10", "h"]);
         let Kind::Fanout(a) = by_name("a").unwrap().kind else {
             panic!()
         };
@@ -1182,5 +1209,26 @@ mod tests {
         }
         assert!(followers.iter().all(|&n| n == 1), "{followers:?}");
         assert_eq!(a.follows(7), (0..10).collect::<Vec<_>>());
+        // g10: g's senders and their followers exactly, plus silent sessions with followers of their own.
+        let Kind::Fanout(g10) = by_name("g10").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(g10.sdks - g10.silent_sdks, g.sdks);
+        assert_eq!((g10.rate, g10.follow), (g.rate, g.follow));
+        for d in 0..g10.dashboards {
+            let f = g10.follows(d);
+            if d < g.dashboards {
+                assert_eq!(
+                    f,
+                    g.follows(d),
+                    "dashboard {d} follows what it follows in g"
+                );
+            } else {
+                assert!(
+                    f.iter().all(|&s| s >= g.sdks),
+                    "dashboard {d} follows only silent sessions: {f:?}"
+                );
+            }
+        }
     }
 }
