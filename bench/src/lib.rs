@@ -11,6 +11,7 @@ pub mod fault;
 pub mod frame;
 pub mod latency;
 pub mod netstat;
+pub mod nullrelay;
 pub mod payload;
 pub mod procstat;
 pub mod report;

@@ -14,7 +14,7 @@ use devrelay_bench::scenario::{self, Options};
 #[derive(Debug, Parser)]
 #[command(
     name = "devrelay-bench",
-    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n  a2 a over v2: SDKs publish, batched dashboards on sessions/*\n  g  100 sessions × 50 v2 dashboards following 2 each × 100 msg/s\n  g10 g plus 900 silent sessions followed by 450 more dashboards (same deliveries)\n  h  reconnect storm: a's load over v2, every dashboard away 5 s, back with since\n\n`devrelay-bench report --help` for the BENCHMARKS.md generator; `devrelay-bench soak --help` for the soak."
+    after_help = "Scenarios:\n  a  10 SDKs × 50 dashboards × 100 msg/s, 512 B\n  b  1 SDK × 1 dashboard, as fast as possible\n  c  4 SDKs × 16 dashboards, as fast as possible\n  d  10,000 idle SDK connections\n  e  10 SDKs × 10 dashboards × 5 snapshots/s of ~250 KB\n  f  a + one dashboard that stops reading\n  a2 a over v2: SDKs publish, batched dashboards on sessions/*\n  g  100 sessions × 50 v2 dashboards following 2 each × 100 msg/s\n  g10 g plus 900 silent sessions followed by 450 more dashboards (same deliveries)\n  h  reconnect storm: a's load over v2, every dashboard away 5 s, back with since\n\n`devrelay-bench null-relay` serves a relay that does (almost) nothing, for the generator's own ceiling;\n`devrelay-bench report --help` for the BENCHMARKS.md generator; `devrelay-bench soak --help` for the soak."
 )]
 struct RunArgs {
     /// Scenario name: a, a2, b, c, d, e, f, g or h.
@@ -140,6 +140,10 @@ fn main() -> anyhow::Result<()> {
             args.remove(1);
             return fault_dashboard(FaultDashboardArgs::parse_from(args));
         }
+        Some("null-relay") => {
+            args.remove(1);
+            return null_relay(NullRelayArgs::parse_from(args));
+        }
         Some("fault-summary") => {
             args.remove(1);
             return fault_summary(FaultSummaryArgs::parse_from(args));
@@ -147,6 +151,38 @@ fn main() -> anyhow::Result<()> {
         _ => {}
     }
     run(RunArgs::parse_from(args))
+}
+
+/// A relay that does (almost) nothing: seed-000 handshakes, then every SDK frame forwarded to every dashboard
+/// without parsing it. The load generator's b / c against it show the generator's own ceiling.
+#[derive(Debug, Parser)]
+#[command(name = "devrelay-bench null-relay")]
+struct NullRelayArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// 0: an ephemeral port.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Fault on purpose (to see the generator catch it): drop every N-th message of each SDK.
+    #[arg(long)]
+    drop_every: Option<u64>,
+    /// Fault on purpose: deliver every N-th message of each SDK after the next one (N ≥ 2).
+    #[arg(long)]
+    swap_every: Option<u64>,
+}
+
+fn null_relay(args: NullRelayArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind((args.host.as_str(), args.port))?;
+    let addr = listener.local_addr()?;
+    println!("listening on ws://{addr}");
+    std::io::stdout().flush()?;
+    let fault = devrelay_bench::nullrelay::Fault {
+        drop_every: args.drop_every,
+        swap_every: args.swap_every,
+    };
+    devrelay_bench::nullrelay::serve(listener, fault)?;
+    Ok(())
 }
 
 /// The SDK end of scripts/fault-test.sh: numbered stream_events at a fixed rate.
