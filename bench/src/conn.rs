@@ -127,26 +127,52 @@ pub enum Msg<'a> {
 }
 
 /// Reads frames from a byte stream into a buffer and hands out payloads by reference.
+///
+/// Two ways to use it: [`FrameReader::next`] (one message, reading as needed), or, on a hot path,
+/// [`FrameReader::fill`] (one read of up to [`READ_CHUNK`] bytes) followed by [`FrameReader::buffered`] until it
+/// returns `None` (every complete message of that read, without touching the socket).
 #[derive(Debug)]
 pub struct FrameReader {
     buf: BytesMut,
-    /// Bytes of `buf` taken by the message handed out last; dropped at the next read.
+    /// Where the unparsed bytes of `buf` start (`buf` itself is advanced once per read, not per frame).
+    pos: usize,
+    /// Bytes after `pos` taken by the message handed out last.
     consumed: usize,
     /// A fragmented message being assembled (rare: relays send each message as one frame).
     fragments: Vec<u8>,
     fragment_opcode: Option<Opcode>,
     /// Whether the message handed out last lives in `fragments`.
     fragments_out: bool,
+    /// Bytes the incomplete frame at `pos` needs in total (0: unknown).
+    need: usize,
+}
+
+/// Room a [`FrameReader`] keeps for one read: a relay that is ahead of the reader leaves this much (hundreds of
+/// 512 B messages) for one `read` syscall.
+pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Where the message found by [`FrameReader::step`] lives (so the borrow of the buffer is taken after the
+/// parse, not across it).
+#[derive(Debug, Clone, Copy)]
+enum Ready {
+    Text(usize, usize),
+    Binary(usize, usize),
+    Fragments(bool),
+    Ping(usize, usize),
+    Pong,
+    Close(Option<u16>),
 }
 
 impl FrameReader {
     pub fn with_buffer(buf: BytesMut) -> FrameReader {
         FrameReader {
             buf,
+            pos: 0,
             consumed: 0,
             fragments: Vec::new(),
             fragment_opcode: None,
             fragments_out: false,
+            need: 0,
         }
     }
 
@@ -160,66 +186,106 @@ impl FrameReader {
         &mut self,
         r: &mut R,
     ) -> Result<Option<Msg<'_>>, ConnError> {
-        self.buf.advance(self.consumed);
+        loop {
+            if let Some(ready) = self.step()? {
+                return Ok(Some(self.msg(ready)));
+            }
+            if self.fill(r).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next complete message already read, without reading; `None` when more bytes are needed.
+    pub fn buffered(&mut self) -> Result<Option<Msg<'_>>, ConnError> {
+        Ok(self.step()?.map(|ready| self.msg(ready)))
+    }
+
+    /// One read from `r` into the buffer (room for at least what the incomplete frame needs); the bytes
+    /// read, 0 at end of stream.
+    pub async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<usize, ConnError> {
+        self.release();
+        self.buf.advance(self.pos);
+        self.pos = 0;
+        if self.buf.capacity() < self.need {
+            self.buf.reserve(self.need - self.buf.len());
+        }
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        Ok(r.read_buf(&mut self.buf).await?)
+    }
+
+    /// Drops what the message handed out last took.
+    fn release(&mut self) {
+        self.pos += self.consumed;
         self.consumed = 0;
         if self.fragments_out {
             self.fragments.clear();
             self.fragments_out = false;
         }
+    }
+
+    fn msg(&self, ready: Ready) -> Msg<'_> {
+        match ready {
+            Ready::Text(a, b) => Msg::Text(&self.buf[a..b]),
+            Ready::Binary(a, b) => Msg::Binary(&self.buf[a..b]),
+            Ready::Fragments(true) => Msg::Binary(&self.fragments),
+            Ready::Fragments(false) => Msg::Text(&self.fragments),
+            Ready::Ping(a, b) => Msg::Ping(&self.buf[a..b]),
+            Ready::Pong => Msg::Pong,
+            Ready::Close(code) => Msg::Close(code),
+        }
+    }
+
+    /// Parses past the message handed out last to the next complete one in the buffer.
+    fn step(&mut self) -> Result<Option<Ready>, ConnError> {
+        self.release();
         loop {
-            match frame::parse(&self.buf, MAX_MESSAGE_BYTES)? {
+            let at = self.pos;
+            match frame::parse(&self.buf[at..], MAX_MESSAGE_BYTES)? {
                 Parsed::Incomplete { need } => {
-                    if self.buf.capacity() < need {
-                        self.buf.reserve(need - self.buf.len());
-                    } else if self.buf.capacity() - self.buf.len() < 4096 {
-                        self.buf.reserve(64 * 1024);
-                    }
-                    if r.read_buf(&mut self.buf).await? == 0 {
-                        return Ok(None);
-                    }
+                    self.need = need;
+                    return Ok(None);
                 }
                 Parsed::Frame(h) => {
-                    let range = h.payload_start..h.frame_len();
+                    let (a, b) = (at + h.payload_start, at + h.frame_len());
                     match (h.opcode, h.fin) {
                         (Opcode::Text | Opcode::Binary, true) => {
                             self.consumed = h.frame_len();
-                            let p = &self.buf[range];
                             return Ok(Some(if h.opcode == Opcode::Text {
-                                Msg::Text(p)
+                                Ready::Text(a, b)
                             } else {
-                                Msg::Binary(p)
+                                Ready::Binary(a, b)
                             }));
                         }
                         (Opcode::Text | Opcode::Binary, false) => {
                             self.fragment_opcode = Some(h.opcode);
                             self.fragments.clear();
-                            self.fragments.extend_from_slice(&self.buf[range]);
-                            self.buf.advance(h.frame_len());
+                            self.fragments.extend_from_slice(&self.buf[a..b]);
+                            self.pos = b;
                         }
                         (Opcode::Continuation, fin) => {
-                            self.fragments.extend_from_slice(&self.buf[range]);
-                            self.buf.advance(h.frame_len());
+                            self.fragments.extend_from_slice(&self.buf[a..b]);
+                            self.pos = b;
                             if fin {
                                 self.fragments_out = true;
-                                let p = &self.fragments[..];
-                                return Ok(Some(match self.fragment_opcode.take() {
-                                    Some(Opcode::Binary) => Msg::Binary(p),
-                                    _ => Msg::Text(p),
-                                }));
+                                let binary = self.fragment_opcode.take() == Some(Opcode::Binary);
+                                return Ok(Some(Ready::Fragments(binary)));
                             }
                         }
                         (Opcode::Ping, _) => {
                             self.consumed = h.frame_len();
-                            return Ok(Some(Msg::Ping(&self.buf[range])));
+                            return Ok(Some(Ready::Ping(a, b)));
                         }
                         (Opcode::Pong, _) => {
-                            self.buf.advance(h.frame_len());
-                            return Ok(Some(Msg::Pong));
+                            self.pos = b;
+                            return Ok(Some(Ready::Pong));
                         }
                         (Opcode::Close, _) => {
-                            let code = frame::close_code(&self.buf[range]);
-                            self.buf.advance(h.frame_len());
-                            return Ok(Some(Msg::Close(code)));
+                            let code = frame::close_code(&self.buf[a..b]);
+                            self.pos = b;
+                            return Ok(Some(Ready::Close(code)));
                         }
                     }
                 }
@@ -339,5 +405,29 @@ mod tests {
             Some(Msg::Close(Some(1000)))
         );
         assert_eq!(r.next(&mut src).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn buffered_hands_out_every_complete_message_of_a_read_and_keeps_the_partial_one() {
+        let mut wire: Vec<u8> = Vec::new();
+        for text in [&b"one"[..], b"two", b"three"] {
+            wire.extend([0x81, text.len() as u8]);
+            wire.extend(text);
+        }
+        let cut = wire.len() - 2; // "three" arrives in two reads
+        let (first, second) = wire.split_at(cut);
+        let mut r = FrameReader::with_buffer(BytesMut::new());
+        assert_eq!(r.buffered().unwrap(), None);
+        let mut src: &[u8] = first;
+        assert_eq!(r.fill(&mut src).await.unwrap(), cut);
+        assert_eq!(r.buffered().unwrap(), Some(Msg::Text(b"one")));
+        assert_eq!(r.buffered().unwrap(), Some(Msg::Text(b"two")));
+        assert_eq!(r.buffered().unwrap(), None);
+        assert_eq!(r.buffered().unwrap(), None, "asking again reads nothing");
+        let mut src: &[u8] = second;
+        assert_eq!(r.fill(&mut src).await.unwrap(), 2);
+        assert_eq!(r.buffered().unwrap(), Some(Msg::Text(b"three")));
+        assert_eq!(r.buffered().unwrap(), None);
+        assert_eq!(r.fill(&mut src).await.unwrap(), 0);
     }
 }

@@ -126,6 +126,16 @@ struct State {
     pending_acks: usize,
     catch_up: Option<CatchUp>,
     shared: Arc<Shared>,
+    /// The scenario clock when the bytes being handled were read (one clock read per `read`, not per message).
+    now: u64,
+    /// Senders whose watermark (`next`) moved since it was last published to `shared.acks`.
+    moved: Vec<usize>,
+    is_moved: Vec<bool>,
+    /// Where the last seed-000 frame had its stamp.
+    stamp_at: usize,
+    /// Latencies not yet in the histogram: this value, this many times (the messages of one burst, read by one
+    /// `read`, have the same send and receive times, so most deliveries repeat the previous value).
+    run: (u64, u64),
 }
 
 /// The substring searchers of the receive path, built once per dashboard.
@@ -187,7 +197,7 @@ fn position_after(scan: &Scan, rest: &[u8]) -> Option<StreamPosition> {
 impl State {
     fn on_text(&mut self, scan: &Scan, p: &[u8]) {
         match self.protocol {
-            DashboardProtocol::Legacy => match scan.stamps.find(p) {
+            DashboardProtocol::Legacy => match scan.stamps.find_at(p, &mut self.stamp_at) {
                 Some(st) => self.on_stamp(st, None),
                 None => {
                     if memchr::memmem::find(p, b"\"client_list\"").is_some() {
@@ -316,19 +326,19 @@ impl State {
         self.stats.gaps += st.seq - before;
         let next = st.seq + 1;
         self.next[s] = next;
-        let shared = &self.shared;
-        let now = shared.clock.now_nanos();
-        self.stats
-            .latencies
-            .record(now.saturating_sub(st.sent_nanos));
+        let now = self.now;
+        let latency = now.saturating_sub(st.sent_nanos);
+        if latency == self.run.0 {
+            self.run.1 += 1;
+        } else {
+            self.stats.latencies.record_n(self.run.0, self.run.1);
+            self.run = (latency, 1);
+        }
         self.stats.received += 1;
         self.stats.last_nanos = now;
-        // The sequence watermark, not a count: a gap (a lost message) must not hold a closed-loop sender back.
-        shared.acks[s * shared.dashboards + self.index]
-            .0
-            .store(next, Ordering::Release);
-        if shared.windowed {
-            shared.wake[s].notify_one();
+        if !self.is_moved[s] {
+            self.is_moved[s] = true;
+            self.moved.push(s);
         }
         if let Some(c) = &mut self.catch_up {
             if before < c.targets[s] && next >= c.targets[s] {
@@ -342,10 +352,8 @@ impl State {
     }
 }
 
-impl Dashboard {
-    /// Connects and subscribes; returns once the relay has confirmed every subscription (`client_list` for
-    /// a seed-000 dashboard, an `ack` per `subscribe` for v2), so every message sent afterwards is owed to it.
-    pub(crate) async fn connect(plan: Plan, shared: Arc<Shared>) -> Result<Dashboard, ConnError> {
+impl State {
+    fn new(plan: &Plan, shared: Arc<Shared>) -> State {
         let senders = shared.senders();
         let mut followed = vec![false; senders];
         for &s in &plan.follows {
@@ -353,7 +361,7 @@ impl Dashboard {
                 *f = true;
             }
         }
-        let st = State {
+        State {
             index: plan.index,
             protocol: plan.protocol,
             track_positions: plan.track_positions,
@@ -366,7 +374,38 @@ impl Dashboard {
             pending_acks: 0,
             catch_up: None,
             shared,
-        };
+            now: 0,
+            moved: Vec::new(),
+            is_moved: vec![false; senders],
+            stamp_at: 0,
+            run: (0, 0),
+        }
+    }
+
+    /// Publishes the sequence watermarks that moved to the senders (once per read, not per message), waking a
+    /// closed-loop sender that waits for room in its window. The watermark, not a count: a gap (a lost
+    /// message) must not hold a sender back.
+    fn publish(&mut self) {
+        let (latency, n) = std::mem::take(&mut self.run);
+        self.stats.latencies.record_n(latency, n);
+        let shared = &self.shared;
+        for s in self.moved.drain(..) {
+            self.is_moved[s] = false;
+            shared.acks[s * shared.dashboards + self.index]
+                .0
+                .store(self.next[s], Ordering::SeqCst);
+            if shared.windowed {
+                shared.wake_if_parked(s);
+            }
+        }
+    }
+}
+
+impl Dashboard {
+    /// Connects and subscribes; returns once the relay has confirmed every subscription (`client_list` for
+    /// a seed-000 dashboard, an `ack` per `subscribe` for v2), so every message sent afterwards is owed to it.
+    pub(crate) async fn connect(plan: Plan, shared: Arc<Shared>) -> Result<Dashboard, ConnError> {
+        let st = State::new(&plan, shared);
         let mut d = Dashboard {
             plan,
             link: None,
@@ -386,7 +425,7 @@ impl Dashboard {
     async fn open(&mut self, resume: bool) -> Result<(), ConnError> {
         let (mut s, r) = conn::connect(&self.plan.target, self.plan.socket).await?;
         let mut reader = r;
-        reader.reserve(64 * 1024);
+        reader.reserve(conn::READ_CHUNK);
         match self.plan.protocol {
             DashboardProtocol::Legacy => {
                 self.st.listed = false;
@@ -438,36 +477,46 @@ impl Dashboard {
         self.read_until(Some(done)).await
     }
 
+    /// The hot path: one read, then every complete message of it handled with one clock reading, then the
+    /// watermarks published; `done` is checked before each message.
     async fn read_until(&mut self, done: Option<fn(&State) -> bool>) -> Result<(), ConnError> {
         let Some((stream, reader)) = &mut self.link else {
             return Err(ConnError::Upgrade("not connected".into()));
         };
         let (st, scan) = (&mut self.st, &self.scan);
+        st.now = st.shared.clock.now_nanos();
         loop {
-            if done.is_some_and(|f| f(st)) {
-                return Ok(());
-            }
-            match reader.next(stream).await? {
-                Some(Msg::Text(p)) => st.on_text(scan, p),
-                Some(Msg::Ping(p)) => {
-                    let pong = conn::pong(p);
-                    stream.write_all(&pong).await?;
+            loop {
+                if done.is_some_and(|f| f(st)) {
+                    st.publish();
+                    return Ok(());
                 }
-                Some(Msg::Close(code)) => {
-                    st.stats.close_code = code;
-                    return match done {
-                        None => Ok(()),
-                        Some(_) => Err(ConnError::Upgrade(format!("closed ({code:?})"))),
-                    };
-                }
-                Some(_) => {}
-                None => {
-                    return match done {
-                        None => Ok(()),
-                        Some(_) => Err(ConnError::Upgrade("connection closed".into())),
+                match reader.buffered()? {
+                    None => break,
+                    Some(Msg::Text(p)) => st.on_text(scan, p),
+                    Some(Msg::Ping(p)) => {
+                        let pong = conn::pong(p);
+                        stream.write_all(&pong).await?;
                     }
+                    Some(Msg::Close(code)) => {
+                        st.publish();
+                        st.stats.close_code = code;
+                        return match done {
+                            None => Ok(()),
+                            Some(_) => Err(ConnError::Upgrade(format!("closed ({code:?})"))),
+                        };
+                    }
+                    Some(_) => {}
                 }
             }
+            st.publish();
+            if reader.fill(stream).await? == 0 {
+                return match done {
+                    None => Ok(()),
+                    Some(_) => Err(ConnError::Upgrade("connection closed".into())),
+                };
+            }
+            st.now = st.shared.clock.now_nanos();
         }
     }
 
@@ -520,6 +569,7 @@ impl Dashboard {
     }
 
     fn finish(mut self) -> DashStats {
+        self.st.publish();
         std::mem::take(&mut self.st.stats)
     }
 }
@@ -527,6 +577,123 @@ impl Dashboard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use devrelay_protocol::splice;
+
+    /// A seed-000 dashboard's checker following `senders` senders, as one dashboard of a closed-loop run.
+    fn checker(senders: usize) -> State {
+        let shared = Arc::new(Shared::new((0..senders).map(|_| vec![0]), 1, true));
+        let plan = Plan {
+            index: 0,
+            target: Target::parse("ws://127.0.0.1:1").unwrap(),
+            socket: SocketOpts::default(),
+            protocol: DashboardProtocol::Legacy,
+            follows: (0..senders as u32).collect(),
+            wildcard: true,
+            track_positions: false,
+            outage: None,
+        };
+        State::new(&plan, shared)
+    }
+
+    /// What devrelay sends a seed-000 dashboard for message `seq` of `sender`, sent at `sent_nanos`.
+    fn update(sender: u32, seq: u64, sent_nanos: u64) -> Vec<u8> {
+        let mut t = payload::stream_event(sender, 512);
+        t.stamped(Stamp {
+            sent_nanos,
+            sender,
+            seq,
+        });
+        let text = std::str::from_utf8(t.payload()).unwrap().to_string();
+        splice::stream_event_update(&payload::session_id(sender), &text).into_bytes()
+    }
+
+    /// Hands `frames` to the checker as the bytes of one read, at `now`, then publishes (as `read_until`).
+    fn feed(st: &mut State, now: u64, frames: &[Vec<u8>]) {
+        let scan = Scan::default();
+        st.now = now;
+        for f in frames {
+            st.on_text(&scan, f);
+        }
+        st.publish();
+    }
+
+    fn watermark(st: &State, sender: usize) -> u64 {
+        st.shared.acks[sender * st.shared.dashboards + st.index]
+            .0
+            .load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn in_order_deliveries_are_counted_once_each_with_their_latency_and_published() {
+        let mut st = checker(2);
+        let frames: Vec<Vec<u8>> = (0..5)
+            .flat_map(|seq| [update(0, seq, 1_000), update(1, seq, 2_000)])
+            .collect();
+        feed(&mut st, 10_000, &frames);
+        let s = &st.stats;
+        assert_eq!((s.received, s.gaps, s.duplicates, s.other), (10, 0, 0, 0));
+        assert_eq!(s.latencies.count(), 10);
+        let l = s.latencies.summary();
+        // 9,000 ns (sender 0) and 8,000 ns (sender 1), five each.
+        assert!(
+            (7.99..=8.01).contains(&l.p50_us) || (8.99..=9.01).contains(&l.p50_us),
+            "{l:?}"
+        );
+        assert!((8.99..=9.01).contains(&l.max_us), "{l:?}");
+        assert_eq!((watermark(&st, 0), watermark(&st, 1)), (5, 5));
+        assert_eq!(s.last_nanos, 10_000);
+    }
+
+    #[test]
+    fn a_missing_message_is_a_gap_and_is_not_received() {
+        let mut st = checker(1);
+        let frames: Vec<Vec<u8>> = [0, 1, 3, 4].iter().map(|&q| update(0, q, 5)).collect();
+        feed(&mut st, 100, &frames);
+        let s = &st.stats;
+        assert_eq!((s.received, s.gaps, s.duplicates), (4, 1, 0));
+        // 5 owed (0..=4), 4 received: the run reports one lost.
+        assert_eq!(5 - s.received, 1);
+        // The watermark passes the gap, so a closed-loop sender is not held back by a loss.
+        assert_eq!(watermark(&st, 0), 5);
+    }
+
+    #[test]
+    fn a_reordered_message_is_a_gap_then_a_late_duplicate_and_is_not_received() {
+        let mut st = checker(1);
+        let frames: Vec<Vec<u8>> = [0, 2, 1, 3].iter().map(|&q| update(0, q, 5)).collect();
+        feed(&mut st, 100, &frames);
+        let s = &st.stats;
+        assert_eq!((s.received, s.gaps, s.duplicates), (3, 1, 1));
+        assert_ne!(s.received, 4, "a reordering must not pass as 4 of 4");
+        // The same message twice, in another read.
+        feed(&mut st, 200, &[update(0, 3, 5), update(0, 4, 5)]);
+        let s = &st.stats;
+        assert_eq!((s.received, s.gaps, s.duplicates), (4, 1, 2));
+    }
+
+    #[test]
+    fn a_damaged_stamp_or_a_stranger_is_not_a_delivery() {
+        let mut st = checker(1);
+        let mut bad = update(0, 0, 5);
+        let at = memchr::memmem::find(&bad, crate::stamp::KEY).unwrap() + crate::stamp::KEY.len();
+        bad[at + 3] = b'G';
+        feed(&mut st, 100, &[update(0, 0, 5), bad, update(0, 1, 5)]);
+        assert_eq!(
+            (st.stats.received, st.stats.other, st.stats.gaps),
+            (2, 1, 0)
+        );
+        // A frame of another shape (the stamp elsewhere) after frames that taught the checker where to look.
+        let shifted = {
+            let f = update(0, 2, 5);
+            let text = std::str::from_utf8(&f).unwrap();
+            format!(r#"{{"pad":"xxxxxxx",{}"#, &text[1..]).into_bytes()
+        };
+        feed(&mut st, 100, &[shifted]);
+        assert_eq!((st.stats.received, st.stats.gaps), (3, 0));
+        // A sender this dashboard does not follow (index out of range) is a scoping violation.
+        feed(&mut st, 100, &[update(7, 0, 5)]);
+        assert_eq!((st.stats.received, st.stats.unexpected), (3, 1));
+    }
 
     #[test]
     fn channel_names_map_back_to_senders_and_positions_parse() {

@@ -25,6 +25,13 @@ impl Latencies {
         self.hist.saturating_record(nanos.clamp(1, MAX_NANOS));
     }
 
+    /// `count` deliveries of the same latency.
+    pub fn record_n(&mut self, nanos: u64, count: u64) {
+        if count > 0 {
+            let _ = self.hist.record_n(nanos.clamp(1, MAX_NANOS), count);
+        }
+    }
+
     pub fn merge(&mut self, other: &Latencies) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.hist.add(&other.hist);
@@ -103,6 +110,9 @@ mod tests {
         a.record(u64::MAX);
         a.record(0);
         assert_eq!(a.count(), 1002);
+        a.record_n(100_000, 3);
+        a.record_n(100_000, 0);
+        assert_eq!(a.count(), 1005);
         assert_eq!(Latencies::default().summary(), LatencySummary::default());
     }
 }

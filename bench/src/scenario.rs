@@ -401,12 +401,42 @@ pub(crate) struct Shared {
     followers: Vec<Vec<usize>>,
     /// Messages each sender has written so far (read when a storm's dashboards reconnect).
     pub(crate) sent_so_far: Vec<Counter>,
-    /// Woken on deliveries when senders are window-limited.
+    /// Woken on deliveries when senders are window-limited...
     pub(crate) wake: Vec<Notify>,
+    /// ... and only while it waits: set by a sender before it sleeps on a full window, cleared by the
+    /// dashboard that wakes it (a notify per delivery cost more than the rest of a delivery's check).
+    parked: Vec<Flag>,
     pub(crate) windowed: bool,
 }
 
+/// A flag on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct Flag(AtomicBool);
+
 impl Shared {
+    /// `followers`: for each sender, the dashboards following it.
+    pub(crate) fn new(
+        followers: impl Iterator<Item = Vec<usize>>,
+        dashboards: usize,
+        windowed: bool,
+    ) -> Shared {
+        let followers: Vec<Vec<usize>> = followers.collect();
+        let senders = followers.len();
+        Shared {
+            clock: Clock::default(),
+            dashboards,
+            acks: (0..senders * dashboards)
+                .map(|_| Counter::default())
+                .collect(),
+            followers,
+            sent_so_far: (0..senders).map(|_| Counter::default()).collect(),
+            wake: (0..senders).map(|_| Notify::new()).collect(),
+            parked: (0..senders).map(|_| Flag::default()).collect(),
+            windowed,
+        }
+    }
+
     pub(crate) fn senders(&self) -> usize {
         self.wake.len()
     }
@@ -418,10 +448,21 @@ impl Shared {
             .map(|&d| {
                 self.acks[sender * self.dashboards + d]
                     .0
-                    .load(Ordering::Acquire)
+                    .load(Ordering::SeqCst)
             })
             .min()
             .unwrap_or(u64::MAX)
+    }
+
+    /// Called by a dashboard after it published a new watermark of `sender` (a `SeqCst` store): wakes the
+    /// sender if it is waiting for room. With the sender's `SeqCst` store of `parked` before its second look at
+    /// the watermarks, either the sender sees the new watermark or this sees `parked` (no lost wake-up; a wake
+    /// before the sender awaits leaves a permit in the `Notify`).
+    pub(crate) fn wake_if_parked(&self, sender: usize) {
+        let p = &self.parked[sender].0;
+        if p.load(Ordering::SeqCst) && p.swap(false, Ordering::SeqCst) {
+            self.wake[sender].notify_one();
+        }
     }
 
     fn delivered_total(&self) -> u64 {
@@ -549,6 +590,8 @@ async fn sender(
     // Closed loop: as many messages as the window allows go out in one write (up to `BATCH_BYTES`), so the
     // generator pays one syscall per batch rather than per message. Each message is stamped as it is added.
     let mut batch: Vec<u8> = Vec::new();
+    let give_up = tokio::time::sleep_until(deadline);
+    tokio::pin!(give_up);
     'send: loop {
         let mut burst = 1;
         match plan.schedule {
@@ -568,9 +611,18 @@ async fn sender(
                     burst = plan.window - in_flight;
                     break;
                 }
+                // Announce the wait, then look again (see `Shared::wake_if_parked`).
+                shared.parked[i].0.store(true, Ordering::SeqCst);
+                std::sync::atomic::fence(Ordering::SeqCst);
+                let in_flight = seq.saturating_sub(shared.delivered_to_all(i));
+                if in_flight < plan.window {
+                    shared.parked[i].0.store(false, Ordering::Relaxed);
+                    burst = plan.window - in_flight;
+                    break;
+                }
                 tokio::select! {
                     _ = shared.wake[i].notified() => {}
-                    _ = tokio::time::sleep_until(deadline) => break 'send,
+                    _ = &mut give_up => break 'send,
                 }
             },
         }
@@ -580,9 +632,11 @@ async fn sender(
             break;
         }
         batch.clear();
+        // One clock reading per write: every message of a burst leaves in the same `write`, after this.
+        let sent_nanos = shared.clock.now_nanos();
         for _ in 0..burst {
             let frame = plan.template.stamped(Stamp {
-                sent_nanos: shared.clock.now_nanos(),
+                sent_nanos,
                 sender: plan.index,
                 seq,
             });
@@ -630,25 +684,17 @@ async fn run_fanout(
     report: &mut ScenarioReport,
 ) -> Result<(), BenchError> {
     let target = &opts.target;
-    let shared = Arc::new(Shared {
-        clock: Clock::default(),
-        dashboards: f.dashboards as usize,
-        acks: (0..f.sdks * f.dashboards)
-            .map(|_| Counter::default())
-            .collect(),
-        followers: {
-            let mut followers = vec![Vec::new(); f.sdks as usize];
-            for d in 0..f.dashboards {
-                for s in f.follows(d) {
-                    followers[s as usize].push(d as usize);
-                }
-            }
-            followers
-        },
-        sent_so_far: (0..f.sdks).map(|_| Counter::default()).collect(),
-        wake: (0..f.sdks).map(|_| Notify::new()).collect(),
-        windowed: f.rate.is_none(),
-    });
+    let mut followers = vec![Vec::new(); f.sdks as usize];
+    for d in 0..f.dashboards {
+        for s in f.follows(d) {
+            followers[s as usize].push(d as usize);
+        }
+    }
+    let shared = Arc::new(Shared::new(
+        followers.into_iter(),
+        f.dashboards as usize,
+        f.rate.is_none(),
+    ));
     // The clock of the schedule is fixed before anyone connects, so storm dashboards know when to drop.
     let setup = async {
         // Dashboards first, so that every message sent is owed to every one of them.

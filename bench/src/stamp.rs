@@ -35,15 +35,37 @@ fn put_hex(out: &mut [u8], mut v: u64) {
     }
 }
 
+/// Eight lower-case hex digits (the first one most significant) as a number: a few word operations instead of
+/// a loop over the digits (this runs three times per delivery). `None` unless every byte is one of `0-9a-f`.
+fn hex8(s: &[u8; 8]) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_le_bytes(*s);
+    if x & HIGH != 0 {
+        return None;
+    }
+    // Bytes below 0x80 plus at most 0x50 do not carry into the next byte: each high bit says "c >= bound".
+    let at_least = |bound: u8| x.wrapping_add(ONES * u64::from(0x80 - bound)) & HIGH;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    if digit | letter != HIGH {
+        return None;
+    }
+    // '0'-'9' → low nibble; 'a'-'f' → low nibble (1-6) + 9, bit 6 set in letters only.
+    let v = (x & (ONES * 0x0F)) + ((x >> 6) & ONES) * 9;
+    // Byte 0 (the first digit) is the most significant: pairs, then quads, then the two halves.
+    let v = ((v & 0x00FF_00FF_00FF_00FF) << 4) | ((v >> 8) & 0x00FF_00FF_00FF_00FF);
+    let v = ((v & 0x0000_FFFF_0000_FFFF) << 8) | ((v >> 16) & 0x0000_FFFF_0000_FFFF);
+    Some(((v & 0xFFFF_FFFF) << 16) | (v >> 32))
+}
+
+/// 8 or 16 lower-case hex digits.
 fn get_hex(s: &[u8]) -> Option<u64> {
-    s.iter().try_fold(0u64, |acc, &c| {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        Some((acc << 4) | u64::from(d))
-    })
+    match s.len() {
+        8 => hex8(s.try_into().ok()?),
+        16 => Some((hex8(s[..8].try_into().ok()?)? << 32) | hex8(s[8..].try_into().ok()?)?),
+        _ => None,
+    }
 }
 
 impl Stamp {
@@ -100,6 +122,21 @@ impl StampFinder {
     /// The first stamp in `payload`, if any.
     pub fn find(&self, payload: &[u8]) -> Option<Stamp> {
         let at = self.finder.find(payload)? + KEY.len();
+        Stamp::read(payload.get(at..at + LEN)?)
+    }
+
+    /// The stamp of a one-message frame, looked for first at `*hint` (where the last frame of this sender
+    /// and relay had it: every frame of a run has the same shape), then by a search, which updates `*hint`.
+    /// The same stamp as [`StampFinder::find`] whenever the frame holds one stamp, as seed-000 frames do.
+    pub fn find_at(&self, payload: &[u8], hint: &mut usize) -> Option<Stamp> {
+        let at = *hint;
+        if at >= KEY.len() && payload.get(at - KEY.len()..at) == Some(KEY) {
+            if let Some(s) = payload.get(at..at + LEN).and_then(Stamp::read) {
+                return Some(s);
+            }
+        }
+        let at = self.finder.find(payload)? + KEY.len();
+        *hint = at;
         Stamp::read(payload.get(at..at + LEN)?)
     }
 
@@ -204,5 +241,49 @@ mod tests {
         let (_, end) = f.find_all(batch.as_bytes()).next().unwrap();
         assert_eq!(&batch.as_bytes()[end..end + 1], b"\"");
         assert_eq!(f.find_all(b"no stamps").count(), 0);
+
+        // At a remembered offset: the same stamp as a search, and a search when the frame's shape changed.
+        let mut hint = 0;
+        assert_eq!(f.find_at(text.as_bytes(), &mut hint), Some(s));
+        assert_eq!(&text.as_bytes()[hint - KEY.len()..hint], KEY);
+        let first = hint;
+        assert_eq!(f.find_at(text.as_bytes(), &mut hint), Some(s));
+        assert_eq!(hint, first);
+        let shifted = format!("{{\"x\":1,{}", &text[1..]);
+        assert_eq!(f.find_at(shifted.as_bytes(), &mut hint), Some(s));
+        assert_eq!(hint, first + 6);
+        assert_eq!(f.find_at(br#"{"type":"client_list"}"#, &mut hint), None);
+        // A key at the hint with a malformed value falls back to the search (which finds no valid stamp).
+        let mut broken = text.clone().into_bytes();
+        broken[first + 3] = b'X';
+        assert_eq!(f.find_at(&broken, &mut hint), None);
+    }
+
+    #[test]
+    fn hex_digits_outside_lower_case_are_refused() {
+        assert_eq!(get_hex(b"00000000000000ff"), Some(255));
+        assert_eq!(get_hex(b"ffffffffffffffff"), Some(u64::MAX));
+        assert_eq!(get_hex(b"0123456789abcdef"), Some(0x0123_4567_89ab_cdef));
+        assert_eq!(get_hex(b"fedcba98"), Some(0xfedc_ba98));
+        // Every byte value in every position: accepted exactly when it is a lower-case hex digit.
+        for pos in 0..8 {
+            for c in 0..=255u8 {
+                let mut s = *b"00000000";
+                s[pos] = c;
+                let want = HEX
+                    .iter()
+                    .position(|&h| h == c)
+                    .map(|d| (d as u64) << (4 * (7 - pos)));
+                assert_eq!(hex8(&s), want, "byte {c:#x} at {pos}");
+            }
+        }
+        for bad in [
+            &b"000000000000000F"[..],
+            b"00000000000000g0",
+            b"-000000000000000",
+            b"0000000000000",
+        ] {
+            assert_eq!(get_hex(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 }
