@@ -22,7 +22,7 @@ use crate::conn::{self, ConnError, FrameReader, Msg, SocketOpts, Target};
 use crate::latency::Latencies;
 use crate::payload;
 use crate::scenario::Shared;
-use crate::stamp::{Stamp, StampFinder};
+use crate::stamp::{Hint, Stamp, StampFinder};
 
 /// How a dashboard speaks to the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,8 +131,8 @@ struct State {
     /// Senders whose watermark (`next`) moved since it was last published to `shared.acks`.
     moved: Vec<usize>,
     is_moved: Vec<bool>,
-    /// Where the last seed-000 frame had its stamp.
-    stamp_at: usize,
+    /// Where the last seed-000 frame had its stamp, and its words.
+    stamp_hint: Hint,
     /// Latencies not yet in the histogram: this value, this many times (the messages of one burst, read by one
     /// `read`, have the same send and receive times, so most deliveries repeat the previous value).
     run: (u64, u64),
@@ -197,7 +197,7 @@ fn position_after(scan: &Scan, rest: &[u8]) -> Option<StreamPosition> {
 impl State {
     fn on_text(&mut self, scan: &Scan, p: &[u8]) {
         match self.protocol {
-            DashboardProtocol::Legacy => match scan.stamps.find_at(p, &mut self.stamp_at) {
+            DashboardProtocol::Legacy => match scan.stamps.find_at(p, &mut self.stamp_hint) {
                 Some(st) => self.on_stamp(st, None),
                 None => {
                     if memchr::memmem::find(p, b"\"client_list\"").is_some() {
@@ -377,7 +377,7 @@ impl State {
             now: 0,
             moved: Vec::new(),
             is_moved: vec![false; senders],
-            stamp_at: 0,
+            stamp_hint: Hint::default(),
             run: (0, 0),
         }
     }

@@ -1288,11 +1288,13 @@ pub fn render(all_runs: &[ScenarioReport], machine: &Machine, meta: &RunMeta) ->
     let _ = writeln!(
         s,
         "- One tokio runtime (worker threads as listed), raw WebSocket framing over `TcpStream`: a dashboard finds \
-         a fixed-width stamp (`\"bn\":\"<send nanos>-<sender>-<seq>\"`, an extra member the relays forward) with a \
-         substring search near the start of each frame and never parses the JSON. Client frames use the all-zero \
+         a fixed-width stamp (`\"bn\":\"<send nanos>-<sender>-<seq>\"`, an extra member the relays forward) where \
+         the previous frame had it (a substring search when it is not there) and never parses the JSON. Client frames use the all-zero \
          masking key (the relay still unmasks every byte).\n\
          - Latency = receive time − send time on one monotonic clock (same process), recorded in an HDR histogram \
-         (3 significant digits) per dashboard and merged. Fixed-rate scenarios stamp the actual send time.\n\
+         (3 significant digits) per dashboard and merged. The receive time is read once per `read` (every message of \
+         that read gets it); a closed-loop SDK reads the clock once per write (every message of the write gets it); \
+         fixed-rate scenarios stamp the actual send time.\n\
          - Loss = messages sent × reading dashboards − stamped messages received by the end of the drain window \
          (10 s after the last send): a relay that is seconds behind shows loss even if it would deliver later. delivered/s = received ÷ (last delivery − first send).\n\
          - \"As fast as possible\" is closed loop: each SDK keeps at most `window` messages not yet delivered to \

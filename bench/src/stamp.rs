@@ -125,19 +125,19 @@ impl StampFinder {
         Stamp::read(payload.get(at..at + LEN)?)
     }
 
-    /// The stamp of a one-message frame, looked for first at `*hint` (where the last frame of this sender
-    /// and relay had it: every frame of a run has the same shape), then by a search, which updates `*hint`.
-    /// The same stamp as [`StampFinder::find`] whenever the frame holds one stamp, as seed-000 frames do.
-    pub fn find_at(&self, payload: &[u8], hint: &mut usize) -> Option<Stamp> {
-        let at = *hint;
+    /// The stamp of a one-message frame, looked for first where the last frame had it (every frame of a run
+    /// has the same shape), then by a search, which updates the hint. The same stamp as
+    /// [`StampFinder::find`] whenever the frame holds one stamp, as seed-000 frames do.
+    pub fn find_at(&self, payload: &[u8], hint: &mut Hint) -> Option<Stamp> {
+        let at = hint.at;
         if at >= KEY.len() && payload.get(at - KEY.len()..at) == Some(KEY) {
-            if let Some(s) = payload.get(at..at + LEN).and_then(Stamp::read) {
+            if let Some(s) = payload.get(at..at + LEN).and_then(|v| hint.read(v)) {
                 return Some(s);
             }
         }
         let at = self.finder.find(payload)? + KEY.len();
-        *hint = at;
-        Stamp::read(payload.get(at..at + LEN)?)
+        hint.at = at;
+        hint.read(payload.get(at..at + LEN)?)
     }
 
     /// Every stamp in `payload` (a batched v2 frame carries several), each with the offset just past it.
@@ -150,6 +150,48 @@ impl StampFinder {
                 from = at + LEN;
                 return Some((s, from));
             }
+        })
+    }
+}
+
+/// What one receiver learnt from the stamps it read: where its frames carry the stamp, and the last raw bytes
+/// and value of the three 8-digit words that rarely change (the sender, the high halves of the send time and
+/// of the sequence number), so a stamp whose words are byte for byte the previous ones decodes two words, not
+/// five. Exact: a word is reused only when its bytes are the same.
+#[derive(Debug, Clone, Default)]
+pub struct Hint {
+    at: usize,
+    /// (bytes as a little-endian word, value); bytes 0 (eight NULs) are never valid hex, so never reused.
+    words: [(u64, u64); 3],
+}
+
+impl Hint {
+    fn word(&mut self, slot: usize, digits: &[u8]) -> Option<u64> {
+        let digits: &[u8; 8] = digits.try_into().ok()?;
+        let raw = u64::from_le_bytes(*digits);
+        let w = &mut self.words[slot];
+        if raw == w.0 && raw != 0 {
+            return Some(w.1);
+        }
+        let v = hex8(digits)?;
+        *w = (raw, v);
+        Some(v)
+    }
+
+    /// [`Stamp::read`], with the words that did not change taken from the last stamp.
+    pub fn read(&mut self, s: &[u8]) -> Option<Stamp> {
+        if s.len() != LEN || s[16] != b'-' || s[25] != b'-' {
+            return None;
+        }
+        let sent_hi = self.word(0, &s[0..8])?;
+        let sent_lo = hex8(s[8..16].try_into().ok()?)?;
+        let sender = self.word(1, &s[17..25])?;
+        let seq_hi = self.word(2, &s[26..34])?;
+        let seq_lo = hex8(s[34..42].try_into().ok()?)?;
+        Some(Stamp {
+            sent_nanos: (sent_hi << 32) | sent_lo,
+            sender: u32::try_from(sender).ok()?,
+            seq: (seq_hi << 32) | seq_lo,
         })
     }
 }
@@ -243,20 +285,54 @@ mod tests {
         assert_eq!(f.find_all(b"no stamps").count(), 0);
 
         // At a remembered offset: the same stamp as a search, and a search when the frame's shape changed.
-        let mut hint = 0;
+        let mut hint = Hint::default();
         assert_eq!(f.find_at(text.as_bytes(), &mut hint), Some(s));
-        assert_eq!(&text.as_bytes()[hint - KEY.len()..hint], KEY);
-        let first = hint;
+        assert_eq!(&text.as_bytes()[hint.at - KEY.len()..hint.at], KEY);
+        let first = hint.at;
         assert_eq!(f.find_at(text.as_bytes(), &mut hint), Some(s));
-        assert_eq!(hint, first);
+        assert_eq!(hint.at, first);
         let shifted = format!("{{\"x\":1,{}", &text[1..]);
         assert_eq!(f.find_at(shifted.as_bytes(), &mut hint), Some(s));
-        assert_eq!(hint, first + 6);
+        assert_eq!(hint.at, first + 6);
         assert_eq!(f.find_at(br#"{"type":"client_list"}"#, &mut hint), None);
         // A key at the hint with a malformed value falls back to the search (which finds no valid stamp).
         let mut broken = text.clone().into_bytes();
         broken[first + 3] = b'X';
         assert_eq!(f.find_at(&broken, &mut hint), None);
+    }
+
+    #[test]
+    fn a_hint_reads_every_stamp_as_a_fresh_read_does() {
+        let mut hint = Hint::default();
+        let mut b = [0u8; LEN];
+        // Words that change and words that stay, a sender that changes back, values across the 32-bit halves.
+        let stamps = [
+            (0x1_0000_0005, 0, 0),
+            (0x1_0000_0007, 0, 1),
+            (0x1_0000_0007, 3, 2),
+            (0x2_ffff_ffff, 0, 0xffff_ffff),
+            (0x3_0000_0000, 0, 0x1_0000_0000),
+            (0, 0, 0),
+            (u64::MAX, u32::MAX, u64::MAX),
+        ];
+        for (sent_nanos, sender, seq) in stamps {
+            let s = Stamp {
+                sent_nanos,
+                sender,
+                seq,
+            };
+            s.write(&mut b);
+            assert_eq!(hint.read(&b), Some(s));
+            assert_eq!(hint.read(&b), Stamp::read(&b));
+        }
+        // A damaged word is refused even right after the same word was read intact.
+        b[3] = b'G';
+        assert_eq!(hint.read(&b), None);
+        b[3] = b'f';
+        b[20] = 0;
+        assert_eq!(hint.read(&b), None);
+        let zeros = [0u8; LEN];
+        assert_eq!(hint.read(&zeros), None);
     }
 
     #[test]
