@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -69,11 +70,35 @@ pub struct SocketOpts {
     pub recv_buffer: Option<u32>,
 }
 
+/// When the steps of a connection's set-up ended (scenario d's per-connection timing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Steps {
+    /// The TCP handshake is done (`connect` returned).
+    pub tcp: Option<Instant>,
+    /// The upgrade request is written.
+    pub requested: Option<Instant>,
+    /// The whole `101` response head is read.
+    pub upgraded: Option<Instant>,
+    /// The client's first message is written (filled in by the caller).
+    pub hello: Option<Instant>,
+    /// The relay's answer to it is read (filled in by the caller).
+    pub answered: Option<Instant>,
+}
+
 /// Opens a TCP connection and performs the WebSocket upgrade. Returns the stream and a reader holding any
 /// bytes that arrived after the upgrade response.
 pub async fn connect(
     target: &Target,
     opts: SocketOpts,
+) -> Result<(TcpStream, FrameReader), ConnError> {
+    connect_timed(target, opts, &mut Steps::default()).await
+}
+
+/// `connect`, noting in `steps` when each step ended.
+pub async fn connect_timed(
+    target: &Target,
+    opts: SocketOpts,
+    steps: &mut Steps,
 ) -> Result<(TcpStream, FrameReader), ConnError> {
     let socket = if target.addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -84,6 +109,7 @@ pub async fn connect(
         socket.set_recv_buffer_size(size)?;
     }
     let mut stream = socket.connect(target.addr).await?;
+    steps.tcp = Some(Instant::now());
     stream.set_nodelay(true)?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -91,6 +117,7 @@ pub async fn connect(
         target.path, target.addr
     );
     stream.write_all(request.as_bytes()).await?;
+    steps.requested = Some(Instant::now());
     let mut buf = BytesMut::with_capacity(1024);
     // The response head is small; bound the bytes read before giving up.
     let end = loop {
@@ -112,6 +139,7 @@ pub async fn connect(
         return Err(ConnError::Upgrade(status.to_string()));
     }
     buf.advance(end);
+    steps.upgraded = Some(Instant::now());
     Ok((stream, FrameReader::with_buffer(buf)))
 }
 

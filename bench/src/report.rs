@@ -232,6 +232,42 @@ pub struct IdleReport {
     /// Growth of the kernel's TCP counters during the run (the whole network namespace: see `netstat.rs`).
     #[serde(default)]
     pub tcp_counters: BTreeMap<String, i64>,
+    /// The connect time split into its steps, and the slowest connections.
+    #[serde(default)]
+    pub connect_steps: Option<ConnectSteps>,
+}
+
+/// Scenario d's connect times step by step (each connection timed by the load generator, `conn::Steps`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectSteps {
+    /// From the connection's start to the end of its TCP handshake (`connect` returned).
+    pub tcp: LatencySummary,
+    /// From there to the whole `101` response (the request written, the relay's HTTP and upgrade).
+    pub upgrade: LatencySummary,
+    /// From there to the relay's answer to the first message (`handshake` → `handshake_ack`).
+    pub answer: LatencySummary,
+    /// Connections that took longer than [`SLOW_CONNECT_MS`], by their longest step.
+    pub slow_by_step: BTreeMap<String, u64>,
+    /// The slowest connections, slowest first (at most [`SLOWEST_LISTED`]).
+    pub slowest: Vec<SlowConnect>,
+}
+
+/// A connection of scenario d slower than this is counted by its longest step (issue 14's p99.9 target).
+pub const SLOW_CONNECT_MS: f64 = 50.0;
+/// How many of the slowest connections a report lists.
+pub const SLOWEST_LISTED: usize = 12;
+
+/// One slow connection's steps, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlowConnect {
+    /// Which connection (its index: the session id's number).
+    pub index: u32,
+    /// When it started, from the scenario's start.
+    pub start_ms: f64,
+    pub tcp_ms: f64,
+    pub upgrade_ms: f64,
+    pub answer_ms: f64,
+    pub total_ms: f64,
 }
 
 /// The relay process over the run.
@@ -367,6 +403,47 @@ impl ScenarioReport {
                 i.rss_per_connection_bytes
                     .map_or("n/a".into(), |b| format!("{b:.0} B"))
             );
+            if let Some(l) = &i.connect_latency {
+                let _ = writeln!(
+                    s,
+                    "  connect p50 {}  p99 {}  p999 {}  max {}",
+                    us(l.p50_us),
+                    us(l.p99_us),
+                    us(l.p999_us),
+                    us(l.max_us)
+                );
+            }
+            if let Some(c) = &i.connect_steps {
+                for (name, l) in [
+                    ("tcp", &c.tcp),
+                    ("upgrade", &c.upgrade),
+                    ("answer", &c.answer),
+                ] {
+                    let _ = writeln!(
+                        s,
+                        "    {name:<8} p50 {}  p99 {}  p999 {}  max {}",
+                        us(l.p50_us),
+                        us(l.p99_us),
+                        us(l.p999_us),
+                        us(l.max_us)
+                    );
+                }
+                let _ = writeln!(
+                    s,
+                    "    over {SLOW_CONNECT_MS} ms, by longest step: {:?}",
+                    c.slow_by_step
+                );
+                for w in &c.slowest {
+                    let _ = writeln!(
+                        s,
+                        "    #{:<5} at {:>7.1} ms: tcp {:>6.1}  upgrade {:>6.1}  answer {:>6.1}  = {:>6.1} ms",
+                        w.index, w.start_ms, w.tcp_ms, w.upgrade_ms, w.answer_ms, w.total_ms
+                    );
+                }
+            }
+            if !i.tcp_counters.is_empty() {
+                let _ = writeln!(s, "  kernel TCP counters (growth): {:?}", i.tcp_counters);
+            }
         }
         let _ = write!(s, "  loadgen CPU {}", pct(self.loadgen_cpu_pct));
         if let Some(p) = &self.relay_proc {
@@ -1308,8 +1385,9 @@ pub fn render(all_runs: &[ScenarioReport], machine: &Machine, meta: &RunMeta) ->
          - Reconnect storm (h): every dashboard closes its socket at the end of the warm-up, stays away for the outage, then all reconnect at once and \
          `subscribe` to each session with `since` = the last offset and epoch they saw. Caught up = every session has reached the position it had when the \
          reconnects started; times are from the first reconnect. Latency percentiles of h include the replayed messages.\n\
-         - Scenario d also times each connection (TCP connect + upgrade + `handshake_ack`, at most 256 in flight) and reads the kernel's TCP counters \
-         (`/proc/net/netstat`, `/proc/net/snmp`) before and after, for the whole machine.\n\
+         - Scenario d also times each connection (TCP connect + upgrade + `handshake_ack`, at most 256 in flight; a connection's task is spawned \
+         when its connect slot frees) step by step (the JSON's `connect_steps`: tcp, upgrade, answer, the slowest connections) and reads the \
+         kernel's TCP counters (`/proc/net/netstat`, `/proc/net/snmp`) before and after, for the whole machine.\n\
          - Ratios are devrelay ÷ baseline: above 1 is better for deliveries/s, below 1 is better for latency, CPU and memory. `bun` is the idiomatic Bun \
          server (topic subscribe + `server.publish`), the one issue 14's targets use; `bun-loop` is the same server with a per-dashboard send loop."
     );

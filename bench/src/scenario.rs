@@ -20,13 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::{self, ConnError, FrameReader, Msg, SocketOpts, Target};
 use crate::dashboard::{DashStats, Dashboard, DashboardProtocol, Outage, Plan};
-use crate::latency::Latencies;
+use crate::latency::{Latencies, LatencySummary};
 use crate::netstat;
 use crate::payload::{self, Template};
 use crate::procstat::{self, Pid, Reading, Sampler};
 use crate::report::{
-    FanoutReport, HistoryReport, IdleReport, Params, ProcReport, ScenarioReport, StalledReport,
-    StormReport,
+    ConnectSteps, FanoutReport, HistoryReport, IdleReport, Params, ProcReport, ScenarioReport,
+    SlowConnect, StalledReport, StormReport, SLOWEST_LISTED, SLOW_CONNECT_MS,
 };
 use crate::stamp::{Clock, Stamp, StampFinder};
 
@@ -510,15 +510,29 @@ async fn connect_sdk(
     index: u32,
     protocol: SdkProtocol,
 ) -> Result<(TcpStream, FrameReader), ConnError> {
-    let (mut s, mut r) = conn::connect(target, SocketOpts::default()).await?;
+    connect_sdk_timed(target, index, protocol, &mut conn::Steps::default()).await
+}
+
+/// `connect_sdk`, noting in `steps` when each step of the set-up ended.
+async fn connect_sdk_timed(
+    target: &Target,
+    index: u32,
+    protocol: SdkProtocol,
+    steps: &mut conn::Steps,
+) -> Result<(TcpStream, FrameReader), ConnError> {
+    let (mut s, mut r) = conn::connect_timed(target, SocketOpts::default(), steps).await?;
     let (hello, answer): (Vec<u8>, &[u8]) = match protocol {
         SdkProtocol::Legacy => (payload::handshake(index), b"handshake_ack"),
         SdkProtocol::V2 => (payload::hello(false, Some(index)), br#""type":"connected""#),
     };
     s.write_all(&hello).await?;
+    steps.hello = Some(Instant::now());
     loop {
         match r.next(&mut s).await? {
-            Some(Msg::Text(p)) if memchr::memmem::find(p, answer).is_some() => break,
+            Some(Msg::Text(p)) if memchr::memmem::find(p, answer).is_some() => {
+                steps.answered = Some(Instant::now());
+                break;
+            }
             Some(Msg::Text(p)) => {
                 return Err(ConnError::Upgrade(format!(
                     "expected {}, got {}",
@@ -1094,33 +1108,51 @@ async fn run_idle(
     let ready = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
-    // Per connection: TCP connect + upgrade + handshake_ack, from when its connect started.
-    let connect_times = Arc::new(std::sync::Mutex::new(Latencies::default()));
+    // Per connection: when it started (TCP connect + upgrade + handshake_ack from then) and its steps.
+    let connect_times = Arc::new(std::sync::Mutex::new(Vec::<Timed>::with_capacity(
+        n as usize,
+    )));
     let tcp_before = netstat::read();
     let cancel = CancellationToken::new();
     // Bound the connects in flight so the listen backlog is not the thing being measured.
     let connecting = Arc::new(Semaphore::new(opts.connecting.max(1)));
     let started = Instant::now();
+    let setup_deadline = started + opts.setup_timeout;
     let mut set = JoinSet::new();
+    // A connection's task is spawned once a connect slot is free, not all `n` up front: tasks spawned from here
+    // wait in the runtime's global queue, and so do the wake-ups a worker's local queue (256 tasks) has no room
+    // for — the first 256 connections' responses arriving together overflowed it, and 129 of them were polled
+    // only after every task spawned before them (70–300 ms at n = 10,000: BENCHMARKS.md, "Worker threads and
+    // d's connect tail").
     for i in 0..n {
-        let (t, ready, failed, first_error, cancel, connecting, times) = (
+        let slot = connecting.clone().acquire_owned();
+        let permit = match tokio::time::timeout_at(setup_deadline.into(), slot).await {
+            Ok(Ok(permit)) => permit,
+            _ => break,
+        };
+        let (t, ready, failed, first_error, cancel, times) = (
             opts.target.clone(),
             ready.clone(),
             failed.clone(),
             first_error.clone(),
             cancel.clone(),
-            connecting.clone(),
             connect_times.clone(),
         );
         set.spawn(async move {
-            let permit = connecting.acquire_owned().await;
             let began = Instant::now();
+            let mut steps = conn::Steps::default();
             let c = tokio::select! {
-                c = connect_sdk(&t, i, SdkProtocol::Legacy) => c,
+                c = connect_sdk_timed(&t, i, SdkProtocol::Legacy, &mut steps) => c,
                 _ = cancel.cancelled() => return,
             };
+            let ended = Instant::now();
             if let Ok(mut l) = times.lock() {
-                l.record(began.elapsed().as_nanos() as u64);
+                l.push(Timed {
+                    index: i,
+                    began,
+                    ended,
+                    steps,
+                });
             }
             drop(permit);
             let (mut s, mut r) = match c {
@@ -1152,7 +1184,6 @@ async fn run_idle(
             }
         });
     }
-    let setup_deadline = started + opts.setup_timeout;
     while Instant::now() < setup_deadline {
         let done = ready.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
         if done >= u64::from(n) {
@@ -1182,10 +1213,17 @@ async fn run_idle(
         _ => None,
     };
     let first_error = first_error.lock().ok().and_then(|f| f.clone());
-    let connect_latency = connect_times.lock().ok().map(|l| l.summary());
+    let (connect_latency, connect_steps) = match connect_times.lock() {
+        Ok(t) => {
+            let (total, steps) = connect_report(&t, started);
+            (Some(total), Some(steps))
+        }
+        Err(_) => (None, None),
+    };
     let tcp_counters = netstat::delta(&tcp_before, &netstat::read());
     report.idle = Some(IdleReport {
         connect_latency,
+        connect_steps,
         tcp_counters,
         requested: u64::from(n),
         connected,
@@ -1204,9 +1242,125 @@ async fn run_idle(
     Ok(())
 }
 
+/// One connection of an idle scenario, timed: when it started and ended, and its steps between.
+struct Timed {
+    index: u32,
+    began: Instant,
+    ended: Instant,
+    steps: conn::Steps,
+}
+
+/// The connect times' summary, and their steps (`ConnectSteps`). A step a connection did not reach (it
+/// failed) is left out of that step's figures.
+fn connect_report(times: &[Timed], started: Instant) -> (LatencySummary, ConnectSteps) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut total = Latencies::default();
+    let (mut tcp, mut upgrade, mut answer) = (
+        Latencies::default(),
+        Latencies::default(),
+        Latencies::default(),
+    );
+    let mut slow_by_step = std::collections::BTreeMap::new();
+    let mut rows = Vec::with_capacity(times.len());
+    for t in times {
+        let took = t.ended - t.began;
+        total.record(took.as_nanos() as u64);
+        let s = &t.steps;
+        let span = |from: Option<Instant>, to: Option<Instant>| to?.checked_duration_since(from?);
+        let steps = [
+            span(Some(t.began), s.tcp),
+            span(s.tcp, s.upgraded),
+            span(s.upgraded, s.answered),
+        ];
+        for (h, d) in [&mut tcp, &mut upgrade, &mut answer].into_iter().zip(steps) {
+            if let Some(d) = d {
+                h.record(d.as_nanos() as u64);
+            }
+        }
+        if ms(took) > SLOW_CONNECT_MS {
+            let names = ["tcp", "upgrade", "answer"];
+            let longest = (0..3)
+                .max_by_key(|&k| steps[k].unwrap_or_default())
+                .map_or("none", |k| names[k]);
+            *slow_by_step.entry(longest.to_string()).or_insert(0u64) += 1;
+        }
+        let step_ms = |k: usize| steps[k].map_or(f64::NAN, ms);
+        rows.push(SlowConnect {
+            index: t.index,
+            start_ms: ms(t.began - started),
+            tcp_ms: step_ms(0),
+            upgrade_ms: step_ms(1),
+            answer_ms: step_ms(2),
+            total_ms: ms(took),
+        });
+    }
+    rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+    rows.truncate(SLOWEST_LISTED);
+    (
+        total.summary(),
+        ConnectSteps {
+            tcp: tcp.summary(),
+            upgrade: upgrade.summary(),
+            answer: answer.summary(),
+            slow_by_step,
+            slowest: rows,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slow_connection_is_counted_by_its_longest_step_and_listed_first() {
+        let t0 = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let timed = |index: u32, start: u64, tcp: u64, upgrade: u64, answer: u64| {
+            let began = t0 + ms(start);
+            let steps = conn::Steps {
+                tcp: Some(began + ms(tcp)),
+                requested: Some(began + ms(tcp)),
+                upgraded: Some(began + ms(tcp + upgrade)),
+                hello: Some(began + ms(tcp + upgrade)),
+                answered: Some(began + ms(tcp + upgrade + answer)),
+            };
+            Timed {
+                index,
+                began,
+                ended: began + ms(tcp + upgrade + answer),
+                steps,
+            }
+        };
+        let mut times = vec![
+            timed(0, 0, 1, 2, 3),
+            timed(1, 5, 2, 200, 4),
+            timed(2, 7, 60, 1, 1),
+        ];
+        // A connection that failed before its upgrade: counted in the total and the tcp step only.
+        let mut failed = timed(3, 9, 1, 1, 1);
+        failed.steps.upgraded = None;
+        failed.steps.answered = None;
+        times.push(failed);
+        let (total, steps) = connect_report(&times, t0);
+        assert_eq!(total.count, 4);
+        assert_eq!(
+            (steps.tcp.count, steps.upgrade.count, steps.answer.count),
+            (4, 3, 3)
+        );
+        assert_eq!(
+            steps.slow_by_step.into_iter().collect::<Vec<_>>(),
+            [("tcp".to_string(), 1), ("upgrade".to_string(), 1)]
+        );
+        let order: Vec<u32> = steps.slowest.iter().map(|s| s.index).collect();
+        assert_eq!(order, [1, 2, 0, 3]);
+        let slowest = steps.slowest[0];
+        assert_eq!(
+            (slowest.start_ms, slowest.upgrade_ms, slowest.total_ms),
+            (5.0, 200.0, 206.0)
+        );
+        assert!(steps.slowest[3].answer_ms.is_nan());
+    }
 
     #[test]
     fn scenarios_match_the_issues() {

@@ -133,6 +133,18 @@ async fn idle_connections_all_connect_and_the_report_is_written() {
     assert_eq!(c.count, 200);
     assert!(c.p50_us <= c.p999_us && c.p999_us <= c.max_us);
     assert!(i.tcp_counters.contains_key("Tcp.ActiveOpens"));
+    // Every connection reached every step, and the steps' figures are of all 200.
+    let steps = i.connect_steps.as_ref().expect("connect steps");
+    for step in [&steps.tcp, &steps.upgrade, &steps.answer] {
+        assert_eq!(step.count, 200);
+        assert!(step.max_us <= c.max_us);
+    }
+    assert!(!steps.slowest.is_empty() && steps.slowest.len() <= report::SLOWEST_LISTED);
+    assert!(steps
+        .slowest
+        .windows(2)
+        .all(|w| w[0].total_ms >= w[1].total_ms));
+    assert!(d.summary().contains("by longest step"), "{}", d.summary());
     relay.stop().await;
 
     // The JSON round-trips and renders into a BENCHMARKS.md section.
