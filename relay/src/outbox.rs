@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -31,7 +31,7 @@ use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::metrics::{Histogram, Tally};
+use crate::metrics::{Histogram, Metrics, Tally};
 
 /// Identifies one WebSocket connection for the relay's lifetime.
 pub type ConnId = u64;
@@ -44,6 +44,11 @@ const WRITE_BATCH: usize = 64;
 /// write, and batches up to this many messages. A writer flushing a burst of one must not pay three heap
 /// allocations for it; only a bigger batch spills (once per batch, not per message).
 const STACK_FRAMES: usize = WRITE_BATCH;
+
+/// A signal: there may be something to write (queued frames, a started frame's rest, a failed write).
+pub const WORK: u8 = 1;
+/// A signal: a ping period ended (`pulse.rs`).
+pub const TICK: u8 = 2;
 
 /// One queued message.
 #[derive(Debug, Clone)]
@@ -75,8 +80,9 @@ struct Mailbox {
     waker: AtomicWaker,
     /// 0 until a close is requested; then the close code (first request wins).
     close_code: AtomicU16,
-    /// A ping period ended (`pulse.rs`) and the connection has not seen it yet.
-    tick: AtomicBool,
+    /// What the task was woken for and has not seen yet ([`WORK`], [`TICK`]): set before every wake-up, so
+    /// that the task looks only at what may be ready (`Outbox::poll_signals`) instead of at every source.
+    signals: AtomicU8,
     max_frames: usize,
     max_bytes: usize,
     /// The socket, once the connection has one (its write half belongs to this mailbox).
@@ -252,7 +258,7 @@ pub fn outbox(id: ConnId, max_frames: usize, max_bytes: usize) -> (Peer, Outbox)
         }),
         waker: AtomicWaker::new(),
         close_code: AtomicU16::new(0),
-        tick: AtomicBool::new(false),
+        signals: AtomicU8::new(0),
         max_frames: max_frames.max(1),
         max_bytes,
         tcp: OnceLock::new(),
@@ -340,14 +346,14 @@ impl Peer {
                         if written < n + len {
                             s.keep_unwritten(&slices, written);
                             drop(s);
-                            m.waker.wake();
+                            m.wake_for_work();
                         }
                         return Delivery::Written;
                     }
                     Err(e) => {
                         s.broken = Some(e.kind());
                         drop(s);
-                        m.waker.wake();
+                        m.wake_for_work();
                         return Delivery::Gone;
                     }
                 }
@@ -355,7 +361,7 @@ impl Peer {
         }
         Self::enqueue(&mut s, item, len);
         drop(s);
-        m.waker.wake();
+        m.wake_for_work();
         Delivery::Queued
     }
 
@@ -416,7 +422,7 @@ impl Peer {
         if written < buf.len() {
             s.keep_unwritten(&[IoSlice::new(buf)], written);
             drop(s);
-            m.waker.wake();
+            m.wake_for_work();
         }
         Ok(())
     }
@@ -474,20 +480,21 @@ impl Peer {
     /// A ping period of this connection ended (`pulse.rs`): its task is woken to look at its heartbeat.
     pub fn tick(&self) {
         let m = &*self.mailbox;
-        m.tick.store(true, Ordering::Release);
+        m.signals.fetch_or(TICK, Ordering::AcqRel);
         m.waker.wake();
     }
 
     /// Whether a ping period ended since the last call (then it is taken), else registers the connection's
-    /// task to be woken when one does.
+    /// task to be woken when one does. (Other signals stay for `Outbox::poll_signals`.)
     pub fn poll_tick(&self, cx: &mut Context<'_>) -> Poll<()> {
         let m = &*self.mailbox;
-        if m.tick.swap(false, Ordering::AcqRel) {
+        let take = || m.signals.fetch_and(!TICK, Ordering::AcqRel) & TICK != 0;
+        if take() {
             return Poll::Ready(());
         }
         m.waker.register(cx.waker());
         // A tick before the registration woke nobody: look again.
-        if m.tick.swap(false, Ordering::AcqRel) {
+        if take() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -516,9 +523,16 @@ impl Mailbox {
         }
     }
 
+    #[cfg(test)]
     fn has_work(&self) -> bool {
         let s = self.lock();
         s.live > 0 || s.has_pending() || s.broken.is_some()
+    }
+
+    /// Wakes the connection's task for something to write ([`WORK`]).
+    fn wake_for_work(&self) {
+        self.signals.fetch_or(WORK, Ordering::AcqRel);
+        self.waker.wake();
     }
 }
 
@@ -575,6 +589,7 @@ impl Outbox {
 
     /// Ready when there is something to write (see [`Outbox::work`]), else registers the connection's task to be
     /// woken when there is.
+    #[cfg(test)]
     pub fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let m = &*self.mailbox;
         if m.has_work() {
@@ -589,6 +604,23 @@ impl Outbox {
         }
     }
 
+    /// The connection task's one look at its mailbox per poll: registers the task to be woken by whatever comes
+    /// through it (a close request, [`WORK`], a [`TICK`]), then takes the signals raised since the last call.
+    /// Every wake-up for work or a tick raises its signal first, so a task that gets none here has nothing to
+    /// write and no tick to see, and need not lock its queue to find out. A close request is no signal: it
+    /// stays, for `close_requested`.
+    pub fn poll_signals(&mut self, cx: &mut Context<'_>) -> u8 {
+        let m = &*self.mailbox;
+        m.waker.register(cx.waker());
+        // After the registration: a signal raised before it is taken here, one raised after it wakes the task.
+        m.signals.swap(0, Ordering::AcqRel)
+    }
+
+    /// The close code, if a close was requested (see `Peer::poll_close`, which also registers the task).
+    pub fn close_requested(&self) -> Option<CloseCode> {
+        self.mailbox.close_code()
+    }
+
     /// The connection's socket (once attached).
     pub fn socket(&self) -> Option<Arc<TcpStream>> {
         self.mailbox.tcp.get().cloned()
@@ -598,11 +630,31 @@ impl Outbox {
     /// up to `WRITE_BATCH` frames per `writev`, or, batching, everything that fits one frame as a JSON array.
     /// Records each publication's stamp-to-write latency in `latency`.
     pub fn flush(&mut self, latency: &Histogram) -> io::Result<Flushed> {
+        self.flush_with(latency, None)
+    }
+
+    /// [`Outbox::flush`] for the connection's task: the latencies go into `metrics`, and so do the snapshots this
+    /// queue conflated since the last flush (`conflated`), under the same lock.
+    pub fn flush_counted(&mut self, metrics: &Metrics) -> io::Result<Flushed> {
+        self.flush_with(&metrics.fanout_latency, Some(&metrics.conflated))
+    }
+
+    fn flush_with(
+        &mut self,
+        latency: &Histogram,
+        conflated: Option<&AtomicU64>,
+    ) -> io::Result<Flushed> {
         let m = &*self.mailbox;
         let Some(tcp) = m.tcp.get() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let mut s = m.lock();
+        if let Some(total) = conflated {
+            let n = std::mem::take(&mut s.conflated);
+            if n > 0 {
+                total.fetch_add(n, Ordering::Relaxed);
+            }
+        }
         if let Some(kind) = s.broken {
             return Err(kind.into());
         }
@@ -610,6 +662,7 @@ impl Outbox {
     }
 
     /// Snapshots replaced in this queue since the last call.
+    #[cfg(test)]
     pub fn take_conflated(&mut self) -> u64 {
         std::mem::take(&mut self.mailbox.lock().conflated)
     }
@@ -878,7 +931,7 @@ mod cork {
         };
         drop(s);
         if wake {
-            m.waker.wake();
+            m.wake_for_work();
         }
     }
 }
@@ -1163,6 +1216,49 @@ mod tests {
         let got = read_frames(&mut peer_side, 1).await;
         assert_eq!(got, [format!("[{}]", want.join(","))]);
         assert_eq!(latency.snapshot().count(), n as u64);
+    }
+
+    /// The connection's loop looks at its queue only when a signal says there may be something to write
+    /// (`poll_signals`): every way a frame can end up waiting for the task raises `WORK` with its wake-up, and
+    /// what producers wrote themselves raises none. A wake-up without its signal would leave frames unwritten
+    /// until the next one.
+    #[tokio::test]
+    async fn every_frame_left_to_the_task_raises_work_and_inline_writes_raise_none() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 64, 1 << 20);
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        // Queued before the socket is attached (nothing can write it): work.
+        assert_eq!(peer.deliver(frame(3)), Delivery::Queued);
+        assert_eq!(out.poll_signals(&mut cx), WORK);
+        assert_eq!(out.poll_signals(&mut cx), 0, "taken once");
+        peer.attach(Arc::new(relay_side));
+        // Behind that backlog: queued, work again.
+        assert_eq!(peer.deliver(frame(4)), Delivery::Queued);
+        assert_eq!(out.poll_signals(&mut cx), WORK);
+        assert_eq!(out.flush(&Histogram::default()).unwrap(), Flushed::Done);
+        assert_eq!(read_frames(&mut peer_side, 2).await, ["xxx", "xxxx"]);
+        // Written by the producer: nothing for the task.
+        assert_eq!(peer.deliver(frame(5)), Delivery::Written);
+        assert_eq!(out.poll_signals(&mut cx), 0);
+        assert_eq!(read_frames(&mut peer_side, 1).await, ["xxxxx"]);
+        // A cork past its inline budget hands the burst to the task: work; within it, the lift writes: none.
+        let metrics = crate::metrics::Metrics::default();
+        for (budget, signal) in [(0, WORK), (1, 0)] {
+            {
+                let _cork = Cork::new(&metrics, budget);
+                assert_eq!(peer.deliver(frame(6)), Delivery::Queued);
+                assert_eq!(out.poll_signals(&mut cx), 0, "corked: nothing yet");
+            }
+            assert_eq!(out.poll_signals(&mut cx), signal, "budget {budget}");
+            assert_eq!(out.flush(&Histogram::default()).unwrap(), Flushed::Done);
+            assert_eq!(read_frames(&mut peer_side, 1).await, ["xxxxxx"]);
+        }
+        // A tick is its own signal, and a close request is none (it stays: `close_requested`).
+        peer.tick();
+        assert_eq!(out.poll_signals(&mut cx), TICK);
+        assert!(peer.request_close(CloseCode::SlowConsumer));
+        assert_eq!(out.poll_signals(&mut cx), 0);
+        assert_eq!(out.close_requested(), Some(CloseCode::SlowConsumer));
     }
 
     /// Whether the peer's side has bytes to read right now.

@@ -21,7 +21,6 @@ mod v2;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -40,7 +39,7 @@ use crate::auth::{Denied, DeniedKind, Principal};
 use crate::hub::{ConnectionSlot, DashboardMark, Hub, Membership, QueueMark, Subscription};
 use crate::limiter::{Admit, InboundLimit};
 use crate::metrics::Metrics;
-use crate::outbox::{outbox, Cork, Flushed, Outbox, Peer};
+use crate::outbox::{self, outbox, Cork, Flushed, Outbox, Peer};
 use crate::ws_reader::{ControlFrame, Oversize, ReadError, ReadOutcome, Received, Stop, WsReader};
 
 /// What a connection said about itself in its upgrade request (seed 002's `?agent_id=&session_id=`, and
@@ -191,6 +190,14 @@ struct Live {
     /// ready, and a fixed order would starve the reads (pongs among them) until the heartbeat took the peer for
     /// silent.
     turn: u8,
+    /// The mailbox's signals taken but not handled yet (`outbox::WORK`, `outbox::TICK`): one poll takes them
+    /// all, one event handles one.
+    signals: u8,
+    /// The socket's read readiness was polled pending since the task last waited: its waker is registered with
+    /// the socket, and had the socket become readable since, the task would have been woken again — so the
+    /// loop need not poll it again before it next waits (but for its turn to go first: fairness, and tokio's
+    /// budget).
+    read_waits: bool,
     _slot: ConnectionSlot,
 }
 
@@ -329,6 +336,8 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
             flush_at: None,
         },
         turn: 0,
+        signals: 0,
+        read_waits: false,
         _slot: slot,
     }))
 }
@@ -351,7 +360,9 @@ impl Live {
             if self.beat.ping_due {
                 self.beat.ping_due = false;
                 // Boxed: a ping's write happens once a period, and its state should not size the idle loop.
-                Box::pin(self.ping()).await?;
+                let pinged = Box::pin(self.ping()).await;
+                self.read_waits = false; // it may have waited: whatever woke it then is unseen
+                pinged?;
             }
             if self.timers.identify.is_some() && !matches!(self.conn.role, Role::Unidentified) {
                 self.timers.identify = None;
@@ -368,7 +379,7 @@ impl Live {
                 Next::FlushBlocked => {
                     // Boxed: only a backlog the socket cannot take at once waits here.
                     let flushed = Box::pin(self.flush_blocked()).await;
-                    self.count_conflated();
+                    self.read_waits = false; // it waited: whatever woke it then is unseen
                     flushed?;
                 }
                 Next::Closed => {
@@ -389,9 +400,8 @@ impl Live {
         match event {
             Event::Close(code) => return Err(close_with(code)),
             Event::Work => {
-                let flushed = self.outbox.flush(&self.conn.hub.metrics.fanout_latency);
-                self.count_conflated();
-                match flushed {
+                // One lock: the latencies and the conflated snapshots are counted by the flush.
+                match self.outbox.flush_counted(&self.conn.hub.metrics) {
                     Ok(Flushed::Done) => {}
                     Ok(Flushed::Blocked) => return Ok(Next::FlushBlocked),
                     Err(_) => return Err(End::Gone),
@@ -423,32 +433,48 @@ impl Live {
         Ok(Next::Wait)
     }
 
-    /// Snapshots replaced in the queue (a newer one of the same channel came) count in `conflated`.
-    fn count_conflated(&mut self) {
-        let conflated = self.outbox.take_conflated();
-        if conflated > 0 {
-            let metrics = &self.conn.hub.metrics;
-            metrics.conflated.fetch_add(conflated, Ordering::Relaxed);
-        }
-    }
-
     /// The next event, looking at each source in turn, from a different one each time (`turn`); each source
     /// left pending wakes the task when it is ready.
+    ///
+    /// What a woken writer costs is mostly this: the mailbox's three sources (close, work, tick) are one waker
+    /// registration and one swap of its signals (`Outbox::poll_signals`: the queue is locked only to write it,
+    /// not to see whether it has something), and the socket's read readiness is not polled again before the
+    /// task waits once it was found pending (`read_waits`).
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        self.signals |= self.outbox.poll_signals(cx);
         // Every source once per call, whatever `turn` is: one left out would not wake the task when ready.
         for i in 0..SOURCES {
             let polled = match (self.turn + i) % SOURCES {
-                0 => self.conn.peer.poll_close(cx).map(Event::Close),
-                1 => self.outbox.poll_work(cx).map(|()| Event::Work),
-                2 => self.reader.poll_ready(cx).map(Event::Readable),
-                3 => self.conn.peer.poll_tick(cx).map(|()| Event::Tick),
+                0 => match self.outbox.close_requested() {
+                    Some(code) => Poll::Ready(Event::Close(code)),
+                    None => Poll::Pending,
+                },
+                1 => self.take_signal(outbox::WORK, Event::Work),
+                2 if self.read_waits && i > 0 => Poll::Pending,
+                2 => {
+                    let polled = self.reader.poll_ready(cx).map(Event::Readable);
+                    self.read_waits = polled.is_pending();
+                    polled
+                }
+                3 => self.take_signal(outbox::TICK, Event::Tick),
                 _ => self.timers.poll(cx),
             };
             if polled.is_ready() {
                 return polled;
             }
         }
+        // The task waits: what wakes it may be the socket.
+        self.read_waits = false;
         Poll::Pending
+    }
+
+    /// `event` if the mailbox raised `signal` (then it is taken).
+    fn take_signal(&mut self, signal: u8, event: Event) -> Poll<Event> {
+        if self.signals & signal == 0 {
+            return Poll::Pending;
+        }
+        self.signals &= !signal;
+        Poll::Ready(event)
     }
 
     /// Reads what the socket has (one read: at most the per-thread scratch buffer's worth, `ws_reader.rs`) and
@@ -524,7 +550,7 @@ impl Live {
             };
             let writable = async move { tcp.writable().await };
             interruptible(writable, conn, beat).await?;
-            match outbox.flush(&conn.hub.metrics.fanout_latency) {
+            match outbox.flush_counted(&conn.hub.metrics) {
                 Ok(Flushed::Done) => return Ok(()),
                 Ok(Flushed::Blocked) => {}
                 Err(_) => return Err(End::Gone),
