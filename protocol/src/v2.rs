@@ -982,7 +982,7 @@ pub fn publication_frame_len(
     FIXED
         + name_len(channel)
         + name_len(event)
-        + data.unwrap_or("null").trim().len()
+        + crate::splice::trim(data.unwrap_or("null")).len()
         + crate::decimal::u64_len(offset)
         + epoch.len()
         + timestamp.json_len()
@@ -1004,7 +1004,7 @@ pub fn publication_frame(
     out.push_str(r#","event":"#);
     push_name(&mut out, event);
     out.push_str(r#","data":"#);
-    out.push_str(data.trim());
+    out.push_str(crate::splice::trim(data));
     out.push_str(r#","offset":"#);
     crate::decimal::push_u64(&mut out, offset);
     out.push_str(r#","epoch":""#);

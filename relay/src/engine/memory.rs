@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use devrelay_protocol::session_event::names;
+use devrelay_protocol::splice;
 use devrelay_protocol::v2::{publication_frame, publication_frame_len, PresenceInfo};
 use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -263,7 +264,7 @@ fn deferrable(
         .find(|n| *n == event)?;
     let range = range?.clone();
     let inside = legacy?.as_str().get(range.clone())?;
-    (inside == data?.trim()).then_some((event, range))
+    (inside == splice::trim(data?)).then_some((event, range))
 }
 
 /// The publications after `offset` of epoch `epoch`, if the history holds every one of them.
