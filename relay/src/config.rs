@@ -50,9 +50,9 @@ pub struct Config {
     /// Range: [`Config::CORK_MESSAGES`].
     pub cork_messages: usize,
     /// Peers a connection writes to itself when it lifts its cork, in peers: the rest of a fan-out is handed to
-    /// the peers' own tasks, which the other worker threads run in parallel (0: every peer's task writes its
-    /// own). Writing inline saves a task wake-up per delivery; handing off spreads a big fan-out's syscalls over
-    /// the cores. Range: [`Config::INLINE_WRITE_PEERS`].
+    /// writer tasks of this many peers each, which the other worker threads run in parallel (0: every peer's own
+    /// task writes its own). Writing inline saves a task per delivery; handing off spreads a big fan-out's
+    /// syscalls over the cores. Range: [`Config::INLINE_WRITE_PEERS`].
     pub inline_write_peers: usize,
     /// Time a client has to send a complete HTTP request head (request line and headers, the WebSocket upgrade
     /// included), counted from the connection's start or the end of its previous response. Slower or silent

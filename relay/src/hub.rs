@@ -268,7 +268,7 @@ pub struct Hub {
     engine: Arc<dyn Engine>,
     registry: Mutex<Registry>,
     index: RwLock<Index>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
     /// Open WebSocket connections, identified or not (each holds a [`ConnectionSlot`]).
     pub connections: AtomicUsize,
@@ -400,7 +400,7 @@ impl Hub {
             engine,
             registry: Mutex::default(),
             index: RwLock::default(),
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             connections: AtomicUsize::new(0),
             connection_rate: Mutex::new(TokenBucket::new(
                 connections_per_sec,

@@ -114,8 +114,8 @@ struct ServeArgs {
     /// peer (1: each at once).
     #[arg(long, env = "DEVRELAY_CORK_MESSAGES", default_value_t = Config::default().cork_messages)]
     cork_messages: usize,
-    /// Peers of a burst's fan-out the publishing connection writes itself; the rest are written by their own
-    /// tasks on the other worker threads (0: all by their tasks).
+    /// Peers of a burst's fan-out the publishing connection writes itself; the rest are written by writer tasks
+    /// of this many peers each on the other worker threads (0: each by its own connection's task).
     #[arg(long, env = "DEVRELAY_INLINE_WRITE_PEERS", default_value_t = Config::default().inline_write_peers)]
     inline_write_peers: usize,
     /// Channel subscriptions per v2 connection.

@@ -847,7 +847,7 @@ mod cork {
     /// flushes).
     #[derive(Debug)]
     pub struct Cork<'a> {
-        metrics: &'a Metrics,
+        metrics: &'a Arc<Metrics>,
         inline_peers: usize,
         owner: bool,
         _not_send: PhantomData<*const ()>,
@@ -859,7 +859,7 @@ mod cork {
         /// `inline_peers` peers corked are written by this thread when it lifts the cork; the rest are handed to
         /// their own tasks, which other worker threads run meanwhile — a big fan-out is written in parallel
         /// instead of one peer after another on the publisher's thread.
-        pub fn new(metrics: &'a Metrics, inline_peers: usize) -> Cork<'a> {
+        pub fn new(metrics: &'a Arc<Metrics>, inline_peers: usize) -> Cork<'a> {
             let owner = CORKED.with(|c| {
                 let mut c = c.borrow_mut();
                 if c.is_some() {
@@ -886,12 +886,15 @@ mod cork {
                 return;
             };
             let mut latency = self.metrics.fanout_latency.tally();
-            // The peers past the budget are woken first: their tasks (on the other worker threads) write
+            // The peers past the budget are handed over first: they are written (on the other worker threads)
             // while this thread writes its own share, instead of after it.
             let inline = self.inline_peers.min(list.len());
-            for mailbox in &list[inline..] {
-                lift(mailbox, self.metrics, &mut latency, false);
-            }
+            hand_off(
+                &list[inline..],
+                self.metrics,
+                self.inline_peers,
+                &mut latency,
+            );
             for mailbox in &list[..inline] {
                 lift(mailbox, self.metrics, &mut latency, true);
             }
@@ -899,6 +902,57 @@ mod cork {
             list.clear();
             if list.capacity() <= KEEP {
                 SPARE.with(|s| *s.borrow_mut() = list);
+            }
+        }
+    }
+
+    /// The peers past a lift's inline budget go to writer tasks, `per_task` peers each, which whatever worker
+    /// thread is free runs: one task per `per_task` peers instead of a wake-up of every peer's own connection
+    /// task (its loop, its poll of every source, its flush: ~2,000 instructions a delivery more than a write at
+    /// the lift, BENCHMARKS.md night 2). The peers stay corked until their writer task lifts them, so what they
+    /// are given meanwhile joins the same write. With a budget of 0 (or outside a runtime) every peer's own task
+    /// is woken, as before.
+    fn hand_off(
+        peers: &[Arc<Mailbox>],
+        metrics: &Arc<Metrics>,
+        per_task: usize,
+        latency: &mut Tally<'_>,
+    ) {
+        if peers.is_empty() {
+            return;
+        }
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(runtime) if per_task > 0 => {
+                for chunk in peers.chunks(per_task) {
+                    let writer = Writer {
+                        peers: chunk.to_vec(),
+                        metrics: metrics.clone(),
+                    };
+                    runtime.spawn(async move { drop(writer) });
+                }
+            }
+            _ => {
+                for mailbox in peers {
+                    lift(mailbox, metrics, latency, false);
+                }
+            }
+        }
+    }
+
+    /// Corked peers handed over by a lift (`hand_off`): written when it is dropped — by its task, or, should the
+    /// task never run (a runtime shutting down), wherever it is dropped; so no peer stays corked.
+    struct Writer {
+        peers: Vec<Arc<Mailbox>>,
+        metrics: Arc<Metrics>,
+    }
+
+    impl Drop for Writer {
+        fn drop(&mut self) {
+            let metrics = &*self.metrics;
+            let mut latency = metrics.fanout_latency.tally();
+            for mailbox in &self.peers {
+                lift(mailbox, metrics, &mut latency, true);
             }
         }
     }
@@ -1242,7 +1296,7 @@ mod tests {
         assert_eq!(out.poll_signals(&mut cx), 0);
         assert_eq!(read_frames(&mut peer_side, 1).await, ["xxxxx"]);
         // A cork past its inline budget hands the burst to the task: work; within it, the lift writes: none.
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         for (budget, signal) in [(0, WORK), (1, 0)] {
             {
                 let _cork = Cork::new(&metrics, budget);
@@ -1261,6 +1315,62 @@ mod tests {
         assert_eq!(out.close_requested(), Some(CloseCode::SlowConsumer));
     }
 
+    /// Past its inline budget a lift hands its peers to a writer task (`inline_peers` of them each) instead of
+    /// waking every peer's own task: they stay corked until it runs (what they are given meanwhile joins the same
+    /// write), it writes them, and no connection task is woken for any of it.
+    #[tokio::test]
+    async fn past_the_inline_budget_a_lift_hands_its_peers_to_a_writer_task_not_to_their_own() {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let (mut sides, mut peers) = (Vec::new(), Vec::new());
+        for id in 0..5 {
+            let (relay_side, peer_side) = socket_pair().await;
+            let (peer, out) = outbox(id, 8, 1 << 20);
+            peer.attach(Arc::new(relay_side));
+            sides.push(peer_side);
+            peers.push((peer, out));
+        }
+        {
+            let _cork = Cork::new(&metrics, 2);
+            for (peer, _) in &peers {
+                assert_eq!(peer.deliver(frame(7)), Delivery::Queued);
+            }
+        }
+        // This test's runtime runs one task at a time: the writer tasks have not run yet.
+        for (i, (peer, _)) in peers.iter().enumerate() {
+            let want = if i < 2 { (0, 0) } else { (1, 7) };
+            assert_eq!(
+                peer.depth(),
+                want,
+                "peer {i}: the first two written at the lift"
+            );
+        }
+        // Still corked: a delivery to a handed-over peer waits for the same write.
+        assert_eq!(
+            peers[2]
+                .0
+                .deliver(Item::plain(Utf8Bytes::from_static("more"))),
+            Delivery::Queued
+        );
+        for (i, side) in sides.iter_mut().enumerate() {
+            let mut want = vec!["xxxxxxx"];
+            if i == 2 {
+                want.push("more");
+            }
+            assert_eq!(read_frames(side, want.len()).await, want, "peer {i}");
+        }
+        for (i, (peer, out)) in peers.iter_mut().enumerate() {
+            assert_eq!(peer.depth(), (0, 0), "peer {i}");
+            assert_eq!(
+                out.poll_signals(&mut cx),
+                0,
+                "peer {i}: its task was not woken"
+            );
+        }
+        // Uncorked again: written by the producer.
+        assert_eq!(peers[4].0.deliver(frame(1)), Delivery::Written);
+    }
+
     /// Whether the peer's side has bytes to read right now.
     fn readable_now(peer: &TcpStream) -> bool {
         let mut b = [0u8; 1];
@@ -1272,7 +1382,7 @@ mod tests {
         let (relay_side, mut peer_side) = socket_pair().await;
         let (peer, mut out) = outbox(1, 64, 1 << 20);
         peer.attach(Arc::new(relay_side));
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         {
             let _cork = Cork::new(&metrics, usize::MAX);
             let _inner = Cork::new(&metrics, usize::MAX); // nested: a no-op, the outer one lifts
@@ -1301,7 +1411,7 @@ mod tests {
     async fn a_lifted_cork_gives_a_batching_peer_its_burst_as_one_frame_or_wakes_its_writer_past_the_budget(
     ) {
         let latency = Histogram::default();
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         for budget in [usize::MAX, 0] {
             let (relay_side, mut peer_side) = socket_pair().await;
             let (peer, mut out) = outbox(1, 64, 1 << 20);
@@ -1334,7 +1444,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lift_records_one_latency_per_publication_it_writes() {
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let mut sides = Vec::new();
         let mut peers = Vec::new();
         for id in 0..3 {
@@ -1377,7 +1487,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_gone_while_corked_is_skipped_and_a_backlogged_one_is_left_to_its_writer() {
         let latency = Histogram::default();
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (gone, gone_out) = outbox(1, 8, 1024);
         let (relay_side, _peer_side) = socket_pair().await;
         let (busy, mut busy_out) = outbox(2, 8, 1 << 20);
@@ -1414,7 +1524,7 @@ mod tests {
     #[tokio::test]
     async fn past_its_inline_budget_a_cork_hands_peers_to_their_own_tasks() {
         let latency = Histogram::default();
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (a_side, mut a_peer) = socket_pair().await;
         let (b_side, mut b_peer) = socket_pair().await;
         let (a, _a_out) = outbox(1, 8, 1 << 20);
@@ -1443,7 +1553,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_corked_queue_that_fills_is_written_out_not_closed_as_slow() {
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (relay_side, mut peer_side) = socket_pair().await;
         let (peer, _out) = outbox(1, 8, 1 << 20);
         peer.attach(Arc::new(relay_side));
@@ -1467,7 +1577,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_replaced_under_a_cork_is_counted_at_the_lift() {
         use std::sync::atomic::Ordering;
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (relay_side, mut peer_side) = socket_pair().await;
         let (peer, _out) = outbox(1, 8, 1 << 20);
         peer.attach(Arc::new(relay_side));
