@@ -26,13 +26,18 @@ impl Pid {
 
 /// Parses user + system CPU ticks from the text of `/proc/PID/stat`.
 pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    parse_stat_user_system(stat).map(|(u, s)| u + s)
+}
+
+/// Parses user and system CPU ticks, apart, from the text of `/proc/PID/stat`.
+pub fn parse_stat_user_system(stat: &str) -> Option<(u64, u64)> {
     // The command name (field 2) may contain spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     // After ')': field 3 (state) is index 0; utime is field 14 → index 11, stime field 15 → index 12.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// Parses `VmRSS` (in KiB) from the text of `/proc/PID/status`.
@@ -43,9 +48,9 @@ pub fn parse_status_rss_kib(status: &str) -> Option<u64> {
         .and_then(|v| v.split_ascii_whitespace().next()?.parse().ok())
 }
 
-/// CPU ticks used so far by `pid`.
-pub fn cpu_ticks(pid: Pid) -> Option<u64> {
-    parse_stat_ticks(&std::fs::read_to_string(format!("{}/stat", pid.dir())).ok()?)
+/// CPU ticks used so far by `pid`: user, system.
+pub fn cpu_ticks(pid: Pid) -> Option<(u64, u64)> {
+    parse_stat_user_system(&std::fs::read_to_string(format!("{}/stat", pid.dir())).ok()?)
 }
 
 /// Current resident set size of `pid`, in KiB.
@@ -58,19 +63,27 @@ pub fn rss_kib(pid: Pid) -> Option<u64> {
 pub struct Reading {
     at: Instant,
     ticks: Option<u64>,
+    system_ticks: Option<u64>,
 }
 
 impl Reading {
     pub fn take(pid: Pid) -> Reading {
+        let ticks = cpu_ticks(pid);
         Reading {
             at: Instant::now(),
-            ticks: cpu_ticks(pid),
+            ticks: ticks.map(|(u, s)| u + s),
+            system_ticks: ticks.map(|(_, s)| s),
         }
     }
 
     /// CPU seconds used between `self` and a later reading.
     pub fn cpu_secs_until(&self, later: &Reading) -> Option<f64> {
         Some(later.ticks?.checked_sub(self.ticks?)? as f64 / TICKS_PER_SEC)
+    }
+
+    /// System (kernel) CPU seconds used between `self` and a later reading.
+    pub fn system_secs_until(&self, later: &Reading) -> Option<f64> {
+        Some(later.system_ticks?.checked_sub(self.system_ticks?)? as f64 / TICKS_PER_SEC)
     }
 
     /// CPU use between `self` and a later reading, in percent of one core.
@@ -139,6 +152,7 @@ mod tests {
             "4242 (my (weird) proc) S 1 4242 4242 0 -1 4194560 1000 0 0 0 731 269 0 0 20 0 3 0 \
                     100 2000000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
         assert_eq!(parse_stat_ticks(stat), Some(1000));
+        assert_eq!(parse_stat_user_system(stat), Some((731, 269)));
         assert_eq!(parse_stat_ticks("garbage"), None);
     }
 

@@ -64,6 +64,9 @@ pub struct FanoutReport {
     pub relay_cpu_us_per_delivery: Option<f64>,
     /// The load generator's CPU time per delivered message, in microseconds.
     pub loadgen_cpu_us_per_delivery: Option<f64>,
+    /// ... of which system (kernel) time: reading and writing the sockets.
+    #[serde(default)]
+    pub loadgen_system_us_per_delivery: Option<f64>,
     pub latency: LatencySummary,
     /// `error` messages the relay sent to SDKs.
     pub sdk_errors: u64,
@@ -349,10 +352,11 @@ impl ScenarioReport {
             let l = &f.latency;
             let _ = writeln!(
                 s,
-                "  delivered {}/s  sent {}  expected {}  received {}  lost {}\n  latency p50 {}  p99 {}  p999 {}  max {}\n  CPU per delivery: relay {}  loadgen {}",
+                "  delivered {}/s  sent {}  expected {}  received {}  lost {}\n  latency p50 {}  p99 {}  p999 {}  max {}\n  CPU per delivery: relay {}  loadgen {} ({} of it system)",
                 rate(f.delivered_per_sec), f.sent, f.expected, f.received, f.lost,
                 us(l.p50_us), us(l.p99_us), us(l.p999_us), us(l.max_us),
-                per_delivery(f.relay_cpu_us_per_delivery), per_delivery(f.loadgen_cpu_us_per_delivery)
+                per_delivery(f.relay_cpu_us_per_delivery), per_delivery(f.loadgen_cpu_us_per_delivery),
+                per_delivery(f.loadgen_system_us_per_delivery)
             );
             if f.sdk_errors > 0 || !f.sdk_closes.is_empty() || !f.dashboard_closes.is_empty() {
                 let _ = writeln!(
@@ -656,6 +660,7 @@ fn fold(runs: &[&ScenarioReport]) -> ScenarioReport {
         f.elapsed_secs = med(&|r| Some(fan(r)?.elapsed_secs)).unwrap_or(0.0);
         f.relay_cpu_us_per_delivery = med(&|r| fan(r)?.relay_cpu_us_per_delivery);
         f.loadgen_cpu_us_per_delivery = med(&|r| fan(r)?.loadgen_cpu_us_per_delivery);
+        f.loadgen_system_us_per_delivery = med(&|r| fan(r)?.loadgen_system_us_per_delivery);
         let l = |g: fn(&LatencySummary) -> f64| med(&|r| Some(g(&fan(r)?.latency))).unwrap_or(0.0);
         f.latency.mean_us = l(|x| x.mean_us);
         f.latency.p50_us = l(|x| x.p50_us);
@@ -1166,9 +1171,12 @@ pub fn render(all_runs: &[ScenarioReport], machine: &Machine, meta: &RunMeta) ->
                         if let Some(c) = ceiling {
                             let _ = writeln!(
                                 s,
-                                "\n`{}`: load generator {} CPU per delivery, so its own ceiling is about {}/s on {} worker thread(s) with a core each{}.",
+                                "\n`{}`: load generator {} CPU per delivery{}, so its own ceiling is about {}/s on {} worker thread(s) with a core each{}.",
                                 r.relay,
                                 per_delivery(f.loadgen_cpu_us_per_delivery),
+                                f.loadgen_system_us_per_delivery
+                                    .map(|v| format!(" ({v:.2} µs of it system)"))
+                                    .unwrap_or_default(),
                                 rate(c),
                                 r.params.workers,
                                 if busy { " — it was saturated in this run: the figure is the generator's limit, not the relay's" } else { "" }

@@ -997,6 +997,10 @@ async fn run_fanout(
             .cpu_secs_until(&self_end)
             .filter(|_| received > 0)
             .map(|s| s * 1e6 / received as f64),
+        loadgen_system_us_per_delivery: self_start
+            .system_secs_until(&self_end)
+            .filter(|_| received > 0)
+            .map(|s| s * 1e6 / received as f64),
         latency: latencies.summary(),
         sdk_errors,
         sdk_closes,
