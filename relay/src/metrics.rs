@@ -323,6 +323,7 @@ impl Histogram {
             bucket: 0,
             count: 0,
             sum_us: 0,
+            last: None,
         }
     }
 
@@ -354,6 +355,8 @@ pub struct Tally<'a> {
     bucket: usize,
     count: u64,
     sum_us: u64,
+    /// The last stamp `record_since` measured and what it measured.
+    last: Option<(Instant, Duration)>,
 }
 
 impl Tally<'_> {
@@ -366,6 +369,22 @@ impl Tally<'_> {
         }
         self.count += 1;
         self.sum_us = self.sum_us.saturating_add(clamped(us));
+    }
+
+    /// Records the time from `at` until now; a run of the same `at` (the peers of one fan-out written one after
+    /// another by one lift, or by one writer task) reads the clock once, for the first of them: the others are
+    /// recorded with its reading (early by the few microseconds their writes took), not a clock reading and a
+    /// subtraction each (~90 instructions a delivery, BENCHMARKS.md night 2).
+    pub fn record_since(&mut self, at: Instant) {
+        let d = match self.last {
+            Some((last, d)) if last == at => d,
+            _ => {
+                let d = at.elapsed();
+                self.last = Some((at, d));
+                d
+            }
+        };
+        self.record(d);
     }
 
     fn flush(&mut self) {
@@ -501,6 +520,33 @@ mod tests {
             assert!(below >= prev);
             prev = below;
         }
+    }
+
+    /// A run of one stamp (a fan-out's peers written by one lift) is measured once, for the first of them: the
+    /// rest get the same value however long their writes took; another stamp is measured anew.
+    #[test]
+    fn a_tally_measures_a_run_of_one_stamp_once() {
+        let h = Histogram::default();
+        let at = Instant::now();
+        {
+            let mut tally = h.tally();
+            tally.record_since(at);
+            // Time passes between the writes: a second reading would be at least 2 ms more than the first.
+            std::thread::sleep(Duration::from_millis(2));
+            tally.record_since(at);
+        }
+        let s = h.snapshot();
+        let used: Vec<u64> = s.counts.iter().copied().filter(|&c| c > 0).collect();
+        assert_eq!(used, [2], "one value, twice: {s:?}");
+        assert_eq!(s.sum_us % 2, 0);
+        // Another stamp: measured, not the last one's value.
+        let h = Histogram::default();
+        {
+            let mut tally = h.tally();
+            tally.record_since(at);
+            tally.record_since(Instant::now() + Duration::from_secs(60)); // in the future: 0
+        }
+        assert_eq!(h.snapshot().counts[0], 1, "the second stamp measured anew");
     }
 
     #[test]

@@ -691,7 +691,7 @@ impl State {
             }
         };
         if let (Some(at), Some(latency)) = (item.at, latency) {
-            latency.record(at.elapsed());
+            latency.record_since(at);
         }
         if written < n + len {
             self.keep_unwritten(&slices, written);
