@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
@@ -36,7 +37,8 @@ use crate::metrics::{Histogram, Metrics, Tally};
 /// Identifies one WebSocket connection for the relay's lifetime.
 pub type ConnId = u64;
 
-/// A drained queue keeps at most this many slots of capacity, so a past burst does not pin memory.
+/// A drained queue keeps at most this many slots of capacity beyond its inline one, so a past burst does not
+/// pin memory.
 const KEEP_CAPACITY: usize = 64;
 /// Frames per `writev` when a backlog is written frame by frame.
 const WRITE_BATCH: usize = 64;
@@ -83,16 +85,82 @@ struct Mailbox {
     /// What the task was woken for and has not seen yet ([`WORK`], [`TICK`]): set before every wake-up, so
     /// that the task looks only at what may be ready (`Outbox::poll_signals`) instead of at every source.
     signals: AtomicU8,
-    max_frames: usize,
+    /// At most this many frames queued (`queue_messages`: at most 1,048,576, `Config::validate`).
+    max_frames: u32,
     max_bytes: usize,
     /// The socket, once the connection has one (its write half belongs to this mailbox).
     tcp: OnceLock<Arc<TcpStream>>,
 }
 
+/// The queue's slots, in order (`None`: a snapshot replaced by a newer one, skipped when reached). The front
+/// slot lives inline: a queue that never holds more than one message at a time — an SDK's `handshake_ack`
+/// written at its cork's lift, a dashboard getting bursts of one — never allocates; the `VecDeque` behind it
+/// is allocated by the first burst of two or more and kept (up to `KEEP_CAPACITY`) so that a busy peer does
+/// not allocate per burst.
+#[derive(Debug, Default)]
+struct Slots {
+    /// The front slot while nothing is queued behind it in `rest` (when `front` is taken, `rest`'s first slot
+    /// is the front; a new slot goes inline again only once `rest` is empty).
+    front: Option<Option<Item>>,
+    rest: VecDeque<Option<Item>>,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        usize::from(self.front.is_some()) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.front.is_none() && self.rest.is_empty()
+    }
+
+    fn push_back(&mut self, slot: Option<Item>) {
+        if self.front.is_none() && self.rest.is_empty() {
+            self.front = Some(slot);
+        } else {
+            self.rest.push_back(slot);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Option<Item>> {
+        self.front.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Option<Item>> {
+        match &mut self.front {
+            Some(front) if i == 0 => Some(front),
+            Some(_) => self.rest.get_mut(i - 1),
+            None => self.rest.get_mut(i),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Option<Item>> {
+        self.front.iter().chain(self.rest.iter())
+    }
+
+    /// Slots allocated on the heap (the inline one is not counted).
+    fn heap_capacity(&self) -> usize {
+        self.rest.capacity()
+    }
+
+    /// Gives the heap slots back (the queue must be empty).
+    fn release(&mut self) {
+        debug_assert!(self.is_empty());
+        self.rest = VecDeque::new();
+    }
+}
+
+/// A batching connection's bounds per frame, as `u32`s: `Config::validate` keeps them far below (65,536
+/// messages, 64 MiB), and every mailbox carries them.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    messages: NonZeroU32,
+    bytes: u32,
+}
+
 #[derive(Debug)]
 struct State {
-    /// `None`: a snapshot replaced by a newer one (skipped when reached).
-    items: VecDeque<Option<Item>>,
+    items: Slots,
     /// Sequence number of `items[0]`.
     head: u64,
     /// Live (non-replaced) items.
@@ -113,12 +181,14 @@ struct State {
     /// frames wait to be joined — by the writer, or by the cork's lift, which writes a burst as one frame).
     inline: bool,
     /// Batching connections: most messages and bytes per frame.
-    batch: Option<(usize, usize)>,
+    batch: Option<Batch>,
     /// A write failed: the connection is over.
     broken: Option<io::ErrorKind>,
     /// Registered with the cork of the thread that is delivering to it: its queued frames are written (or its
     /// task woken) when that cork is lifted, not one by one.
     corked: bool,
+    /// Something was queued since the last `Outbox::release_if_idle` (a ping period): the peer is not idle.
+    queued_lately: bool,
 }
 
 impl State {
@@ -242,7 +312,7 @@ impl Delivery {
 pub fn outbox(id: ConnId, max_frames: usize, max_bytes: usize) -> (Peer, Outbox) {
     let mailbox = Arc::new(Mailbox {
         state: Mutex::new(State {
-            items: VecDeque::new(),
+            items: Slots::default(),
             head: 0,
             live: 0,
             bytes: 0,
@@ -255,11 +325,12 @@ pub fn outbox(id: ConnId, max_frames: usize, max_bytes: usize) -> (Peer, Outbox)
             batch: None,
             broken: None,
             corked: false,
+            queued_lately: false,
         }),
         waker: AtomicWaker::new(),
         close_code: AtomicU16::new(0),
         signals: AtomicU8::new(0),
-        max_frames: max_frames.max(1),
+        max_frames: u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX),
         max_bytes,
         tcp: OnceLock::new(),
     });
@@ -306,7 +377,7 @@ impl Peer {
         }
         let mut backlog = s.live > 0 || s.has_pending();
         let full = |s: &State, backlog: bool| {
-            s.live >= m.max_frames || (s.bytes + len > m.max_bytes && backlog)
+            s.live >= m.max_frames as usize || (s.bytes + len > m.max_bytes && backlog)
         };
         // A corked queue holds this burst's deliveries unwritten, not a backlog the peer failed to read: before
         // calling the peer slow, write them (as the lift would; a resume's replays of several channels in one
@@ -376,6 +447,7 @@ impl Peer {
         s.items.push_back(Some(item));
         s.live += 1;
         s.bytes += len;
+        s.queued_lately = true;
     }
 
     /// Frames and bytes waiting in this connection's queue now (the queue-depth gauges).
@@ -392,8 +464,12 @@ impl Peer {
     /// Batching (`Some((max_messages, max_bytes))`: the writer joins queued messages into one JSON-array frame, and
     /// producers leave them to it) or not.
     pub fn set_batch(&self, batch: Option<(usize, usize)>) {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let mut s = self.mailbox.lock();
-        s.batch = batch;
+        s.batch = batch.map(|(messages, bytes)| Batch {
+            messages: NonZeroU32::new(clamp(messages)).unwrap_or(NonZeroU32::MIN),
+            bytes: clamp(bytes),
+        });
         s.inline = batch.is_none();
     }
 
@@ -554,8 +630,8 @@ impl State {
                 }
             }
             if self.items.is_empty() {
-                if self.items.capacity() > KEEP_CAPACITY {
-                    self.items = VecDeque::new();
+                if self.items.heap_capacity() > KEEP_CAPACITY {
+                    self.items.release();
                 }
                 if self.snapshots.as_ref().is_some_and(|m| m.is_empty()) {
                     self.snapshots = None;
@@ -661,6 +737,22 @@ impl Outbox {
         s.write_backlog(tcp, Some(&mut latency.tally()))
     }
 
+    /// Called once a ping period (the pulse's tick): a queue that is empty and had nothing queued since the
+    /// last call gives its buffers back — the slots behind the inline one (kept after a burst so that a busy
+    /// peer does not allocate per burst) and the started-frame buffer (kept up to 64 KiB) — so an idle peer
+    /// holds none. Returns whether it held any.
+    pub fn release_if_idle(&mut self) -> bool {
+        let mut s = self.mailbox.lock();
+        let idle = !std::mem::take(&mut s.queued_lately) && s.items.is_empty() && !s.has_pending();
+        let held = s.items.heap_capacity() > 0 || s.pending.capacity() > 0;
+        if idle && held {
+            s.items.release();
+            s.pending = Vec::new();
+            s.pending_pos = 0;
+        }
+        idle && held
+    }
+
     /// Snapshots replaced in this queue since the last call.
     #[cfg(test)]
     pub fn take_conflated(&mut self) -> u64 {
@@ -729,7 +821,9 @@ impl State {
                 return Ok(Flushed::Done);
             }
             items.clear();
-            let (max_items, max_bytes) = s.batch.unwrap_or((WRITE_BATCH, usize::MAX));
+            let (max_items, max_bytes) = s.batch.map_or((WRITE_BATCH, usize::MAX), |b| {
+                (b.messages.get() as usize, b.bytes as usize)
+            });
             let mut payload = 0;
             while items.len() < max_items {
                 let Some(next) = s.peek_len() else { break };
@@ -792,7 +886,7 @@ impl Drop for Outbox {
     fn drop(&mut self) {
         let mut s = self.mailbox.lock();
         s.open = false;
-        s.items = VecDeque::new();
+        s.items = Slots::default();
         s.snapshots = None;
         s.live = 0;
         s.bytes = 0;
@@ -1588,5 +1682,116 @@ mod tests {
         }
         assert_eq!(metrics.conflated.load(Ordering::Relaxed), 1);
         assert_eq!(read_frames(&mut peer_side, 1).await, ["new"]);
+    }
+
+    /// Slots on the heap behind the inline one.
+    fn heap_slots(peer: &Peer) -> usize {
+        peer.mailbox.lock().items.heap_capacity()
+    }
+
+    // Measured (2026-12-01): `Mailbox` 248 B with the inline slot (64 B) in it — 272 B with its `Arc` in
+    // malloc's bins, where the queue was 240 B plus a 272 B `VecDeque` after the first message; a slot is 64 B.
+    const MAILBOX_MAX: usize = 248;
+
+    #[test]
+    fn an_idle_mailbox_stays_small() {
+        let mailbox = std::mem::size_of::<Mailbox>();
+        assert!(mailbox <= MAILBOX_MAX, "Mailbox: {mailbox} B");
+        assert_eq!(std::mem::size_of::<Option<Option<Item>>>(), 64, "a slot");
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_holds_one_message_at_a_time_never_allocates() {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, _out) = outbox(1, 8, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        // An SDK's `handshake_ack`: queued under its connection's cork, written at the lift.
+        for i in 0..3 {
+            {
+                let _cork = Cork::new(&metrics, usize::MAX);
+                let item = Item::plain(Utf8Bytes::from(format!("ack{i}")));
+                assert_eq!(peer.deliver(item), Delivery::Queued);
+                assert_eq!(heap_slots(&peer), 0, "queued inline");
+            }
+            assert_eq!(peer.depth(), (0, 0), "written at the lift");
+            assert_eq!(heap_slots(&peer), 0);
+        }
+        assert_eq!(
+            read_frames(&mut peer_side, 3).await,
+            ["ack0", "ack1", "ack2"]
+        );
+    }
+
+    #[test]
+    fn the_inline_slot_and_the_heap_slots_keep_one_order() {
+        let (peer, mut out) = outbox(1, 64, 1 << 20);
+        let text = |t: &str| Item::plain(Utf8Bytes::from(t.to_string()));
+        peer.deliver(text("a")); // inline
+        peer.deliver(snapshot(7, "s7-old")); // behind it, on the heap
+        peer.deliver(text("b"));
+        assert_eq!(out.try_recv().unwrap().frame.as_str(), "a");
+        // The inline slot is free, but the heap's slots are ahead: a new one goes behind them.
+        peer.deliver(text("c"));
+        peer.deliver(snapshot(7, "s7-new"));
+        assert_eq!(out.take_conflated(), 1);
+        assert_eq!(texts(&mut out), ["b", "c", "s7-new"]);
+        // Empty again: the next one is inline, and a snapshot there is replaced in place too.
+        peer.deliver(snapshot(9, "s9-old"));
+        peer.deliver(text("d"));
+        peer.deliver(snapshot(9, "s9-new"));
+        assert_eq!(out.take_conflated(), 1);
+        assert_eq!(texts(&mut out), ["d", "s9-new"]);
+    }
+
+    #[tokio::test]
+    async fn a_drained_idle_queue_gives_its_buffers_back_and_a_refilled_one_still_delivers_in_order(
+    ) {
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 64, 1 << 20);
+        peer.attach(Arc::new(relay_side));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let latency = Histogram::default();
+        let burst = |from: usize| {
+            let _cork = Cork::new(&metrics, usize::MAX);
+            for i in from..from + 10 {
+                let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
+                assert_eq!(peer.deliver(item), Delivery::Queued);
+            }
+        };
+        burst(0);
+        assert_eq!(peer.depth(), (0, 0), "written at the lift");
+        assert!(
+            heap_slots(&peer) > 0,
+            "a drained queue keeps its slots for the next burst"
+        );
+        // A tick right after the burst: the peer was busy in this period, so it keeps them.
+        assert!(!out.release_if_idle());
+        assert!(heap_slots(&peer) > 0);
+        // A whole period without anything queued: they are given back.
+        assert!(out.release_if_idle());
+        assert_eq!(heap_slots(&peer), 0);
+        assert_eq!(peer.mailbox.lock().pending.capacity(), 0);
+        assert!(!out.release_if_idle(), "nothing left to give back");
+        // Refilled: in order, through the cork and through the writer.
+        burst(10);
+        for i in 20..30 {
+            let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
+            let mut s = peer.mailbox.lock();
+            Peer::enqueue(&mut s, item, 3);
+        }
+        assert_eq!(out.flush(&latency).unwrap(), Flushed::Done);
+        let want: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
+        assert_eq!(read_frames(&mut peer_side, 30).await, want);
+        // A queue with something in it is never emptied by a tick.
+        {
+            let mut s = peer.mailbox.lock();
+            Peer::enqueue(&mut s, frame(2), 2);
+            Peer::enqueue(&mut s, frame(3), 3);
+        }
+        assert!(!out.release_if_idle());
+        assert!(!out.release_if_idle(), "not idle while it holds messages");
+        assert_eq!(peer.depth(), (2, 5));
+        assert_eq!(texts(&mut out), ["xx", "xxx"]);
     }
 }

@@ -409,7 +409,11 @@ impl Live {
             }
             Event::Readable(Ok(())) => return self.on_readable(),
             Event::Readable(Err(_)) => return Err(End::Gone),
-            Event::Tick => self.beat.period_ended(&self.conn)?,
+            Event::Tick => {
+                // An idle peer's queue gives back what a past burst left it (outbox.rs).
+                self.outbox.release_if_idle();
+                self.beat.period_ended(&self.conn)?
+            }
             Event::Idle => {
                 let c = &self.conn.hub.config;
                 let due = self.timers.last_message + c.idle_timeout;
