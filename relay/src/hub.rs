@@ -26,7 +26,7 @@
 //! is taken while it is held).
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -110,7 +110,10 @@ static QUIET: Busy = Busy {
 
 #[derive(Debug, Default)]
 struct Entry {
-    subs: Vec<Subscriber>,
+    /// Its subscribers; boxed, made by the first: an idle session's channel has an entry (it owns its channel)
+    /// and no subscriber, and the table's slot then holds 8 bytes for them rather than a 24-byte `Vec`.
+    #[allow(clippy::box_collection)]
+    subs: Option<Box<Vec<Subscriber>>>,
     owned: bool,
     /// Made by the channel's first publication: every idle session has an entry (it owns its channel), and
     /// the table's slot holds 16 bytes for this rather than 40.
@@ -118,6 +121,14 @@ struct Entry {
 }
 
 impl Entry {
+    fn subs(&self) -> &[Subscriber] {
+        self.subs.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn subscribe(&mut self, sub: Subscriber) {
+        self.subs.get_or_insert_with(Box::default).push(sub);
+    }
+
     /// Its counters and cached snapshot (zero and none before its first publication).
     fn busy(&self) -> &Busy {
         self.busy.get().map_or(&QUIET, |b| b)
@@ -284,7 +295,7 @@ pub struct Hub {
     snapshot_cache: AtomicUsize,
     /// Every open connection's queue, read only by the queue-depth gauges (`queue_depth`): walking them at
     /// scrape time costs the hot path nothing, where a shared counter would be bumped on every delivery.
-    queues: Mutex<HashMap<ConnId, Peer>>,
+    queues: Mutex<HashSet<Listed>>,
     pub permissions: Permissions,
 }
 
@@ -426,11 +437,12 @@ impl Hub {
         }
     }
 
-    /// Lists a new connection's queue for the queue-depth gauges while the returned mark lives.
-    pub fn track_queue(self: &Arc<Self>, peer: &Peer) -> QueueMark {
-        lock_queues(&self.queues).insert(peer.id, peer.clone());
+    /// Lists a new connection's queue for the queue-depth gauges and the pulse while the returned mark lives;
+    /// the mark keeps the connection's slot too (one pointer to the hub for both).
+    pub fn track_queue(self: &Arc<Self>, peer: &Peer, slot: ConnectionSlot) -> QueueMark {
+        lock_queues(&self.queues).insert(Listed(peer.clone()));
         QueueMark {
-            hub: self.clone(),
+            slot,
             conn: peer.id,
         }
     }
@@ -439,15 +451,15 @@ impl Hub {
     /// setting up when this runs is not listed yet; it looks at the shutdown itself once it is
     /// (`connection::set_up`).
     pub fn close_all(&self, code: CloseCode) {
-        for peer in lock_queues(&self.queues).values() {
+        for Listed(peer) in lock_queues(&self.queues).iter() {
             peer.request_close(code);
         }
     }
 
     /// Ticks the heartbeat of every open connection in `slice` of `slices` (by id; `pulse.rs`).
     pub fn tick_slice(&self, slice: u64, slices: u64) {
-        for (id, peer) in lock_queues(&self.queues).iter() {
-            if id % slices == slice {
+        for Listed(peer) in lock_queues(&self.queues).iter() {
+            if peer.id % slices == slice {
                 peer.tick();
             }
         }
@@ -457,7 +469,7 @@ impl Hub {
     pub fn queue_depth(&self) -> QueueDepth {
         let queues = lock_queues(&self.queues);
         let mut d = QueueDepth::default();
-        for peer in queues.values() {
+        for Listed(peer) in queues.iter() {
             let (frames, bytes) = peer.depth();
             d.frames += frames;
             d.bytes += bytes;
@@ -543,7 +555,7 @@ impl Hub {
             .iter()
             .map(|(name, e)| ChannelStat {
                 channel: name.to_string(),
-                subscribers: e.subs.len(),
+                subscribers: e.subs().len(),
                 published: e.busy().published.load(Ordering::Relaxed),
                 bytes: e.busy().bytes.load(Ordering::Relaxed),
                 delivered: e.busy().delivered.load(Ordering::Relaxed),
@@ -845,7 +857,7 @@ impl Hub {
             if let Some(e) = idx.exact.get_mut(&**channel) {
                 e.owned = false;
                 self.uncache_snapshot(e);
-                if e.subs.is_empty() {
+                if e.subs().is_empty() {
                     idx.exact.remove(&**channel);
                 }
             }
@@ -1226,7 +1238,7 @@ impl Hub {
             let mut idx = write(&self.index);
             let entry = idx.exact.entry(name.into()).or_default();
             if let Some(sub) = sub.take() {
-                entry.subs.push(sub);
+                entry.subscribe(sub);
             }
             let snapshot = lock_snapshot(&entry.busy().snapshot).as_ref().map(|p| {
                 let age = p.at.elapsed().as_millis() as u64;
@@ -1282,8 +1294,13 @@ impl Hub {
             let Some(e) = idx.exact.get_mut(channel) else {
                 return false;
             };
-            remove(&mut e.subs);
-            let still = !e.subs.is_empty();
+            if let Some(subs) = e.subs.as_mut() {
+                remove(subs);
+                if subs.is_empty() {
+                    e.subs = None;
+                }
+            }
+            let still = e.subs.is_some();
             if !still && !e.owned {
                 idx.exact.remove(channel);
             }
@@ -1345,7 +1362,7 @@ impl Hub {
         let queues = lock_queues(&self.queues).len();
         let (index_channels, subscriptions) = {
             let idx = read(&self.index);
-            let exact: usize = idx.exact.values().map(|e| e.subs.len()).sum();
+            let exact: usize = idx.exact.values().map(|e| e.subs().len()).sum();
             let wild: usize = idx.wild.iter().map(Vec::len).sum();
             (idx.exact.len(), exact + wild)
         };
@@ -1369,7 +1386,7 @@ impl engine::Delivery for Hub {
         let conflate = (p.kind == Kind::Snapshot).then_some(p.stream);
         let (mut v2, mut legacy) = (0, 0);
         for sub in entry
-            .map(|e| e.subs.as_slice())
+            .map(Entry::subs)
             .unwrap_or_default()
             .iter()
             .chain(wild)
@@ -1495,7 +1512,32 @@ impl Drop for Subscription {
     }
 }
 
-fn lock_queues(m: &Mutex<HashMap<ConnId, Peer>>) -> MutexGuard<'_, HashMap<ConnId, Peer>> {
+/// An open connection's queue in the hub's list, keyed by its connection id (which the `Peer` holds: a set of
+/// peers rather than a map from id to peer, 16 bytes a slot instead of 24).
+#[derive(Debug)]
+struct Listed(Peer);
+
+impl PartialEq for Listed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Listed {}
+
+impl std::hash::Hash for Listed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<ConnId> for Listed {
+    fn borrow(&self) -> &ConnId {
+        &self.0.id
+    }
+}
+
+fn lock_queues(m: &Mutex<HashSet<Listed>>) -> MutexGuard<'_, HashSet<Listed>> {
     // Inserts and removes cannot leave the map inconsistent: recover from a poisoned lock.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -1503,13 +1545,14 @@ fn lock_queues(m: &Mutex<HashMap<ConnId, Peer>>) -> MutexGuard<'_, HashMap<ConnI
 /// Keeps a connection's queue in the queue-depth gauges while it lives.
 #[derive(Debug)]
 pub struct QueueMark {
-    hub: Arc<Hub>,
+    /// Given back after the queue left the list (this mark's `Drop` runs before its fields').
+    slot: ConnectionSlot,
     conn: ConnId,
 }
 
 impl Drop for QueueMark {
     fn drop(&mut self) {
-        lock_queues(&self.hub.queues).remove(&self.conn);
+        lock_queues(&self.slot.0.queues).remove(&self.conn);
     }
 }
 
@@ -1596,7 +1639,7 @@ mod tests {
         );
         eprintln!("ById, Member, Membership, Entry: {sizes:?} bytes");
         assert!(
-            sizes.0 <= 16 && sizes.1 <= 56 && sizes.2 <= 56 && sizes.3 <= 48,
+            sizes.0 <= 16 && sizes.1 <= 56 && sizes.2 <= 56 && sizes.3 <= 32,
             "{sizes:?}"
         );
     }
@@ -1609,7 +1652,11 @@ mod tests {
         let conns: Vec<_> = (1..=40)
             .map(|id| {
                 let (peer, out) = outbox(id, 8, 1 << 20);
-                (hub.track_queue(&peer), peer, out)
+                (
+                    hub.track_queue(&peer, hub.admit_connection().unwrap()),
+                    peer,
+                    out,
+                )
             })
             .collect();
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());

@@ -69,7 +69,7 @@ impl Connection {
                     return self.deny(d, false, None);
                 }
                 // A dashboard sends no snapshots: the reader (`ws_reader.rs`) holds it to the smaller limit.
-                self.frame_limit = Some(self.hub.config.max_message_bytes);
+                self.dashboard_limit = true;
                 let sub = self.hub.subscribe_legacy_dashboard(self.peer.clone());
                 tracing::info!(conn = self.peer.id, "dashboard subscribed");
                 self.role = Role::Dashboard(Box::new((sub, DashboardMark::new(&self.hub))));

@@ -143,9 +143,10 @@ struct Connection {
     principal: Principal,
     /// What it may send per second.
     inbound: InboundLimit,
-    /// A new largest message for the reader (`ws_reader.rs`), set by a handler (a dashboard sends no snapshots:
-    /// it gets `max_message_bytes`), applied by the loop, which holds the socket.
-    frame_limit: Option<usize>,
+    /// Set by a handler: the reader (`ws_reader.rs`) is to take messages of at most `max_message_bytes` from now
+    /// on (a dashboard sends no snapshots); applied by the loop, which holds the socket. A flag, not the limit:
+    /// it is always that one, and every connection carries it.
+    dashboard_limit: bool,
     role: Role,
     /// Set by a handler that ends the connection (a refusal): the loop returns it after that frame. Boxed: rare,
     /// and every idle connection would carry the room for a close reason.
@@ -176,10 +177,11 @@ pub struct Start {
 /// holds little more than a pointer to it; what an idle connection costs is this struct, its socket's
 /// buffers and its registrations (see BENCHMARKS.md, "Idle connection memory").
 struct Live {
-    // Dropped in this order: the guards unregister first, then the queue goes, then its gauge entry.
+    // Dropped in this order: the guards unregister first, then the queue goes, then its gauge entry and the
+    // connection's slot (`max_connections`).
     conn: Connection,
     outbox: Outbox,
-    /// The queue-depth gauges see this queue while it exists.
+    /// The queue-depth gauges and the pulse see this queue while it exists; holds the connection's slot.
     _queue_mark: QueueMark,
     /// The socket's reading side: frames read and checked by devrelay (`ws_reader.rs`); its writes belong to the
     /// outbox.
@@ -198,7 +200,6 @@ struct Live {
     /// loop need not poll it again before it next waits (but for its turn to go first: fairness, and tokio's
     /// budget).
     read_waits: bool,
-    _slot: ConnectionSlot,
 }
 
 /// The connection's deadlines besides the heartbeat, each allocated only while it runs.
@@ -302,7 +303,7 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
         }
     };
     Metrics::bump(&hub.metrics.connections_total);
-    let queue_mark = hub.track_queue(&peer);
+    let queue_mark = hub.track_queue(&peer, slot);
     if shutdown.is_cancelled() {
         // The shutdown's `close_all` ran before this connection was listed.
         peer.request_close(CloseCode::GoingAway);
@@ -313,7 +314,7 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
         peer,
         principal,
         inbound: InboundLimit::new(hub.inbound_rates.clone(), now.into_std()),
-        frame_limit: None,
+        dashboard_limit: false,
         role: Role::Unidentified,
         closing: None,
         batch: false,
@@ -338,7 +339,6 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
         turn: 0,
         signals: 0,
         read_waits: false,
-        _slot: slot,
     }))
 }
 
@@ -513,7 +513,9 @@ impl Live {
             if let Some(end) = conn.closing.take() {
                 return Err(*end);
             }
-            handled.map(|()| conn.frame_limit.take().map(|l| l as u64))
+            let limit = std::mem::take(&mut conn.dashboard_limit)
+                .then(|| conn.hub.config.max_message_bytes as u64);
+            handled.map(|()| limit)
         });
         drop(cork);
         match read {
@@ -1103,14 +1105,15 @@ where
 mod tests {
     use super::*;
 
-    // Measured (2026-12-01, devrelay's own reader): serve's future 72 B, `Live` 416 B, `Connection` 160 B, the
-    // reader (`WsReader`: all an idle connection holds for its reads, no buffer) 152 B; debug builds lay futures
-    // out less tightly, hence the room. (With tungstenite, `Live` was 704 B and carried its 408 B stream, beside a
-    // 512 B read buffer and two 63 B waker proxies on the heap.)
+    // Measured (2026-12-01, devrelay's own reader): serve's future 72 B, `Live` 392 B (400 in malloc's bins; it
+    // was 416, 432 there, before the queue mark took the connection's slot and the reader's new limit became a
+    // flag), `Connection` 144 B, the reader (`WsReader`: all an idle connection holds for its reads, no buffer)
+    // 152 B; debug builds lay futures out less tightly, hence the room for serve's. (With tungstenite, `Live` was
+    // 704 B and carried its 408 B stream, beside a 512 B read buffer and two 63 B waker proxies on the heap.)
     const SERVE_FUTURE_MAX: usize = 256;
-    const LIVE_MAX: usize = 448;
-    const CONNECTION_MAX: usize = 176;
-    const READER_MAX: usize = 160;
+    const LIVE_MAX: usize = 392;
+    const CONNECTION_MAX: usize = 144;
+    const READER_MAX: usize = 152;
 
     /// The size of the future `f` returns (without calling it).
     pub(crate) fn future_size<A, F: Future>(_: fn(A) -> F) -> usize {

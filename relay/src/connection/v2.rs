@@ -239,7 +239,7 @@ impl Connection {
                 return self.deny_and_close(d, id);
             }
             // A dashboard sends no snapshots: the reader (`ws_reader.rs`) holds it to the smaller limit.
-            self.frame_limit = Some(self.hub.config.max_message_bytes);
+            self.dashboard_limit = true;
         }
         for (kind, _) in wants.iter().filter(|(_, w)| *w) {
             if let Err(d) = self.principal.may_identify(*kind) {
