@@ -720,8 +720,7 @@ impl Hub {
             );
         }
         let presence = Arc::new(presence);
-        self.engine
-            .add_presence(channel::GLOBAL, channel.clone(), presence.clone());
+        self.engine.add_presence(channel::GLOBAL, presence.clone());
         self.publish_relay(channel::GLOBAL, connected_event(kind), &presence.info());
         let conn = peer.id;
         r.members(kind).insert(
@@ -890,7 +889,7 @@ impl Hub {
         // name stays shared.
         Arc::make_mut(&mut m.presence).set_stale_since(drop_at.map(|_| now));
         self.engine
-            .update_presence(channel::GLOBAL, m.presence.channel(), m.presence.clone());
+            .update_presence(channel::GLOBAL, m.presence.clone());
         match drop_at {
             Some(drop_at) => {
                 Metrics::bump(&self.metrics.stale);

@@ -11,7 +11,7 @@
 //! see one twice — no buffering of live publications during the replay is needed, as it would be for a
 //! networked engine.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -87,10 +87,45 @@ fn footprint(p: &Publication) -> usize {
     p.frame_len() + p.legacy.as_ref().map_or(0, |l| l.len())
 }
 
-/// One channel's presence: client (its channel name) → (arrival number, info). The name and the info behind
-/// pointers, shared with the hub's registry, which holds the same ones for the same member: the table's slots
-/// are per entry and, with the table's spare capacity, paid up to twice over for every idle connection.
-type Members = HashMap<Arc<str>, (u64, Arc<PresenceEntry>)>;
+/// One channel's presence: its clients, each found by its channel name — the one in its info, which is shared
+/// with the hub's registry (it holds the same info for the same member). A set keyed through the info rather
+/// than a map from the name: the table's slots are per entry and, with the table's spare capacity, paid up to
+/// twice over for every idle connection (16 bytes a slot, not 32).
+type Members = HashSet<Present>;
+
+/// A present client and its arrival number (the order `presence` lists them in).
+#[derive(Debug)]
+struct Present {
+    arrival: u64,
+    info: Arc<PresenceEntry>,
+}
+
+impl Present {
+    fn name(&self) -> &str {
+        self.info.channel()
+    }
+}
+
+impl PartialEq for Present {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Present {}
+
+impl std::hash::Hash for Present {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the `str` it is looked up by (`Borrow<str>`).
+        self.name().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Present {
+    fn borrow(&self) -> &str {
+        self.name()
+    }
+}
 
 /// The default engine: streams and presence in this process's memory.
 #[derive(Debug)]
@@ -446,14 +481,14 @@ impl Broker for MemoryEngine {
 }
 
 impl Presence for MemoryEngine {
-    fn add_presence(&self, channel: &str, client: Arc<str>, info: Arc<PresenceEntry>) {
-        let seq = self.presence_seq.fetch_add(1, Ordering::Relaxed);
+    fn add_presence(&self, channel: &str, info: Arc<PresenceEntry>) {
+        let arrival = self.presence_seq.fetch_add(1, Ordering::Relaxed);
         let mut p = lock(&self.presence);
         match p.get_mut(channel) {
             Some(members) => members,
             None => p.entry(channel.into()).or_default(),
         }
-        .insert(client, (seq, info));
+        .replace(Present { arrival, info });
     }
 
     fn remove_presence(&self, channel: &str, client: &str) {
@@ -466,12 +501,13 @@ impl Presence for MemoryEngine {
         }
     }
 
-    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceEntry>) {
-        if let Some((_, entry)) = lock(&self.presence)
-            .get_mut(channel)
-            .and_then(|members| members.get_mut(client))
-        {
-            *entry = info;
+    fn update_presence(&self, channel: &str, info: Arc<PresenceEntry>) {
+        let mut p = lock(&self.presence);
+        let Some(members) = p.get_mut(channel) else {
+            return;
+        };
+        if let Some(arrival) = members.get(&**info.channel()).map(|m| m.arrival) {
+            members.replace(Present { arrival, info });
         }
     }
 
@@ -480,17 +516,17 @@ impl Presence for MemoryEngine {
         let Some(members) = p.get(channel) else {
             return Vec::new();
         };
-        let mut list: Vec<&(u64, Arc<PresenceEntry>)> = members.values().collect();
-        list.sort_by_key(|(seq, _)| *seq);
-        list.into_iter().map(|(_, info)| info.info()).collect()
+        let mut list: Vec<&Present> = members.iter().collect();
+        list.sort_by_key(|m| m.arrival);
+        list.into_iter().map(|m| m.info.info()).collect()
     }
 
     fn presence_count(&self, channel: &str) -> usize {
-        lock(&self.presence).get(channel).map_or(0, HashMap::len)
+        lock(&self.presence).get(channel).map_or(0, HashSet::len)
     }
 
     fn presence_entries(&self) -> usize {
-        lock(&self.presence).values().map(HashMap::len).sum()
+        lock(&self.presence).values().map(HashSet::len).sum()
     }
 }
 
@@ -838,7 +874,7 @@ mod tests {
     }
 
     #[test]
-    fn presence_lists_in_arrival_order() {
+    fn presence_lists_in_arrival_order_and_updates_in_place() {
         let e = MemoryEngine::new(4, LIMITS);
         let info = |id: &str| PresenceInfo {
             kind: devrelay_protocol::v2::PresenceKind::Session,
@@ -856,11 +892,27 @@ mod tests {
         };
         for id in ["b", "a", "c"] {
             let entry = Arc::new(PresenceEntry::new(info(id)));
-            e.add_presence("global", entry.channel().clone(), entry);
+            e.add_presence("global", entry);
         }
+        // A new info (a stale mark) replaces the client's in its place, found by the name in it.
+        let mut stale = info("a");
+        stale.stale_since = Some(Millis(2.0));
+        e.update_presence("global", Arc::new(PresenceEntry::new(stale)));
+        let listed = e.presence("global");
+        let ids: Vec<&str> = listed.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a", "c"]);
+        assert_eq!(listed[1].stale_since, Some(Millis(2.0)));
+        // One that is not present is not added by an update.
+        e.update_presence("global", Arc::new(PresenceEntry::new(info("z"))));
+        assert_eq!(e.presence_count("global"), 3);
         e.remove_presence("global", "sessions/a");
         let ids: Vec<String> = e.presence("global").into_iter().map(|p| p.id).collect();
         assert_eq!(ids, ["b", "c"]);
+        assert_eq!(e.presence_count("global"), 2);
+        // A client added again is listed as a new arrival.
+        e.add_presence("global", Arc::new(PresenceEntry::new(info("b"))));
+        let ids: Vec<String> = e.presence("global").into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["c", "b"]);
         assert_eq!(e.presence_count("global"), 2);
     }
 

@@ -304,12 +304,13 @@ pub trait Broker: Send + Sync + fmt::Debug {
 
 /// Who is connected.
 pub trait Presence: Send + Sync + fmt::Debug {
-    /// Adds a client, named by its own channel (`sessions/{id}`, `agents/{id}`: unique over both kinds). The
-    /// name and the info are shared (`Arc`) with whoever else keeps them (the hub's registry), not copied.
-    fn add_presence(&self, channel: &str, client: Arc<str>, info: Arc<PresenceEntry>);
+    /// Adds a client, named by its own channel (`info.channel()`: `sessions/{id}`, `agents/{id}`, unique over
+    /// both kinds). The info, and the name in it, are shared (`Arc`) with whoever else keeps them (the hub's
+    /// registry), not copied.
+    fn add_presence(&self, channel: &str, info: Arc<PresenceEntry>);
     fn remove_presence(&self, channel: &str, client: &str);
     /// Replaces a present client's info in its place (a stale mark); nothing if it is not present.
-    fn update_presence(&self, channel: &str, client: &str, info: Arc<PresenceEntry>);
+    fn update_presence(&self, channel: &str, info: Arc<PresenceEntry>);
     /// Everyone present in `channel`, in the order they arrived, in the wire form.
     fn presence(&self, channel: &str) -> Vec<PresenceInfo>;
     fn presence_count(&self, channel: &str) -> usize;
