@@ -360,6 +360,7 @@ impl Live {
             if self.beat.ping_due {
                 self.beat.ping_due = false;
                 // Boxed: a ping's write happens once a period, and its state should not size the idle loop.
+                self.give_back_tick();
                 let pinged = Box::pin(self.ping()).await;
                 self.read_waits = false; // it may have waited: whatever woke it then is unseen
                 pinged?;
@@ -378,6 +379,7 @@ impl Live {
                 Next::Wait => {}
                 Next::FlushBlocked => {
                     // Boxed: only a backlog the socket cannot take at once waits here.
+                    self.give_back_tick();
                     let flushed = Box::pin(self.flush_blocked()).await;
                     self.read_waits = false; // it waited: whatever woke it then is unseen
                     flushed?;
@@ -470,6 +472,15 @@ impl Live {
         // The task waits: what wakes it may be the socket.
         self.read_waits = false;
         Poll::Pending
+    }
+
+    /// A tick taken from the mailbox but not handled yet goes back to it before a write that may wait: the write
+    /// watches the heartbeat through the mailbox (`interruptible`), and a period that ended must count there.
+    fn give_back_tick(&mut self) {
+        if self.signals & outbox::TICK != 0 {
+            self.signals &= !outbox::TICK;
+            self.conn.peer.tick();
+        }
     }
 
     /// `event` if the mailbox raised `signal` (then it is taken).
