@@ -187,6 +187,9 @@ pub fn dashboard_view(text: &str) {
     }
 }
 
+/// The object key serde_json's `Value` visitor takes for its raw-value token.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
 /// `json_reader` accepts exactly the JSON serde_json's `Value` accepts and reads the same value; its validating
 /// skip (`IgnoredAny`) and its raw slices agree.
 pub fn json_reader(text: &str) {
@@ -194,8 +197,13 @@ pub fn json_reader(text: &str) {
     let ours = json_reader::from_str::<Value>(text);
     match (&theirs, &ours) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?}"),
-        // serde_json's data errors come from `Value`'s own visitor (its raw-value token), which both run.
-        (Err(t), Err(e)) if !t.is_data() => assert_eq!(*e, ReadError::Syntax, "{text:?}"),
+        // serde_json's data errors come from `Value`'s own visitor (its raw-value token), which both run. That
+        // visitor, given the key `$serde_json::private::RawValue`, reads one value and returns without reading the
+        // rest of the object: serde_json's reader then finds a syntax error further on, ours the object left
+        // unread (a data error) first. Any error is right for such a text.
+        (Err(t), Err(e)) if !t.is_data() && !text.contains(RAW_VALUE_TOKEN) => {
+            assert_eq!(*e, ReadError::Syntax, "{text:?}")
+        }
         (Err(_), Err(_)) => {}
         _ => panic!("json_reader and serde_json disagree on {text:?}: {theirs:?} vs {ours:?}"),
     }
