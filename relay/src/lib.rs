@@ -6,6 +6,7 @@
 mod access;
 mod assets;
 pub mod auth;
+mod clock;
 mod coalesce;
 pub mod config;
 mod connection;

@@ -509,8 +509,11 @@ impl Live {
         let mut corked = 0;
         let mut closed = false;
         let mut heard = false;
+        // The read's one clock reading, taken at its first message (`clock.rs`).
+        let mut clock = None;
         let read = reader.read(&mut |received: Received<'_>| {
             if !heard {
+                clock = Some(crate::clock::Scope::open());
                 // Before the message is handled: a stale session is fresh again before what it sends is seen.
                 beat.heard(conn);
                 heard = true;
@@ -529,6 +532,7 @@ impl Live {
             handled.map(|()| limit)
         });
         drop(cork);
+        drop(clock);
         match read {
             // Part of a frame is something heard too (a large message arriving slowly).
             Ok(ReadOutcome::Read) if !heard => beat.heard(conn),
@@ -935,13 +939,13 @@ fn on_received(
 ) -> Result<(), End> {
     match received {
         Received::Text(text) => {
-            timers.last_message = Instant::now();
+            timers.last_message = Instant::from_std(crate::clock::instant());
             if conn.admit(text.len(), timers.last_message)? {
                 conn.on_text(text);
             }
         }
         Received::Binary(len) => {
-            timers.last_message = Instant::now();
+            timers.last_message = Instant::from_std(crate::clock::instant());
             conn.hub.metrics.inbound("binary", len);
             if conn.admit(len, timers.last_message)? {
                 conn.on_binary();
@@ -965,7 +969,7 @@ fn on_received(
             *closed = true;
         }
         Received::Oversize(o) => {
-            timers.last_message = Instant::now();
+            timers.last_message = Instant::from_std(crate::clock::instant());
             conn.on_oversize(o, timers.last_message)?;
         }
     }

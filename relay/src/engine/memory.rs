@@ -20,7 +20,6 @@ use std::time::Instant;
 use devrelay_protocol::session_event::names;
 use devrelay_protocol::splice;
 use devrelay_protocol::v2::{publication_frame, publication_frame_len, PresenceInfo};
-use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
@@ -364,7 +363,8 @@ impl Broker for MemoryEngine {
             }
             s.offset += 1;
             let legacy = legacy.take().flatten();
-            let now = Millis::now();
+            // The read's clock for a message from a connection (`clock.rs`).
+            let now = crate::clock::millis();
             let epoch = s.epoch.text();
             let epoch = epoch.as_str();
             let frame = match deferrable(event, data, legacy.as_ref(), data_in_legacy.as_ref()) {
@@ -384,7 +384,7 @@ impl Broker for MemoryEngine {
                 kind,
                 frame,
                 legacy,
-                at: Instant::now(),
+                at: crate::clock::instant(),
             });
             delivery.deliver(&publication);
             self.remember(s, &publication);
@@ -536,6 +536,7 @@ mod tests {
 
     use super::*;
     use crate::engine::Kind;
+    use devrelay_protocol::Millis;
     use std::time::Duration;
 
     const LIMITS: HistoryLimits = HistoryLimits {
