@@ -637,6 +637,18 @@ impl Config {
         self.max_message_bytes.max(self.max_snapshot_bytes)
     }
 
+    /// The `devrelay` binary's worker threads when `--worker-threads` is not given: half the CPUs, at least one.
+    ///
+    /// The relay is one side of every delivery; its clients (on a developer's machine the app and the browser,
+    /// in the benchmarks the load generator) need the other CPUs for theirs. A worker per CPU makes the relay's
+    /// threads compete with them and with each other: on tokio's work-stealing pool each readiness event also
+    /// wakes a sibling worker to look for work, and two threads publishing to one dashboard contend for its
+    /// queue's lock. On two CPUs one thread cost 20-25 % less CPU per delivery (scenarios a and c) at the same
+    /// throughput (b, c) and a shorter connect tail (d) than two (BENCHMARKS.md, "Worker threads").
+    pub fn default_worker_threads(cpus: usize) -> usize {
+        (cpus / 2).clamp(1, *Self::WORKER_THREADS.end())
+    }
+
     /// Checks a `--worker-threads` value (the runtime is the binary's, not [`crate::run`]'s, so it is not a field).
     pub fn validate_worker_threads(threads: usize) -> Result<(), ConfigError> {
         in_range(
@@ -888,6 +900,21 @@ mod tests {
             .validate(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_default_worker_threads_are_half_the_cpus_and_at_least_one() {
+        let by_cpus: Vec<usize> = [0, 1, 2, 3, 4, 8, 64, 4096]
+            .into_iter()
+            .map(Config::default_worker_threads)
+            .collect();
+        assert_eq!(by_cpus, [1, 1, 1, 1, 2, 4, 32, 1024]);
+        for cpus in 0..5000 {
+            assert_eq!(
+                Config::validate_worker_threads(Config::default_worker_threads(cpus)),
+                Ok(())
+            );
+        }
     }
 
     #[test]

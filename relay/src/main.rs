@@ -103,8 +103,8 @@ struct ServeArgs {
     /// No effect (was tungstenite's read buffer; the relay reads frames itself); accepted for old command lines.
     #[arg(long, env = "DEVRELAY_READ_BUFFER_BYTES", default_value_t = Config::default().read_buffer_bytes)]
     read_buffer_bytes: usize,
-    /// Runtime worker threads (default: one per CPU). Fewer threads mean fewer cross-thread wake-ups per
-    /// fan-out, at the price of parallelism.
+    /// Runtime worker threads (default: half the CPUs, at least one). Fewer threads mean fewer cross-thread
+    /// wake-ups per fan-out and less CPU per delivery; more, parallelism once the relay's load passes a core.
     #[arg(long, env = "DEVRELAY_WORKER_THREADS")]
     worker_threads: Option<usize>,
     /// No effect (was tungstenite's write buffer; frames go through the outbox); accepted for old command lines.
@@ -346,12 +346,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n);
-    }
-    builder.build().context("starting the tokio runtime")
+    let threads = worker_threads.unwrap_or_else(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Config::default_worker_threads(cpus)
+    });
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(threads)
+        .build()
+        .context("starting the tokio runtime")
 }
 
 async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
