@@ -586,21 +586,8 @@ fn the_binary_serves_a_dashboard_dir_and_says_where() {
     }
 
     // A reader that leaves after the first line (`devrelay | head -1`) does not take the relay down.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap(); // and the pipe closes here
-    let addr: SocketAddr = line
-        .trim()
-        .trim_start_matches("devrelay listening on ws://")
-        .parse()
-        .unwrap();
+    let (mut child, url) = util::start_binary(&[], &[], Stdio::null()); // stdout closed after its first line
+    let addr: SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
     assert_eq!(rt.block_on(get(addr, "/health", &[])).status, 200);
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

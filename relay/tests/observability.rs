@@ -595,24 +595,11 @@ async fn queue_depth_shows_a_dashboard_that_stopped_reading() {
 
 /// Runs the binary with `args`, opens and closes one WebSocket, stops it with SIGTERM; returns stderr's lines.
 fn binary_stderr(args: &[&str]) -> Vec<String> {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
-        .args(["--port", "0"])
-        .args(args)
-        .env("RUST_LOG", "devrelay=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("devrelay listening on ws://")
-        .to_string();
+    use std::io::Read;
+    use std::process::Stdio;
+    let (mut child, url) =
+        util::start_binary(args, &[("RUST_LOG", "devrelay=debug")], Stdio::piped());
+    let addr = url.trim_start_matches("ws://").to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = Client::connect(&format!("ws://{addr}")).await;

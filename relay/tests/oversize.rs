@@ -198,28 +198,11 @@ fn peak_rss(pid: u32) -> u64 {
 
 #[test]
 fn a_64_mib_frame_is_never_held_in_memory() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
-        .args([
-            "--port",
-            "0",
-            "--no-auth",
-            "--max-inbound-bytes-per-sec",
-            "17179869184",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .trim_start_matches("devrelay listening on ")
-        .to_string();
+    let (mut child, url) = util::start_binary(
+        &["--no-auth", "--max-inbound-bytes-per-sec", "17179869184"],
+        &[],
+        std::process::Stdio::null(),
+    );
     let pid = child.id();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (before, after) = rt.block_on(async {
@@ -233,7 +216,7 @@ fn a_64_mib_frame_is_never_held_in_memory() {
         assert_eq!(error(&mut sdk).await["code"], "too_big");
         (before, peak_rss(pid))
     });
-    let _ = Command::new("kill")
+    let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();

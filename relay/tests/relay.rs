@@ -736,26 +736,13 @@ fn the_binary_refuses_out_of_range_flags_with_an_error_naming_them() {
 #[test]
 #[cfg(target_os = "linux")]
 fn the_binary_runs_half_the_cpus_as_worker_threads_unless_told() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (args, want) in [
         (vec![], devrelay::Config::default_worker_threads(cpus)),
         (vec!["--worker-threads", "3"], 3),
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_devrelay"))
-            .args(["--port", "0"])
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         // Listening: the runtime and its workers are up (tokio starts every worker with the runtime).
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("devrelay listening on"), "{line}");
+        let (mut child, _) = util::start_binary(&args, &[], std::process::Stdio::null());
         let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
             .unwrap()
             .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())

@@ -19,6 +19,35 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound on waiting for something that should happen; a hang fails the test instead of blocking CI.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The `devrelay` binary, started with `--port 0`, `args` and `env`, once it has printed its first line (its
+/// stdout is closed after it, as `devrelay | head -1` would); returns the child and the URL that line names
+/// (`ws://127.0.0.1:PORT`). `stderr` says where its log goes.
+pub fn start_binary(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devrelay"))
+        .args(["--port", "0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("devrelay listening on ")
+        .unwrap_or_else(|| panic!("not the listening line: {line:?}"))
+        .to_string();
+    (child, url)
+}
+
 pub struct Relay {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
