@@ -397,7 +397,9 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let _ =
         writeln!(out, "devrelay listening on ws://{addr}\n{dashboard}").and_then(|()| out.flush());
     drop(out);
-    tracing::info!(%addr, version = devrelay::VERSION, "relay started; health at http://{addr}/health");
+    let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(%addr, version = devrelay::VERSION, worker_threads,
+        "relay started; health at http://{addr}/health");
     devrelay::run(listener, config, shutdown).await?;
     tracing::info!("relay stopped");
     Ok(())

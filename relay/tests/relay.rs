@@ -732,25 +732,43 @@ fn the_binary_refuses_out_of_range_flags_with_an_error_naming_them() {
 }
 
 /// The binary's tokio worker threads: half the CPUs (at least one) unless `--worker-threads` says otherwise —
-/// counted in /proc, so a default that `main` ignored (tokio's own is one per CPU) fails here.
+/// as the runtime itself counts them (`worker_threads` in the start-up log line, from tokio's metrics), so a
+/// default that `main` ignored (tokio's own is one per CPU) fails here. (Not from /proc: the blocking pool's
+/// threads, such as the one that writes the token file, carry the workers' name.)
 #[test]
-#[cfg(target_os = "linux")]
 fn the_binary_runs_half_the_cpus_as_worker_threads_unless_told() {
+    use std::io::{BufRead, BufReader};
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (args, want) in [
         (vec![], devrelay::Config::default_worker_threads(cpus)),
         (vec!["--worker-threads", "3"], 3),
     ] {
-        // Listening: the runtime and its workers are up (tokio starts every worker with the runtime).
-        let (mut child, _) = util::start_binary(&args, &[], std::process::Stdio::null());
-        let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|name| name.trim() == "tokio-rt-worker")
-            .count();
+        let args: Vec<&str> = args.into_iter().chain(["--log-format", "json"]).collect();
+        let (mut child, _) = util::start_binary(&args, &[], std::process::Stdio::piped());
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+                .find(|v| {
+                    v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("relay started"))
+                });
+            let _ = tx.send(started);
+        });
+        // Bounded: a binary that never logs its start fails the test rather than hanging it.
+        let started = rx.recv_timeout(PATIENCE);
         let _ = child.kill();
         let _ = child.wait();
-        assert_eq!(workers, want, "{args:?} on {cpus} CPUs");
+        let started = started.ok().flatten().expect("no start-up line");
+        assert_eq!(
+            started["worker_threads"].as_u64(),
+            Some(want as u64),
+            "{args:?} on {cpus} CPUs: {started}"
+        );
     }
 }
 
