@@ -174,17 +174,34 @@ impl<'de> Reader<'de> {
 
     /// A string starting at the current `"`; borrowed from the input unless it has escapes. Slices with `get`:
     /// the positions are always on char boundaries, but an index that could panic would link core's
-    /// slice-error formatting into the wasm client (~3.8 KB gzip, with `char`'s `Debug`).
+    /// slice-error formatting into the wasm client (~3.8 KB gzip, with `char`'s `Debug`). Most strings (every
+    /// key, most values) have no escape: one scan to the closing quote and the slice; the rest go on in
+    /// [`Reader::escaped_string`].
     #[inline(never)]
     fn string(&mut self) -> Result<Cow<'de, str>, ReadError> {
-        self.pos += 1;
-        let start = self.pos;
+        let start = self.pos + 1;
+        let bytes = self.bytes();
+        let end = start + plain_run(bytes.get(start..).unwrap_or_default());
+        if bytes.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            return self
+                .text
+                .get(start..end)
+                .map(Cow::Borrowed)
+                .ok_or(ReadError::Syntax);
+        }
+        self.pos = end;
+        self.escaped_string(start)
+    }
+
+    /// The rest of a string that [`Reader::string`] did not finish: `start` is its first byte, the cursor at the
+    /// first byte that needs attention (an escape, a control character, the end of the text).
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize) -> Result<Cow<'de, str>, ReadError> {
         let bytes = self.bytes();
         let mut owned: Option<String> = None;
         let mut run = start;
         loop {
-            // Most of a string is plain bytes: skip them eight at a time.
-            self.pos += plain_run(bytes.get(self.pos..).unwrap_or_default());
             let b = *bytes.get(self.pos).ok_or(ReadError::Syntax)?;
             match b {
                 b'"' => {
@@ -222,6 +239,8 @@ impl<'de> Reader<'de> {
                 0..=0x1f => return Err(ReadError::Syntax),
                 _ => self.pos += 1,
             }
+            // Most of a string is plain bytes: skip them in steps (`plain_run`).
+            self.pos += plain_run(bytes.get(self.pos..).unwrap_or_default());
         }
     }
 
