@@ -292,9 +292,22 @@ impl<'de> Reader<'de> {
         if negative {
             self.pos += 1;
         }
+        // The integer part's digits, read into `v` as they are counted (wrapping: exact up to 19 digits).
+        let bytes = self.bytes();
         let int_start = self.pos;
-        let int_len = self.digits();
-        if int_len == 0 || (int_len > 1 && self.bytes()[int_start] == b'0') {
+        let mut v: u64 = 0;
+        let mut end = int_start;
+        while let Some(d) = bytes
+            .get(end)
+            .map(|b| b.wrapping_sub(b'0'))
+            .filter(|&d| d < 10)
+        {
+            v = v.wrapping_mul(10).wrapping_add(u64::from(d));
+            end += 1;
+        }
+        self.pos = end;
+        let int_len = end - int_start;
+        if int_len == 0 || (int_len > 1 && bytes[int_start] == b'0') {
             return Err(ReadError::Syntax);
         }
         let mut frac = (self.pos, self.pos);
@@ -334,20 +347,23 @@ impl<'de> Reader<'de> {
         }
         let int_digits = &self.bytes()[int_start..int_start + int_len];
         if frac.0 == frac.1 && !has_exp {
-            // An integer: u64 / i64 when it fits (as serde_json), else a float.
-            let mut v: u64 = 0;
-            let fits = int_digits.iter().all(|&b| {
-                match v
-                    .checked_mul(10)
-                    .and_then(|x| x.checked_add(u64::from(b - b'0')))
-                {
-                    Some(x) => {
-                        v = x;
-                        true
+            // An integer: u64 / i64 when it fits (as serde_json), else a float. Up to 19 digits always fit
+            // (10^19 - 1 < 2^64): `v` is the value; from 20 on it is computed again, checked.
+            let fits = int_len < 20 || {
+                v = 0;
+                int_digits.iter().all(|&b| {
+                    match v
+                        .checked_mul(10)
+                        .and_then(|x| x.checked_add(u64::from(b - b'0')))
+                    {
+                        Some(x) => {
+                            v = x;
+                            true
+                        }
+                        None => false,
                     }
-                    None => false,
-                }
-            });
+                })
+            };
             if fits {
                 if !negative {
                     return Ok(Number::U64(v));
@@ -1062,6 +1078,15 @@ mod tests {
             "-1",
             "18446744073709551615",
             "18446744073709551616",
+            "9999999999999999999",
+            "-9999999999999999999",
+            "10000000000000000000",
+            "99999999999999999999",
+            "1763812801500",
+            "-1763812801500",
+            "1000000000000",
+            "[1763812801500,-0,0,7]",
+            "12345678901234567890123",
             "-9223372036854775808",
             "-9223372036854775809",
             "1.5",
