@@ -942,10 +942,13 @@ fn decode_one(text: &str) -> Result<RelayInbound, DecodeError> {
 /// session id with a space, say) is escaped.
 /// Whether `name` is written as it is (quoted, no escapes): every character one `channel::is_name_char`
 /// allows. Byte by byte, which is the same thing (a byte from 0x80 up belongs to a character it refuses), and
-/// a fraction of the cost of decoding characters: the relay asks this for every frame it stamps.
+/// a fraction of the cost of decoding characters: the relay asks this for every frame it stamps. A fold
+/// without an early exit, so that the compiler checks sixteen bytes per step (SSE2; `all` with its early exit
+/// stays a byte-at-a-time loop).
 fn plain_name(name: &str) -> bool {
-    name.bytes()
-        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'*'))
+    name.bytes().fold(true, |plain, b| {
+        plain & b.is_ascii_graphic() & (b != b'"') & (b != b'\\') & (b != b'*')
+    })
 }
 
 fn push_name(out: &mut String, name: &str) {
@@ -1063,6 +1066,19 @@ mod tests {
         ] {
             let by_char = name.chars().all(crate::channel::is_name_char);
             assert_eq!(plain_name(name), by_char, "{name:?}");
+        }
+        // Every ASCII character and two non-ASCII ones at every position of names up to 40 bytes (the
+        // vectorized fold's full steps and its tail).
+        let odd = (0..0x80u8).map(char::from).chain(['é', '😀']);
+        for c in odd {
+            for len in 1..40 {
+                for at in 0..len {
+                    let name: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                    let by_char = name.chars().all(crate::channel::is_name_char);
+                    assert_eq!(plain_name(&name), by_char, "{name:?}");
+                    assert_eq!(name_len(&name), serde_json::to_string(&name).unwrap().len());
+                }
+            }
         }
     }
 
