@@ -176,8 +176,11 @@ impl<'de> Reader<'de> {
     /// the positions are always on char boundaries, but an index that could panic would link core's
     /// slice-error formatting into the wasm client (~3.8 KB gzip, with `char`'s `Debug`). Most strings (every
     /// key, most values) have no escape: one scan to the closing quote and the slice; the rest go on in
-    /// [`Reader::escaped_string`].
-    #[inline(never)]
+    /// [`Reader::escaped_string`]. Inlined on x86_64, where it is a dozen instructions and its callers read
+    /// most of a frame's strings (the call and the returned `Result<Cow>` through memory were a third of a
+    /// short key's cost); kept out of line elsewhere, where code size matters more (the wasm client).
+    #[cfg_attr(target_arch = "x86_64", inline(always))]
+    #[cfg_attr(not(target_arch = "x86_64"), inline(never))]
     fn string(&mut self) -> Result<Cow<'de, str>, ReadError> {
         let start = self.pos + 1;
         let bytes = self.bytes();
