@@ -1303,14 +1303,8 @@ mod tests {
         let reader = tokio::spawn(async move {
             opened.notified().await;
             let mut got = Vec::new();
-            let mut chunk = vec![0u8; 1 << 16];
-            loop {
-                let n = peer_side.read(&mut chunk).await.unwrap();
-                if n == 0 {
-                    return got;
-                }
-                got.extend_from_slice(&chunk[..n]);
-            }
+            peer_side.read_to_end(&mut got).await.unwrap();
+            got
         });
         let (mut short_writes, mut short_gathered) = (0, 0);
         for round in &rounds {
@@ -1388,14 +1382,8 @@ mod tests {
         let reader = tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut all = Vec::new();
-            let mut chunk = vec![0u8; 1 << 16];
-            loop {
-                let n = peer_side.read(&mut chunk).await.unwrap();
-                if n == 0 {
-                    return all;
-                }
-                all.extend_from_slice(&chunk[..n]);
-            }
+            peer_side.read_to_end(&mut all).await.unwrap();
+            all
         });
         let tcp = out.socket().unwrap();
         while out.flush(&latency).unwrap() == Flushed::Blocked {
