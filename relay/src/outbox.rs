@@ -939,7 +939,7 @@ pub use cork::Cork;
 /// it) and is `!Send`, so a future that held one across an `.await` could not be spawned: a cork cannot
 /// outlive the synchronous handling it wraps or leak onto another thread.
 mod cork {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::marker::PhantomData;
     use std::sync::Arc;
 
@@ -954,11 +954,17 @@ mod cork {
         /// `Some` while this thread holds a cork: the mailboxes corked since.
         static CORKED: RefCell<Option<Vec<Arc<Mailbox>>>> = const { RefCell::new(None) };
         static SPARE: RefCell<Vec<Arc<Mailbox>>> = const { RefCell::new(Vec::new()) };
+        /// The held cork is for a burst of one ([`Cork::new`]'s `lone`).
+        static LONE: Cell<bool> = const { Cell::new(false) };
     }
 
-    /// Registers an idle peer with this thread's cork, if there is one (`false`: none, write as usual).
+    /// Registers an idle peer with this thread's cork, if there is one (`false`: none, write as usual). A lone
+    /// cork takes only the peers that would otherwise wake their task (batching ones): the others are written
+    /// at once, which for a burst of one is what the lift would do, without the queue, the list and the second
+    /// lock (~200 instructions a delivery in scenario a, BENCHMARKS.md).
     pub(super) fn register(mailbox: &Arc<Mailbox>, s: &mut State) -> bool {
         CORKED.with(|c| match c.borrow_mut().as_mut() {
+            Some(_) if s.inline && LONE.with(Cell::get) => false,
             Some(list) => {
                 s.corked = true;
                 list.push(mailbox.clone());
@@ -983,14 +989,17 @@ mod cork {
         /// conflated in `metrics` (as the connection's own writer does after a flush). The first
         /// `inline_peers` peers corked are written by this thread when it lifts the cork; the rest are handed to
         /// their own tasks, which other worker threads run meanwhile — a big fan-out is written in parallel
-        /// instead of one peer after another on the publisher's thread.
-        pub fn new(metrics: &'a Arc<Metrics>, inline_peers: usize) -> Cork<'a> {
+        /// instead of one peer after another on the publisher's thread. `lone`: the cork is for one message
+        /// (`ws_reader::last_of_read`), so only peers that batch are corked; the rest are written as they are
+        /// given it.
+        pub fn new(metrics: &'a Arc<Metrics>, inline_peers: usize, lone: bool) -> Cork<'a> {
             let owner = CORKED.with(|c| {
                 let mut c = c.borrow_mut();
                 if c.is_some() {
                     return false;
                 }
                 *c = Some(SPARE.with(|s| std::mem::take(&mut *s.borrow_mut())));
+                LONE.with(|l| l.set(lone));
                 true
             });
             Cork {
@@ -1007,6 +1016,7 @@ mod cork {
             if !self.owner {
                 return;
             }
+            LONE.with(|l| l.set(false));
             let Some(mut list) = CORKED.with(|c| c.borrow_mut().take()) else {
                 return;
             };
@@ -1494,7 +1504,7 @@ mod tests {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         for (budget, signal) in [(0, WORK), (1, 0)] {
             {
-                let _cork = Cork::new(&metrics, budget);
+                let _cork = Cork::new(&metrics, budget, false);
                 assert_eq!(peer.deliver(frame(6)), Delivery::Queued);
                 assert_eq!(out.poll_signals(&mut cx), 0, "corked: nothing yet");
             }
@@ -1508,6 +1518,48 @@ mod tests {
         assert!(peer.request_close(CloseCode::SlowConsumer));
         assert_eq!(out.poll_signals(&mut cx), 0);
         assert_eq!(out.close_requested(), Some(CloseCode::SlowConsumer));
+    }
+
+    /// A cork for a burst of one (`lone`) holds only what would wake a task: a plain peer is written as it is
+    /// given the frame (`Written`, nothing queued, nothing for its task), a batching one is corked and written
+    /// at the lift (one frame, no wake-up); the next cork, not lone, corks both again.
+    #[tokio::test]
+    async fn a_lone_cork_writes_plain_peers_at_once_and_corks_only_batching_ones() {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let (plain_side, mut plain_reader) = socket_pair().await;
+        let (batch_side, mut batch_reader) = socket_pair().await;
+        let (plain, mut plain_out) = outbox(1, 8, 1 << 20);
+        let (batching, mut batch_out) = outbox(2, 8, 1 << 20);
+        plain.attach(Arc::new(plain_side));
+        batching.attach(Arc::new(batch_side));
+        batching.set_batch(Some((8, 1 << 20)));
+        {
+            let _cork = Cork::new(&metrics, usize::MAX, true);
+            assert_eq!(plain.deliver(frame(3)), Delivery::Written);
+            assert_eq!(plain.depth(), (0, 0));
+            assert_eq!(batching.deliver(frame(4)), Delivery::Queued);
+            assert_eq!(batching.depth(), (1, 4), "corked until the lift");
+            // A nested cork changes nothing: the outer one is lone until it is lifted.
+            let _inner = Cork::new(&metrics, usize::MAX, false);
+            assert_eq!(plain.deliver(frame(2)), Delivery::Written);
+        }
+        assert_eq!(read_frames(&mut plain_reader, 2).await, ["xxx", "xx"]);
+        assert_eq!(read_frames(&mut batch_reader, 1).await, ["xxxx"]);
+        assert_eq!(batching.depth(), (0, 0));
+        assert_eq!(plain_out.poll_signals(&mut cx), 0);
+        assert_eq!(batch_out.poll_signals(&mut cx), 0, "the lift wrote it");
+        {
+            let _cork = Cork::new(&metrics, usize::MAX, false);
+            assert_eq!(
+                plain.deliver(frame(5)),
+                Delivery::Queued,
+                "not lone: corked"
+            );
+            assert_eq!(plain.depth(), (1, 5));
+        }
+        assert_eq!(read_frames(&mut plain_reader, 1).await, ["xxxxx"]);
+        assert_eq!(plain_out.poll_signals(&mut cx), 0);
     }
 
     /// Past its inline budget a lift hands its peers to a writer task (`inline_peers` of them each) instead of
@@ -1526,7 +1578,7 @@ mod tests {
             peers.push((peer, out));
         }
         {
-            let _cork = Cork::new(&metrics, 2);
+            let _cork = Cork::new(&metrics, 2, false);
             for (peer, _) in &peers {
                 assert_eq!(peer.deliver(frame(7)), Delivery::Queued);
             }
@@ -1579,8 +1631,8 @@ mod tests {
         peer.attach(Arc::new(relay_side));
         let metrics = Arc::new(crate::metrics::Metrics::default());
         {
-            let _cork = Cork::new(&metrics, usize::MAX);
-            let _inner = Cork::new(&metrics, usize::MAX); // nested: a no-op, the outer one lifts
+            let _cork = Cork::new(&metrics, usize::MAX, false);
+            let _inner = Cork::new(&metrics, usize::MAX, false); // nested: a no-op, the outer one lifts
             for i in 0..10 {
                 let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
                 assert_eq!(peer.deliver(item), Delivery::Queued, "corked: queued");
@@ -1613,7 +1665,7 @@ mod tests {
             peer.attach(Arc::new(relay_side));
             peer.set_batch(Some((100, 1 << 20)));
             {
-                let _cork = Cork::new(&metrics, budget);
+                let _cork = Cork::new(&metrics, budget, false);
                 for i in 0..4 {
                     let item = Item::plain(Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)));
                     assert_eq!(peer.deliver(item), Delivery::Queued);
@@ -1659,7 +1711,7 @@ mod tests {
             Instant::now(),
         );
         {
-            let _cork = Cork::new(&metrics, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX, false);
             for (peer, _) in &peers {
                 assert_eq!(peer.deliver(publication("a", old)), Delivery::Queued);
             }
@@ -1689,7 +1741,7 @@ mod tests {
         busy.attach(Arc::new(relay_side));
         // A backlog without a writer at work: the first frame is queued by hand (no socket yet on `gone`).
         {
-            let _cork = Cork::new(&metrics, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX, false);
             assert_eq!(gone.deliver(frame(3)), Delivery::Queued);
             drop(gone_out);
             assert_eq!(
@@ -1705,7 +1757,7 @@ mod tests {
             Peer::enqueue(&mut s, frame(5), 5);
         }
         {
-            let _cork = Cork::new(&metrics, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX, false);
             assert_eq!(busy.deliver(frame(6)), Delivery::Queued);
             assert!(
                 !busy.mailbox.lock().corked,
@@ -1727,7 +1779,7 @@ mod tests {
         a.attach(Arc::new(a_side));
         b.attach(Arc::new(b_side));
         {
-            let _cork = Cork::new(&metrics, 1);
+            let _cork = Cork::new(&metrics, 1, false);
             for peer in [&a, &b, &a, &b] {
                 assert_eq!(peer.deliver(frame(4)), Delivery::Queued);
             }
@@ -1753,7 +1805,7 @@ mod tests {
         let (peer, _out) = outbox(1, 8, 1 << 20);
         peer.attach(Arc::new(relay_side));
         {
-            let _cork = Cork::new(&metrics, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX, false);
             for i in 0..20 {
                 let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
                 assert_eq!(
@@ -1777,7 +1829,7 @@ mod tests {
         let (peer, _out) = outbox(1, 8, 1 << 20);
         peer.attach(Arc::new(relay_side));
         {
-            let _cork = Cork::new(&metrics, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX, false);
             peer.deliver(snapshot(1, "old"));
             peer.deliver(snapshot(1, "new"));
         }
@@ -1810,7 +1862,7 @@ mod tests {
         // An SDK's `handshake_ack`: queued under its connection's cork, written at the lift.
         for i in 0..3 {
             {
-                let _cork = Cork::new(&metrics, usize::MAX);
+                let _cork = Cork::new(&metrics, usize::MAX, false);
                 let item = Item::plain(Utf8Bytes::from(format!("ack{i}")));
                 assert_eq!(peer.deliver(item), Delivery::Queued);
                 assert_eq!(heap_slots(&peer), 0, "queued inline");
@@ -1854,7 +1906,7 @@ mod tests {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let latency = Histogram::default();
         let burst = |from: usize| {
-            let _cork = Cork::new(&metrics, usize::MAX);
+            let _cork = Cork::new(&metrics, usize::MAX, false);
             for i in from..from + 10 {
                 let item = Item::plain(Utf8Bytes::from(format!("m{i}")));
                 assert_eq!(peer.deliver(item), Delivery::Queued);

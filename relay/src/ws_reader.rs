@@ -21,7 +21,7 @@
 //!   the peer's close frame is skipped, up to [`DRAIN_MAX_BYTES`], so the close handshake completes and the peer
 //!   sees 1009 and the reason, not a reset.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -62,6 +62,16 @@ const OP_PONG: u8 = 0xa;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+    /// Whether the message being handed on is the last whole one of the bytes its read holds ([`last_of_read`]).
+    static LAST_OF_READ: Cell<bool> = const { Cell::new(true) };
+}
+
+/// For a handler of [`Received`], on the thread the reader calls it on: `true` if nothing follows the message
+/// in the bytes this read took from the socket — a burst of one, so a cork opened for it would hold this one
+/// message only (`connection::serve`). A read that filled its buffer may have left more in the socket: that
+/// is the next read's burst.
+pub fn last_of_read() -> bool {
+    LAST_OF_READ.with(Cell::get)
 }
 
 /// A message the reader kept from the connection because it is over the limit.
@@ -273,6 +283,7 @@ impl FrameReader {
                         }
                     }
                     input = std::mem::take(&mut input).split_at_mut(used).1;
+                    LAST_OF_READ.with(|l| l.set(input.is_empty()));
                     if (have as usize) < header_len(&buf[..have as usize]) {
                         self.state = State::Header { buf, have };
                     } else {
@@ -285,6 +296,7 @@ impl FrameReader {
                     let n = head.left.min(input.len() as u64) as usize;
                     let (part, rest) = std::mem::take(&mut input).split_at_mut(n);
                     input = rest;
+                    LAST_OF_READ.with(|l| l.set(input.is_empty()));
                     let r = self.on_payload(&mut head, part, on);
                     self.state = if head.left == 0 {
                         header()
@@ -655,6 +667,7 @@ impl FrameReader {
         );
         head.seen += n as u64;
         head.left -= n as u64;
+        LAST_OF_READ.with(|l| l.set(true));
         self.state = if head.left == 0 {
             header()
         } else {
