@@ -36,14 +36,24 @@ pub fn trim(json: &str) -> &str {
 
 /// `{"type":"stream_event_update","sessionId":…,"event":<raw stream_event frame>}`.
 pub fn stream_event_update(session_id: &str, raw_stream_event: &str) -> String {
-    let raw = trim(raw_stream_event);
-    let mut out = String::with_capacity(raw.len() + session_id.len() + 64);
-    out.push_str(r#"{"type":"stream_event_update","sessionId":"#);
-    push_json_string(&mut out, session_id);
-    out.push_str(r#","event":"#);
-    out.push_str(raw);
-    out.push('}');
+    let mut out = String::with_capacity(update_capacity(session_id, raw_stream_event));
+    push_stream_event_update(&mut out, session_id, raw_stream_event);
     out
+}
+
+/// `stream_event_update`, appended to `out` (a caller that writes something in front of it: the relay's
+/// frames with their WebSocket header).
+pub fn push_stream_event_update(out: &mut String, session_id: &str, raw_stream_event: &str) {
+    out.push_str(r#"{"type":"stream_event_update","sessionId":"#);
+    push_json_string(out, session_id);
+    out.push_str(r#","event":"#);
+    out.push_str(trim(raw_stream_event));
+    out.push('}');
+}
+
+/// About the bytes `stream_event_update` or `state_update` takes for this session and frame.
+pub fn update_capacity(session_id: &str, raw: &str) -> usize {
+    raw.len() + session_id.len() + 64
 }
 
 /// Where `raw_stream_event` (trimmed) is inside `frame`, the `stream_event_update` that `stream_event_update`
@@ -55,6 +65,17 @@ pub fn stream_event_in_update(frame: &str, raw_stream_event: &str) -> Range<usiz
 
 /// `{"type":"state_update","sessionId":…,"snapshot":{<raw state_snapshot members except "type">}}`.
 pub fn state_update(session_id: &str, raw_state_snapshot: &str) -> Result<String, DecodeError> {
+    let mut out = String::with_capacity(update_capacity(session_id, raw_state_snapshot));
+    push_state_update(&mut out, session_id, raw_state_snapshot)?;
+    Ok(out)
+}
+
+/// `state_update`, appended to `out` (nothing is appended if it fails).
+pub fn push_state_update(
+    out: &mut String,
+    session_id: &str,
+    raw_state_snapshot: &str,
+) -> Result<(), DecodeError> {
     let members = serde_json::from_str::<RawMembers<'_>>(raw_state_snapshot).map_err(|e| {
         if e.is_data() {
             DecodeError::MissingType
@@ -62,9 +83,8 @@ pub fn state_update(session_id: &str, raw_state_snapshot: &str) -> Result<String
             DecodeError::BadJson(e.to_string())
         }
     })?;
-    let mut out = String::with_capacity(raw_state_snapshot.len() + session_id.len() + 64);
     out.push_str(r#"{"type":"state_update","sessionId":"#);
-    push_json_string(&mut out, session_id);
+    push_json_string(out, session_id);
     out.push_str(r#","snapshot":{"#);
     let mut first = true;
     for (key, value) in members.0.iter().filter(|(k, _)| !is_type(k)) {
@@ -77,7 +97,7 @@ pub fn state_update(session_id: &str, raw_state_snapshot: &str) -> Result<String
         out.push_str(value.get());
     }
     out.push_str("}}");
-    Ok(out)
+    Ok(())
 }
 
 fn push_json_string(out: &mut String, s: &str) {

@@ -46,7 +46,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::engine::{self, Engine, EngineError, Kind, Position, PublishRequest};
 use crate::limiter::{InboundRates, TokenBucket};
 use crate::metrics::{Metrics, Tally};
-use crate::outbox::{ConnId, Delivery, Item, Peer};
+use crate::outbox::{ConnId, Delivery, Frame, Item, Peer};
 use crate::permission::{AnswerError, Pending, Permissions};
 use crate::presence::{member_id, PresenceEntry};
 use crate::Config;
@@ -606,8 +606,14 @@ impl Hub {
 
     /// Queues a message for one peer (a reply). Overflow closes that peer as a slow consumer.
     pub fn send(&self, peer: &Peer, kind: &str, frame: &Utf8Bytes) {
-        if self.push(peer, Item::plain(frame.clone())).accepted() {
-            self.metrics.outbound(kind, 1, frame.len());
+        self.send_frame(peer, kind, frame.clone().into());
+    }
+
+    /// `send` of a frame built for the wire (a cached seed-000 snapshot).
+    fn send_frame(&self, peer: &Peer, kind: &str, frame: Frame) {
+        let len = frame.len();
+        if self.push(peer, Item::plain(frame)).accepted() {
+            self.metrics.outbound(kind, 1, len);
         }
     }
 
@@ -1151,7 +1157,7 @@ impl Hub {
                     .and_then(|p| p.legacy.clone())
             });
             if let Some(frame) = cached {
-                self.send(&peer, "state_update", &frame);
+                self.send_frame(&peer, "state_update", frame);
             }
         }
         idx.wild[1].push(Subscriber {
@@ -1282,7 +1288,7 @@ impl Hub {
             self.send(peer, "ack", &ack(joined));
             for p in &replay {
                 let item = Item {
-                    frame: p.frame().clone(),
+                    frame: p.frame().clone().into(),
                     conflate: None,
                     at: None,
                 };
@@ -1407,7 +1413,9 @@ impl engine::Delivery for Hub {
             .and_then(wild_slot)
             .map(|slot| idx.wild[slot].as_slice())
             .unwrap_or_default();
-        let conflate = (p.kind == Kind::Snapshot).then_some(p.stream);
+        let conflate = (p.kind == Kind::Snapshot)
+            .then(|| std::num::NonZeroU64::new(p.stream))
+            .flatten();
         let (mut v2, mut legacy) = (0, 0);
         let mut latency = self.metrics.fanout_latency.tally();
         for sub in entry
@@ -1417,12 +1425,12 @@ impl engine::Delivery for Hub {
             .chain(wild)
         {
             let frame = match (sub.format, &p.legacy) {
-                (Format::V2, _) => p.frame(),
-                (Format::Legacy, Some(frame)) => frame,
+                (Format::V2, _) => Frame::from(p.frame().clone()),
+                (Format::Legacy, Some(frame)) => frame.clone(),
                 (Format::Legacy, None) => continue,
             };
             let item = Item {
-                frame: frame.clone(),
+                frame,
                 conflate,
                 at: Some(p.at),
             };
@@ -1903,7 +1911,7 @@ mod tests {
         // The fourth in a row is one too many: the id is contested, the one connection kept.
         let errors = |seen: &mut crate::outbox::Outbox| {
             std::iter::from_fn(|| seen.try_recv())
-                .filter(|i| i.frame.contains("id_conflict"))
+                .filter(|i| i.frame.as_str().contains("id_conflict"))
                 .count()
         };
         for conn in 5..=8 {

@@ -363,14 +363,19 @@ pub struct Tally<'a> {
 
 impl Tally<'_> {
     pub fn record(&mut self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// Records `d` `n` times (a run of frames stamped together, written together).
+    pub fn record_n(&mut self, d: Duration, n: u64) {
         let us = micros(d);
         let bucket = Histogram::bucket(us);
         if bucket != self.bucket {
             self.flush();
             self.bucket = bucket;
         }
-        self.count += 1;
-        self.sum_us = self.sum_us.saturating_add(clamped(us));
+        self.count += n;
+        self.sum_us = self.sum_us.saturating_add(clamped(us).saturating_mul(n));
     }
 
     /// Records the time from `at` until now; a run of the same `at` (the peers of one fan-out written one after
@@ -549,6 +554,22 @@ mod tests {
             tally.record_since(Instant::now() + Duration::from_secs(60)); // in the future: 0
         }
         assert_eq!(h.snapshot().counts[0], 1, "the second stamp measured anew");
+    }
+
+    #[test]
+    fn a_run_recorded_at_once_lands_as_its_values_one_by_one() {
+        let (one_by_one, runs) = (Histogram::default(), Histogram::default());
+        {
+            let mut tally = runs.tally();
+            for (us, n) in [(7, 3), (7, 1), (2000, 5), (1 << 41, 2), (0, 4)] {
+                tally.record_n(Duration::from_micros(us), n);
+                for _ in 0..n {
+                    one_by_one.record(Duration::from_micros(us));
+                }
+            }
+        }
+        assert_eq!(runs.snapshot(), one_by_one.snapshot());
+        assert_eq!(runs.snapshot().count(), 15);
     }
 
     #[test]

@@ -20,12 +20,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::{Buf, Bytes};
 use devrelay_protocol::CloseCode;
 use futures_util::task::AtomicWaker;
 use smallvec::SmallVec;
@@ -52,21 +53,104 @@ pub const WORK: u8 = 1;
 /// A signal: a ping period ended (`pulse.rs`).
 pub const TICK: u8 = 2;
 
+/// A text message as queued: its payload and, when it was built for it ([`Frame::build`]: a fan-out's frame,
+/// serialized once for every peer), its WebSocket header in the same buffer just before it — so that writing
+/// it alone is one buffer as it is, not a header and a payload to gather (~150 instructions a delivery in
+/// scenario a, BENCHMARKS.md). A frame made from a message (`From<Utf8Bytes>`) has no header: the writer puts
+/// one in front.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    bytes: Bytes,
+    /// The header's length at the front of `bytes` (0: none).
+    header: u8,
+}
+
+impl Frame {
+    /// What a built frame's text is written after: the longest header (`text_header`) fits in front of it.
+    const HEADROOM: &'static str = "          ";
+
+    /// Builds a frame in one buffer: `write` appends its text (`capacity`: a size hint, in bytes) and the header
+    /// goes in front of it, in room left for it. `write`'s own result is handed back.
+    pub fn build<R>(capacity: usize, write: impl FnOnce(&mut String) -> R) -> (Frame, R) {
+        let room = Self::HEADROOM.len();
+        let mut text = String::with_capacity(room + capacity);
+        text.push_str(Self::HEADROOM);
+        let r = write(&mut text);
+        let mut bytes = text.into_bytes();
+        let (header, n) = text_header(bytes.len() - room);
+        bytes[room - n..room].copy_from_slice(&header[..n]);
+        let mut bytes = Bytes::from(bytes);
+        bytes.advance(room - n);
+        (
+            Frame {
+                bytes,
+                header: n as u8,
+            },
+            r,
+        )
+    }
+
+    /// The payload's length, in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len() - usize::from(self.header)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload (UTF-8: every frame is made of text).
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[usize::from(self.header)..]
+    }
+
+    /// Part of the payload as text (`None`: out of range, or not on a character boundary).
+    pub fn text(&self, range: std::ops::Range<usize>) -> Option<&str> {
+        std::str::from_utf8(self.payload().get(range)?).ok()
+    }
+
+    /// The payload as text (tests).
+    #[cfg(test)]
+    pub fn as_str(&self) -> &str {
+        self.text(0..self.len()).expect("frames are text")
+    }
+
+    /// The slices that put the frame on the wire: the whole buffer if it holds its header, else `header`
+    /// (this frame's, from `text_header`) and the payload.
+    fn wire<'a>(&'a self, header: &'a [u8]) -> [&'a [u8]; 2] {
+        if self.header > 0 {
+            [&self.bytes[..], &[]]
+        } else {
+            [header, &self.bytes[..]]
+        }
+    }
+}
+
+impl From<Utf8Bytes> for Frame {
+    fn from(text: Utf8Bytes) -> Frame {
+        Frame {
+            bytes: text.into(),
+            header: 0,
+        }
+    }
+}
+
 /// One queued message.
 #[derive(Debug, Clone)]
 pub struct Item {
-    pub frame: Utf8Bytes,
-    /// Snapshots: the stream they belong to (a newer one replaces this one while queued).
-    pub conflate: Option<u64>,
+    pub frame: Frame,
+    /// Snapshots: the stream they belong to (a newer one replaces this one while queued). Not 0, so that an
+    /// item stays 64 bytes with a frame's header length in it (`an_idle_mailbox_stays_small`).
+    pub conflate: Option<NonZeroU64>,
     /// Publications: when they were stamped (fan-out latency is measured at the write).
     pub at: Option<Instant>,
 }
 
 impl Item {
     /// A reply or other message with no queue policy of its own.
-    pub fn plain(frame: Utf8Bytes) -> Item {
+    pub fn plain(frame: impl Into<Frame>) -> Item {
         Item {
-            frame,
+            frame: frame.into(),
             conflate: None,
             at: None,
         }
@@ -170,7 +254,7 @@ struct State {
     /// Conflation key → sequence number of the queued snapshot; allocated on first use. Boxed: an idle
     /// connection's queue then holds one pointer instead of an empty map (48 bytes) per connection.
     #[allow(clippy::box_collection)]
-    snapshots: Option<Box<HashMap<u64, u64>>>,
+    snapshots: Option<Box<HashMap<NonZeroU64, u64>>>,
     /// Snapshots replaced since the last `take_conflated`.
     conflated: u64,
     /// Bytes the socket has not taken yet of frames already started (whole frames after the first); they go
@@ -438,15 +522,14 @@ impl Peer {
         if !backlog && s.inline && s.broken.is_none() {
             if let Some(tcp) = m.tcp.get() {
                 let (header, n) = text_header(len);
-                let slices = [
-                    IoSlice::new(&header[..n]),
-                    IoSlice::new(item.frame.as_bytes()),
-                ];
-                match write_vectored(tcp, &slices) {
+                let [a, b] = item.frame.wire(&header[..n]);
+                let both = [IoSlice::new(a), IoSlice::new(b)];
+                let slices = &both[..if b.is_empty() { 1 } else { 2 }];
+                match write_vectored(tcp, slices) {
                     Ok(0) => {}
                     Ok(written) => {
                         if written < n + len {
-                            s.keep_unwritten(&slices, written);
+                            s.keep_unwritten(slices, written);
                             drop(s);
                             m.wake_for_work();
                         }
@@ -802,11 +885,10 @@ impl State {
     ) -> io::Result<Flushed> {
         let len = item.frame.len();
         let (header, n) = text_header(len);
-        let slices = [
-            IoSlice::new(&header[..n]),
-            IoSlice::new(item.frame.as_bytes()),
-        ];
-        let written = match write_vectored(tcp, &slices) {
+        let [a, b] = item.frame.wire(&header[..n]);
+        let both = [IoSlice::new(a), IoSlice::new(b)];
+        let slices = &both[..if b.is_empty() { 1 } else { 2 }];
+        let written = match write_vectored(tcp, slices) {
             Ok(w) => w,
             Err(e) => {
                 self.broken = Some(e.kind());
@@ -817,7 +899,7 @@ impl State {
             latency.record_since(at);
         }
         if written < n + len {
-            self.keep_unwritten(&slices, written);
+            self.keep_unwritten(slices, written);
             return Ok(Flushed::Blocked);
         }
         Ok(Flushed::Done)
@@ -880,13 +962,16 @@ impl State {
                 slices.push(IoSlice::new(&h[..*n]));
                 for (i, item) in items.iter().enumerate() {
                     slices.push(IoSlice::new(if i == 0 { b"[" } else { b"," }));
-                    slices.push(IoSlice::new(item.frame.as_bytes()));
+                    slices.push(IoSlice::new(item.frame.payload()));
                 }
                 slices.push(IoSlice::new(b"]"));
             } else {
                 for ((h, n), item) in headers.iter().zip(&items) {
-                    slices.push(IoSlice::new(&h[..*n]));
-                    slices.push(IoSlice::new(item.frame.as_bytes()));
+                    let [a, b] = item.frame.wire(&h[..*n]);
+                    slices.push(IoSlice::new(a));
+                    if !b.is_empty() {
+                        slices.push(IoSlice::new(b));
+                    }
                 }
             }
             let total: usize = slices.iter().map(|s| s.len()).sum();
@@ -898,11 +983,22 @@ impl State {
                 }
             };
             if let Some(latency) = latency.as_deref_mut() {
+                // The publications of one inbound read share their stamp (`clock.rs`): one subtraction and one
+                // bucket per run of them.
                 let now = Instant::now();
-                for item in &items {
-                    if let Some(at) = item.at {
-                        latency.record(now.saturating_duration_since(at));
+                let mut run: Option<(Instant, u64)> = None;
+                for at in items.iter().filter_map(|i| i.at) {
+                    match &mut run {
+                        Some((last, n)) if *last == at => *n += 1,
+                        _ => {
+                            if let Some((last, n)) = run.replace((at, 1)) {
+                                latency.record_n(now.saturating_duration_since(last), n);
+                            }
+                        }
                     }
+                }
+                if let Some((last, n)) = run {
+                    latency.record_n(now.saturating_duration_since(last), n);
                 }
             }
             if written < total {
@@ -1135,14 +1231,14 @@ mod tests {
 
     fn snapshot(key: u64, text: &str) -> Item {
         Item {
-            frame: Utf8Bytes::from(text.to_string()),
-            conflate: Some(key),
+            frame: Utf8Bytes::from(text.to_string()).into(),
+            conflate: NonZeroU64::new(key),
             at: None,
         }
     }
 
     fn texts(out: &mut Outbox) -> Vec<String> {
-        std::iter::from_fn(|| out.try_recv().map(|i| i.frame.to_string())).collect()
+        std::iter::from_fn(|| out.try_recv().map(|i| i.frame.as_str().to_string())).collect()
     }
 
     #[test]
@@ -1463,7 +1559,7 @@ mod tests {
         let at = Instant::now();
         for i in 0..n {
             let item = Item {
-                frame: Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)),
+                frame: Utf8Bytes::from(format!(r#"{{"n":{i}}}"#)).into(),
                 conflate: None,
                 at: Some(at),
             };
@@ -1702,7 +1798,7 @@ mod tests {
             peers.push((peer, out));
         }
         let publication = |text: &'static str, at| Item {
-            frame: Utf8Bytes::from_static(text),
+            frame: Utf8Bytes::from_static(text).into(),
             conflate: None,
             at: Some(at),
         };
@@ -1835,6 +1931,53 @@ mod tests {
         }
         assert_eq!(metrics.conflated.load(Ordering::Relaxed), 1);
         assert_eq!(read_frames(&mut peer_side, 1).await, ["new"]);
+    }
+
+    /// A frame built with its header (`Frame::build`) goes out as one buffer and arrives as the same frame as
+    /// its text sent plain, for every header size (2, 4 and 10 bytes, at their edges): alone (`write_one` and the
+    /// producer's fast path), among plain frames in one write, and when the socket takes only part of it (the
+    /// rest from `pending`, in order).
+    #[tokio::test]
+    async fn a_frame_built_with_its_header_arrives_as_the_frame_sent_plain() {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (relay_side, mut peer_side) = socket_pair().await;
+        let (peer, mut out) = outbox(1, 64, 64 << 20);
+        peer.attach(Arc::new(relay_side));
+        let texts: Vec<String> = [0, 1, 125, 126, 127, 65_535, 65_536, 300_000]
+            .iter()
+            .map(|&n| "é".repeat(n / 2) + &"x".repeat(n % 2))
+            .collect();
+        let mut want = Vec::new();
+        for text in &texts {
+            want.extend([text.clone(), "before".into(), text.clone(), "after".into()]);
+        }
+        let reader =
+            tokio::spawn(async move { read_frames(&mut peer_side, want.len()).await == want });
+        let mut written = 0;
+        for text in &texts {
+            let (frame, ()) = Frame::build(0, |out| out.push_str(text));
+            assert_eq!((frame.len(), frame.as_str()), (text.len(), text.as_str()));
+            assert_eq!(usize::from(frame.header), text_header(text.len()).1);
+            // Alone: the producer writes it, or what the socket did not take waits for the flush.
+            if peer.deliver(Item::plain(frame.clone())) == Delivery::Written {
+                written += 1;
+            }
+            // Corked, between two plain frames: one write of the three.
+            {
+                let _cork = Cork::new(&metrics, usize::MAX, false);
+                peer.deliver(Item::plain(Utf8Bytes::from_static("before")));
+                peer.deliver(Item::plain(frame));
+                peer.deliver(Item::plain(Utf8Bytes::from_static("after")));
+            }
+            while out.flush(&Histogram::default()).unwrap() == Flushed::Blocked {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        assert!(reader.await.unwrap(), "every frame, whole and in order");
+        assert!(
+            written >= 3,
+            "the small ones went out from the producer: {written}"
+        );
     }
 
     /// Slots on the heap behind the inline one.

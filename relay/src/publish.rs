@@ -6,10 +6,12 @@ use devrelay_protocol::agent_event;
 use devrelay_protocol::channel::{check_event_name, may_publish, Channel, Namespace, Publisher};
 use devrelay_protocol::session_event::{self, names};
 use devrelay_protocol::v2::V2ErrorCode;
-use devrelay_protocol::{splice, view};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use std::ops::Range;
+
+use devrelay_protocol::{splice, view, DecodeError};
 
 use crate::engine::Kind;
+use crate::outbox::Frame;
 use crate::Config;
 
 /// A publish that passed every rule.
@@ -19,7 +21,7 @@ pub struct Checked<'a> {
     pub kind: Kind,
     /// The seed-000 frame (`state_update` / `stream_event_update`) for `state_snapshot` / `stream_event` on
     /// `sessions/{id}`.
-    pub legacy: Option<Utf8Bytes>,
+    pub legacy: Option<Frame>,
     /// `sessions/{id}` and `agents/{id}` belong to one connection: the engine checks that the publisher is it.
     pub owned: bool,
 }
@@ -131,7 +133,7 @@ fn legacy_form(
     channel: &Channel<'_>,
     event: &str,
     data: &str,
-) -> Result<(Kind, Option<Utf8Bytes>), Refusal> {
+) -> Result<(Kind, Option<Frame>), Refusal> {
     let id = channel.id().unwrap_or_default();
     let invalid = |m: String| Refusal::new(V2ErrorCode::InvalidPayload, m);
     let claimed = if event == names::STATE_SNAPSHOT {
@@ -145,12 +147,33 @@ fn legacy_form(
         )));
     }
     if event == names::STATE_SNAPSHOT {
-        let frame = splice::state_update(id, data).map_err(|e| invalid(e.to_string()))?;
-        Ok((Kind::Snapshot, Some(Utf8Bytes::from(frame))))
+        let frame = state_update_frame(id, data).map_err(|e| invalid(e.to_string()))?;
+        Ok((Kind::Snapshot, Some(frame)))
     } else {
-        let frame = splice::stream_event_update(id, data);
-        Ok((Kind::Event, Some(Utf8Bytes::from(frame))))
+        Ok((Kind::Event, Some(stream_event_update_frame(id, data).0)))
     }
+}
+
+/// A session's `stream_event` as seed-000 dashboards get it (`splice::stream_event_update`), built once with
+/// its WebSocket header (`Frame::build`), and where the SDK's frame is in its payload (the v2 frame's `data`,
+/// `splice::stream_event_in_update`).
+pub fn stream_event_update_frame(session_id: &str, raw: &str) -> (Frame, Range<usize>) {
+    let capacity = splice::update_capacity(session_id, raw);
+    Frame::build(capacity, |out| {
+        let start = out.len();
+        splice::push_stream_event_update(out, session_id, raw);
+        splice::stream_event_in_update(&out[start..], raw)
+    })
+}
+
+/// A session's `state_snapshot` as seed-000 dashboards get it (`splice::state_update`), built once with its
+/// WebSocket header.
+pub fn state_update_frame(session_id: &str, raw: &str) -> Result<Frame, DecodeError> {
+    let capacity = splice::update_capacity(session_id, raw);
+    let (frame, built) = Frame::build(capacity, |out| {
+        splice::push_state_update(out, session_id, raw)
+    });
+    built.map(|()| frame)
 }
 
 #[cfg(test)]
@@ -262,7 +285,9 @@ mod tests {
         assert_eq!(ok.kind, Kind::Event);
         assert!(ok.owned);
         let legacy = ok.legacy.unwrap();
-        assert!(legacy.starts_with(r#"{"type":"stream_event_update","sessionId":"s","event":{"#));
+        assert!(legacy
+            .as_str()
+            .starts_with(r#"{"type":"stream_event_update","sessionId":"s","event":{"#));
         let other = data.replace(r#""sessionId":"s""#, r#""sessionId":"t""#);
         let refused = check(
             &c,
@@ -286,6 +311,7 @@ mod tests {
         assert!(ok
             .legacy
             .unwrap()
+            .as_str()
             .starts_with(r#"{"type":"state_update","sessionId":"s","snapshot":{"#));
     }
 }

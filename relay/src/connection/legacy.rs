@@ -7,14 +7,15 @@ use devrelay_protocol::channel::session_channel;
 use devrelay_protocol::session_event::names;
 use devrelay_protocol::v2::{ClientMessage, PresenceInfo, PresenceKind};
 use devrelay_protocol::{
-    splice, DashboardMessage, DecodeError, ErrorCode, ErrorMessage, Handshake, HandshakeAck,
-    Inbound, InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
+    DashboardMessage, DecodeError, ErrorCode, ErrorMessage, Handshake, HandshakeAck, Inbound,
+    InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Connection, Role};
 use crate::engine::{EngineError, Kind, PublishRequest};
 use crate::hub::{encode, DashboardMark, Joiner, Protocol, SnapshotRequestError};
+use crate::publish;
 
 /// Longest accepted `sessionId`, in bytes.
 const MAX_SESSION_ID_BYTES: usize = 256;
@@ -216,14 +217,13 @@ impl Connection {
             return;
         };
         let (legacy, data_in_legacy) = match what {
-            Forward::Snapshot => match splice::state_update(session, raw) {
+            Forward::Snapshot => match publish::state_update_frame(session, raw) {
                 Ok(frame) => (frame, None),
                 Err(e) => return self.reply_error(e.code(), e.to_string()),
             },
             Forward::Event => {
-                let frame = splice::stream_event_update(session, raw);
                 // The SDK's frame is in there: the v2 frame can be built from it if anyone needs one.
-                let range = splice::stream_event_in_update(&frame, raw);
+                let (frame, range) = publish::stream_event_update_frame(session, raw);
                 (frame, Some(range))
             }
         };
@@ -235,7 +235,7 @@ impl Connection {
                 Forward::Snapshot => Kind::Snapshot,
                 Forward::Event => Kind::Event,
             },
-            legacy: Some(Utf8Bytes::from(legacy)),
+            legacy: Some(legacy),
             data_in_legacy,
             owner: Some(self.peer.id),
             seq: None,

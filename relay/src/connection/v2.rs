@@ -93,7 +93,7 @@ struct Ready<'a> {
     event: &'a str,
     data: Option<&'a str>,
     kind: Kind,
-    legacy: Option<tokio_tungstenite::tungstenite::Utf8Bytes>,
+    legacy: Option<crate::outbox::Frame>,
     owned: bool,
     seq: Option<u64>,
 }

@@ -26,6 +26,7 @@ use super::{
     Broker, Claim, Delivery, EngineError, Epoch, HistoryLimits, Joined, Owner, Position, Presence,
     Publication, PublishRequest, Since, V2Frame,
 };
+use crate::outbox::Frame;
 use crate::presence::PresenceEntry;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,14 +291,14 @@ impl MemoryEngine {
 fn deferrable(
     event: &str,
     data: Option<&str>,
-    legacy: Option<&Utf8Bytes>,
+    legacy: Option<&Frame>,
     range: Option<&std::ops::Range<usize>>,
 ) -> Option<(&'static str, std::ops::Range<usize>)> {
     let event = [names::STREAM_EVENT, names::STATE_SNAPSHOT]
         .into_iter()
         .find(|n| *n == event)?;
     let range = range?.clone();
-    let inside = legacy?.as_str().get(range.clone())?;
+    let inside = legacy?.text(range.clone())?;
     (inside == splice::trim(data?)).then_some((event, range))
 }
 
@@ -613,14 +614,18 @@ mod tests {
         let e = MemoryEngine::new(16, LIMITS);
         let d = Collect::default();
         let raw = r#" {"type":"stream_event","sessionId":"s","seq":1} "#;
-        let legacy = devrelay_protocol::splice::stream_event_update("s", raw);
-        let range = devrelay_protocol::splice::stream_event_in_update(&legacy, raw);
+        // As the relay builds it: with its WebSocket header in front, the range counted in the payload.
+        let (legacy, range) = crate::publish::stream_event_update_frame("s", raw);
+        assert_eq!(
+            legacy.as_str(),
+            devrelay_protocol::splice::stream_event_update("s", raw)
+        );
         let publish = |range: std::ops::Range<usize>| {
             e.publish(
                 PublishRequest {
                     event: names::STREAM_EVENT,
                     data: Some(raw),
-                    legacy: Some(Utf8Bytes::from(legacy.clone())),
+                    legacy: Some(legacy.clone()),
                     data_in_legacy: Some(range),
                     ..req("sessions/s", None)
                 },

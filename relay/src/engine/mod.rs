@@ -24,6 +24,7 @@ use devrelay_protocol::v2::{publication_frame, PresenceInfo};
 use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::outbox::Frame;
 use crate::presence::PresenceEntry;
 
 /// Identifies the connection that owns a channel (node-local connection id).
@@ -96,7 +97,7 @@ pub struct PublishRequest<'a> {
     pub data: Option<&'a str>,
     pub kind: Kind,
     /// The seed-000 form for legacy dashboards (`state_update` / `stream_event_update`), if there is one.
-    pub legacy: Option<Utf8Bytes>,
+    pub legacy: Option<Frame>,
     /// Where `data` (trimmed) is inside `legacy`, if it is (a seed-000 `stream_event`: the SDK's frame, wrapped
     /// once): then the v2 frame can wait until a v2 subscriber or a replay needs it.
     pub data_in_legacy: Option<Range<usize>>,
@@ -111,7 +112,8 @@ pub struct PublishRequest<'a> {
 #[derive(Debug)]
 pub struct Publication {
     pub channel: Arc<str>,
-    /// Identifies the channel's stream for this relay's lifetime (conflation key in queues).
+    /// Identifies the channel's stream for this relay's lifetime (conflation key in queues; numbered from 1,
+    /// never 0).
     pub stream: u64,
     pub offset: u64,
     pub epoch: Epoch,
@@ -119,7 +121,7 @@ pub struct Publication {
     /// The v2 frame `{channel, event, data, offset, epoch, timestamp}`: see [`Publication::frame`].
     pub frame: V2Frame,
     /// The seed-000 frame, if the publication has one.
-    pub legacy: Option<Utf8Bytes>,
+    pub legacy: Option<Frame>,
     /// When it was stamped (fan-out latency is measured from here to the socket write).
     pub at: Instant,
 }
@@ -171,10 +173,7 @@ impl Publication {
                 // `ready` always sets `built`.
                 return Utf8Bytes::from_static("null");
             };
-            let data = self
-                .legacy
-                .as_ref()
-                .and_then(|l| l.as_str().get(range.clone()));
+            let data = self.legacy.as_ref().and_then(|l| l.text(range.clone()));
             Utf8Bytes::from(publication_frame(
                 &self.channel,
                 event,
