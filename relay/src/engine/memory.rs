@@ -298,8 +298,9 @@ fn deferrable(
         .into_iter()
         .find(|n| *n == event)?;
     let range = range?.clone();
-    let inside = legacy?.text(range.clone())?;
-    (inside == splice::trim(data?)).then_some((event, range))
+    // Bytes against bytes: equal to `data`, they are its text (no UTF-8 check per publication).
+    let inside = legacy?.payload().get(range.clone())?;
+    (inside == splice::trim(data?).as_bytes()).then_some((event, range))
 }
 
 /// The publications after `offset` of epoch `epoch`, if the history holds every one of them.
