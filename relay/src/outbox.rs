@@ -115,13 +115,13 @@ impl Frame {
         self.text(0..self.len()).expect("frames are text")
     }
 
-    /// The slices that put the frame on the wire: the whole buffer if it holds its header, else `header`
-    /// (this frame's, from `text_header`) and the payload.
-    fn wire<'a>(&'a self, header: &'a [u8]) -> [&'a [u8]; 2] {
+    /// The slices that put the frame on the wire, and how many there are: the whole buffer if it holds its
+    /// header, else `header` (this frame's, from `text_header`) and the payload.
+    fn wire<'a>(&'a self, header: &'a [u8]) -> ([IoSlice<'a>; 2], usize) {
         if self.header > 0 {
-            [&self.bytes[..], &[]]
+            ([IoSlice::new(&self.bytes), IoSlice::new(&[])], 1)
         } else {
-            [header, &self.bytes[..]]
+            ([IoSlice::new(header), IoSlice::new(&self.bytes)], 2)
         }
     }
 }
@@ -522,9 +522,8 @@ impl Peer {
         if !backlog && s.inline && s.broken.is_none() {
             if let Some(tcp) = m.tcp.get() {
                 let (header, n) = text_header(len);
-                let [a, b] = item.frame.wire(&header[..n]);
-                let both = [IoSlice::new(a), IoSlice::new(b)];
-                let slices = &both[..if b.is_empty() { 1 } else { 2 }];
+                let (wire, k) = item.frame.wire(&header[..n]);
+                let slices = &wire[..k];
                 match write_vectored(tcp, slices) {
                     Ok(0) => {}
                     Ok(written) => {
@@ -885,9 +884,8 @@ impl State {
     ) -> io::Result<Flushed> {
         let len = item.frame.len();
         let (header, n) = text_header(len);
-        let [a, b] = item.frame.wire(&header[..n]);
-        let both = [IoSlice::new(a), IoSlice::new(b)];
-        let slices = &both[..if b.is_empty() { 1 } else { 2 }];
+        let (wire, k) = item.frame.wire(&header[..n]);
+        let slices = &wire[..k];
         let written = match write_vectored(tcp, slices) {
             Ok(w) => w,
             Err(e) => {
@@ -967,11 +965,8 @@ impl State {
                 slices.push(IoSlice::new(b"]"));
             } else {
                 for ((h, n), item) in headers.iter().zip(&items) {
-                    let [a, b] = item.frame.wire(&h[..*n]);
-                    slices.push(IoSlice::new(a));
-                    if !b.is_empty() {
-                        slices.push(IoSlice::new(b));
-                    }
+                    let (wire, k) = item.frame.wire(&h[..*n]);
+                    slices.extend_from_slice(&wire[..k]);
                 }
             }
             let total: usize = slices.iter().map(|s| s.len()).sum();
