@@ -521,7 +521,7 @@ impl Live {
             if corked == 0 {
                 drop(cork.take()); // the last burst's is lifted first
                 let lone = crate::ws_reader::last_of_read();
-                cork = Some(Cork::new(&hub.metrics, hub.inline_write_peers, lone));
+                cork = Some(Cork::new(&hub.metrics, hub.config.inline_write_peers, lone));
             }
             corked = (corked + 1) % hub.config.cork_messages.max(1);
             let handled = on_received(conn, timers, received, &mut closed);
