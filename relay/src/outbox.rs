@@ -76,6 +76,10 @@ impl Frame {
         let mut text = String::with_capacity(room + capacity);
         text.push_str(Self::HEADROOM);
         let r = write(&mut text);
+        if !text.starts_with(Self::HEADROOM) {
+            // `write` took the room away (it only ever appends): a frame without a header, never a panic.
+            return (Utf8Bytes::from(text).into(), r);
+        }
         let mut bytes = text.into_bytes();
         let (header, n) = text_header(bytes.len() - room);
         bytes[room - n..room].copy_from_slice(&header[..n]);
@@ -1951,6 +1955,12 @@ mod tests {
         let mut written = 0;
         for text in &texts {
             let (frame, ()) = Frame::build(0, |out| out.push_str(text));
+            let (odd, ()) = Frame::build(0, |out| *out = text.clone());
+            assert_eq!(
+                (odd.header, odd.as_str()),
+                (0, text.as_str()),
+                "room taken: no header"
+            );
             assert_eq!((frame.len(), frame.as_str()), (text.len(), text.as_str()));
             assert_eq!(usize::from(frame.header), text_header(text.len()).1);
             // Alone: the producer writes it, or what the socket did not take waits for the flush.
