@@ -52,7 +52,9 @@ pub struct Config {
     /// Peers a connection writes to itself when it lifts its cork, in peers: the rest of a fan-out is handed to
     /// writer tasks of this many peers each, which the other worker threads run in parallel (0: every peer's own
     /// task writes its own). Writing inline saves a task per delivery; handing off spreads a big fan-out's
-    /// syscalls over the cores. Range: [`Config::INLINE_WRITE_PEERS`].
+    /// syscalls over the cores. On a runtime with one worker thread there is no other core to hand off to: every
+    /// peer is written inline (`Hub::inline_write_peers`; 0 still means each peer's own task).
+    /// Range: [`Config::INLINE_WRITE_PEERS`].
     pub inline_write_peers: usize,
     /// Time a client has to send a complete HTTP request head (request line and headers, the WebSocket upgrade
     /// included), counted from the connection's start or the end of its previous response. Slower or silent

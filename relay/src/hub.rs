@@ -297,6 +297,9 @@ pub struct Hub {
     /// scrape time costs the hot path nothing, where a shared counter would be bumped on every delivery.
     queues: Mutex<HashSet<Listed>>,
     pub permissions: Permissions,
+    /// The inline budget a lifted cork is given (`inline_budget`): `config.inline_write_peers`, or every peer
+    /// on a runtime with one worker thread.
+    pub inline_write_peers: usize,
 }
 
 impl std::fmt::Debug for Hub {
@@ -400,6 +403,19 @@ fn read(l: &RwLock<Index>) -> RwLockReadGuard<'_, Index> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Peers a lifted cork writes itself, of `configured` (`Config::inline_write_peers`) on a runtime of `workers`
+/// worker threads. The peers past the budget go to writer tasks so that the other workers write them in
+/// parallel; with one worker there is no other, and a hand-off would only add a task (its spawn, its poll, its
+/// list of peers: ~200 instructions a delivery in scenario a, BENCHMARKS.md) before the same thread writes
+/// the same peers. 0 stays 0: every peer's own task, as configured.
+fn inline_budget(configured: usize, workers: usize) -> usize {
+    if workers <= 1 && configured > 0 {
+        usize::MAX
+    } else {
+        configured
+    }
+}
+
 fn write(l: &RwLock<Index>) -> RwLockWriteGuard<'_, Index> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
@@ -407,7 +423,10 @@ fn write(l: &RwLock<Index>) -> RwLockWriteGuard<'_, Index> {
 impl Hub {
     pub fn new(config: Arc<Config>, engine: Arc<dyn Engine>) -> Self {
         let connections_per_sec = f64::from(config.max_connections_per_sec);
+        let workers =
+            tokio::runtime::Handle::try_current().map_or(1, |r| r.metrics().num_workers());
         Hub {
+            inline_write_peers: inline_budget(config.inline_write_peers, workers),
             engine,
             registry: Mutex::default(),
             index: RwLock::default(),
@@ -1638,6 +1657,37 @@ mod tests {
             origin: None,
             stale_since: None,
         }
+    }
+
+    /// One worker thread: a lift writes every corked peer itself (a writer task would run on the same thread,
+    /// after its spawn); several: the configured share, the rest in parallel; 0 always means each peer's own task.
+    #[test]
+    fn a_lift_hands_peers_off_only_when_another_worker_can_write_them() {
+        assert_eq!(inline_budget(8, 1), usize::MAX);
+        assert_eq!(inline_budget(8, 2), 8);
+        assert_eq!(inline_budget(3, 16), 3);
+        assert_eq!(inline_budget(0, 1), 0);
+        assert_eq!(inline_budget(0, 4), 0);
+        // Outside a runtime (a hub built by a test) there is one thread too.
+        assert_eq!(hub().inline_write_peers, usize::MAX);
+        for (workers, want) in [(1, usize::MAX), (2, Config::default().inline_write_peers)] {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .build()
+                .unwrap();
+            assert_eq!(
+                runtime.block_on(async { hub().inline_write_peers }),
+                want,
+                "{workers} workers"
+            );
+        }
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            current.block_on(async { hub().inline_write_peers }),
+            usize::MAX
+        );
     }
 
     #[test]

@@ -799,8 +799,10 @@ impl ControlFrame {
 /// What one [`WsReader::read`] came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// Bytes were read (and handed on).
+    /// Bytes were read (and handed on); the kernel had no more (a short read).
     Read,
+    /// Bytes were read (and handed on), as many as the read asked for: the socket may well have more.
+    Full,
     /// Nothing to read now: the socket's readiness is cleared, the next poll waits for it.
     WouldBlock,
     /// The peer ended the stream.
@@ -833,9 +835,10 @@ fn read_once(
     }
 }
 
-fn outcome(read: io::Result<usize>) -> ReadOutcome {
+fn outcome(read: io::Result<usize>, want: usize) -> ReadOutcome {
     match read {
         Ok(0) => ReadOutcome::Eof,
+        Ok(n) if n >= want => ReadOutcome::Full,
         Ok(_) => ReadOutcome::Read,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
         Err(e) => ReadOutcome::Broken(e.kind()),
@@ -887,10 +890,10 @@ impl WsReader {
             let from = text.len();
             let tcp = &self.tcp;
             let read = read_once(tcp, room, || tcp.try_read_buf(&mut text.limit(room)));
-            return match outcome(read) {
-                ReadOutcome::Read => {
+            return match outcome(read, room) {
+                got @ (ReadOutcome::Read | ReadOutcome::Full) => {
                     self.frames.direct_filled(from, on)?;
-                    Ok(ReadOutcome::Read)
+                    Ok(got)
                 }
                 other => Ok(other),
             };
@@ -911,10 +914,10 @@ impl WsReader {
             let tcp = &self.tcp;
             let read = read_once(tcp, want, || tcp.try_read(buf));
             let n = *read.as_ref().unwrap_or(&0);
-            match outcome(read) {
-                ReadOutcome::Read => {
+            match outcome(read, want) {
+                got @ (ReadOutcome::Read | ReadOutcome::Full) => {
                     self.frames.feed(&mut buf[..n], on)?;
-                    Ok(ReadOutcome::Read)
+                    Ok(got)
                 }
                 other => Ok(other),
             }
@@ -934,7 +937,7 @@ impl WsReader {
                 Poll::Pending => return Poll::Pending,
             }
             match self.read(&mut |_: Received<'_>| Ok::<_, ()>(None)) {
-                Ok(ReadOutcome::Read | ReadOutcome::WouldBlock) => {}
+                Ok(ReadOutcome::Read | ReadOutcome::Full | ReadOutcome::WouldBlock) => {}
                 Ok(ReadOutcome::Eof | ReadOutcome::Broken(_)) | Err(_) => return Poll::Ready(()),
             }
         })

@@ -810,3 +810,103 @@ async fn run_refuses_a_config_out_of_range() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("--ping-interval-secs"), "{err}");
 }
+
+/// A client frame of `text` (masked, with a zero key: the bytes stay as they are).
+fn masked_text_frame(text: &str) -> Vec<u8> {
+    let len = text.len();
+    let mut f = vec![0x81];
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(text.as_bytes());
+    f
+}
+
+/// Writes `bytes` to the client's socket without waiting, as far as the kernel takes them; returns how many it
+/// took.
+fn write_now(c: &mut Client, bytes: &[u8]) -> usize {
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = c.ws.get_mut() else {
+        panic!("a plain socket");
+    };
+    let mut done = 0;
+    while done < bytes.len() {
+        match tcp.try_write(&bytes[done..]) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    done
+}
+
+/// Fair reads: a publisher whose socket never runs dry does not hold the others' messages back. On one thread
+/// (this test's runtime runs the relay too, and it runs only while the test waits), an SDK's socket is filled
+/// with as many whole events as the kernel takes — many of the relay's 64 KiB reads — and then a second SDK
+/// sends one. Both sockets are ready at once; the flooding one is listed first. Its task reads once, fans out
+/// and lets the other run before reading on, so the dashboard sees the lone event after at most about two
+/// reads' worth of the flood, not after all of it (tokio's budget alone would let one task read 128 times).
+#[tokio::test(flavor = "current_thread")]
+async fn a_flooding_sdk_does_not_hold_back_another_sdks_events() {
+    let relay = Relay::start(Config {
+        queue_messages: 1 << 20,
+        queue_bytes: 1 << 30,
+        ..Config::default()
+    })
+    .await;
+    let (mut dash, _) = Client::dashboard(&relay.dash()).await;
+    let mut flood = Client::sdk(&relay.url(), "flood").await;
+    let mut lone = Client::sdk(&relay.url(), "lone").await;
+    for _ in 0..2 {
+        assert!(matches!(
+            dash.recv().await,
+            RelayToDashboard::ClientConnected(_)
+        ));
+    }
+    // 2,000 events of ~560 bytes: more than the kernel buffers between the two (writes stop at WouldBlock, on a
+    // frame boundary or not; only whole frames count).
+    let frames: Vec<Vec<u8>> = (1..=2000)
+        .map(|seq| masked_text_frame(&event("flood", seq, 480)))
+        .collect();
+    let all: Vec<u8> = frames.concat();
+    let taken = write_now(&mut flood, &all);
+    let whole = frames
+        .iter()
+        .scan(0, |end, f| {
+            *end += f.len();
+            Some(*end)
+        })
+        .take_while(|&end| end <= taken)
+        .count() as u64;
+    let read_bytes = 64 << 10; // ws_reader::SCRATCH_BYTES
+    let per_read = (read_bytes / frames[0].len()) as u64;
+    assert!(
+        whole >= 4 * per_read,
+        "the kernel took only {taken} bytes: too few to need several reads ({per_read} events each)"
+    );
+    assert_eq!(
+        write_now(&mut lone, &masked_text_frame(&event("lone", 1, 8))),
+        masked_text_frame(&event("lone", 1, 8)).len()
+    );
+    // Now the relay runs: count the flood's events the dashboard gets before the lone one.
+    let mut before = 0u64;
+    loop {
+        match dash.recv().await {
+            RelayToDashboard::StreamEventUpdate(u) if u.session_id == "lone" => break,
+            RelayToDashboard::StreamEventUpdate(u) => {
+                assert_eq!(u.session_id, "flood");
+                before += 1;
+            }
+            other => panic!("expected a stream_event_update, got {other:?}"),
+        }
+    }
+    assert!(
+        before <= 2 * per_read,
+        "{before} of the flood's {whole} buffered events ({per_read} a read) went out before the lone event"
+    );
+    println!("{before} of {whole} buffered events ({per_read} a read) before the lone one");
+    relay.shutdown.cancel();
+}

@@ -200,6 +200,9 @@ struct Live {
     /// loop need not poll it again before it next waits (but for its turn to go first: fairness, and tokio's
     /// budget).
     read_waits: bool,
+    /// Full reads (the socket may have more) since the task last waited: at [`READS_PER_TURN`] it lets the
+    /// other tasks run before it reads again.
+    reads_in_turn: u8,
 }
 
 /// The connection's deadlines besides the heartbeat, each allocated only while it runs.
@@ -233,6 +236,15 @@ impl Timers {
 
 /// How many event sources the loop polls (`Live::poll_event`).
 const SOURCES: u8 = 5;
+
+/// Reads a connection's task makes in a row, while its socket keeps having more, before it lets the other tasks
+/// run (`tokio::task::yield_now`). A publisher whose socket is never drained (a sender as fast as the relay,
+/// scenario c) would otherwise read, fan out and write up to tokio's budget of 128 times per poll — 64 KiB a
+/// read, every subscriber written each time — while the other publishers' bytes wait in their sockets: on one
+/// worker thread that held some senders' messages back for 250–500 ms (BENCHMARKS.md, "Fair reads"). One read
+/// (≤ 64 KiB, `ws_reader::SCRATCH_BYTES`) per turn: the yield costs one task poll per full read, and a reader
+/// whose socket runs dry (a short read, the usual case) never reaches it.
+const READS_PER_TURN: u8 = 1;
 
 /// What woke the connection's loop.
 enum Event {
@@ -339,6 +351,7 @@ async fn set_up(start: Box<Start>) -> Option<Box<Live>> {
         turn: 0,
         signals: 0,
         read_waits: false,
+        reads_in_turn: 0,
     }))
 }
 
@@ -357,6 +370,12 @@ impl Live {
             return Err(*end);
         }
         loop {
+            if self.reads_in_turn >= READS_PER_TURN {
+                // The socket still has more (a short read would have made the task wait): the others first.
+                self.reads_in_turn = 0;
+                tokio::task::yield_now().await;
+                self.read_waits = false; // it waited: whatever woke it then is unseen
+            }
             if self.beat.ping_due {
                 self.beat.ping_due = false;
                 // Boxed: a ping's write happens once a period, and its state should not size the idle loop.
@@ -471,6 +490,7 @@ impl Live {
         }
         // The task waits: what wakes it may be the socket.
         self.read_waits = false;
+        self.reads_in_turn = 0;
         Poll::Pending
     }
 
@@ -503,6 +523,7 @@ impl Live {
             reader,
             beat,
             timers,
+            reads_in_turn,
             ..
         } = self;
         let mut cork = None;
@@ -521,7 +542,7 @@ impl Live {
             if corked == 0 {
                 drop(cork.take()); // the last burst's is lifted first
                 let lone = crate::ws_reader::last_of_read();
-                cork = Some(Cork::new(&hub.metrics, hub.config.inline_write_peers, lone));
+                cork = Some(Cork::new(&hub.metrics, hub.inline_write_peers, lone));
             }
             corked = (corked + 1) % hub.config.cork_messages.max(1);
             let handled = on_received(conn, timers, received, &mut closed);
@@ -536,8 +557,15 @@ impl Live {
         drop(clock);
         match read {
             // Part of a frame is something heard too (a large message arriving slowly).
-            Ok(ReadOutcome::Read) if !heard => beat.heard(conn),
-            Ok(ReadOutcome::Read | ReadOutcome::WouldBlock) => {}
+            Ok(got @ (ReadOutcome::Read | ReadOutcome::Full)) => {
+                if !heard {
+                    beat.heard(conn);
+                }
+                if got == ReadOutcome::Full {
+                    *reads_in_turn = reads_in_turn.saturating_add(1);
+                }
+            }
+            Ok(ReadOutcome::WouldBlock) => {}
             Ok(ReadOutcome::Eof | ReadOutcome::Broken(_)) => return Err(End::Gone),
             Err(Stop::Handler(end)) => return Err(end),
             Err(Stop::Read(e)) => return Err(read_failed(e)),
