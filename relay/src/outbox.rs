@@ -340,9 +340,77 @@ fn text_header(len: usize) -> ([u8; 10], usize) {
 /// Writes of at most this many bytes are gathered into one buffer first (`write_vectored`).
 const GATHER_BYTES: usize = 64 << 10;
 
+/// A thread's gather buffer (`write_vectored`), and the frames whose wire bytes it holds when a run of whole
+/// frames was gathered into it (`write_frames`).
+struct Gather {
+    buf: Vec<u8>,
+    /// The frames `buf` is the wire bytes of, in order (empty: it holds anything else). Held, not just their
+    /// addresses noted: while they are, no other frame can be at the same address, so a run of frames at the
+    /// same addresses with the same lengths *is* these frames. Released at the end of the write loop that made
+    /// them (`release_gathered`), so they are pinned only while their peers' writes run.
+    frames: Vec<Frame>,
+}
+
 thread_local! {
     /// `write_vectored`'s gather buffer, one per thread that writes (allocated at its first write).
-    static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static GATHER: std::cell::RefCell<Gather> = const {
+        std::cell::RefCell::new(Gather { buf: Vec::new(), frames: Vec::new() })
+    };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Runs of frames `write_frames` gathered (not found in the buffer already) on this thread.
+    static FRAME_GATHERS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Lets go of the frames this thread's gather buffer holds (`Gather::frames`); its bytes stay, for reuse.
+fn release_gathered() {
+    GATHER.with(|g| {
+        if let Ok(mut g) = g.try_borrow_mut() {
+            g.frames.clear();
+        }
+    });
+}
+
+/// [`write_vectored`] for a run of whole frames (`slices` are their wire bytes, in order): when the thread's
+/// gather buffer holds these very frames already — the peer before this one in a lift's loop was given the same
+/// burst, as every dashboard of a fan-out is — it is written as it is, without gathering the same bytes again
+/// (scenario c: 16 peers a burst, 15 of them skip the copy).
+fn write_frames(tcp: &TcpStream, slices: &[IoSlice<'_>], items: &[Item]) -> io::Result<usize> {
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    if slices.len() <= 1 || total > GATHER_BYTES {
+        return write_vectored(tcp, slices);
+    }
+    let result = GATHER.with(|g| match g.try_borrow_mut() {
+        Ok(mut g) => {
+            let same = g.frames.len() == items.len()
+                && g.frames.iter().zip(items).all(|(held, item)| {
+                    let f = &item.frame;
+                    held.header == f.header
+                        && held.bytes.len() == f.bytes.len()
+                        && held.bytes.as_ptr() == f.bytes.as_ptr()
+                });
+            if !same {
+                #[cfg(test)]
+                FRAME_GATHERS.with(|n| n.set(n.get() + 1));
+                let g = &mut *g;
+                g.buf.clear();
+                for slice in slices {
+                    g.buf.extend_from_slice(slice);
+                }
+                g.frames.clear();
+                g.frames.extend(items.iter().map(|i| i.frame.clone()));
+            }
+            tcp.try_write(&g.buf)
+        }
+        Err(_) => tcp.try_write_vectored(slices),
+    });
+    match result {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
 }
 
 /// `try_write_vectored`'s result (the bytes the socket took, from the front; `WouldBlock` as 0), but slices of
@@ -356,12 +424,14 @@ fn write_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> 
     let total: usize = slices.iter().map(|s| s.len()).sum();
     let result = if slices.len() > 1 && total <= GATHER_BYTES {
         GATHER.with(|g| match g.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
+            Ok(mut g) => {
+                let g = &mut *g;
+                g.frames.clear(); // it holds other bytes now
+                g.buf.clear();
                 for slice in slices {
-                    buf.extend_from_slice(slice);
+                    g.buf.extend_from_slice(slice);
                 }
-                tcp.try_write(&buf)
+                tcp.try_write(&g.buf)
             }
             Err(_) => tcp.try_write_vectored(slices),
         })
@@ -505,6 +575,7 @@ impl Peer {
         if s.corked && full(&s, backlog) && s.broken.is_none() {
             if let Some(tcp) = m.tcp.get() {
                 let _ = s.write_backlog(tcp, None);
+                release_gathered();
                 backlog = s.live > 0 || s.has_pending();
             }
         }
@@ -851,7 +922,10 @@ impl Outbox {
         if let Some(kind) = s.broken {
             return Err(kind.into());
         }
-        s.write_backlog(tcp, Some(&mut latency.tally()))
+        let flushed = s.write_backlog(tcp, Some(&mut latency.tally()));
+        drop(s);
+        release_gathered();
+        flushed
     }
 
     /// Called once a ping period (the pulse's tick): a queue that is empty and had nothing queued since the
@@ -974,7 +1048,11 @@ impl State {
                 }
             }
             let total: usize = slices.iter().map(|s| s.len()).sum();
-            let written = match write_vectored(tcp, &slices) {
+            let written = match if batched {
+                write_vectored(tcp, &slices)
+            } else {
+                write_frames(tcp, &slices, &items)
+            } {
                 Ok(n) => n,
                 Err(e) => {
                     s.broken = Some(e.kind());
@@ -1128,6 +1206,7 @@ mod cork {
             for mailbox in &list[..inline] {
                 lift(mailbox, self.metrics, &mut latency, true);
             }
+            super::release_gathered();
             drop(latency);
             list.clear();
             if list.capacity() <= KEEP {
@@ -1184,6 +1263,7 @@ mod cork {
             for mailbox in &self.peers {
                 lift(mailbox, metrics, &mut latency, true);
             }
+            super::release_gathered();
         }
     }
 
@@ -1747,6 +1827,64 @@ mod tests {
         let item = Item::plain(Utf8Bytes::from_static("after"));
         assert_eq!(peer.deliver(item), Delivery::Written);
         assert_eq!(read_frames(&mut peer_side, 1).await, ["after"]);
+    }
+
+    /// A lift's loop gathers a burst once for every peer given the very same frames (`write_frames`), and only
+    /// for them: a peer given frames of the same lengths but other bytes, the same frames but fewer, or the same
+    /// frames in another order gets its own bytes. The gathered frames are let go at the end of the lift.
+    #[tokio::test]
+    async fn peers_given_the_same_burst_share_one_gather_and_the_others_get_their_own_bytes() {
+        let burst: Vec<Item> = (0..5)
+            .map(|i| Item::plain(Utf8Bytes::from(format!("frame-{i}"))))
+            .collect();
+        let lookalike: Vec<Item> = (0..5)
+            .map(|i| Item::plain(Utf8Bytes::from(format!("FRAME-{i}"))))
+            .collect();
+        let texts = |items: &[Item]| -> Vec<String> {
+            items.iter().map(|i| i.frame.as_str().to_string()).collect()
+        };
+        // What each peer is given, in order: the burst, the burst again (shared), a look-alike (same lengths),
+        // the burst (gathered again after the look-alike), fewer of it, and the burst reversed.
+        let reversed: Vec<Item> = burst.iter().rev().cloned().collect();
+        let given: Vec<Vec<Item>> = vec![
+            burst.clone(),
+            burst.clone(),
+            lookalike.clone(),
+            burst.clone(),
+            burst[..3].to_vec(),
+            reversed,
+        ];
+        let mut peers = Vec::new();
+        for (i, _) in given.iter().enumerate() {
+            let (relay_side, peer_side) = socket_pair().await;
+            let (peer, out) = outbox(i as u64, 64, 1 << 20);
+            peer.attach(Arc::new(relay_side));
+            peers.push((peer, out, peer_side));
+        }
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let gathers = FRAME_GATHERS.with(|n| n.get());
+        {
+            let _cork = Cork::new(&metrics, usize::MAX, false);
+            // A fan-out's order: each frame to every peer it is for, one frame after another.
+            for k in 0..5 {
+                for (items, (peer, _, _)) in given.iter().zip(&peers) {
+                    if let Some(item) = items.get(k) {
+                        assert_eq!(peer.deliver(item.clone()), Delivery::Queued);
+                    }
+                }
+            }
+        }
+        for (i, (items, (_, _, side))) in given.iter().zip(&mut peers).enumerate() {
+            assert_eq!(
+                read_frames(side, items.len()).await,
+                texts(items),
+                "peer {i}"
+            );
+        }
+        // Six peers, five gathers: the second peer's write was the first's bytes as they were.
+        assert_eq!(FRAME_GATHERS.with(|n| n.get()) - gathers, 5);
+        let held = GATHER.with(|g| g.borrow().frames.len());
+        assert_eq!(held, 0, "the lift let the gathered frames go");
     }
 
     #[tokio::test]
