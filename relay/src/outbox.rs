@@ -214,6 +214,14 @@ impl Slots {
         self.front.take().or_else(|| self.rest.pop_front())
     }
 
+    /// Drops the first `n` slots (there are at least `n`).
+    fn drop_front(&mut self, mut n: usize) {
+        if n > 0 && self.front.take().is_some() {
+            n -= 1;
+        }
+        self.rest.drain(..n);
+    }
+
     fn get_mut(&mut self, i: usize) -> Option<&mut Option<Item>> {
         match &mut self.front {
             Some(front) if i == 0 => Some(front),
@@ -222,7 +230,7 @@ impl Slots {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Option<Item>> {
+    fn iter(&self) -> impl Iterator<Item = &Option<Item>> + Clone {
         self.front.iter().chain(self.rest.iter())
     }
 
@@ -285,16 +293,8 @@ impl State {
     }
 
     /// Keeps the part of `slices` past the first `written` bytes in `pending`.
-    fn keep_unwritten(&mut self, slices: &[IoSlice<'_>], mut written: usize) {
-        for slice in slices {
-            if written >= slice.len() {
-                written -= slice.len();
-                continue;
-            }
-            self.pending.extend_from_slice(&slice[written..]);
-            self.bytes += slice.len() - written;
-            written = 0;
-        }
+    fn keep_unwritten(&mut self, slices: &[IoSlice<'_>], written: usize) {
+        keep_unwritten(&mut self.pending, &mut self.bytes, slices, written);
     }
 
     /// Writes `pending` as far as the socket takes it. `Ok(true)`: all of it.
@@ -316,6 +316,24 @@ impl State {
             self.pending = Vec::new();
         }
         Ok(true)
+    }
+}
+
+/// `State::keep_unwritten` on the two fields it changes (for a writer that holds the queue's slots borrowed).
+fn keep_unwritten(
+    pending: &mut Vec<u8>,
+    bytes: &mut usize,
+    slices: &[IoSlice<'_>],
+    mut written: usize,
+) {
+    for slice in slices {
+        if written >= slice.len() {
+            written -= slice.len();
+            continue;
+        }
+        pending.extend_from_slice(&slice[written..]);
+        *bytes += slice.len() - written;
+        written = 0;
     }
 }
 
@@ -377,16 +395,20 @@ fn release_gathered() {
 /// gather buffer holds these very frames already — the peer before this one in a lift's loop was given the same
 /// burst, as every dashboard of a fan-out is — it is written as it is, without gathering the same bytes again
 /// (scenario c: 16 peers a burst, 15 of them skip the copy).
-fn write_frames(tcp: &TcpStream, slices: &[IoSlice<'_>], items: &[Item]) -> io::Result<usize> {
+fn write_frames<'a>(
+    tcp: &TcpStream,
+    slices: &[IoSlice<'_>],
+    frames: impl Iterator<Item = &'a Frame> + Clone,
+    count: usize,
+) -> io::Result<usize> {
     let total: usize = slices.iter().map(|s| s.len()).sum();
     if slices.len() <= 1 || total > GATHER_BYTES {
         return write_vectored(tcp, slices);
     }
     let result = GATHER.with(|g| match g.try_borrow_mut() {
         Ok(mut g) => {
-            let same = g.frames.len() == items.len()
-                && g.frames.iter().zip(items).all(|(held, item)| {
-                    let f = &item.frame;
+            let same = g.frames.len() == count
+                && g.frames.iter().zip(frames.clone()).all(|(held, f)| {
                     held.header == f.header
                         && held.bytes.len() == f.bytes.len()
                         && held.bytes.as_ptr() == f.bytes.as_ptr()
@@ -400,7 +422,7 @@ fn write_frames(tcp: &TcpStream, slices: &[IoSlice<'_>], items: &[Item]) -> io::
                     g.buf.extend_from_slice(slice);
                 }
                 g.frames.clear();
-                g.frames.extend(items.iter().map(|i| i.frame.clone()));
+                g.frames.extend(frames.cloned());
             }
             tcp.try_write(&g.buf)
         }
@@ -817,15 +839,20 @@ impl State {
                     }
                 }
             }
-            if self.items.is_empty() {
-                if self.items.heap_capacity() > KEEP_CAPACITY {
-                    self.items.release();
-                }
-                if self.snapshots.as_ref().is_some_and(|m| m.is_empty()) {
-                    self.snapshots = None;
-                }
-            }
+            self.after_taken();
             return Some(item);
+        }
+    }
+
+    /// After items were taken: an emptied queue gives back a big slot buffer and an empty snapshot index.
+    fn after_taken(&mut self) {
+        if self.items.is_empty() {
+            if self.items.heap_capacity() > KEEP_CAPACITY {
+                self.items.release();
+            }
+            if self.snapshots.as_ref().is_some_and(|m| m.is_empty()) {
+                self.snapshots = None;
+            }
         }
     }
 
@@ -981,6 +1008,66 @@ impl State {
         Ok(Flushed::Done)
     }
 
+    /// A plain peer's next run of frames (up to `WRITE_BATCH`), written from the queue's slots where they lie and
+    /// then taken off the queue together — not moved out one by one first. `Ok(true)`: the socket took all of
+    /// it (what it did not take is kept in `pending`, as `keep_unwritten` keeps it).
+    fn write_run(&mut self, tcp: &TcpStream, latency: Option<&mut Tally<'_>>) -> io::Result<bool> {
+        let (mut slots, mut frames, mut payload, mut keyed) = (0, 0, 0, false);
+        let mut headers: SmallVec<[([u8; 10], usize); STACK_FRAMES]> = SmallVec::new();
+        for slot in self.items.iter() {
+            if frames == WRITE_BATCH {
+                break;
+            }
+            slots += 1;
+            let Some(item) = slot else { continue }; // a replaced snapshot
+            frames += 1;
+            payload += item.frame.len();
+            keyed |= item.conflate.is_some();
+            if item.frame.header == 0 {
+                headers.push(text_header(item.frame.len()));
+            }
+        }
+        let State {
+            items,
+            pending,
+            bytes,
+            ..
+        } = self;
+        let run = || items.iter().take(slots).flatten();
+        let mut slices: SmallVec<[IoSlice<'_>; 2 * STACK_FRAMES]> = SmallVec::new();
+        let mut own = headers.iter();
+        for item in run() {
+            let header = match item.frame.header {
+                0 => own.next().map_or(&[][..], |(h, n)| &h[..*n]),
+                _ => &[],
+            };
+            let (wire, k) = item.frame.wire(header);
+            slices.extend_from_slice(&wire[..k]);
+        }
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        let written = write_frames(tcp, &slices, run().map(|i| &i.frame), frames)?;
+        if let Some(latency) = latency {
+            record_runs(latency, run().filter_map(|i| i.at));
+        }
+        if written < total {
+            keep_unwritten(pending, bytes, &slices, written);
+        }
+        drop(slices);
+        if keyed {
+            // Snapshots are found by their slot: `pop` keeps that index true.
+            for _ in 0..slots {
+                self.pop();
+            }
+        } else {
+            self.items.drop_front(slots);
+            self.head += slots as u64;
+            self.live -= frames;
+            self.bytes -= payload;
+            self.after_taken();
+        }
+        Ok(written >= total)
+    }
+
     /// `Outbox::flush`'s work, under the lock: also run by whoever lifts a cork, and by a producer whose corked
     /// queue filled. Records each publication's stamp-to-write latency in `latency`, if given. Nothing on the
     /// heap unless a batch holds more than `STACK_FRAMES` messages.
@@ -1008,6 +1095,16 @@ impl State {
             }
             if s.live == 0 {
                 return Ok(Flushed::Done);
+            }
+            if s.batch.is_none() {
+                match s.write_run(tcp, latency.as_deref_mut()) {
+                    Ok(true) => continue,
+                    Ok(false) => return Ok(Flushed::Blocked),
+                    Err(e) => {
+                        s.broken = Some(e.kind());
+                        return Err(e);
+                    }
+                }
             }
             items.clear();
             let (max_items, max_bytes) = s.batch.map_or((WRITE_BATCH, usize::MAX), |b| {
@@ -1065,7 +1162,7 @@ impl State {
             let written = match if batched {
                 write_vectored(tcp, &slices)
             } else {
-                write_frames(tcp, &slices, &items)
+                write_frames(tcp, &slices, items.iter().map(|i| &i.frame), items.len())
             } {
                 Ok(n) => n,
                 Err(e) => {
@@ -1074,29 +1171,33 @@ impl State {
                 }
             };
             if let Some(latency) = latency.as_deref_mut() {
-                // The publications of one inbound read share their stamp (`clock.rs`): one subtraction and one
-                // bucket per run of them.
-                let now = Instant::now();
-                let mut run: Option<(Instant, u64)> = None;
-                for at in items.iter().filter_map(|i| i.at) {
-                    match &mut run {
-                        Some((last, n)) if *last == at => *n += 1,
-                        _ => {
-                            if let Some((last, n)) = run.replace((at, 1)) {
-                                latency.record_n(now.saturating_duration_since(last), n);
-                            }
-                        }
-                    }
-                }
-                if let Some((last, n)) = run {
-                    latency.record_n(now.saturating_duration_since(last), n);
-                }
+                record_runs(latency, items.iter().filter_map(|i| i.at));
             }
             if written < total {
                 s.keep_unwritten(&slices, written);
                 return Ok(Flushed::Blocked);
             }
         }
+    }
+}
+
+/// Records the stamp-to-write time of frames written just now, stamped `stamps`. The publications of one inbound
+/// read share their stamp (`clock.rs`): one subtraction and one bucket per run of them.
+fn record_runs(latency: &mut Tally<'_>, stamps: impl Iterator<Item = Instant>) {
+    let now = Instant::now();
+    let mut run: Option<(Instant, u64)> = None;
+    for at in stamps {
+        match &mut run {
+            Some((last, n)) if *last == at => *n += 1,
+            _ => {
+                if let Some((last, n)) = run.replace((at, 1)) {
+                    latency.record_n(now.saturating_duration_since(last), n);
+                }
+            }
+        }
+    }
+    if let Some((last, n)) = run {
+        latency.record_n(now.saturating_duration_since(last), n);
     }
 }
 
@@ -1841,6 +1942,68 @@ mod tests {
         let item = Item::plain(Utf8Bytes::from_static("after"));
         assert_eq!(peer.deliver(item), Delivery::Written);
         assert_eq!(read_frames(&mut peer_side, 1).await, ["after"]);
+    }
+
+    /// A plain peer's queue goes out in runs written straight from its slots (`write_run`): past `WRITE_BATCH`
+    /// frames a run, over a replaced snapshot's empty slot, and with the socket full part-way (the rest kept in
+    /// `pending`, the next runs once it drains). Every frame arrives once, in order, and the snapshot index stays
+    /// true for what is queued after.
+    #[tokio::test]
+    async fn runs_written_from_the_slots_keep_order_over_replaced_snapshots_and_a_full_socket() {
+        let (relay_side, peer_side) = socket_pair().await;
+        let relay_side = Arc::new(relay_side);
+        let (peer, mut out) = outbox(1, 32768, 64 << 20);
+        peer.attach(relay_side.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let latency = Histogram::default();
+        let plain = |i: usize| format!("m{i}-{}", "x".repeat(400));
+        let mut want: Vec<String> = Vec::new();
+        {
+            let _cork = Cork::new(&metrics, usize::MAX, false);
+            for i in 0..10 {
+                assert_eq!(
+                    peer.deliver(Item::plain(Utf8Bytes::from(plain(i)))),
+                    Delivery::Queued
+                );
+                want.push(plain(i));
+            }
+            peer.deliver(snapshot(1, "s1-old"));
+            for i in 10..20_000 {
+                peer.deliver(Item::plain(Utf8Bytes::from(plain(i))));
+                want.push(plain(i));
+            }
+            peer.deliver(snapshot(1, "s1-new")); // empties s1-old's slot, queued last
+            peer.deliver(snapshot(2, "s2"));
+            want.extend(["s1-new".to_string(), "s2".to_string()]);
+        }
+        assert!(
+            peer.depth().0 > 0,
+            "the socket filled during the lift (8 MB): the rest waits for the writer"
+        );
+        let n = want.len();
+        let reader = tokio::spawn(async move {
+            let mut side = peer_side;
+            let got = read_frames(&mut side, n).await;
+            (got, side)
+        });
+        while out.flush(&latency).unwrap() == Flushed::Blocked {
+            relay_side.writable().await.unwrap();
+        }
+        let (got, mut peer_side) = reader.await.unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "frames lost, repeated or out of order");
+        assert_eq!(peer.depth(), (0, 0));
+        assert_eq!(latency.snapshot().count(), 0, "no stamps, nothing recorded");
+        // The index is true still: a snapshot queued behind a plain frame is replaced (the newer one queued
+        // last), not sent twice.
+        {
+            let _cork = Cork::new(&metrics, usize::MAX, false);
+            peer.deliver(Item::plain(Utf8Bytes::from_static("after")));
+            peer.deliver(snapshot(1, "a"));
+            peer.deliver(snapshot(1, "b"));
+            peer.deliver(Item::plain(Utf8Bytes::from_static("last")));
+        }
+        assert_eq!(read_frames(&mut peer_side, 3).await, ["after", "b", "last"]);
     }
 
     /// A lift's loop gathers a burst once for every peer given the very same frames (`write_frames`), and only
