@@ -1012,31 +1012,28 @@ impl State {
     /// then taken off the queue together — not moved out one by one first. `Ok(true)`: the socket took all of
     /// it (what it did not take is kept in `pending`, as `keep_unwritten` keeps it).
     fn write_run(&mut self, tcp: &TcpStream, latency: Option<&mut Tally<'_>>) -> io::Result<bool> {
-        let (mut slots, mut frames, mut payload, mut keyed) = (0, 0, 0, false);
+        let (mut slots, mut payload, mut keyed) = (0, 0, false);
+        // The run's items, found once (the slots' iterator is a chain of the inline slot and the deque's, over
+        // `Option`s: walking it again for each pass below cost more than the pass).
+        let mut run: SmallVec<[&Item; STACK_FRAMES]> = SmallVec::new();
         let mut headers: SmallVec<[([u8; 10], usize); STACK_FRAMES]> = SmallVec::new();
         for slot in self.items.iter() {
-            if frames == WRITE_BATCH {
+            if run.len() == WRITE_BATCH {
                 break;
             }
             slots += 1;
             let Some(item) = slot else { continue }; // a replaced snapshot
-            frames += 1;
             payload += item.frame.len();
             keyed |= item.conflate.is_some();
             if item.frame.header == 0 {
                 headers.push(text_header(item.frame.len()));
             }
+            run.push(item);
         }
-        let State {
-            items,
-            pending,
-            bytes,
-            ..
-        } = self;
-        let run = || items.iter().take(slots).flatten();
+        let frames = run.len();
         let mut slices: SmallVec<[IoSlice<'_>; 2 * STACK_FRAMES]> = SmallVec::new();
         let mut own = headers.iter();
-        for item in run() {
+        for item in &run {
             let header = match item.frame.header {
                 0 => own.next().map_or(&[][..], |(h, n)| &h[..*n]),
                 _ => &[],
@@ -1045,14 +1042,15 @@ impl State {
             slices.extend_from_slice(&wire[..k]);
         }
         let total: usize = slices.iter().map(|s| s.len()).sum();
-        let written = write_frames(tcp, &slices, run().map(|i| &i.frame), frames)?;
+        let written = write_frames(tcp, &slices, run.iter().map(|i| &i.frame), frames)?;
         if let Some(latency) = latency {
-            record_runs(latency, run().filter_map(|i| i.at));
+            record_runs(latency, run.iter().filter_map(|i| i.at));
         }
         if written < total {
-            keep_unwritten(pending, bytes, &slices, written);
+            keep_unwritten(&mut self.pending, &mut self.bytes, &slices, written);
         }
         drop(slices);
+        drop(run);
         if keyed {
             // Snapshots are found by their slot: `pop` keeps that index true.
             for _ in 0..slots {
