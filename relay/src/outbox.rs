@@ -1031,16 +1031,8 @@ impl State {
             run.push(item);
         }
         let frames = run.len();
-        let mut slices: SmallVec<[IoSlice<'_>; 2 * STACK_FRAMES]> = SmallVec::new();
-        let mut own = headers.iter();
-        for item in &run {
-            let header = match item.frame.header {
-                0 => own.next().map_or(&[][..], |(h, n)| &h[..*n]),
-                _ => &[],
-            };
-            let (wire, k) = item.frame.wire(header);
-            slices.extend_from_slice(&wire[..k]);
-        }
+        let mut slices = Slices::new();
+        push_wire(&mut slices, run.iter().copied(), &headers);
         let total: usize = slices.iter().map(|s| s.len()).sum();
         let written = write_frames(tcp, &slices, run.iter().map(|i| &i.frame), frames)?;
         if let Some(latency) = latency {
@@ -1136,7 +1128,7 @@ impl State {
                         .map(|i| text_header(i.frame.len())),
                 );
             }
-            let mut slices: SmallVec<[IoSlice<'_>; 2 * STACK_FRAMES + 2]> = SmallVec::new();
+            let mut slices = Slices::new();
             if batched {
                 let (h, n) = &headers[0];
                 slices.push(IoSlice::new(&h[..*n]));
@@ -1146,15 +1138,7 @@ impl State {
                 }
                 slices.push(IoSlice::new(b"]"));
             } else {
-                let mut own = headers.iter();
-                for item in &items {
-                    let header = match item.frame.header {
-                        0 => own.next().map_or(&[][..], |(h, n)| &h[..*n]),
-                        _ => &[],
-                    };
-                    let (wire, k) = item.frame.wire(header);
-                    slices.extend_from_slice(&wire[..k]);
-                }
+                push_wire(&mut slices, items.iter(), &headers);
             }
             let total: usize = slices.iter().map(|s| s.len()).sum();
             let written = match if batched {
@@ -1175,6 +1159,31 @@ impl State {
                 s.keep_unwritten(&slices, written);
                 return Ok(Flushed::Blocked);
             }
+        }
+    }
+}
+
+/// The slices of one write: two a frame at most, and a batch's brackets.
+type Slices<'a> = SmallVec<[IoSlice<'a>; 2 * STACK_FRAMES + 2]>;
+
+/// Pushes the wire slices of `items` onto `slices`: a frame that carries its header is one slice, another one is
+/// the next of `headers` (made for those frames, in order, by `text_header`) and its payload. Pushed one at a
+/// time: a copy of a run-time number of slices is a `memcpy` call (~60 instructions a delivery in scenario c).
+fn push_wire<'a>(
+    slices: &mut Slices<'a>,
+    items: impl Iterator<Item = &'a Item>,
+    headers: &'a [([u8; 10], usize)],
+) {
+    let mut own = headers.iter();
+    for item in items {
+        let header = match item.frame.header {
+            0 => own.next().map_or(&[][..], |(h, n)| &h[..*n]),
+            _ => &[],
+        };
+        let ([first, second], k) = item.frame.wire(header);
+        slices.push(first);
+        if k == 2 {
+            slices.push(second);
         }
     }
 }
