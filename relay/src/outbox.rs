@@ -1044,8 +1044,9 @@ impl State {
         drop(slices);
         drop(run);
         if keyed {
-            // Snapshots are found by their slot: `pop` keeps that index true.
-            for _ in 0..slots {
+            // Snapshots are found by their slot: `pop` keeps that index true. One `pop` per frame written (it
+            // skips the empty slots before its frame; one per slot would take frames behind the run, unwritten).
+            for _ in 0..frames {
                 self.pop();
             }
         } else {
@@ -1096,18 +1097,16 @@ impl State {
                     }
                 }
             }
+            // A batching peer (plain ones took `write_run` above): everything that fits one frame.
             items.clear();
             let (max_items, max_bytes) = s.batch.map_or((WRITE_BATCH, usize::MAX), |b| {
                 (b.messages.get() as usize, b.bytes as usize)
             });
             let mut payload = 0;
             while items.len() < max_items {
-                // Only a batch has a bound in bytes (the frames are joined into one).
-                if max_bytes != usize::MAX {
-                    let Some(next) = s.peek_len() else { break };
-                    if !items.is_empty() && payload + next > max_bytes {
-                        break;
-                    }
+                let Some(next) = s.peek_len() else { break };
+                if !items.is_empty() && payload + next > max_bytes {
+                    break;
                 }
                 let Some(item) = s.pop() else { break };
                 payload += item.frame.len();
@@ -2011,6 +2010,30 @@ mod tests {
             peer.deliver(Item::plain(Utf8Bytes::from_static("last")));
         }
         assert_eq!(read_frames(&mut peer_side, 3).await, ["after", "b", "last"]);
+        // A run with both an empty slot and a snapshot in it, and frames behind the run: taken off by `pop`,
+        // exactly the run's frames, none of those behind it.
+        let mut want = Vec::new();
+        {
+            let _cork = Cork::new(&metrics, usize::MAX, false);
+            peer.deliver(snapshot(3, "s3-old"));
+            peer.deliver(Item::plain(Utf8Bytes::from(plain(0))));
+            peer.deliver(snapshot(3, "s3-new")); // s3-old's slot is empty now, at the front
+            want.extend([plain(0), "s3-new".to_string()]);
+            for i in 1..=WRITE_BATCH + 10 {
+                peer.deliver(Item::plain(Utf8Bytes::from(plain(i))));
+                want.push(plain(i));
+            }
+        }
+        while out.flush(&latency).unwrap() == Flushed::Blocked {
+            relay_side.writable().await.unwrap();
+        }
+        assert_eq!(peer.depth(), (0, 0));
+        // Bounded: a frame lost would leave the read waiting.
+        let read = read_frames(&mut peer_side, want.len());
+        let got = tokio::time::timeout(std::time::Duration::from_secs(20), read)
+            .await
+            .expect("frames lost: the peer is still waiting for some");
+        assert!(got == want, "frames lost, repeated or out of order");
     }
 
     /// A lift's loop gathers a burst once for every peer given the very same frames (`write_frames`), and only
