@@ -405,33 +405,51 @@ fn write_frames<'a>(
     if slices.len() <= 1 || total > GATHER_BYTES {
         return write_vectored(tcp, slices);
     }
-    let result = GATHER.with(|g| match g.try_borrow_mut() {
+    write_gathered(tcp, slices, |held| {
+        let same = held.len() == count
+            && held.iter().zip(frames.clone()).all(|(held, f)| {
+                held.header == f.header
+                    && held.bytes.len() == f.bytes.len()
+                    && held.bytes.as_ptr() == f.bytes.as_ptr()
+            });
+        if !same {
+            #[cfg(test)]
+            FRAME_GATHERS.with(|n| n.set(n.get() + 1));
+            held.clear();
+            held.extend(frames.cloned());
+        }
+        same
+    })
+}
+
+/// Writes `slices` as one buffer, the thread's gather buffer: `holds` is shown the frames the buffer holds the
+/// bytes of (and may change them) and says whether those bytes are `slices`' already; if not, they are copied
+/// in. When the buffer is in use (a write from within a write), the slices go out as they are.
+fn write_gathered(
+    tcp: &TcpStream,
+    slices: &[IoSlice<'_>],
+    holds: impl FnOnce(&mut Vec<Frame>) -> bool,
+) -> io::Result<usize> {
+    taken(GATHER.with(|g| match g.try_borrow_mut() {
         Ok(mut g) => {
-            let same = g.frames.len() == count
-                && g.frames.iter().zip(frames.clone()).all(|(held, f)| {
-                    held.header == f.header
-                        && held.bytes.len() == f.bytes.len()
-                        && held.bytes.as_ptr() == f.bytes.as_ptr()
-                });
-            if !same {
-                #[cfg(test)]
-                FRAME_GATHERS.with(|n| n.set(n.get() + 1));
-                let g = &mut *g;
+            let g = &mut *g;
+            if !holds(&mut g.frames) {
                 g.buf.clear();
                 for slice in slices {
                     g.buf.extend_from_slice(slice);
                 }
-                g.frames.clear();
-                g.frames.extend(frames.cloned());
             }
             tcp.try_write(&g.buf)
         }
         Err(_) => tcp.try_write_vectored(slices),
-    });
+    }))
+}
+
+/// A non-blocking write's result as the bytes the socket took: `WouldBlock` is 0.
+fn taken(result: io::Result<usize>) -> io::Result<usize> {
     match result {
-        Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
@@ -444,28 +462,15 @@ fn write_frames<'a>(
 /// bytes, not their segments, are the cost.
 fn write_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     let total: usize = slices.iter().map(|s| s.len()).sum();
-    let result = if slices.len() > 1 && total <= GATHER_BYTES {
-        GATHER.with(|g| match g.try_borrow_mut() {
-            Ok(mut g) => {
-                let g = &mut *g;
-                g.frames.clear(); // it holds other bytes now
-                g.buf.clear();
-                for slice in slices {
-                    g.buf.extend_from_slice(slice);
-                }
-                tcp.try_write(&g.buf)
-            }
-            Err(_) => tcp.try_write_vectored(slices),
+    if slices.len() > 1 && total <= GATHER_BYTES {
+        write_gathered(tcp, slices, |held| {
+            held.clear(); // it holds other bytes now
+            false
         })
     } else if let [one] = slices {
-        tcp.try_write(one)
+        taken(tcp.try_write(one))
     } else {
-        tcp.try_write_vectored(slices)
-    };
-    match result {
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
+        taken(tcp.try_write_vectored(slices))
     }
 }
 

@@ -799,7 +799,8 @@ impl ControlFrame {
 /// What one [`WsReader::read`] came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// Bytes were read (and handed on); the kernel had no more (a short read).
+    /// Bytes were read (and handed on), and the socket is not known to have more: a short read, or the bytes
+    /// hyper read past the upgrade request.
     Read,
     /// Bytes were read (and handed on), as many as the read asked for: the socket may well have more.
     Full,
