@@ -3,12 +3,15 @@
 # baseline relay, back to back in one session, each run against a freshly started relay process, BENCH_RUNS
 # times in rounds (every scenario × relay once per round, so a noisy minute hits all relays alike); then writes
 # the generated section of BENCHMARKS.md from the medians (other sections of that file are kept).
-# The v2 scenarios (a2, g, g10, h) run against devrelay only: the baselines speak seed 000.
+# The v2 scenarios (a2, g, g10, h) run against devrelay only: the baselines speak seed 000. `null` is the load
+# generator's null relay (`devrelay-bench null-relay`: no parsing, no queues, one write per dashboard per read),
+# the floor of what any relay can show on this machine with this generator; it runs a, b, c and e only (a thread
+# per connection: not d; a blocking write per dashboard: not f).
 #
 # Usage: bench/run.sh
 # Environment (all optional):
 #   BENCH_SCENARIOS="a a2 b c d e f g g10 h"   which scenarios
-#   BENCH_RELAYS="devrelay bun bun-loop node-ws"   which relays (also: node-ws-once)
+#   BENCH_RELAYS="devrelay bun bun-loop node-ws null"   which relays (also: node-ws-once)
 #   BENCH_RUNS=3                      runs per scenario × relay (the report shows medians)
 #   BENCH_DURATION_SECS=N             measured seconds per fan-out scenario (default: each scenario's own)
 #   BENCH_WORKERS=1                   load generator worker threads
@@ -17,15 +20,16 @@
 #                                     (bench/callgrind.sh; devrelay and bun; 0 = skip)
 #   BENCH_OUT=target/bench-results    where JSON results and relay logs go
 #   BENCH_REPORT=BENCHMARKS.md        the file to update
-# Takes about 15 minutes with the defaults. Loopback only.
+# Takes about 20 minutes with the defaults. Loopback only.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SCENARIOS=${BENCH_SCENARIOS:-"a a2 b c d e f g g10 h"}
-RELAYS=${BENCH_RELAYS:-"devrelay bun bun-loop node-ws"}
+RELAYS=${BENCH_RELAYS:-"devrelay bun bun-loop node-ws null"}
 RUNS=${BENCH_RUNS:-3}
 V2_ONLY=" a2 g g10 h "
+NULL_SCENARIOS=" a b c e "
 WORKERS=${BENCH_WORKERS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-10000}
 OUT=${BENCH_OUT:-target/bench-results}
@@ -91,6 +95,9 @@ start_relay() {
     bun-loop)
       FANOUT=loop "$BUN_DIR/node_modules/.bin/bun" "$BUN_DIR/server.ts" 0 >"$logf" 2>&1 &
       ;;
+    null)
+      "$BENCH" null-relay >"$logf" 2>&1 &
+      ;;
     *)
       log "unknown relay $label"
       return 1
@@ -131,6 +138,9 @@ for run in $(seq 1 "$RUNS"); do
   for s in $SCENARIOS; do
     for relay in $RELAYS; do
       if [ "$relay" != devrelay ] && [[ $V2_ONLY == *" $s "* ]]; then
+        continue
+      fi
+      if [ "$relay" = null ] && [[ $NULL_SCENARIOS != *" $s "* ]]; then
         continue
       fi
       start_relay "$relay" "$s-run$run"
@@ -198,6 +208,9 @@ node -e '
       "a broadcast is one server.publish — uWebSockets native pub/sub; seed-000 logic otherwise)",
     "bun-loop": "FANOUT=loop bun bench/baselines/bun-relay/server.ts 0 (the same server, but a JavaScript " +
       "loop with one ws.send per dashboard, as the seed-000 Node server does; one JSON.stringify per broadcast)",
+    "null": "devrelay-bench null-relay (the floor, not a relay: seed-000 handshakes, then each read of an SDK " +
+      "forwarded to every dashboard with one blocking write each — no JSON parsed, no queues, no pings; what " +
+      "this machine and this load generator allow any relay to show; scenarios a, b, c and e only)",
   };
   for (const r of e.RELAYS.split(/\s+/).filter(Boolean)) relays[r] = all[r] ?? r;
   const meta = {

@@ -759,6 +759,8 @@ fn find<'a>(
 
 /// The idiomatic Bun baseline (topic subscribe + `server.publish`) the targets of issue 14 are set against.
 pub const BUN: &str = "bun";
+/// The load generator's null relay (`bench/run.sh`'s `null`): the floor of every figure on this machine.
+pub const FLOOR: &str = "null";
 
 /// Checks devrelay's results (medians over the runs; loss: the worst run) against the targets of issues 9,
 /// 12 and 14 (and f of issue 4).
@@ -768,6 +770,13 @@ pub fn check_targets(results: &[ScenarioReport], meta: &RunMeta) -> Vec<TargetCh
     let mut out = Vec::new();
     let fan = |s: &str| find(results, s, PRIMARY).and_then(|r| r.fanout.as_ref());
     let bun = |s: &str| find(results, s, BUN).and_then(|r| r.fanout.as_ref());
+    let floor = |s: &str| find(results, s, FLOOR).and_then(|r| r.fanout.as_ref());
+    // What the null relay showed in the same run, for a target it bounds: `what` of its result.
+    let floor_note = |s: &str, what: &dyn Fn(&FanoutReport) -> String| {
+        floor(s).map_or(String::new(), |f| {
+            format!("; floor (null relay): {}", what(f))
+        })
+    };
     let a = fan("a");
     let a_line = |f: &FanoutReport| {
         format!(
@@ -793,11 +802,17 @@ pub fn check_targets(results: &[ScenarioReport], meta: &RunMeta) -> Vec<TargetCh
         target: "zero loss, p99 ≤ 1 ms, relay CPU per delivery ≤ 0.7× Bun's (issue 14)",
         measured: match (a, bun("a")) {
             (Some(o), Some(t)) => format!(
-                "{}; CPU per delivery {} vs bun {} = {}",
+                "{}; CPU per delivery {} vs bun {} = {}{}",
                 a_line(o),
                 per_delivery(o.relay_cpu_us_per_delivery),
                 per_delivery(t.relay_cpu_us_per_delivery),
-                cpu_ratio(o, t).map_or("n/a".into(), |r| format!("{r:.2}×"))
+                cpu_ratio(o, t).map_or("n/a".into(), |r| format!("{r:.2}×")),
+                floor_note("a", &|f| format!(
+                    "p99 {}, CPU per delivery {} = {} bun's",
+                    us(f.latency.p99_us),
+                    per_delivery(f.relay_cpu_us_per_delivery),
+                    cpu_ratio(f, t).map_or("n/a".into(), |r| format!("{r:.2}×"))
+                ))
             ),
             (Some(o), None) => format!("{} (bun not run)", a_line(o)),
             _ => "not run".into(),
@@ -833,12 +848,16 @@ pub fn check_targets(results: &[ScenarioReport], meta: &RunMeta) -> Vec<TargetCh
             target: "≥ 2× Bun's deliveries/s, zero loss (issue 14)",
             measured: match (ours, theirs) {
                 (Some(o), Some(t)) => format!(
-                    "{}/s vs bun {}/s = {:.2}×, lost {}; load generator CPU {}",
+                    "{}/s vs bun {}/s = {:.2}×, lost {}; load generator CPU {}{}",
                     rate(o.delivered_per_sec),
                     rate(t.delivered_per_sec),
                     o.delivered_per_sec / t.delivered_per_sec,
                     o.lost,
-                    per_delivery(o.loadgen_cpu_us_per_delivery)
+                    per_delivery(o.loadgen_cpu_us_per_delivery),
+                    floor_note(s, &|f| format!(
+                        "{}/s, the load generator's ceiling",
+                        rate(f.delivered_per_sec)
+                    ))
                 ),
                 (Some(o), None) => format!("{}/s (bun not run)", rate(o.delivered_per_sec)),
                 _ => "not run".into(),
@@ -888,7 +907,12 @@ pub fn check_targets(results: &[ScenarioReport], meta: &RunMeta) -> Vec<TargetCh
         scenario: "e",
         target: "zero loss, p99 ≤ 3 ms (issue 14)",
         measured: e.map_or("not run".into(), |f| {
-            format!("lost {}, p99 {}", f.lost, us(f.latency.p99_us))
+            format!(
+                "lost {}, p99 {}{}",
+                f.lost,
+                us(f.latency.p99_us),
+                floor_note("e", &|f| format!("p99 {}", us(f.latency.p99_us)))
+            )
         }),
         met: e.map(|f| f.lost == 0 && f.latency.p99_us <= 3000.0),
     });
@@ -1476,6 +1500,9 @@ mod tests {
             fan("c", "bun", 100_000.0, 100.0),
             fan("c", "bun-loop", 1.0, 100.0),
             fan("e", "devrelay", 500.0, 6000.0),
+            fan("a", FLOOR, 50_000.0, 1100.0),
+            fan("c", FLOOR, 900_000.0, 100.0),
+            fan("e", FLOOR, 500.0, 2500.0),
         ];
         let meta = RunMeta {
             callgrind: vec![
@@ -1515,6 +1542,31 @@ mod tests {
         );
         assert!(t[1].measured.contains("p99 1.40 ms"), "{}", t[1].measured);
         assert!(t[3].measured.contains("bun 250,000/s"), "{}", t[3].measured);
+        // The null relay's figures bound the targets they would (a's latency and CPU, c's rate, e's latency),
+        // and change no verdict.
+        assert!(
+            t[1].measured.contains(
+                "floor (null relay): p99 1.10 ms, CPU per delivery 2.00 µs = 1.00× bun's"
+            ),
+            "{}",
+            t[1].measured
+        );
+        assert!(
+            !t[3].measured.contains("null relay"),
+            "no b floor run: {}",
+            t[3].measured
+        );
+        assert!(
+            t[4].measured
+                .contains("floor (null relay): 900,000/s, the load generator's ceiling"),
+            "{}",
+            t[4].measured
+        );
+        assert!(
+            t[7].measured.contains("floor (null relay): p99 2.50 ms"),
+            "{}",
+            t[7].measured
+        );
     }
 
     #[test]
