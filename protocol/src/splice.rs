@@ -100,6 +100,32 @@ pub fn push_state_update(
     Ok(())
 }
 
+/// `push_state_update` for a frame already checked as a seed-000 `state_snapshot` — valid JSON, an object with
+/// one `type` member (`view::InboundRef::decode` accepted it). When it begins as SDKs write it,
+/// `{"type":"state_snapshot",`, the members after that are copied as they stand: one copy of the frame, where
+/// `push_state_update` parses it again to find them (a 250 KB snapshot: about 18 instructions a byte; scenario
+/// e, BENCHMARKS.md). Whitespace the SDK put between those members stays. Any other frame goes
+/// `push_state_update`'s way.
+pub fn push_state_update_of_frame(
+    out: &mut String,
+    session_id: &str,
+    raw_frame: &str,
+) -> Result<(), DecodeError> {
+    let members = trim(raw_frame)
+        .strip_prefix(crate::view::STATE_SNAPSHOT_PREFIX)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .filter(|members| !trim(members).is_empty());
+    let Some(members) = members else {
+        return push_state_update(out, session_id, raw_frame);
+    };
+    out.push_str(r#"{"type":"state_update","sessionId":"#);
+    push_json_string(out, session_id);
+    out.push_str(r#","snapshot":{"#);
+    out.push_str(members);
+    out.push_str("}}");
+    Ok(())
+}
+
 fn push_json_string(out: &mut String, s: &str) {
     // serde_json escapes quotes, backslashes and control characters. Ids rarely have any: then the text is
     // the string itself in quotes, without the allocation serde_json's writer needs.
@@ -213,6 +239,49 @@ mod tests {
             let mut out = String::new();
             push_json_string(&mut out, id);
             assert_eq!(out, serde_json::to_string(id).unwrap(), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn a_checked_frame_keeps_its_members_as_they_stand() {
+        let of_frame = |raw: &str| {
+            let mut out = String::new();
+            push_state_update_of_frame(&mut out, "s", raw).map(|()| out)
+        };
+        let value = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        // As SDKs write it: the very bytes the parsing path makes.
+        let compact =
+            r#"{"type":"state_snapshot","sessionId":"s","state":{"a" : [1, "\u0041}"]},"n":1.50}"#;
+        assert_eq!(
+            of_frame(compact).unwrap(),
+            state_update("s", compact).unwrap()
+        );
+        // Whitespace between the members stays (the parsing path drops it): the same value.
+        let spaced = "{\"type\":\"state_snapshot\", \"sessionId\" : \"s\" ,\n\"k\":{}\t} \n";
+        let out = of_frame(spaced).unwrap();
+        assert_eq!(
+            out,
+            "{\"type\":\"state_update\",\"sessionId\":\"s\",\"snapshot\":{ \"sessionId\" : \"s\" ,\n\"k\":{}\t}}"
+        );
+        assert_eq!(value(&out), value(&state_update("s", spaced).unwrap()));
+        // Other shapes go the parsing way, errors included.
+        for raw in [
+            r#"{ "type":"state_snapshot","k":1}"#,
+            r#"{"k":1,"type":"state_snapshot"}"#,
+            r#"{"typ\u0065":"state_snapshot","k":1}"#,
+        ] {
+            assert_eq!(
+                of_frame(raw).unwrap(),
+                state_update("s", raw).unwrap(),
+                "{raw}"
+            );
+        }
+        for bad in [
+            r#"{"type":"state_snapshot", }"#,
+            r#"{"type":"state_snapshot","#,
+            "[]",
+        ] {
+            assert!(of_frame(bad).is_err(), "{bad}");
         }
     }
 

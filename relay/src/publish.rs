@@ -176,6 +176,19 @@ pub fn state_update_frame(session_id: &str, raw: &str) -> Result<Frame, DecodeEr
     built.map(|()| frame)
 }
 
+/// `state_update_frame` of a seed-000 SDK's `state_snapshot` frame that `InboundRef::decode` accepted
+/// (`splice::push_state_update_of_frame`: copied, not parsed again).
+pub fn state_update_frame_of_checked(
+    session_id: &str,
+    raw_frame: &str,
+) -> Result<Frame, DecodeError> {
+    let capacity = splice::update_capacity(session_id, raw_frame);
+    let (frame, built) = Frame::build(capacity, |out| {
+        splice::push_state_update_of_frame(out, session_id, raw_frame)
+    });
+    built.map(|()| frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

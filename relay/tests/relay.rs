@@ -118,7 +118,22 @@ async fn forwarded_bodies_keep_the_sdks_bytes() {
         r#""\n":"x\u0041""#,
         r#""\/":-0.0"#,
     ];
+    // Begun as SDKs write it: every member after `type` is passed on as it stands, the whitespace between them
+    // included (one copy; splice::push_state_update_of_frame).
     let snapshot = format!("{{\"type\":\"state_snapshot\", {}}}", members.join(" , "));
+    sdk.send_text(&snapshot).await;
+    assert_eq!(
+        dash.recv_text().await,
+        format!(
+            r#"{{"type":"state_update","sessionId":"raw","snapshot":{{ {}}}}}"#,
+            members.join(" , ")
+        )
+    );
+    // Any other shape: the members are found by parsing, and joined without the whitespace between them.
+    let snapshot = format!(
+        "{{ {} , \"type\" : \"state_snapshot\"}}",
+        members.join(" , ")
+    );
     sdk.send_text(&snapshot).await;
     assert_eq!(
         dash.recv_text().await,

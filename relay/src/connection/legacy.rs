@@ -217,7 +217,8 @@ impl Connection {
             return;
         };
         let (legacy, data_in_legacy) = match what {
-            Forward::Snapshot => match publish::state_update_frame(session, raw) {
+            // `raw` is the frame `InboundRef::decode` accepted as a `state_snapshot`.
+            Forward::Snapshot => match publish::state_update_frame_of_checked(session, raw) {
                 Ok(frame) => (frame, None),
                 Err(e) => return self.reply_error(e.code(), e.to_string()),
             },
