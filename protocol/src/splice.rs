@@ -100,30 +100,38 @@ pub fn push_state_update(
     Ok(())
 }
 
+/// How every SDK's `state_snapshot` frame begins (`JSON.stringify` of an object with `type` first).
+pub const STATE_SNAPSHOT_PREFIX: &str = r#"{"type":"state_snapshot","#;
+
 /// `push_state_update` for a frame already checked as a seed-000 `state_snapshot` — valid JSON, an object with
 /// one `type` member (`view::InboundRef::decode` accepted it). When it begins as SDKs write it,
 /// `{"type":"state_snapshot",`, the members after that are copied as they stand: one copy of the frame, where
 /// `push_state_update` parses it again to find them (a 250 KB snapshot: about 18 instructions a byte; scenario
 /// e, BENCHMARKS.md). Whitespace the SDK put between those members stays. Any other frame goes
 /// `push_state_update`'s way.
+///
+/// Copied, the frame is in its `state_update`: it is [`STATE_SNAPSHOT_PREFIX`] followed by the bytes in the
+/// range returned (counted from where this call began appending; `None` when the frame was parsed instead).
 pub fn push_state_update_of_frame(
     out: &mut String,
     session_id: &str,
     raw_frame: &str,
-) -> Result<(), DecodeError> {
+) -> Result<Option<Range<usize>>, DecodeError> {
     let members = trim(raw_frame)
-        .strip_prefix(crate::view::STATE_SNAPSHOT_PREFIX)
+        .strip_prefix(STATE_SNAPSHOT_PREFIX)
         .and_then(|rest| rest.strip_suffix('}'))
         .filter(|members| !trim(members).is_empty());
     let Some(members) = members else {
-        return push_state_update(out, session_id, raw_frame);
+        return push_state_update(out, session_id, raw_frame).map(|()| None);
     };
+    let start = out.len();
     out.push_str(r#"{"type":"state_update","sessionId":"#);
     push_json_string(out, session_id);
     out.push_str(r#","snapshot":{"#);
+    let from = out.len() - start;
     out.push_str(members);
     out.push_str("}}");
-    Ok(())
+    Ok(Some(from..out.len() - start - 1))
 }
 
 fn push_json_string(out: &mut String, s: &str) {
@@ -245,8 +253,18 @@ mod tests {
     #[test]
     fn a_checked_frame_keeps_its_members_as_they_stand() {
         let of_frame = |raw: &str| {
-            let mut out = String::new();
-            push_state_update_of_frame(&mut out, "s", raw).map(|()| out)
+            let mut out = String::from("ahead");
+            let copied = push_state_update_of_frame(&mut out, "s", raw)?;
+            let out = out.split_off(5);
+            if let Some(range) = copied {
+                // The frame is in there: the prefix, then the range.
+                assert_eq!(
+                    format!("{STATE_SNAPSHOT_PREFIX}{}", &out[range]),
+                    trim(raw),
+                    "{raw}"
+                );
+            }
+            Ok::<_, DecodeError>(out)
         };
         let value = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
         // As SDKs write it: the very bytes the parsing path makes.

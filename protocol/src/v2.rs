@@ -1000,14 +1000,29 @@ pub fn publication_frame(
     epoch: &str,
     timestamp: Millis,
 ) -> String {
-    let data = data.unwrap_or("null");
-    let mut out = String::with_capacity(channel.len() + event.len() + data.len() + 96);
+    let data = crate::splice::trim(data.unwrap_or("null"));
+    publication_frame_of_parts(channel, event, ["", data], offset, epoch, timestamp)
+}
+
+/// [`publication_frame`] whose `data` is given in two parts, written one after the other (together they are
+/// the data, trimmed): a snapshot's data as a prefix and the rest of it found elsewhere.
+pub fn publication_frame_of_parts(
+    channel: &str,
+    event: &str,
+    data: [&str; 2],
+    offset: u64,
+    epoch: &str,
+    timestamp: Millis,
+) -> String {
+    let data_len = data[0].len() + data[1].len();
+    let mut out = String::with_capacity(channel.len() + event.len() + data_len + 96);
     out.push_str(r#"{"channel":"#);
     push_name(&mut out, channel);
     out.push_str(r#","event":"#);
     push_name(&mut out, event);
     out.push_str(r#","data":"#);
-    out.push_str(crate::splice::trim(data));
+    out.push_str(data[0]);
+    out.push_str(data[1]);
     out.push_str(r#","offset":"#);
     crate::decimal::push_u64(&mut out, offset);
     out.push_str(r#","epoch":""#);

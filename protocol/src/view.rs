@@ -29,8 +29,7 @@ pub enum InboundRef<'a> {
 }
 
 const STREAM_EVENT_PREFIX: &str = r#"{"type":"stream_event","#;
-/// How every SDK's `state_snapshot` frame begins (`JSON.stringify` of an object with `type` first).
-pub(crate) const STATE_SNAPSHOT_PREFIX: &str = r#"{"type":"state_snapshot","#;
+use crate::splice::STATE_SNAPSHOT_PREFIX;
 
 impl<'a> InboundRef<'a> {
     /// Decodes a frame for routing. Accepts and rejects exactly what [`Inbound::decode`] does.

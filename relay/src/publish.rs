@@ -177,16 +177,17 @@ pub fn state_update_frame(session_id: &str, raw: &str) -> Result<Frame, DecodeEr
 }
 
 /// `state_update_frame` of a seed-000 SDK's `state_snapshot` frame that `InboundRef::decode` accepted
-/// (`splice::push_state_update_of_frame`: copied, not parsed again).
+/// (`splice::push_state_update_of_frame`: copied, not parsed again), and, when it was copied, where the frame's
+/// text after `splice::STATE_SNAPSHOT_PREFIX` is in the payload (the v2 frame's `data` can be built from it).
 pub fn state_update_frame_of_checked(
     session_id: &str,
     raw_frame: &str,
-) -> Result<Frame, DecodeError> {
+) -> Result<(Frame, Option<Range<usize>>), DecodeError> {
     let capacity = splice::update_capacity(session_id, raw_frame);
     let (frame, built) = Frame::build(capacity, |out| {
         splice::push_state_update_of_frame(out, session_id, raw_frame)
     });
-    built.map(|()| frame)
+    built.map(|copied| (frame, copied))
 }
 
 #[cfg(test)]

@@ -1091,3 +1091,48 @@ async fn hello_cannot_switch_identity_and_checks_its_fields() {
         );
     }
 }
+
+/// A seed-000 SDK's snapshot, written as SDKs write it (`type` first): seed-000 dashboards get its members in a
+/// `state_update` as they stand, and v2 subscribers — live, and one that joins later — get the SDK's very bytes as
+/// `data`, from a v2 frame the relay builds only when one of them needs it.
+#[tokio::test]
+async fn a_seed_000_snapshot_reaches_v2_subscribers_as_the_sdk_sent_it() {
+    let relay = Relay::start(Default::default()).await;
+    let (mut legacy, _) = Client::dashboard(&relay.dash()).await;
+    let mut sdk = Client::sdk(&relay.url(), "snap-s").await;
+    let mut live = V2::dashboard(&relay.dash()).await;
+    live.subscribe("sessions/snap-s").await;
+    let raw = r#"{"type":"state_snapshot","sessionId":"snap-s","timestamp":1.5,"threads":[{"id":"t","x":"\u0041"}], "registry":{"components":[],"tools":[]}}"#;
+    sdk.send_text(raw).await;
+    let members = &raw[r#"{"type":"state_snapshot","#.len()..raw.len() - 1];
+    let update = loop {
+        let text = legacy.recv_text().await;
+        if text.contains("state_update") {
+            break text;
+        }
+    };
+    assert_eq!(
+        update,
+        format!(r#"{{"type":"state_update","sessionId":"snap-s","snapshot":{{{members}}}}}"#)
+    );
+    let data = format!(r#""data":{raw},"#);
+    let text = loop {
+        let text = live.c.recv_text().await;
+        if text.contains("state_snapshot") {
+            break text;
+        }
+    };
+    assert!(text.contains(&data), "{text}");
+    // A subscriber after the publication: the snapshot comes with its ack, the same bytes.
+    let mut late = V2::dashboard(&relay.dash()).await;
+    late.send(json!({"type": "subscribe", "channel": "sessions/snap-s", "id": "late"}))
+        .await;
+    let text = loop {
+        let text = late.c.recv_text().await;
+        if text.contains("state_snapshot") {
+            break text;
+        }
+    };
+    assert!(text.contains(&data), "{text}");
+    relay.shutdown.cancel();
+}

@@ -7,13 +7,13 @@ use devrelay_protocol::channel::session_channel;
 use devrelay_protocol::session_event::names;
 use devrelay_protocol::v2::{ClientMessage, PresenceInfo, PresenceKind};
 use devrelay_protocol::{
-    DashboardMessage, DecodeError, ErrorCode, ErrorMessage, Handshake, HandshakeAck, Inbound,
-    InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
+    splice, DashboardMessage, DecodeError, ErrorCode, ErrorMessage, Handshake, HandshakeAck,
+    Inbound, InboundRef, Millis, RelayToDashboard, RelayToSdk, SdkMessage, PROTOCOL_VERSION,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Connection, Role};
-use crate::engine::{EngineError, Kind, PublishRequest};
+use crate::engine::{EngineError, InLegacy, Kind, PublishRequest};
 use crate::hub::{encode, DashboardMark, Joiner, Protocol, SnapshotRequestError};
 use crate::publish;
 
@@ -219,13 +219,20 @@ impl Connection {
         let (legacy, data_in_legacy) = match what {
             // `raw` is the frame `InboundRef::decode` accepted as a `state_snapshot`.
             Forward::Snapshot => match publish::state_update_frame_of_checked(session, raw) {
-                Ok(frame) => (frame, None),
+                // Copied: the snapshot is in there but for its start, and the v2 frame can wait too.
+                Ok((frame, copied)) => (
+                    frame,
+                    copied.map(|range| InLegacy {
+                        prefix: splice::STATE_SNAPSHOT_PREFIX,
+                        range,
+                    }),
+                ),
                 Err(e) => return self.reply_error(e.code(), e.to_string()),
             },
             Forward::Event => {
                 // The SDK's frame is in there: the v2 frame can be built from it if anyone needs one.
                 let (frame, range) = publish::stream_event_update_frame(session, raw);
-                (frame, Some(range))
+                (frame, Some(InLegacy { prefix: "", range }))
             }
         };
         let request = PublishRequest {

@@ -23,8 +23,8 @@ use devrelay_protocol::v2::{publication_frame, publication_frame_len, PresenceIn
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
-    Broker, Claim, Delivery, EngineError, Epoch, HistoryLimits, Joined, Owner, Position, Presence,
-    Publication, PublishRequest, Since, V2Frame,
+    Broker, Claim, Delivery, EngineError, Epoch, HistoryLimits, InLegacy, Joined, Owner, Position,
+    Presence, Publication, PublishRequest, Since, V2Frame,
 };
 use crate::outbox::Frame;
 use crate::presence::PresenceEntry;
@@ -286,21 +286,22 @@ impl MemoryEngine {
 }
 
 /// Whether a publication's v2 frame can wait: its `data` is where the request says in its seed-000 frame
-/// (checked: a wrong range must not change what v2 subscribers get) and its event a seed-000 one. Returns the
-/// event as a `'static` name and the range.
+/// (checked: a wrong range or prefix must not change what v2 subscribers get) and its event a seed-000 one.
+/// Returns the event as a `'static` name and where the data is.
 fn deferrable(
     event: &str,
     data: Option<&str>,
     legacy: Option<&Frame>,
-    range: Option<&std::ops::Range<usize>>,
-) -> Option<(&'static str, std::ops::Range<usize>)> {
+    at: Option<&InLegacy>,
+) -> Option<(&'static str, InLegacy)> {
     let event = [names::STREAM_EVENT, names::STATE_SNAPSHOT]
         .into_iter()
         .find(|n| *n == event)?;
-    let range = range?.clone();
-    // Bytes against bytes: equal to `data`, they are its text (no UTF-8 check per publication).
-    let inside = legacy?.payload().get(range.clone())?;
-    (inside == splice::trim(data?).as_bytes()).then_some((event, range))
+    let at = at?;
+    let rest = splice::trim(data?).strip_prefix(at.prefix)?;
+    // Bytes against bytes: equal to the rest of `data`, they are its text (no UTF-8 check per publication).
+    let inside = legacy?.payload().get(at.range.clone())?;
+    (inside == rest.as_bytes()).then(|| (event, at.clone()))
 }
 
 /// The publications after `offset` of epoch `epoch`, if the history holds every one of them.
@@ -627,7 +628,7 @@ mod tests {
                     event: names::STREAM_EVENT,
                     data: Some(raw),
                     legacy: Some(legacy.clone()),
-                    data_in_legacy: Some(range),
+                    data_in_legacy: Some(InLegacy { prefix: "", range }),
                     ..req("sessions/s", None)
                 },
                 &d,
@@ -659,6 +660,54 @@ mod tests {
         assert!(wrong
             .frame()
             .contains(r#""data":{"type":"stream_event","sessionId":"s","seq":1},"#));
+    }
+
+    #[test]
+    fn a_seed_000_snapshot_gets_the_same_v2_frame_built_later_and_a_wrong_prefix_builds_it_now() {
+        let e = MemoryEngine::new(16, LIMITS);
+        let d = Collect::default();
+        let raw = " {\"type\":\"state_snapshot\",\"sessionId\":\"s\", \"state\":{\"k\":[1,2]}}\n";
+        // As the relay builds it (with its WebSocket header in front): the members copied, their place known.
+        let (legacy, copied) = crate::publish::state_update_frame_of_checked("s", raw).unwrap();
+        let range = copied.expect("an SDK-shaped frame is copied");
+        let publish = |prefix: &'static str| {
+            e.publish(
+                PublishRequest {
+                    event: names::STATE_SNAPSHOT,
+                    data: Some(raw),
+                    kind: Kind::Snapshot,
+                    legacy: Some(legacy.clone()),
+                    data_in_legacy: Some(InLegacy {
+                        prefix,
+                        range: range.clone(),
+                    }),
+                    ..req("sessions/s", None)
+                },
+                &d,
+            )
+            .unwrap()
+        };
+        let deferred = publish(splice::STATE_SNAPSHOT_PREFIX);
+        assert!(
+            deferred.frame.built.get().is_none(),
+            "not built at the publish"
+        );
+        let (len, frame) = (deferred.frame_len(), deferred.frame().clone());
+        let eager = publication_frame(
+            "sessions/s",
+            names::STATE_SNAPSHOT,
+            Some(raw),
+            deferred.offset,
+            deferred.epoch.text().as_str(),
+            deferred.frame.deferred.as_ref().unwrap().2,
+        );
+        assert_eq!((frame.as_str(), len), (eager.as_str(), eager.len()));
+        // A prefix that is not what the frame left out: the frame is built from `data` at once.
+        let wrong = publish(r#"{"type":"state_snapshot", "#);
+        assert!(wrong.frame.built.get().is_some());
+        assert!(wrong
+            .frame()
+            .contains(&format!(r#""data":{},"#, raw.trim())));
     }
 
     #[test]

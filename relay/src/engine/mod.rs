@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use devrelay_protocol::v2::{publication_frame, PresenceInfo};
+use devrelay_protocol::v2::{publication_frame_of_parts, PresenceInfo};
 use devrelay_protocol::Millis;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -99,13 +99,24 @@ pub struct PublishRequest<'a> {
     /// The seed-000 form for legacy dashboards (`state_update` / `stream_event_update`), if there is one.
     pub legacy: Option<Frame>,
     /// Where `data` (trimmed) is inside `legacy`, if it is (a seed-000 `stream_event`: the SDK's frame, wrapped
-    /// once): then the v2 frame can wait until a v2 subscriber or a replay needs it.
-    pub data_in_legacy: Option<Range<usize>>,
+    /// once; a `state_snapshot`: all of it but its start): then the v2 frame can wait until a v2 subscriber or a
+    /// replay needs it.
+    pub data_in_legacy: Option<InLegacy>,
     /// Publish only if this connection owns the channel (`sessions/{id}`, `agents/{id}`).
     pub owner: Option<Owner>,
     /// The publisher's own sequence number (owned channels): a `seq` not above the channel's last one is a
     /// resend, refused with [`EngineError::Duplicate`] and not published again.
     pub seq: Option<u64>,
+}
+
+/// Where a publication's `data` (trimmed) is in its seed-000 frame: `prefix`, then the frame's payload bytes in
+/// `range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InLegacy {
+    /// What the seed-000 frame left out of the data, at its start: nothing for a `stream_event` (the SDK's
+    /// frame is wrapped whole), `{"type":"state_snapshot",` for a snapshot (`splice::push_state_update_of_frame`).
+    pub prefix: &'static str,
+    pub range: Range<usize>,
 }
 
 /// A stamped publication, shared by every subscriber (and, with recovery, by history).
@@ -126,17 +137,17 @@ pub struct Publication {
     pub at: Instant,
 }
 
-/// A publication's v2 frame, serialized once: when it is stamped, or — for a seed-000 event, whose `data` is
-/// in its seed-000 frame already — the first time someone needs it (a v2 subscriber, a replay). A session
-/// watched only by seed-000 dashboards then never builds it (a copy of the event and two allocations per
-/// message); history accounts for it by its length, known without building it, so the bounds do not depend on
-/// who read what.
+/// A publication's v2 frame, serialized once: when it is stamped, or — for a seed-000 event or snapshot, whose
+/// `data` is in its seed-000 frame already — the first time someone needs it (a v2 subscriber, a replay). A
+/// session watched only by seed-000 dashboards then never builds it (a copy of the event and two allocations
+/// per message; for a snapshot, a second copy of it held by history as long as the snapshot is); history
+/// accounts for it by its length, known without building it, so the bounds do not depend on who read what.
 #[derive(Debug)]
 pub struct V2Frame {
     built: OnceLock<Utf8Bytes>,
     len: usize,
     /// Not built yet: the event name, where `data` is in the seed-000 frame, and the stamp time.
-    deferred: Option<(&'static str, Range<usize>, Millis)>,
+    deferred: Option<(&'static str, InLegacy, Millis)>,
 }
 
 impl V2Frame {
@@ -151,12 +162,7 @@ impl V2Frame {
 
     /// A frame to build from the publication's seed-000 frame when needed; `len` is its length
     /// (`publication_frame_len`).
-    pub fn deferred(
-        event: &'static str,
-        data: Range<usize>,
-        timestamp: Millis,
-        len: usize,
-    ) -> V2Frame {
+    pub fn deferred(event: &'static str, data: InLegacy, timestamp: Millis, len: usize) -> V2Frame {
         V2Frame {
             built: OnceLock::new(),
             len,
@@ -169,15 +175,20 @@ impl Publication {
     /// The v2 frame (built now if it was deferred; every caller after gets the same bytes).
     pub fn frame(&self) -> &Utf8Bytes {
         self.frame.built.get_or_init(|| {
-            let Some((event, range, timestamp)) = &self.frame.deferred else {
+            let Some((event, data, timestamp)) = &self.frame.deferred else {
                 // `ready` always sets `built`.
                 return Utf8Bytes::from_static("null");
             };
-            let data = self.legacy.as_ref().and_then(|l| l.text(range.clone()));
-            Utf8Bytes::from(publication_frame(
+            // Checked at the publish (`deferrable`): the range is text, and with the prefix it is the data.
+            let rest = self
+                .legacy
+                .as_ref()
+                .and_then(|l| l.text(data.range.clone()));
+            let (prefix, rest) = rest.map_or(("", "null"), |rest| (data.prefix, rest));
+            Utf8Bytes::from(publication_frame_of_parts(
                 &self.channel,
                 event,
-                data,
+                [prefix, rest],
                 self.offset,
                 self.epoch.text().as_str(),
                 *timestamp,
