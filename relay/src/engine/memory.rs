@@ -611,6 +611,25 @@ mod tests {
         );
     }
 
+    /// A publication on `sessions/s` of `event` with `data` `raw` whose v2 frame was deferred: not built at the
+    /// publish, then (built now) the bytes and length the eager path gives.
+    fn deferred_is_eager(deferred: &Publication, event: &str, raw: &str) {
+        assert!(
+            deferred.frame.built.get().is_none(),
+            "not built at the publish"
+        );
+        let (len, frame) = (deferred.frame_len(), deferred.frame().clone());
+        let eager = publication_frame(
+            "sessions/s",
+            event,
+            Some(raw),
+            deferred.offset,
+            deferred.epoch.text().as_str(),
+            deferred.frame.deferred.as_ref().unwrap().2,
+        );
+        assert_eq!((frame.as_str(), len), (eager.as_str(), eager.len()));
+    }
+
     #[test]
     fn a_seed_000_event_gets_the_same_v2_frame_built_later_and_a_wrong_range_builds_it_now() {
         let e = MemoryEngine::new(16, LIMITS);
@@ -636,20 +655,7 @@ mod tests {
             .unwrap()
         };
         let deferred = publish(range.clone());
-        assert!(
-            deferred.frame.built.get().is_none(),
-            "not built at the publish"
-        );
-        let (len, frame) = (deferred.frame_len(), deferred.frame().clone());
-        let eager = publication_frame(
-            "sessions/s",
-            names::STREAM_EVENT,
-            Some(raw),
-            deferred.offset,
-            deferred.epoch.text().as_str(),
-            deferred.frame.deferred.as_ref().unwrap().2,
-        );
-        assert_eq!((frame.as_str(), len), (eager.as_str(), eager.len()));
+        deferred_is_eager(&deferred, names::STREAM_EVENT, raw);
         assert!(
             std::ptr::eq(deferred.frame(), deferred.frame()),
             "built once"
@@ -688,20 +694,7 @@ mod tests {
             .unwrap()
         };
         let deferred = publish(splice::STATE_SNAPSHOT_PREFIX);
-        assert!(
-            deferred.frame.built.get().is_none(),
-            "not built at the publish"
-        );
-        let (len, frame) = (deferred.frame_len(), deferred.frame().clone());
-        let eager = publication_frame(
-            "sessions/s",
-            names::STATE_SNAPSHOT,
-            Some(raw),
-            deferred.offset,
-            deferred.epoch.text().as_str(),
-            deferred.frame.deferred.as_ref().unwrap().2,
-        );
-        assert_eq!((frame.as_str(), len), (eager.as_str(), eager.len()));
+        deferred_is_eager(&deferred, names::STATE_SNAPSHOT, raw);
         // A prefix that is not what the frame left out: the frame is built from `data` at once.
         let wrong = publish(r#"{"type":"state_snapshot", "#);
         assert!(wrong.frame.built.get().is_some());
