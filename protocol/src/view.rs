@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::decode::{message_type, DecodeError, Object};
 use crate::json_reader;
+use crate::splice::STATE_SNAPSHOT_PREFIX;
 use crate::{Inbound, Millis};
 
 /// A frame sent to the relay, as far as the relay needs to understand it.
@@ -29,7 +30,6 @@ pub enum InboundRef<'a> {
 }
 
 const STREAM_EVENT_PREFIX: &str = r#"{"type":"stream_event","#;
-use crate::splice::STATE_SNAPSHOT_PREFIX;
 
 impl<'a> InboundRef<'a> {
     /// Decodes a frame for routing. Accepts and rejects exactly what [`Inbound::decode`] does.
