@@ -83,9 +83,7 @@ pub fn push_state_update(
             DecodeError::BadJson(e.to_string())
         }
     })?;
-    out.push_str(r#"{"type":"state_update","sessionId":"#);
-    push_json_string(out, session_id);
-    out.push_str(r#","snapshot":{"#);
+    push_state_update_head(out, session_id);
     let mut first = true;
     for (key, value) in members.0.iter().filter(|(k, _)| !is_type(k)) {
         if !first {
@@ -125,13 +123,18 @@ pub fn push_state_update_of_frame(
         return push_state_update(out, session_id, raw_frame).map(|()| None);
     };
     let start = out.len();
-    out.push_str(r#"{"type":"state_update","sessionId":"#);
-    push_json_string(out, session_id);
-    out.push_str(r#","snapshot":{"#);
+    push_state_update_head(out, session_id);
     let from = out.len() - start;
     out.push_str(members);
     out.push_str("}}");
     Ok(Some(from..out.len() - start - 1))
+}
+
+/// A `state_update`'s text up to its snapshot's members: `{"type":"state_update","sessionId":…,"snapshot":{`.
+fn push_state_update_head(out: &mut String, session_id: &str) {
+    out.push_str(r#"{"type":"state_update","sessionId":"#);
+    push_json_string(out, session_id);
+    out.push_str(r#","snapshot":{"#);
 }
 
 fn push_json_string(out: &mut String, s: &str) {

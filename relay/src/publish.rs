@@ -169,11 +169,7 @@ pub fn stream_event_update_frame(session_id: &str, raw: &str) -> (Frame, Range<u
 /// A session's `state_snapshot` as seed-000 dashboards get it (`splice::state_update`), built once with its
 /// WebSocket header.
 pub fn state_update_frame(session_id: &str, raw: &str) -> Result<Frame, DecodeError> {
-    let capacity = splice::update_capacity(session_id, raw);
-    let (frame, built) = Frame::build(capacity, |out| {
-        splice::push_state_update(out, session_id, raw)
-    });
-    built.map(|()| frame)
+    build_state_update(session_id, raw, splice::push_state_update).map(|(frame, ())| frame)
 }
 
 /// `state_update_frame` of a seed-000 SDK's `state_snapshot` frame that `InboundRef::decode` accepted
@@ -183,11 +179,18 @@ pub fn state_update_frame_of_checked(
     session_id: &str,
     raw_frame: &str,
 ) -> Result<(Frame, Option<Range<usize>>), DecodeError> {
-    let capacity = splice::update_capacity(session_id, raw_frame);
-    let (frame, built) = Frame::build(capacity, |out| {
-        splice::push_state_update_of_frame(out, session_id, raw_frame)
-    });
-    built.map(|copied| (frame, copied))
+    build_state_update(session_id, raw_frame, splice::push_state_update_of_frame)
+}
+
+/// A `state_update` of `raw` written by `push` into one frame with its WebSocket header, with `push`'s result.
+fn build_state_update<R>(
+    session_id: &str,
+    raw: &str,
+    push: fn(&mut String, &str, &str) -> Result<R, DecodeError>,
+) -> Result<(Frame, R), DecodeError> {
+    let capacity = splice::update_capacity(session_id, raw);
+    let (frame, built) = Frame::build(capacity, |out| push(out, session_id, raw));
+    built.map(|r| (frame, r))
 }
 
 #[cfg(test)]
